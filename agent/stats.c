@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+/* Aggregation of per-thread loop stats over windows. */
+#include <string.h>
+
+#include "loopscope/loopscope.h"
+
+const char *ls_poll_kind_name(uint32_t kind)
+{
+	switch (kind) {
+	case LS_POLL_EPOLL_WAIT: return "epoll_wait";
+	case LS_POLL_EPOLL_PWAIT: return "epoll_pwait";
+	case LS_POLL_EPOLL_PWAIT2: return "epoll_pwait2";
+	default: return "-";
+	}
+}
+
+/* Busy and poll time accumulated up to time t, counting the period in
+ * progress at t (the histograms only hold finished periods). */
+static void time_split_at(const struct ls_thread_stats *st, uint64_t t,
+			  uint64_t *busy, uint64_t *poll)
+{
+	*busy = st->busy.sum;
+	*poll = st->poll.sum;
+	if (st->in_poll) {
+		if (t > st->poll_enter_ns)
+			*poll += t - st->poll_enter_ns;
+	} else if (st->poll_exit_ns && t > st->poll_exit_ns) {
+		*busy += t - st->poll_exit_ns;
+	}
+}
+
+void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
+		     const struct ls_thread_stats *before, uint64_t before_ns,
+		     struct ls_thread_window *out)
+{
+	uint64_t busy1, poll1, busy0 = 0, poll0 = 0, polls0 = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->tgid = now->tgid;
+	out->tid = now->tid;
+	out->poll_kind = now->poll_kind;
+	out->window_ns = now_ns > before_ns ? now_ns - before_ns : 0;
+	out->first_enter_ns = now->first_enter_ns;
+	out->last_enter_ns = now->poll_enter_ns;
+	out->lag_missed = now->lag_missed - (before ? before->lag_missed : 0);
+	out->slow_busy = now->slow_busy - (before ? before->slow_busy : 0);
+
+	time_split_at(now, now_ns, &busy1, &poll1);
+	if (before) {
+		time_split_at(before, before_ns, &busy0, &poll0);
+		polls0 = before->polls;
+		ls_hist_sub(&out->busy, &now->busy, &before->busy);
+		ls_hist_sub(&out->poll, &now->poll, &before->poll);
+		ls_hist_sub(&out->lag, &now->lag, &before->lag);
+	} else {
+		out->busy = now->busy;
+		out->poll = now->poll;
+		out->lag = now->lag;
+		/* Before the first poll entry seen, the thread's time is not
+		 * known to be loop time: count from that entry. */
+		if (now->first_enter_ns > before_ns)
+			out->window_ns = now_ns - now->first_enter_ns;
+	}
+	out->polls = now->polls - polls0;
+	/* Iterations complete at a poll entry that follows another one. */
+	out->iterations = before ? out->polls : (out->polls ? out->polls - 1 : 0);
+	out->iterations_per_s = out->window_ns ?
+		(double)out->iterations * 1e9 / (double)out->window_ns : 0.0;
+	if (busy1 - busy0 + poll1 - poll0 > 0)
+		out->utilization = (double)(busy1 - busy0) / (double)(busy1 - busy0 + poll1 - poll0);
+	else
+		out->utilization = -1.0;
+	if (!now->in_poll && now->poll_exit_ns && now_ns > now->poll_exit_ns)
+		out->busy_now_ns = now_ns - now->poll_exit_ns;
+}

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * Epoll-level loop health of target processes: iterations, busy time, poll
+ * time, loop lag and slow busy periods, per thread, from the syscall
+ * tracepoints of epoll_wait, epoll_pwait and epoll_pwait2.
+ *
+ * Tracepoint formats (/sys/kernel/tracing/events/syscalls/<name>/format,
+ * Linux 6.18): sys_enter_* carry args[0..5] as unsigned long; for all three
+ * calls args[3] is the timeout: an int in ms for epoll_wait and epoll_pwait,
+ * a `const struct __kernel_timespec __user *` for epoll_pwait2 (NULL means
+ * infinite). sys_exit_* carry `long ret` (events, or -errno).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "loopscope/loop_events.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Run-time settings: .data, written by user space after load. */
+__u64 slow_threshold_ns = 100000000ULL;
+
+/* Ring buffer records that did not fit (user space reports them). */
+__u64 lost_events;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_TARGETS);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8); /* unused */
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_THREADS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tid */
+	__type(value, struct ls_thread_stats);
+} threads SEC(".maps");
+
+/* One all-zero ls_thread_stats: the initial value of a new thread's entry
+ * (16 KiB does not fit on the 512-byte BPF stack). Never written. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ls_thread_stats);
+} zero_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, LS_RINGBUF_BYTES);
+} events SEC(".maps");
+
+static __always_inline void hist_record(struct ls_hist *h, __u64 v)
+{
+	__u32 slot = ls_hist_slot(v);
+
+	if (slot >= LS_HIST_NSLOTS) /* for the verifier */
+		return;
+	h->slots[slot]++;
+	h->count++;
+	h->sum += v;
+	if (v > h->max)
+		h->max = v;
+}
+
+/* The calling thread's stats if its process is a target, else NULL.
+ * Filter first: one hash lookup for every other process on the machine. */
+static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id, zero = 0;
+	struct ls_thread_stats *st;
+	void *init;
+
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return NULL;
+	*tid_out = tid;
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (st)
+		return st;
+	init = bpf_map_lookup_elem(&zero_stats, &zero);
+	if (!init)
+		return NULL;
+	bpf_map_update_elem(&threads, &tid, init, BPF_NOEXIST);
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (st) {
+		st->tgid = tgid;
+		st->tid = tid;
+	}
+	return st;
+}
+
+/*
+ * Loop lag (timer lateness). A poll entered at t with timeout T > 0 states
+ * "my next timer is due at D = t + T": that deadline becomes the thread's
+ * pending deadline, replacing any earlier one (the loop recomputes its
+ * timeout from its earliest timer at every entry).
+ *  - Poll return at x >= D (the timeout expired, or I/O arrived after D):
+ *    lateness = x - D, recorded, pending cleared. This includes the wake-up
+ *    latency of the kernel timer (timer slack, scheduling).
+ *  - Early return x < D (I/O): the deadline still stands; the loop runs its
+ *    callbacks and its next entry restates the deadline.
+ *  - Entry with T = 0 (ready work waiting, asyncio's "timeout 0 when ready"):
+ *    the pending deadline is kept. If the loop was busy past D, this poll
+ *    returns at once and its return is when the loop gets back to
+ *    dispatching: lateness = that return - D. This is how a callback that
+ *    blocks the loop shows up as lag.
+ *  - Entry with T = -1 (no timers): pending cleared.
+ *  - An entry (T != 0) that finds the pending deadline already passed means
+ *    the loop served or dropped that timer without returning from a poll
+ *    after it (libuv runs due timers before polling): counted in lag_missed,
+ *    not guessed.
+ * For epoll_wait/epoll_pwait T is whole ms, which loops round up (asyncio
+ * ceils): D may be up to ~1 ms after the loop's real timer, so lateness reads
+ * up to ~1 ms low there; epoll_pwait2 gives ns. Documented in docs/METRICS.md.
+ */
+static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns)
+{
+	struct ls_thread_stats *st;
+	__u64 now, busy;
+	__u32 tid;
+
+	st = target_thread(&tid);
+	if (!st)
+		return;
+	now = bpf_ktime_get_ns();
+
+	if (st->poll_exit_ns && !st->in_poll) {
+		busy = now - st->poll_exit_ns;
+		hist_record(&st->busy, busy);
+		if (busy > slow_threshold_ns) {
+			struct ls_slow_busy_event *e;
+
+			st->slow_busy++;
+			e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+			if (e) {
+				e->type = LS_EV_SLOW_BUSY;
+				e->tgid = st->tgid;
+				e->tid = tid;
+				e->pad = 0;
+				e->start_ns = st->poll_exit_ns;
+				e->duration_ns = busy;
+				e->poll_timeout_ns = timeout_ns;
+				bpf_ringbuf_submit(e, 0);
+			} else {
+				__sync_fetch_and_add(&lost_events, 1);
+			}
+		}
+	}
+
+	if (timeout_ns != 0) {
+		if (st->deadline_ns && st->deadline_ns <= now)
+			st->lag_missed++;
+		st->deadline_ns = timeout_ns > 0 ? now + (__u64)timeout_ns : 0;
+	}
+
+	if (!st->first_enter_ns)
+		st->first_enter_ns = now;
+	st->polls++;
+	st->poll_kind = kind;
+	st->poll_enter_ns = now;
+	st->in_poll = 1;
+}
+
+static __always_inline void poll_exit(void)
+{
+	struct ls_thread_stats *st;
+	__u64 now;
+	__u32 tid;
+
+	st = target_thread(&tid);
+	if (!st)
+		return;
+	now = bpf_ktime_get_ns();
+	if (st->in_poll)
+		hist_record(&st->poll, now - st->poll_enter_ns);
+	if (st->deadline_ns && now >= st->deadline_ns) {
+		hist_record(&st->lag, now - st->deadline_ns);
+		st->deadline_ns = 0;
+	}
+	st->in_poll = 0;
+	st->poll_exit_ns = now;
+}
+
+static __always_inline __s64 ms_timeout_ns(unsigned long arg)
+{
+	int ms = (int)arg;
+
+	return ms < 0 ? -1 : (__s64)ms * 1000000;
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_wait")
+int ls_enter_epoll_wait(struct trace_event_raw_sys_enter *ctx)
+{
+	poll_enter(LS_POLL_EPOLL_WAIT, ms_timeout_ns(ctx->args[3]));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
+int ls_enter_epoll_pwait(struct trace_event_raw_sys_enter *ctx)
+{
+	poll_enter(LS_POLL_EPOLL_PWAIT, ms_timeout_ns(ctx->args[3]));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait2")
+int ls_enter_epoll_pwait2(struct trace_event_raw_sys_enter *ctx)
+{
+	struct __kernel_timespec ts;
+	const void *uts = (const void *)ctx->args[3];
+	__s64 timeout_ns = -1;
+
+	/* Only read the timespec of targets: the filter in poll_enter comes
+	 * later, so check here too before touching user memory. */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	if (uts) {
+		if (bpf_probe_read_user(&ts, sizeof(ts), uts) == 0 &&
+		    ts.tv_sec >= 0 && ts.tv_nsec >= 0)
+			timeout_ns = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+		else
+			timeout_ns = 0; /* the kernel fails the call: EINVAL/EFAULT */
+	}
+	poll_enter(LS_POLL_EPOLL_PWAIT2, timeout_ns);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_epoll_wait")
+int ls_exit_epoll_wait(struct trace_event_raw_sys_exit *ctx)
+{
+	poll_exit();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_epoll_pwait")
+int ls_exit_epoll_pwait(struct trace_event_raw_sys_exit *ctx)
+{
+	poll_exit();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_epoll_pwait2")
+int ls_exit_epoll_pwait2(struct trace_event_raw_sys_exit *ctx)
+{
+	poll_exit();
+	return 0;
+}

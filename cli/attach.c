@@ -1,0 +1,613 @@
+// SPDX-License-Identifier: MIT
+/* `loopscope attach -p PID[,PID...]`: per-thread loop health every interval,
+ * a report at the end (duration elapsed, Ctrl-C, SIGTERM, targets gone). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <bpf/libbpf.h>
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "loopscope/loopscope.h"
+
+#define MAX_PIDS 64
+#define MAX_SLOW_KEPT 10000
+
+struct slow_rec {
+	struct ls_slow_busy_event ev;
+	char thread[16];
+};
+
+struct thread_name {
+	uint32_t tid;
+	char name[16];
+};
+
+struct attach {
+	/* options */
+	pid_t pids[MAX_PIDS];
+	int npids;
+	uint64_t duration_ns;   /* 0: until Ctrl-C */
+	uint64_t interval_ns;
+	uint64_t threshold_ns;
+	bool json, quiet;
+	const char *btf_path;   /* NULL: the running kernel's */
+	/* state */
+	bool exited[MAX_PIDS];
+	uint64_t exited_at_ns[MAX_PIDS];
+	uint64_t start_ns;
+	int64_t mono_to_real_ns;
+	struct slow_rec *slow;
+	size_t nslow, slow_dropped;
+	struct thread_name *names;
+	size_t nnames;
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+void cli_attach_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: loopscope attach -p PID[,PID...] [-d DURATION] [-i INTERVAL]\n"
+		"                        [--threshold DURATION] [--json] [-q]\n"
+		"\n"
+		"Watch every thread of the given processes that polls with epoll_wait,\n"
+		"epoll_pwait or epoll_pwait2 (a loop thread): iterations/s, utilization,\n"
+		"busy time, loop lag and slow busy periods. Works for any epoll loop:\n"
+		"CPython asyncio, uvloop, libuv, Node.js. Ctrl-C prints the report.\n"
+		"\n"
+		"  -p, --pid PID[,PID...]    processes to attach to (up to %d)\n"
+		"  -d, --duration DURATION   stop after DURATION (default: until Ctrl-C)\n"
+		"  -i, --interval DURATION   print a line per loop thread every INTERVAL (default 1s)\n"
+		"      --threshold DURATION  busy periods longer than this are slow (default 100ms)\n"
+		"      --json                JSON lines on stdout (units in field names)\n"
+		"  -q, --quiet               no interval lines, only the final report\n"
+		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
+		"  -h, --help                this help\n"
+		"\n"
+		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
+		"\n"
+		"Exit codes: 0 ok; 1 internal error; 2 bad arguments; 3 no such process;\n"
+		"4 no permission (root or CAP_BPF+CAP_PERFMON needed); 5 kernel unsupported\n"
+		"(no BTF or no tracefs); 6 a target exited during the run (report printed);\n"
+		"7 no loop thread seen in any target.\n",
+		MAX_PIDS);
+}
+
+static const char *thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
+{
+	struct thread_name *grown;
+	size_t i;
+
+	for (i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid)
+			return a->names[i].name;
+	grown = realloc(a->names, (a->nnames + 1) * sizeof(*a->names));
+	if (!grown)
+		return "?";
+	a->names = grown;
+	a->names[a->nnames].tid = tid;
+	ls_target_thread_name((pid_t)tgid, (pid_t)tid, a->names[a->nnames].name,
+			      sizeof(a->names[a->nnames].name));
+	return a->names[a->nnames++].name;
+}
+
+static char *fmt_dur(uint64_t ns, char *buf, size_t len)
+{
+	return ls_duration_format(ns, buf, len);
+}
+
+/* Wall-clock "HH:MM:SS.mmm" of a CLOCK_MONOTONIC time. */
+static char *fmt_clock(const struct attach *a, uint64_t mono_ns, char *buf, size_t len)
+{
+	int64_t real = (int64_t)mono_ns + a->mono_to_real_ns;
+	time_t sec = (time_t)(real / 1000000000LL);
+	struct tm tm;
+
+	localtime_r(&sec, &tm);
+	snprintf(buf, len, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)((real / 1000000) % 1000));
+	return buf;
+}
+
+static void print_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
+	json_object_put(o);
+}
+
+static void jadd_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+static json_object *hist_json(const struct ls_hist *h)
+{
+	json_object *o = json_object_new_object();
+
+	jadd_u64(o, "count", h->count);
+	jadd_u64(o, "sum_ns", h->sum);
+	jadd_u64(o, "p50_ns", ls_hist_percentile(h, 50));
+	jadd_u64(o, "p90_ns", ls_hist_percentile(h, 90));
+	jadd_u64(o, "p99_ns", ls_hist_percentile(h, 99));
+	jadd_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
+	jadd_u64(o, "max_ns", h->max);
+	return o;
+}
+
+static json_object *window_json(struct attach *a, const struct ls_thread_window *w)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "pid", json_object_new_int((int)w->tgid));
+	json_object_object_add(o, "tid", json_object_new_int((int)w->tid));
+	json_object_object_add(o, "thread", json_object_new_string(thread_name(a, w->tgid, w->tid)));
+	json_object_object_add(o, "poll_syscall", json_object_new_string(ls_poll_kind_name(w->poll_kind)));
+	jadd_u64(o, "window_ns", w->window_ns);
+	jadd_u64(o, "polls", w->polls);
+	jadd_u64(o, "iterations", w->iterations);
+	json_object_object_add(o, "iterations_per_s", json_object_new_double(w->iterations_per_s));
+	if (w->utilization >= 0)
+		json_object_object_add(o, "utilization", json_object_new_double(w->utilization));
+	else
+		json_object_object_add(o, "utilization", NULL);
+	jadd_u64(o, "busy_now_ns", w->busy_now_ns);
+	jadd_u64(o, "slow_busy", w->slow_busy);
+	jadd_u64(o, "lag_missed", w->lag_missed);
+	jadd_u64(o, "first_poll_enter_ns", w->first_enter_ns);
+	jadd_u64(o, "last_poll_enter_ns", w->last_enter_ns);
+	json_object_object_add(o, "busy", hist_json(&w->busy));
+	json_object_object_add(o, "poll", hist_json(&w->poll));
+	json_object_object_add(o, "lag", hist_json(&w->lag));
+	return o;
+}
+
+static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
+{
+	struct attach *a = ctx;
+	const char *name = thread_name(a, e->tgid, e->tid);
+	char b1[32], b2[32];
+
+	if (a->nslow < MAX_SLOW_KEPT) {
+		if (!a->slow)
+			a->slow = calloc(MAX_SLOW_KEPT, sizeof(*a->slow));
+		if (a->slow) {
+			a->slow[a->nslow].ev = *e;
+			snprintf(a->slow[a->nslow].thread, sizeof(a->slow[0].thread), "%s", name);
+			a->nslow++;
+		}
+	} else {
+		a->slow_dropped++;
+	}
+	if (a->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "type", json_object_new_string("slow_busy"));
+		json_object_object_add(o, "pid", json_object_new_int((int)e->tgid));
+		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
+		json_object_object_add(o, "thread", json_object_new_string(name));
+		jadd_u64(o, "start_ns", e->start_ns);
+		jadd_u64(o, "duration_ns", e->duration_ns);
+		print_json(o);
+	} else if (!a->quiet) {
+		printf("%s  SLOW busy %s  pid %u tid %u (%s)\n", fmt_clock(a, e->start_ns, b1, sizeof(b1)),
+		       fmt_dur(e->duration_ns, b2, sizeof(b2)), e->tgid, e->tid, name);
+		fflush(stdout);
+	}
+}
+
+static const struct ls_thread_stats *find_thread(const struct ls_thread_stats *v, size_t n,
+						 uint32_t tid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].tid == tid)
+			return &v[i];
+	return NULL;
+}
+
+static void print_header(void)
+{
+	printf("%-12s %7s %7s %-15s %8s %5s  %9s %9s %9s  %9s %9s %9s %5s\n", "TIME", "PID", "TID",
+	       "THREAD", "ITER/s", "UTIL%", "BUSY p50", "p99", "max", "LAG p50", "p99", "max",
+	       "SLOW");
+	fflush(stdout);
+}
+
+static void print_interval(struct attach *a, const struct ls_thread_stats *now, size_t n,
+			   uint64_t now_ns, const struct ls_thread_stats *prev, size_t nprev,
+			   uint64_t prev_ns)
+{
+	char t[32], b[6][16];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ls_thread_stats *before = find_thread(prev, nprev, now[i].tid);
+		struct ls_thread_window w;
+
+		ls_stats_window(&now[i], now_ns, before, before ? prev_ns : a->start_ns, &w);
+		if (!w.polls && !w.busy_now_ns)
+			continue; /* not a loop thread in this window */
+		if (a->json) {
+			json_object *o = window_json(a, &w);
+
+			json_object_object_add(o, "type", json_object_new_string("interval"));
+			jadd_u64(o, "time_ns", now_ns);
+			print_json(o);
+			continue;
+		}
+		printf("%-12s %7u %7u %-15s %8.1f %5.1f  %9s %9s %9s  %9s %9s %9s %5llu%s%s\n",
+		       fmt_clock(a, now_ns, t, sizeof(t)), w.tgid, w.tid,
+		       thread_name(a, w.tgid, w.tid), w.iterations_per_s,
+		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0,
+		       fmt_dur(ls_hist_percentile(&w.busy, 50), b[0], 16),
+		       fmt_dur(ls_hist_percentile(&w.busy, 99), b[1], 16),
+		       fmt_dur(w.busy.max, b[2], 16),
+		       w.lag.count ? fmt_dur(ls_hist_percentile(&w.lag, 50), b[3], 16) : "-",
+		       w.lag.count ? fmt_dur(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
+		       w.lag.count ? fmt_dur(w.lag.max, b[5], 16) : "-",
+		       (unsigned long long)w.slow_busy,
+		       w.busy_now_ns > a->threshold_ns ? "  BUSY NOW " : "",
+		       w.busy_now_ns > a->threshold_ns ? fmt_dur(w.busy_now_ns, t, sizeof(t)) : "");
+	}
+	fflush(stdout);
+}
+
+static void print_hist_line(const char *what, const struct ls_hist *h)
+{
+	char b[6][16];
+
+	if (!h->count) {
+		printf("    %-5s n=0\n", what);
+		return;
+	}
+	printf("    %-5s n=%-8llu p50 %-9s p90 %-9s p99 %-9s p99.9 %-9s max %s\n", what,
+	       (unsigned long long)h->count, fmt_dur(ls_hist_percentile(h, 50), b[0], 16),
+	       fmt_dur(ls_hist_percentile(h, 90), b[1], 16),
+	       fmt_dur(ls_hist_percentile(h, 99), b[2], 16),
+	       fmt_dur(ls_hist_percentile(h, 99.9), b[3], 16), fmt_dur(h->max, b[4], 16));
+}
+
+static int pid_index(const struct attach *a, uint32_t pid)
+{
+	for (int i = 0; i < a->npids; i++)
+		if ((uint32_t)a->pids[i] == pid)
+			return i;
+	return -1;
+}
+
+/* The final report; returns the number of targets in which a loop thread was seen. */
+static int print_report(struct attach *a, const struct ls_thread_stats *v, size_t n,
+			uint64_t now_ns, uint64_t lost)
+{
+	json_object *jr = NULL, *jthreads = NULL, *jslow = NULL, *jexited = NULL, *jnoloop = NULL;
+	bool seen[MAX_PIDS] = { false };
+	int nseen = 0;
+	char b1[32], b2[32];
+
+	if (a->json) {
+		jr = json_object_new_object();
+		jthreads = json_object_new_array();
+		jslow = json_object_new_array();
+		jexited = json_object_new_array();
+		jnoloop = json_object_new_array();
+		json_object_object_add(jr, "type", json_object_new_string("report"));
+		jadd_u64(jr, "start_ns", a->start_ns);
+		jadd_u64(jr, "end_ns", now_ns);
+		jadd_u64(jr, "duration_ns", now_ns - a->start_ns);
+		jadd_u64(jr, "threshold_ns", a->threshold_ns);
+	} else {
+		printf("\n== loopscope report: %s, threshold %s ==\n",
+		       fmt_dur(now_ns - a->start_ns, b1, sizeof(b1)),
+		       fmt_dur(a->threshold_ns, b2, sizeof(b2)));
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct ls_thread_window w;
+		int pi = pid_index(a, v[i].tgid);
+
+		ls_stats_window(&v[i], now_ns, NULL, a->start_ns, &w);
+		if (!w.polls)
+			continue;
+		if (pi >= 0 && !seen[pi]) {
+			seen[pi] = true;
+			nseen++;
+		}
+		if (a->json) {
+			json_object_array_add(jthreads, window_json(a, &w));
+			continue;
+		}
+		printf("  pid %u tid %u (%s), %s: %llu iterations (%.1f/s), utilization %.1f%%\n",
+		       w.tgid, w.tid, thread_name(a, w.tgid, w.tid), ls_poll_kind_name(w.poll_kind),
+		       (unsigned long long)w.iterations, w.iterations_per_s,
+		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0);
+		print_hist_line("busy", &w.busy);
+		print_hist_line("poll", &w.poll);
+		print_hist_line("lag", &w.lag);
+		if (w.busy_now_ns > a->threshold_ns)
+			printf("    busy right now for %s (the loop is stuck in a callback)\n",
+			       fmt_dur(w.busy_now_ns, b1, sizeof(b1)));
+	}
+	if (!a->json)
+		printf("  slow busy periods (> %s): %zu\n", fmt_dur(a->threshold_ns, b1, sizeof(b1)),
+		       a->nslow + a->slow_dropped);
+	for (size_t i = 0; i < a->nslow; i++) {
+		const struct slow_rec *s = &a->slow[i];
+
+		if (a->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "pid", json_object_new_int((int)s->ev.tgid));
+			json_object_object_add(o, "tid", json_object_new_int((int)s->ev.tid));
+			json_object_object_add(o, "thread", json_object_new_string(s->thread));
+			jadd_u64(o, "start_ns", s->ev.start_ns);
+			jadd_u64(o, "duration_ns", s->ev.duration_ns);
+			json_object_array_add(jslow, o);
+		} else {
+			printf("    %s  busy %-9s  pid %u tid %u (%s)\n",
+			       fmt_clock(a, s->ev.start_ns, b1, sizeof(b1)),
+			       fmt_dur(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
+			       s->thread);
+		}
+	}
+	if (!a->json && a->slow_dropped)
+		printf("    (%zu more not kept)\n", a->slow_dropped);
+	for (int i = 0; i < a->npids; i++) {
+		if (a->exited[i]) {
+			if (a->json)
+				json_object_array_add(jexited, json_object_new_int(a->pids[i]));
+			else
+				printf("  pid %d exited after %s\n", a->pids[i],
+				       fmt_dur(a->exited_at_ns[i] - a->start_ns, b1, sizeof(b1)));
+		}
+		if (!seen[i]) {
+			if (a->json)
+				json_object_array_add(jnoloop, json_object_new_int(a->pids[i]));
+			else
+				printf("  pid %d: no loop thread seen (no epoll_wait, epoll_pwait or "
+				       "epoll_pwait2 call)\n", a->pids[i]);
+		}
+	}
+	if (lost && !a->json)
+		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	if (a->json) {
+		json_object_object_add(jr, "threads", jthreads);
+		json_object_object_add(jr, "slow_busy", jslow);
+		jadd_u64(jr, "slow_busy_not_kept", a->slow_dropped);
+		jadd_u64(jr, "lost_events", lost);
+		json_object_object_add(jr, "exited", jexited);
+		json_object_object_add(jr, "no_loop", jnoloop);
+		print_json(jr);
+	}
+	fflush(stdout);
+	return nseen;
+}
+
+static int parse_duration_opt(const char *opt, const char *val, uint64_t *ns, bool zero_ok)
+{
+	if (ls_duration_parse(val, ns) || (!zero_ok && *ns == 0)) {
+		fprintf(stderr, "loopscope: invalid duration '%s' for %s (examples: 500us, 100ms, 2s)\n",
+			val, opt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_args(struct attach *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "btf", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c, n;
+
+	a->interval_ns = 1000000000ULL;
+	a->threshold_ns = 100000000ULL;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			n = ls_target_parse_pids(optarg, a->pids + a->npids, MAX_PIDS - a->npids);
+			if (n < 0) {
+				fprintf(stderr, "loopscope: invalid pid list '%s' (expected PID[,PID...], "
+					"at most %d)\n", optarg, MAX_PIDS);
+				return -EINVAL;
+			}
+			a->npids += n;
+			break;
+		case 'd':
+			if (parse_duration_opt("--duration", optarg, &a->duration_ns, false))
+				return -EINVAL;
+			break;
+		case 'i':
+			if (parse_duration_opt("--interval", optarg, &a->interval_ns, false))
+				return -EINVAL;
+			break;
+		case 't':
+			if (parse_duration_opt("--threshold", optarg, &a->threshold_ns, false))
+				return -EINVAL;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'q':
+			a->quiet = true;
+			break;
+		case 'b':
+			a->btf_path = optarg;
+			break;
+		case 'h':
+			cli_attach_usage(stdout);
+			return 1;
+		default:
+			fprintf(stderr, "loopscope: try 'loopscope attach --help'\n");
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "loopscope: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!a->npids) {
+		fprintf(stderr, "loopscope: attach needs -p PID (try 'loopscope attach --help')\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
+		return vfprintf(stderr, fmt, args);
+	return 0;
+}
+
+int cli_attach(int argc, char **argv)
+{
+	struct attach a = { 0 };
+	struct ls_loop_opts lopts = { 0 };
+	struct ls_loop *loop = NULL;
+	struct ls_thread_stats *prev = NULL, *cur = NULL;
+	size_t nprev = 0, ncur = 0;
+	uint64_t prev_ns, now_ns, next_tick, deadline;
+	struct sigaction sa = { 0 };
+	struct timespec mono, real;
+	char why[256];
+	int err, ret = LS_EXIT_ERROR, nalive;
+
+	err = parse_args(&a, argc, argv);
+	if (err)
+		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
+	for (int i = 0; i < a.npids; i++) {
+		if (ls_target_alive(a.pids[i])) {
+			fprintf(stderr, "loopscope: pid %d: no such process\n", a.pids[i]);
+			return LS_EXIT_NO_PROCESS;
+		}
+	}
+	err = ls_sys_check(a.btf_path, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "loopscope: %s\n", why);
+		return err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_UNSUPPORTED;
+	}
+
+	libbpf_set_print(libbpf_quiet);
+	sa.sa_handler = on_signal; /* no SA_RESTART: the ring buffer wait returns EINTR */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	lopts.slow_threshold_ns = a.threshold_ns;
+	lopts.btf_path = a.btf_path;
+	lopts.on_slow_busy = on_slow_busy;
+	lopts.ctx = &a;
+	err = ls_loop_open(&lopts, &loop);
+	if (err) {
+		fprintf(stderr, "loopscope: loading BPF programs failed: %s\n", strerror(-err));
+		ret = err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_ERROR;
+		goto cleanup;
+	}
+	for (int i = 0; i < a.npids; i++) {
+		err = ls_loop_add_target(loop, a.pids[i]);
+		if (err) {
+			fprintf(stderr, "loopscope: pid %d: cannot add target: %s\n", a.pids[i],
+				strerror(-err));
+			goto cleanup;
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	a.mono_to_real_ns = ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
+			    (real.tv_nsec - mono.tv_nsec);
+	a.start_ns = prev_ns = ls_sys_now_ns();
+	next_tick = a.start_ns + a.interval_ns;
+	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
+	if (!a.json)
+		fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
+			a.npids, a.npids > 1 ? "es" : "",
+			ls_duration_format(a.threshold_ns, why, sizeof(why)));
+	if (!a.json && !a.quiet)
+		print_header();
+
+	while (!stop_signal) {
+		now_ns = ls_sys_now_ns();
+		if (now_ns >= deadline)
+			break;
+		uint64_t wait_ns = (next_tick < deadline ? next_tick : deadline) - now_ns;
+		/* Wake at least every 100 ms to notice targets that exit. */
+		int wait_ms = (int)((wait_ns + 999999) / 1000000);
+		err = ls_loop_poll(loop, wait_ms < 100 ? wait_ms : 100);
+		if (err < 0 && err != -EINTR) {
+			fprintf(stderr, "loopscope: reading events failed: %s\n", strerror(-err));
+			goto cleanup;
+		}
+		nalive = 0;
+		now_ns = ls_sys_now_ns();
+		for (int i = 0; i < a.npids; i++) {
+			if (!a.exited[i] && ls_target_alive(a.pids[i])) {
+				a.exited[i] = true;
+				a.exited_at_ns[i] = now_ns;
+				if (!a.json)
+					fprintf(stderr, "loopscope: pid %d exited\n", a.pids[i]);
+			}
+			nalive += !a.exited[i];
+		}
+		if (!nalive)
+			break;
+		if (now_ns >= next_tick && !a.quiet) {
+			err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
+			if (err)
+				goto snapshot_failed;
+			print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
+			free(prev);
+			prev = cur;
+			nprev = ncur;
+			cur = NULL;
+			prev_ns = now_ns;
+		}
+		while (next_tick <= now_ns)
+			next_tick += a.interval_ns;
+	}
+	/* Snapshot first, then drain: every slow period that ended before the
+	 * snapshot's last poll entry is then in the report's list. */
+	err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
+	if (err)
+		goto snapshot_failed;
+	while (ls_loop_poll(loop, 0) > 0)
+		;
+	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
+		fprintf(stderr, "loopscope: no loop thread seen in any target\n");
+		ret = LS_EXIT_NO_LOOP;
+	} else {
+		ret = LS_EXIT_OK;
+		for (int i = 0; i < a.npids; i++)
+			if (a.exited[i])
+				ret = LS_EXIT_TARGET_EXITED;
+	}
+	goto cleanup;
+snapshot_failed:
+	fprintf(stderr, "loopscope: reading loop stats failed: %s\n", strerror(-err));
+	ret = LS_EXIT_ERROR;
+cleanup:
+	ls_loop_close(loop);
+	free(prev);
+	free(cur);
+	free(a.slow);
+	free(a.names);
+	return ret;
+}

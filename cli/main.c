@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+/* loopscope: command dispatch, --help, --version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "loopscope/loopscope.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: loopscope COMMAND [OPTIONS]\n"
+		"\n"
+		"Measure the health of event loops in running processes, from the outside, with eBPF.\n"
+		"\n"
+		"Commands:\n"
+		"  attach -p PID[,PID...]   watch the loop threads of running processes\n"
+		"  help [COMMAND]           show help\n"
+		"\n"
+		"Options: -h, --help; -V, --version\n"
+		"Run 'loopscope COMMAND --help' for a command's options and exit codes.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return LS_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return LS_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		printf("loopscope %s\n", LS_VERSION);
+		return LS_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "help")) {
+		if (argc > 2 && !strcmp(argv[2], "attach"))
+			cli_attach_usage(stdout);
+		else
+			usage(stdout);
+		return LS_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "attach"))
+		return cli_attach(argc - 1, argv + 1);
+	fprintf(stderr, "loopscope: unknown command '%s' (try 'loopscope --help')\n", argv[1]);
+	return LS_EXIT_USAGE;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Epoll-level loop health: per-thread state and histograms kept by
+ * bpf/loop.bpf.c, read by agent/loop.c. One definition for both sides.
+ *
+ * Vocabulary (DESIGN.md): an iteration runs from one poll entry to the next;
+ * poll time is spent inside epoll_wait/epoll_pwait/epoll_pwait2; busy time
+ * runs from a poll's return to the next poll entry; loop lag is timer
+ * lateness, defined in bpf/loop.bpf.c (ls_lag_* comment) and docs/METRICS.md.
+ */
+#ifndef LOOPSCOPE_LOOP_EVENTS_H
+#define LOOPSCOPE_LOOP_EVENTS_H
+
+#include "loopscope/hist.h"
+
+/* Threads tracked at once (all targets together). The map is not
+ * preallocated: memory is spent only on threads that poll. */
+#define LS_MAX_THREADS 4096
+/* Target processes (tgids) at once. */
+#define LS_MAX_TARGETS 1024
+/* Ring buffer for slow events, bytes (power of two, page multiple). */
+#define LS_RINGBUF_BYTES (256 * 1024)
+
+/* Which poll syscall a thread used last (ls_thread_stats.poll_kind). */
+enum ls_poll_kind {
+	LS_POLL_NONE = 0,
+	LS_POLL_EPOLL_WAIT = 1,
+	LS_POLL_EPOLL_PWAIT = 2,
+	LS_POLL_EPOLL_PWAIT2 = 3,
+};
+
+/* Value of the `threads` hash map, keyed by tid (host pid namespace).
+ * Written only by the thread itself (from its own syscall tracepoints), so
+ * no locking; user space reads it at any time and may see one update torn,
+ * which moves a figure by at most one event. Times are bpf_ktime_get_ns(),
+ * i.e. CLOCK_MONOTONIC ns, the clock user space reads with clock_gettime. */
+struct ls_thread_stats {
+	__u32 tgid;
+	__u32 tid;
+	__u32 poll_kind;     /* enum ls_poll_kind of the last poll */
+	__u32 in_poll;       /* 1 between a poll's entry and its return */
+	__u64 poll_enter_ns; /* entry of the current/last poll */
+	__u64 poll_exit_ns;  /* return of the last poll: start of the busy period; 0 before the first */
+	__u64 deadline_ns;   /* pending timer deadline (see lag), 0 when none */
+	__u64 first_enter_ns;/* first poll entry seen */
+	__u64 polls;         /* poll entries seen: iterations + 1 once the loop ran */
+	__u64 slow_busy;     /* busy periods longer than the threshold */
+	__u64 lag_missed;    /* deadlines superseded before a poll returned at or after them */
+	struct ls_hist busy; /* busy period lengths, ns */
+	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
+	struct ls_hist lag;  /* timer lateness, ns */
+};
+
+/* Ring buffer record types. */
+enum ls_event_type {
+	LS_EV_SLOW_BUSY = 1,
+};
+
+/* A busy period longer than the threshold, sent when it ends (at the next
+ * poll entry). */
+struct ls_slow_busy_event {
+	__u32 type; /* LS_EV_SLOW_BUSY */
+	__u32 tgid;
+	__u32 tid;
+	__u32 pad;
+	__u64 start_ns;    /* poll return that began it, CLOCK_MONOTONIC */
+	__u64 duration_ns; /* to the next poll entry */
+	__s64 poll_timeout_ns; /* timeout of the poll that ended it, ns; -1 infinite */
+};
+
+#endif /* LOOPSCOPE_LOOP_EVENTS_H */

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libloopscope: the agent library. Everything the CLI and the daemon share:
+ * system checks, targets, the epoll-level BPF session and aggregation.
+ * All times are CLOCK_MONOTONIC nanoseconds (the clock of bpf_ktime_get_ns).
+ */
+#ifndef LOOPSCOPE_LOOPSCOPE_H
+#define LOOPSCOPE_LOOPSCOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "loopscope/duration.h"
+#include "loopscope/hist.h"
+#include "loopscope/loop_events.h"
+
+/* Exit codes of every loopscope command (documented in README and --help). */
+enum ls_exit {
+	LS_EXIT_OK = 0,
+	LS_EXIT_ERROR = 1,        /* internal or unexpected system error */
+	LS_EXIT_USAGE = 2,        /* bad arguments (flag, pid list, duration) */
+	LS_EXIT_NO_PROCESS = 3,   /* a target pid does not exist */
+	LS_EXIT_PERMISSION = 4,   /* not root / missing CAP_BPF, CAP_PERFMON */
+	LS_EXIT_UNSUPPORTED = 5,  /* kernel lacks BTF or tracefs cannot be mounted */
+	LS_EXIT_TARGET_EXITED = 6,/* a target exited during the run (report printed) */
+	LS_EXIT_NO_LOOP = 7,      /* no target thread polled during the run */
+};
+
+/* ---- system checks (agent/sys.c) ---------------------------------------- */
+
+/* Check what BPF tracing needs on this machine, fixing what can be fixed:
+ * kernel BTF (btf_path, or /sys/kernel/btf/vmlinux when NULL) and tracefs, mounted at
+ * /sys/kernel/tracing when missing and we are root. Returns 0, or
+ * -ENOTSUP (no BTF), -ENOENT (no tracefs and it cannot be mounted), -EPERM
+ * (not root and no CAP_BPF+CAP_PERFMON). On error `why` (len bytes) holds one
+ * line for a person, saying what to do. */
+int ls_sys_check(const char *btf_path, char *why, size_t len);
+
+/* CLOCK_MONOTONIC now, ns. */
+uint64_t ls_sys_now_ns(void);
+
+/* ---- targets (agent/target.c) ------------------------------------------- */
+
+/* 0 if process pid exists (a zombie counts as exited), -ESRCH if not. */
+int ls_target_alive(pid_t pid);
+
+/* Name of thread tid of process tgid (/proc/TGID/task/TID/comm, at most 15
+ * characters) into buf; "?" when unreadable (the thread is gone). */
+void ls_target_thread_name(pid_t tgid, pid_t tid, char *buf, size_t len);
+
+/* Parse a pid list "4242" or "4242,4243" into pids (at most max). Returns
+ * the number parsed, or -EINVAL on an empty item, a non-number, a pid <= 0
+ * or more than max pids. */
+int ls_target_parse_pids(const char *s, pid_t *pids, int max);
+
+/* ---- the epoll-level BPF session (agent/loop.c) --------------------------- */
+
+struct ls_loop;
+
+typedef void (*ls_slow_busy_fn)(const struct ls_slow_busy_event *e, void *ctx);
+
+struct ls_loop_opts {
+	uint64_t slow_threshold_ns; /* busy periods above this become events; 0 = 100 ms */
+	ls_slow_busy_fn on_slow_busy; /* called from ls_loop_poll, may be NULL */
+	const char *btf_path;       /* kernel BTF for CO-RE; NULL: /sys/kernel/btf/vmlinux */
+	void *ctx;
+};
+
+/* Load bpf/loop.bpf.c and attach its six syscall tracepoints (they do
+ * nothing until a target is added). Returns 0 and *out, or a negative errno
+ * from libbpf: -EPERM without the capabilities, -ENOENT/-EINVAL when the
+ * kernel lacks a tracepoint or BTF. Nothing stays attached on error. */
+int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out);
+
+/* Start (add) or stop (remove) measuring every thread of process pid.
+ * 0, or -E2BIG when LS_MAX_TARGETS targets are already there, or another
+ * negative errno from the map update. Removing also drops its threads. */
+int ls_loop_add_target(struct ls_loop *l, pid_t pid);
+int ls_loop_remove_target(struct ls_loop *l, pid_t pid);
+
+/* Change the slow threshold (ns) at run time. */
+void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
+
+/* Wait up to timeout_ms for slow events and deliver them to on_slow_busy.
+ * Returns the number delivered, or a negative errno (-EINTR when a signal
+ * interrupted the wait: not an error for callers that loop). */
+int ls_loop_poll(struct ls_loop *l, int timeout_ms);
+
+/* Copy every tracked thread's stats. *out is malloc'd (free() it), *n its
+ * length, *now_ns the time of the copy. 0 or -ENOMEM / map read errors. */
+int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_stats **out, size_t *n,
+		     uint64_t *now_ns);
+
+/* Slow events the ring buffer could not take (it was full). */
+uint64_t ls_loop_lost_events(struct ls_loop *l);
+
+/* Detach every program, free every map. NULL is fine. */
+void ls_loop_close(struct ls_loop *l);
+
+/* ---- aggregation (agent/stats.c) ----------------------------------------- */
+
+/* One loop thread over a window [from_ns, to_ns]. */
+struct ls_thread_window {
+	uint32_t tgid, tid;
+	uint32_t poll_kind;      /* enum ls_poll_kind */
+	uint64_t window_ns;
+	uint64_t polls;          /* poll entries in the window */
+	uint64_t iterations;     /* completed iterations (poll entry to poll entry) */
+	double iterations_per_s;
+	double utilization;      /* busy / (busy + poll), 0..1; -1 when nothing was seen */
+	uint64_t busy_now_ns;    /* length of the busy period in progress at to_ns, 0 if polling */
+	uint64_t slow_busy;      /* busy periods above the threshold that ended in the window */
+	uint64_t lag_missed;
+	uint64_t first_enter_ns; /* first poll entry ever seen on this thread */
+	uint64_t last_enter_ns;  /* latest poll entry seen */
+	struct ls_hist busy, poll, lag; /* values recorded in the window */
+};
+
+/* Summarize thread stats `now` (copied at now_ns) against an earlier copy
+ * `before` of the same thread (copied at before_ns), or since the start of
+ * the measurement (before == NULL, before_ns = when the target was added).
+ * Busy and poll time count the parts of periods still in progress at either
+ * end, so utilization is exact over the window even while the loop is stuck. */
+void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
+		     const struct ls_thread_stats *before, uint64_t before_ns,
+		     struct ls_thread_window *out);
+
+/* Name of a poll kind: "epoll_wait", "epoll_pwait", "epoll_pwait2" or "-". */
+const char *ls_poll_kind_name(uint32_t kind);
+
+#endif /* LOOPSCOPE_LOOPSCOPE_H */

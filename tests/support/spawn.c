@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "spawn.h"
+
+static void redirect(const char *path, int fd)
+{
+	int f = open(path ? path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (f >= 0) {
+		dup2(f, fd);
+		close(f);
+	}
+}
+
+pid_t ls_test_spawn(char *const argv[], const char *out_path, const char *err_path)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		redirect(out_path, 1);
+		redirect(err_path, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void nap_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
+		      size_t len)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		FILE *f = fopen(path, "r");
+		char buf[4096];
+
+		if (f) {
+			while (fgets(buf, sizeof(buf), f)) {
+				if (!strncmp(buf, prefix, strlen(prefix)) && strchr(buf, '\n')) {
+					buf[strcspn(buf, "\n")] = '\0';
+					snprintf(line, len, "%s", buf);
+					fclose(f);
+					return 0;
+				}
+			}
+			fclose(f);
+		}
+		nap_ms(10);
+	}
+	return -ETIMEDOUT;
+}
+
+static int exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+int ls_test_wait(pid_t pid, int timeout_ms, int *status)
+{
+	int st;
+
+	for (int waited = 0; waited <= timeout_ms; waited += 5) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid) {
+			*status = exit_code(st);
+			return 0;
+		}
+		if (r < 0)
+			return -errno;
+		nap_ms(5);
+	}
+	ls_test_kill(pid);
+	return -ETIMEDOUT;
+}
+
+void ls_test_kill(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+int ls_test_run(char *const argv[], const char *out_path, const char *err_path, int timeout_ms)
+{
+	pid_t pid = ls_test_spawn(argv, out_path, err_path);
+	int status, err;
+
+	if (pid < 0)
+		return pid;
+	err = ls_test_wait(pid, timeout_ms, &status);
+	return err ? err : status;
+}
+
+json_object *ls_test_json_last(const char *path, const char *type)
+{
+	json_object *found = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return NULL;
+	while (getline(&line, &cap, f) > 0) {
+		json_object *o = json_tokener_parse(line), *t;
+
+		if (o && json_object_object_get_ex(o, "type", &t) &&
+		    !strcmp(json_object_get_string(t), type)) {
+			json_object_put(found);
+			found = o;
+		} else {
+			json_object_put(o);
+		}
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+char *ls_test_slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	if (buf) {
+		n = (long)fread(buf, 1, (size_t)n, f);
+		buf[n] = '\0';
+	}
+	fclose(f);
+	return buf;
+}
+
+void ls_test_tmp(char *buf, size_t len, const char *tag)
+{
+	int fd;
+
+	snprintf(buf, len, "/tmp/loopscope-test-%s.XXXXXX", tag);
+	fd = mkstemp(buf);
+	if (fd >= 0)
+		close(fd);
+}
+
+json_object *ls_test_jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}
+
+uint64_t ls_test_ju64(json_object *o, const char *key)
+{
+	json_object *v = ls_test_jget(o, key);
+
+	return v ? json_object_get_uint64(v) : 0;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Integration-test fixtures: start targets and the loopscope CLI, wait for
+ * them with timeouts, read their JSON-lines output. Every process started
+ * here dies with the test (PR_SET_PDEATHSIG) and is reaped by ls_test_kill. */
+#ifndef LS_TEST_SPAWN_H
+#define LS_TEST_SPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <json-c/json.h>
+
+/* Start argv[0] (a path) with stdout and stderr written to the given files
+ * (NULL: /dev/null). Returns the child's pid, or -errno. */
+pid_t ls_test_spawn(char *const argv[], const char *out_path, const char *err_path);
+
+/* Wait up to timeout_ms for the file at path to hold a line starting with
+ * prefix; copy that line (without the newline) into line. 0 or -ETIMEDOUT. */
+int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
+		      size_t len);
+
+/* Wait up to timeout_ms for pid to exit; *status is its exit code (or
+ * 128+signal). 0, or -ETIMEDOUT (the child is then killed and reaped). */
+int ls_test_wait(pid_t pid, int timeout_ms, int *status);
+
+/* SIGKILL pid and reap it; pid <= 0 is ignored. */
+void ls_test_kill(pid_t pid);
+
+/* Run argv to completion (at most timeout_ms), capturing stdout and stderr
+ * into the files; returns its exit code, 128+signal, or -ETIMEDOUT. */
+int ls_test_run(char *const argv[], const char *out_path, const char *err_path, int timeout_ms);
+
+/* The last JSON object in a JSON-lines file whose "type" equals type; NULL
+ * when there is none. The caller json_object_put()s it. */
+json_object *ls_test_json_last(const char *path, const char *type);
+
+/* Whole file as a NUL-terminated string (malloc'd), NULL on error. */
+char *ls_test_slurp(const char *path);
+
+/* A fresh temporary path /tmp/loopscope-test-TAG.XXXXXX (file created). */
+void ls_test_tmp(char *buf, size_t len, const char *tag);
+
+/* Helpers for json-c lookups; 0 / NULL when the key is missing. */
+uint64_t ls_test_ju64(json_object *o, const char *key);
+json_object *ls_test_jget(json_object *o, const char *key);
+
+#endif
