@@ -202,8 +202,12 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		jadd_u64(o, "duration_ns", e->duration_ns);
 		print_json(o);
 	} else if (!a->quiet) {
-		printf("%s  SLOW busy %s  pid %u tid %u (%s)\n", fmt_clock(a, e->start_ns, b1, sizeof(b1)),
-		       fmt_dur(e->duration_ns, b2, sizeof(b2)), e->tgid, e->tid, name);
+		char b3[32];
+
+		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s)\n",
+		       fmt_clock(a, e->start_ns + e->duration_ns, b1, sizeof(b1)),
+		       fmt_dur(e->duration_ns, b2, sizeof(b2)), fmt_clock(a, e->start_ns, b3, sizeof(b3)),
+		       e->tgid, e->tid, name);
 		fflush(stdout);
 	}
 }

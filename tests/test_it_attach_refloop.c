@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: `loopscope attach` on the reference loop, every measured value
+ * compared with the loop's own ground-truth log.
+ *
+ * Tolerances (from the issue, and why they hold):
+ *  - iterations: within 1% of the truth's poll count over the same window
+ *    [first poll entry seen, last poll entry seen]. Every poll entry fires
+ *    the tracepoint, so the counts are equal unless events were missed.
+ *  - slow busy periods: the same set as the truth's busy periods above the
+ *    threshold, matched by start within 1 ms; durations within
+ *    max(1%, 50 us). Both sides time the same syscall boundaries, the truth
+ *    from user space right around the syscall, we from the tracepoints: they
+ *    differ by the syscall entry/exit path, a few us.
+ *  - loop lag p99 and max: within max(5%, 100 us) of the truth's loop
+ *    lateness: for each of the loop's own timers, its first poll return at
+ *    or after the deadline, minus the deadline (the definition in
+ *    docs/METRICS.md; dispatch - deadline is printed beside it, it adds the
+ *    wait behind other callbacks of the same iteration, which loop lag
+ *    leaves out by definition). The histogram reports a slot midpoint
+ *    (<= 1/32 relative error). Measured here: the late samples read 50-75 us
+ *    low, because after a 15 ms CPU spin the kernel reschedules the thread
+ *    on its way back from the poll: our exit tracepoint fires before that
+ *    wait, the truth's user-space stamp after it. Only epoll_pwait2 is compared: with
+ *    epoll_wait/epoll_pwait the ms timeout shifts the inferred deadline by up
+ *    to 1 ms (docs/METRICS.md).
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spawn.h"
+#include "truth.h"
+
+#define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+
+#define MS 1000000ULL
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+static uint64_t absdiff(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+struct run {
+	char truth[128], loop_out[128], out[128], err[128];
+	struct ls_truth t;
+	json_object *report, *thread;
+	uint64_t first, last;
+};
+
+/* Run the reference loop with poll kind `poll` and the given statements,
+ * attach for 3 s with threshold_ms, stop the loop, load both sides. */
+static void run_refloop(struct run *r, const char *poll, uint64_t threshold_ms,
+			const char **stmts, int nstmts)
+{
+	char *argv[32], line[64], thr[32];
+	int n = 0, status, rc;
+	pid_t loop;
+
+	ls_test_tmp(r->truth, sizeof(r->truth), "truth");
+	ls_test_tmp(r->loop_out, sizeof(r->loop_out), "loop");
+	ls_test_tmp(r->out, sizeof(r->out), "out");
+	ls_test_tmp(r->err, sizeof(r->err), "err");
+	argv[n++] = REFLOOP;
+	argv[n++] = "--duration";
+	argv[n++] = "20s";
+	argv[n++] = "--poll";
+	argv[n++] = (char *)poll;
+	argv[n++] = "--truth";
+	argv[n++] = r->truth;
+	for (int i = 0; i < nstmts; i++)
+		argv[n++] = (char *)stmts[i];
+	argv[n] = NULL;
+	loop = ls_test_spawn(argv, r->loop_out, NULL);
+	ck_assert_int_gt(loop, 0);
+	ck_assert_int_eq(ls_test_wait_line(r->loop_out, "pid ", 5000, line, sizeof(line)), 0);
+	usleep(300 * 1000);
+
+	char pidarg[32];
+	snprintf(pidarg, sizeof(pidarg), "%d", loop);
+	snprintf(thr, sizeof(thr), "%llums", (unsigned long long)threshold_ms);
+	char *lsargv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "--json", "-q",
+			   "--threshold", thr, NULL };
+	rc = ls_test_run(lsargv, r->out, r->err, 30000);
+	kill(loop, SIGTERM);
+	ck_assert_int_eq(ls_test_wait(loop, 5000, &status), 0);
+	if (rc != 0) {
+		char *e = ls_test_slurp(r->err);
+		ck_abort_msg("loopscope exited %d: %s", rc, e ? e : "");
+	}
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(ls_truth_load(r->truth, &r->t), 0);
+
+	r->report = ls_test_json_last(r->out, "report");
+	ck_assert_ptr_nonnull(r->report);
+	json_object *threads = ls_test_jget(r->report, "threads");
+	ck_assert_ptr_nonnull(threads);
+	ck_assert_int_eq((int)json_object_array_length(threads), 1);
+	r->thread = json_object_array_get_idx(threads, 0);
+	ck_assert_int_eq((int)ls_test_ju64(r->thread, "tid"), r->t.tid);
+	ck_assert_str_eq(json_object_get_string(ls_test_jget(r->thread, "poll_syscall")), poll);
+	r->first = ls_test_ju64(r->thread, "first_poll_enter_ns");
+	r->last = ls_test_ju64(r->thread, "last_poll_enter_ns");
+	ck_assert_uint_gt(r->last, r->first);
+}
+
+static void run_free(struct run *r)
+{
+	json_object_put(r->report);
+	ls_truth_free(&r->t);
+	unlink(r->truth);
+	unlink(r->loop_out);
+	unlink(r->out);
+	unlink(r->err);
+}
+
+/* The truth stamps a poll's entry in user space just before the syscall, a
+ * few us before our tracepoint: the window starts 20 us early so that the
+ * truth's copy of our first poll is in it (iterations here are >= 100 us). */
+#define ENTRY_LEAD_NS 20000ULL
+
+static void check_iterations(struct run *r)
+{
+	uint64_t polls = ls_test_ju64(r->thread, "polls");
+	size_t truth = ls_truth_count_polls(&r->t, r->first - ENTRY_LEAD_NS, r->last);
+
+	ck_assert_uint_gt(truth, 100);
+	fprintf(stderr, "%s: polls measured %llu, truth %zu\n", r->t.poll_kind,
+		(unsigned long long)polls, truth);
+	ck_assert_msg(absdiff(polls, truth) * 100 <= truth,
+		      "polls measured %llu, truth %zu (more than 1%% apart)",
+		      (unsigned long long)polls, truth);
+}
+
+/* Slow busy periods: same set as the truth, durations within max(1%, 50 us). */
+static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected)
+{
+	json_object *slow = ls_test_jget(r->report, "slow_busy");
+	struct ls_truth_busy *tb = NULL;
+	size_t ntb, nslow, matched = 0;
+	uint64_t worst = 0;
+
+	/* (first, last]: the busy period ending at the first entry we saw may
+	 * have begun before we attached. */
+	ntb = ls_truth_busy_periods(&r->t, r->first + 1, r->last, threshold_ns, &tb);
+	ck_assert_uint_ge(ntb, min_expected);
+	nslow = json_object_array_length(slow);
+	for (size_t i = 0; i < nslow; i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		uint64_t start = ls_test_ju64(e, "start_ns"), dur = ls_test_ju64(e, "duration_ns");
+		bool found = false;
+
+		if (start + dur > r->last)
+			continue; /* ended after the window the truth is cut to */
+		for (size_t j = 0; j < ntb; j++) {
+			if (absdiff(tb[j].start_ns, start) > 1 * MS)
+				continue;
+			ck_assert_msg(absdiff(tb[j].duration_ns, dur) <=
+					      max_u64(tb[j].duration_ns / 100, 50000),
+				      "slow busy at %llu: measured %llu ns, truth %llu ns",
+				      (unsigned long long)start, (unsigned long long)dur,
+				      (unsigned long long)tb[j].duration_ns);
+			found = true;
+			matched++;
+			if (absdiff(tb[j].duration_ns, dur) > worst)
+				worst = absdiff(tb[j].duration_ns, dur);
+			break;
+		}
+		ck_assert_msg(found, "slow busy period at %llu (%llu ns) is not in the truth log",
+			      (unsigned long long)start, (unsigned long long)dur);
+	}
+	fprintf(stderr, "%s: slow busy periods: truth %zu, matched %zu, worst duration error %llu ns\n",
+		r->t.poll_kind, ntb, matched, (unsigned long long)worst);
+	ck_assert_msg(matched == ntb, "truth has %zu busy periods > %llu ns, loopscope reported %zu",
+		      ntb, (unsigned long long)threshold_ns, matched);
+	free(tb);
+}
+
+static void check_lag(struct run *r)
+{
+	json_object *lag = ls_test_jget(r->thread, "lag");
+	uint64_t *late = NULL, p99, max, m99, mmax;
+	size_t n;
+
+	n = ls_truth_timer_lateness(&r->t, r->first, r->last, &late);
+	fprintf(stderr, "lag: truth dispatch - deadline: p99=%llu max=%llu\n",
+		(unsigned long long)ls_truth_percentile(late, n, 99),
+		(unsigned long long)ls_truth_percentile(late, n, 100));
+	free(late);
+	n = ls_truth_loop_lateness(&r->t, r->first, r->last, &late);
+	ck_assert_uint_gt(n, 100);
+	p99 = ls_truth_percentile(late, n, 99);
+	max = ls_truth_percentile(late, n, 100);
+	m99 = ls_test_ju64(lag, "p99_ns");
+	mmax = ls_test_ju64(lag, "max_ns");
+	fprintf(stderr, "lag: truth n=%zu p99=%llu max=%llu; measured n=%llu p99=%llu max=%llu\n",
+		n, (unsigned long long)p99, (unsigned long long)max,
+		(unsigned long long)ls_test_ju64(lag, "count"), (unsigned long long)m99,
+		(unsigned long long)mmax);
+	ck_assert_msg(absdiff(m99, p99) <= max_u64(p99 / 20, 100000),
+		      "lag p99 measured %llu, truth %llu", (unsigned long long)m99,
+		      (unsigned long long)p99);
+	ck_assert_msg(absdiff(mmax, max) <= max_u64(max / 20, 100000),
+		      "lag max measured %llu, truth %llu", (unsigned long long)mmax,
+		      (unsigned long long)max);
+	free(late);
+}
+
+/* One timer (every deadline is the one the loop sleeps towards) and a pipe
+ * watcher whose callback spins 15 ms; 47 ms against 10 ms drifts the phase,
+ * so ticks come 5-15 ms late about 20 times a second, and each such busy
+ * period is slow at a 10 ms threshold. */
+static const char *lag_scenario[] = { "timer tick every=10ms", "pipe feed every=47ms spin=15ms" };
+
+START_TEST(test_pwait2_iterations_slow_and_lag_match_truth)
+{
+	struct run r = { 0 };
+
+	run_refloop(&r, "epoll_pwait2", 10, lag_scenario, 2);
+	check_iterations(&r);
+	check_slow(&r, 10 * MS, 30);
+	check_lag(&r);
+	run_free(&r);
+}
+END_TEST
+
+/* The demo workload: CPU spins of 40 ms and nanosleeps of 25 ms. */
+static const char *demo_scenario[] = {
+	"timer tick every=10ms", "timer spin40 every=10ms nth=50 spin=40ms",
+	"timer nap25 every=300ms sleep=25ms", "pipe pipe every=7ms",
+};
+
+static void check_demo(const char *poll)
+{
+	struct run r = { 0 };
+
+	run_refloop(&r, poll, 20, demo_scenario, 4);
+	check_iterations(&r);
+	check_slow(&r, 20 * MS, 12);
+	run_free(&r);
+}
+
+START_TEST(test_epoll_wait_iterations_and_slow_match_truth)
+{
+	check_demo("epoll_wait");
+}
+END_TEST
+
+START_TEST(test_epoll_pwait_iterations_and_slow_match_truth)
+{
+	check_demo("epoll_pwait");
+}
+END_TEST
+
+START_TEST(test_pwait2_demo_iterations_and_slow_match_truth)
+{
+	check_demo("epoll_pwait2");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_attach_refloop");
+	TCase *tc = tcase_create("refloop");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pwait2_iterations_slow_and_lag_match_truth);
+	tcase_add_test(tc, test_epoll_wait_iterations_and_slow_match_truth);
+	tcase_add_test(tc, test_epoll_pwait_iterations_and_slow_match_truth);
+	tcase_add_test(tc, test_pwait2_demo_iterations_and_slow_match_truth);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: bad input and clean-up of `loopscope attach`. Each case checks
+ * the documented exit code and that stderr says why in one line; the
+ * signal cases check that the report is printed and that no BPF link is left
+ * behind (bpftool link list before and after).
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loopscope/loopscope.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
+
+struct out {
+	char out[128], err[128];
+	char *stdout_text, *stderr_text;
+};
+
+static int run_ls(struct out *o, char **argv)
+{
+	int rc;
+
+	ls_test_tmp(o->out, sizeof(o->out), "out");
+	ls_test_tmp(o->err, sizeof(o->err), "err");
+	rc = ls_test_run(argv, o->out, o->err, 30000);
+	o->stdout_text = ls_test_slurp(o->out);
+	o->stderr_text = ls_test_slurp(o->err);
+	return rc;
+}
+
+static void out_free(struct out *o)
+{
+	free(o->stdout_text);
+	free(o->stderr_text);
+	unlink(o->out);
+	unlink(o->err);
+}
+
+/* stderr holds exactly one line containing `needle`. */
+static void assert_one_line(const struct out *o, const char *needle)
+{
+	const char *e = o->stderr_text;
+
+	ck_assert_ptr_nonnull(e);
+	ck_assert_msg(strstr(e, needle), "stderr lacks '%s': %s", needle, e);
+	ck_assert_msg(strchr(e, '\n') == e + strlen(e) - 1, "stderr is not one line: %s", e);
+	ck_assert_msg(!strncmp(e, "loopscope: ", 11), "stderr does not start with 'loopscope: ': %s", e);
+}
+
+START_TEST(test_no_such_pid_exits_3)
+{
+	struct out o;
+	char *argv[] = { LOOPSCOPE, "attach", "-p", "999999999", NULL };
+
+	/* 999999999 > pid_max (4194304 at most on Linux): never a process. */
+	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_NO_PROCESS);
+	assert_one_line(&o, "pid 999999999: no such process");
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_invalid_duration_exits_2)
+{
+	static const char *bad[] = { "5", "abc", "-5ms", "10parsecs", "" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct out o;
+		char self[32];
+		char *argv[] = { LOOPSCOPE, "attach", "-p", self, "-d", (char *)bad[i], NULL };
+
+		snprintf(self, sizeof(self), "%d", getpid());
+		ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_USAGE);
+		assert_one_line(&o, "invalid duration");
+		out_free(&o);
+	}
+}
+END_TEST
+
+START_TEST(test_invalid_pid_list_exits_2)
+{
+	static const char *bad[] = { "abc", "12,", ",12", "0", "-4", "12,x" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct out o;
+		char *argv[] = { LOOPSCOPE, "attach", "-p", (char *)bad[i], NULL };
+
+		ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_USAGE);
+		assert_one_line(&o, "invalid pid list");
+		out_free(&o);
+	}
+}
+END_TEST
+
+START_TEST(test_missing_pid_and_unknown_command_exit_2)
+{
+	struct out o;
+	char *a1[] = { LOOPSCOPE, "attach", NULL };
+	char *a2[] = { LOOPSCOPE, "frobnicate", NULL };
+
+	ck_assert_int_eq(run_ls(&o, a1), LS_EXIT_USAGE);
+	assert_one_line(&o, "needs -p PID");
+	out_free(&o);
+	ck_assert_int_eq(run_ls(&o, a2), LS_EXIT_USAGE);
+	assert_one_line(&o, "unknown command");
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_help_and_version_exit_0)
+{
+	struct out o;
+	char *a1[] = { LOOPSCOPE, "attach", "--help", NULL };
+	char *a2[] = { LOOPSCOPE, "--version", NULL };
+
+	ck_assert_int_eq(run_ls(&o, a1), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "Exit codes"));
+	out_free(&o);
+	ck_assert_int_eq(run_ls(&o, a2), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "loopscope "));
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_not_root_exits_4)
+{
+	struct out o;
+	char self[32];
+	/* setpriv (util-linux) drops to nobody with no capabilities. */
+	char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			 "--inh-caps=-all", LOOPSCOPE, "attach", "-p", self, "-d", "1s", NULL };
+
+	snprintf(self, sizeof(self), "%d", getpid());
+	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_PERMISSION);
+	assert_one_line(&o, "need root or CAP_BPF");
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_kernel_without_btf_exits_5)
+{
+	struct out o;
+	char self[32];
+	char *argv[] = { LOOPSCOPE, "attach", "-p", self, "--btf", "/nonexistent/vmlinux", NULL };
+
+	snprintf(self, sizeof(self), "%d", getpid());
+	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_UNSUPPORTED);
+	assert_one_line(&o, "kernel has no BTF");
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_process_that_never_polls_exits_7)
+{
+	struct out o;
+	char *sleeper[] = { "/bin/sleep", "30", NULL };
+	pid_t pid = ls_test_spawn(sleeper, NULL, NULL);
+	char spid[32];
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "1s", "-q", NULL };
+
+	snprintf(spid, sizeof(spid), "%d", pid);
+	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_NO_LOOP);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "no loop thread seen"));
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "no loop thread seen in any target"));
+	out_free(&o);
+	ls_test_kill(pid);
+}
+END_TEST
+
+static int count_links(void)
+{
+	char path[128];
+	char *argv[] = { "/usr/sbin/bpftool", "link", "list", NULL };
+	char *text, *p;
+	int n = 0;
+
+	ls_test_tmp(path, sizeof(path), "links");
+	ck_assert_int_eq(ls_test_run(argv, path, NULL, 10000), 0);
+	text = ls_test_slurp(path);
+	for (p = text; p && (p = strstr(p, "prog ")); p++)
+		n++;
+	free(text);
+	unlink(path);
+	return n;
+}
+
+START_TEST(test_target_exit_mid_run_reports_and_exits_6)
+{
+	char line[64], spid[32], lout[128];
+	struct out o;
+	char *loop_argv[] = { REFLOOP, "--duration", "1500ms", "timer tick every=5ms", NULL };
+	pid_t loop;
+	int links_before = count_links();
+
+	ls_test_tmp(lout, sizeof(lout), "loop");
+	loop = ls_test_spawn(loop_argv, lout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", loop);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "20s", "--json", "-q", NULL };
+
+	uint64_t t0 = ls_sys_now_ns();
+	/* The loop exits after 1.5 s and stays our zombie: loopscope must take
+	 * a zombie for an exited process and end the run early. */
+	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_TARGET_EXITED);
+	ck_assert_uint_lt(ls_sys_now_ns() - t0, 10000000000ULL);
+	json_object *rep = ls_test_json_last(o.out, "report");
+	ck_assert_ptr_nonnull(rep);
+	json_object *exited = ls_test_jget(rep, "exited");
+	ck_assert_int_eq((int)json_object_array_length(exited), 1);
+	ck_assert_int_eq(json_object_get_int(json_object_array_get_idx(exited, 0)), loop);
+	json_object *t0j = json_object_array_get_idx(ls_test_jget(rep, "threads"), 0);
+	ck_assert_uint_gt(ls_test_ju64(t0j, "polls"), 50);
+	json_object_put(rep);
+	out_free(&o);
+	ls_test_kill(loop);
+	unlink(lout);
+	ck_assert_int_eq(count_links(), links_before);
+}
+END_TEST
+
+static void signal_case(int sig)
+{
+	char line[64], spid[32], lout[128];
+	struct out o;
+	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
+	int links_before = count_links(), status;
+	pid_t loop, ls;
+
+	ls_test_tmp(lout, sizeof(lout), "loop");
+	loop = ls_test_spawn(loop_argv, lout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", loop);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-i", "500ms", NULL };
+
+	ls_test_tmp(o.out, sizeof(o.out), "out");
+	ls_test_tmp(o.err, sizeof(o.err), "err");
+	ls = ls_test_spawn(argv, o.out, o.err);
+	/* Attached when the first interval line is out. */
+	ck_assert_int_eq(ls_test_wait_line(o.out, "TIME", 10000, line, sizeof(line)), 0);
+	ck_assert_int_gt(count_links(), links_before);
+	kill(ls, sig);
+	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
+	ck_assert_int_eq(status, 0);
+	o.stdout_text = ls_test_slurp(o.out);
+	o.stderr_text = ls_test_slurp(o.err);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "== loopscope report"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "iterations"));
+	ck_assert_int_eq(count_links(), links_before);
+	out_free(&o);
+	ls_test_kill(loop);
+	unlink(lout);
+}
+
+START_TEST(test_sigint_prints_report_and_detaches)
+{
+	signal_case(SIGINT);
+}
+END_TEST
+
+START_TEST(test_sigterm_prints_report_and_detaches)
+{
+	signal_case(SIGTERM);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_cli_errors");
+	TCase *tc = tcase_create("errors");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_no_such_pid_exits_3);
+	tcase_add_test(tc, test_invalid_duration_exits_2);
+	tcase_add_test(tc, test_invalid_pid_list_exits_2);
+	tcase_add_test(tc, test_missing_pid_and_unknown_command_exit_2);
+	tcase_add_test(tc, test_help_and_version_exit_0);
+	tcase_add_test(tc, test_not_root_exits_4);
+	tcase_add_test(tc, test_kernel_without_btf_exits_5);
+	tcase_add_test(tc, test_process_that_never_polls_exits_7);
+	tcase_add_test(tc, test_target_exit_mid_run_reports_and_exits_6);
+	tcase_add_test(tc, test_sigint_prints_report_and_detaches);
+	tcase_add_test(tc, test_sigterm_prints_report_and_detaches);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
