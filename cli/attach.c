@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "loopscope/loopscope.h"
 
-#define MAX_PIDS 64
+#define MAX_PIDS CLI_MAX_PIDS
 #define MAX_SLOW_KEPT 10000
 
 struct slow_rec {
@@ -38,6 +38,7 @@ struct attach {
 	uint64_t threshold_ns;
 	bool json, quiet;
 	const char *btf_path;   /* NULL: the running kernel's */
+	bool light;             /* --mode light: no per-callback probes */
 	/* state */
 	bool exited[MAX_PIDS];
 	uint64_t exited_at_ns[MAX_PIDS];
@@ -47,6 +48,7 @@ struct attach {
 	size_t nslow, slow_dropped;
 	struct thread_name *names;
 	size_t nnames;
+	struct cli_precise precise;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -73,6 +75,9 @@ void cli_attach_usage(FILE *f)
 		"      --threshold DURATION  busy periods longer than this are slow (default 100ms)\n"
 		"      --json                JSON lines on stdout (units in field names)\n"
 		"  -q, --quiet               no interval lines, only the final report\n"
+		"      --mode light|precise  precise (default): on CPython 3.8-3.13 also time every\n"
+		"                            asyncio callback (a uprobe on context_run) and name it;\n"
+		"                            light: epoll tracepoints only\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
 		"  -h, --help                this help\n"
 		"\n"
@@ -103,50 +108,6 @@ static const char *thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
 	return a->names[a->nnames++].name;
 }
 
-static char *fmt_dur(uint64_t ns, char *buf, size_t len)
-{
-	return ls_duration_format(ns, buf, len);
-}
-
-/* Wall-clock "HH:MM:SS.mmm" of a CLOCK_MONOTONIC time. */
-static char *fmt_clock(const struct attach *a, uint64_t mono_ns, char *buf, size_t len)
-{
-	int64_t real = (int64_t)mono_ns + a->mono_to_real_ns;
-	time_t sec = (time_t)(real / 1000000000LL);
-	struct tm tm;
-
-	localtime_r(&sec, &tm);
-	snprintf(buf, len, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (int)((real / 1000000) % 1000));
-	return buf;
-}
-
-static void print_json(json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	fflush(stdout);
-	json_object_put(o);
-}
-
-static void jadd_u64(json_object *o, const char *k, uint64_t v)
-{
-	json_object_object_add(o, k, json_object_new_uint64(v));
-}
-
-static json_object *hist_json(const struct ls_hist *h)
-{
-	json_object *o = json_object_new_object();
-
-	jadd_u64(o, "count", h->count);
-	jadd_u64(o, "sum_ns", h->sum);
-	jadd_u64(o, "p50_ns", ls_hist_percentile(h, 50));
-	jadd_u64(o, "p90_ns", ls_hist_percentile(h, 90));
-	jadd_u64(o, "p99_ns", ls_hist_percentile(h, 99));
-	jadd_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
-	jadd_u64(o, "max_ns", h->max);
-	return o;
-}
-
 static json_object *window_json(struct attach *a, const struct ls_thread_window *w)
 {
 	json_object *o = json_object_new_object();
@@ -155,22 +116,22 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	json_object_object_add(o, "tid", json_object_new_int((int)w->tid));
 	json_object_object_add(o, "thread", json_object_new_string(thread_name(a, w->tgid, w->tid)));
 	json_object_object_add(o, "poll_syscall", json_object_new_string(ls_poll_kind_name(w->poll_kind)));
-	jadd_u64(o, "window_ns", w->window_ns);
-	jadd_u64(o, "polls", w->polls);
-	jadd_u64(o, "iterations", w->iterations);
+	cli_jadd_u64(o, "window_ns", w->window_ns);
+	cli_jadd_u64(o, "polls", w->polls);
+	cli_jadd_u64(o, "iterations", w->iterations);
 	json_object_object_add(o, "iterations_per_s", json_object_new_double(w->iterations_per_s));
 	if (w->utilization >= 0)
 		json_object_object_add(o, "utilization", json_object_new_double(w->utilization));
 	else
 		json_object_object_add(o, "utilization", NULL);
-	jadd_u64(o, "busy_now_ns", w->busy_now_ns);
-	jadd_u64(o, "slow_busy", w->slow_busy);
-	jadd_u64(o, "lag_missed", w->lag_missed);
-	jadd_u64(o, "first_poll_enter_ns", w->first_enter_ns);
-	jadd_u64(o, "last_poll_enter_ns", w->last_enter_ns);
-	json_object_object_add(o, "busy", hist_json(&w->busy));
-	json_object_object_add(o, "poll", hist_json(&w->poll));
-	json_object_object_add(o, "lag", hist_json(&w->lag));
+	cli_jadd_u64(o, "busy_now_ns", w->busy_now_ns);
+	cli_jadd_u64(o, "slow_busy", w->slow_busy);
+	cli_jadd_u64(o, "lag_missed", w->lag_missed);
+	cli_jadd_u64(o, "first_poll_enter_ns", w->first_enter_ns);
+	cli_jadd_u64(o, "last_poll_enter_ns", w->last_enter_ns);
+	json_object_object_add(o, "busy", cli_hist_json(&w->busy));
+	json_object_object_add(o, "poll", cli_hist_json(&w->poll));
+	json_object_object_add(o, "lag", cli_hist_json(&w->lag));
 	return o;
 }
 
@@ -198,15 +159,15 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		json_object_object_add(o, "pid", json_object_new_int((int)e->tgid));
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		json_object_object_add(o, "thread", json_object_new_string(name));
-		jadd_u64(o, "start_ns", e->start_ns);
-		jadd_u64(o, "duration_ns", e->duration_ns);
-		print_json(o);
+		cli_jadd_u64(o, "start_ns", e->start_ns);
+		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		cli_print_json(o);
 	} else if (!a->quiet) {
 		char b3[32];
 
 		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s)\n",
-		       fmt_clock(a, e->start_ns + e->duration_ns, b1, sizeof(b1)),
-		       fmt_dur(e->duration_ns, b2, sizeof(b2)), fmt_clock(a, e->start_ns, b3, sizeof(b3)),
+		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)),
 		       e->tgid, e->tid, name);
 		fflush(stdout);
 	}
@@ -246,23 +207,23 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 			json_object *o = window_json(a, &w);
 
 			json_object_object_add(o, "type", json_object_new_string("interval"));
-			jadd_u64(o, "time_ns", now_ns);
-			print_json(o);
+			cli_jadd_u64(o, "time_ns", now_ns);
+			cli_print_json(o);
 			continue;
 		}
 		printf("%-12s %7u %7u %-15s %8.1f %5.1f  %9s %9s %9s  %9s %9s %9s %5llu%s%s\n",
-		       fmt_clock(a, now_ns, t, sizeof(t)), w.tgid, w.tid,
+		       cli_clock(a->mono_to_real_ns, now_ns, t, sizeof(t)), w.tgid, w.tid,
 		       thread_name(a, w.tgid, w.tid), w.iterations_per_s,
 		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0,
-		       fmt_dur(ls_hist_percentile(&w.busy, 50), b[0], 16),
-		       fmt_dur(ls_hist_percentile(&w.busy, 99), b[1], 16),
-		       fmt_dur(w.busy.max, b[2], 16),
-		       w.lag.count ? fmt_dur(ls_hist_percentile(&w.lag, 50), b[3], 16) : "-",
-		       w.lag.count ? fmt_dur(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
-		       w.lag.count ? fmt_dur(w.lag.max, b[5], 16) : "-",
+		       ls_duration_format(ls_hist_percentile(&w.busy, 50), b[0], 16),
+		       ls_duration_format(ls_hist_percentile(&w.busy, 99), b[1], 16),
+		       ls_duration_format(w.busy.max, b[2], 16),
+		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 50), b[3], 16) : "-",
+		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
+		       w.lag.count ? ls_duration_format(w.lag.max, b[5], 16) : "-",
 		       (unsigned long long)w.slow_busy,
 		       w.busy_now_ns > a->threshold_ns ? "  BUSY NOW " : "",
-		       w.busy_now_ns > a->threshold_ns ? fmt_dur(w.busy_now_ns, t, sizeof(t)) : "");
+		       w.busy_now_ns > a->threshold_ns ? ls_duration_format(w.busy_now_ns, t, sizeof(t)) : "");
 	}
 	fflush(stdout);
 }
@@ -276,10 +237,10 @@ static void print_hist_line(const char *what, const struct ls_hist *h)
 		return;
 	}
 	printf("    %-5s n=%-8llu p50 %-9s p90 %-9s p99 %-9s p99.9 %-9s max %s\n", what,
-	       (unsigned long long)h->count, fmt_dur(ls_hist_percentile(h, 50), b[0], 16),
-	       fmt_dur(ls_hist_percentile(h, 90), b[1], 16),
-	       fmt_dur(ls_hist_percentile(h, 99), b[2], 16),
-	       fmt_dur(ls_hist_percentile(h, 99.9), b[3], 16), fmt_dur(h->max, b[4], 16));
+	       (unsigned long long)h->count, ls_duration_format(ls_hist_percentile(h, 50), b[0], 16),
+	       ls_duration_format(ls_hist_percentile(h, 90), b[1], 16),
+	       ls_duration_format(ls_hist_percentile(h, 99), b[2], 16),
+	       ls_duration_format(ls_hist_percentile(h, 99.9), b[3], 16), ls_duration_format(h->max, b[4], 16));
 }
 
 static int pid_index(const struct attach *a, uint32_t pid)
@@ -306,14 +267,14 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 		jexited = json_object_new_array();
 		jnoloop = json_object_new_array();
 		json_object_object_add(jr, "type", json_object_new_string("report"));
-		jadd_u64(jr, "start_ns", a->start_ns);
-		jadd_u64(jr, "end_ns", now_ns);
-		jadd_u64(jr, "duration_ns", now_ns - a->start_ns);
-		jadd_u64(jr, "threshold_ns", a->threshold_ns);
+		cli_jadd_u64(jr, "start_ns", a->start_ns);
+		cli_jadd_u64(jr, "end_ns", now_ns);
+		cli_jadd_u64(jr, "duration_ns", now_ns - a->start_ns);
+		cli_jadd_u64(jr, "threshold_ns", a->threshold_ns);
 	} else {
 		printf("\n== loopscope report: %s, threshold %s ==\n",
-		       fmt_dur(now_ns - a->start_ns, b1, sizeof(b1)),
-		       fmt_dur(a->threshold_ns, b2, sizeof(b2)));
+		       ls_duration_format(now_ns - a->start_ns, b1, sizeof(b1)),
+		       ls_duration_format(a->threshold_ns, b2, sizeof(b2)));
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct ls_thread_window w;
@@ -339,10 +300,10 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 		print_hist_line("lag", &w.lag);
 		if (w.busy_now_ns > a->threshold_ns)
 			printf("    busy right now for %s (the loop is stuck in a callback)\n",
-			       fmt_dur(w.busy_now_ns, b1, sizeof(b1)));
+			       ls_duration_format(w.busy_now_ns, b1, sizeof(b1)));
 	}
 	if (!a->json)
-		printf("  slow busy periods (> %s): %zu\n", fmt_dur(a->threshold_ns, b1, sizeof(b1)),
+		printf("  slow busy periods (> %s): %zu\n", ls_duration_format(a->threshold_ns, b1, sizeof(b1)),
 		       a->nslow + a->slow_dropped);
 	for (size_t i = 0; i < a->nslow; i++) {
 		const struct slow_rec *s = &a->slow[i];
@@ -353,13 +314,13 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			json_object_object_add(o, "pid", json_object_new_int((int)s->ev.tgid));
 			json_object_object_add(o, "tid", json_object_new_int((int)s->ev.tid));
 			json_object_object_add(o, "thread", json_object_new_string(s->thread));
-			jadd_u64(o, "start_ns", s->ev.start_ns);
-			jadd_u64(o, "duration_ns", s->ev.duration_ns);
+			cli_jadd_u64(o, "start_ns", s->ev.start_ns);
+			cli_jadd_u64(o, "duration_ns", s->ev.duration_ns);
 			json_object_array_add(jslow, o);
 		} else {
 			printf("    %s  busy %-9s  pid %u tid %u (%s)\n",
-			       fmt_clock(a, s->ev.start_ns, b1, sizeof(b1)),
-			       fmt_dur(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
+			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
+			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
 			       s->thread);
 		}
 	}
@@ -371,7 +332,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 				json_object_array_add(jexited, json_object_new_int(a->pids[i]));
 			else
 				printf("  pid %d exited after %s\n", a->pids[i],
-				       fmt_dur(a->exited_at_ns[i] - a->start_ns, b1, sizeof(b1)));
+				       ls_duration_format(a->exited_at_ns[i] - a->start_ns, b1, sizeof(b1)));
 		}
 		if (!seen[i]) {
 			if (a->json)
@@ -383,14 +344,15 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	cli_precise_report(&a->precise, jr);
 	if (a->json) {
 		json_object_object_add(jr, "threads", jthreads);
 		json_object_object_add(jr, "slow_busy", jslow);
-		jadd_u64(jr, "slow_busy_not_kept", a->slow_dropped);
-		jadd_u64(jr, "lost_events", lost);
+		cli_jadd_u64(jr, "slow_busy_not_kept", a->slow_dropped);
+		cli_jadd_u64(jr, "lost_events", lost);
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
-		print_json(jr);
+		cli_print_json(jr);
 	}
 	fflush(stdout);
 	return nseen;
@@ -416,6 +378,7 @@ static int parse_args(struct attach *a, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "btf", required_argument, NULL, 'b' },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -455,6 +418,13 @@ static int parse_args(struct attach *a, int argc, char **argv)
 			break;
 		case 'b':
 			a->btf_path = optarg;
+			break;
+		case 'm':
+			if (strcmp(optarg, "light") && strcmp(optarg, "precise")) {
+				fprintf(stderr, "loopscope: invalid mode '%s' (light or precise)\n", optarg);
+				return -EINVAL;
+			}
+			a->light = !strcmp(optarg, "light");
 			break;
 		case 'h':
 			cli_attach_usage(stdout);
@@ -538,11 +508,25 @@ int cli_attach(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	a.mono_to_real_ns = ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
 			    (real.tv_nsec - mono.tv_nsec);
+	a.precise.json = a.json;
+	a.precise.quiet = a.quiet;
+	a.precise.mono_to_real_ns = a.mono_to_real_ns;
+	a.precise.threshold_ns = a.threshold_ns;
+	a.precise.btf_path = a.btf_path;
+	for (int i = 0; i < a.npids && !a.light; i++) {
+		err = cli_precise_add(&a.precise, a.pids[i]);
+		if (err) {
+			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s; "
+				"epoll level only\n", strerror(-err));
+			cli_precise_close(&a.precise);
+			break;
+		}
+	}
 	a.start_ns = prev_ns = ls_sys_now_ns();
 	next_tick = a.start_ns + a.interval_ns;
 	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
-	if (!a.json)
-		fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
+	/* On stderr in JSON mode too: scripts wait for it to know we are in. */
+	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
 			a.npids, a.npids > 1 ? "es" : "",
 			ls_duration_format(a.threshold_ns, why, sizeof(why)));
 	if (!a.json && !a.quiet)
@@ -560,12 +544,14 @@ int cli_attach(int argc, char **argv)
 			fprintf(stderr, "loopscope: reading events failed: %s\n", strerror(-err));
 			goto cleanup;
 		}
+		cli_precise_poll(&a.precise);
 		nalive = 0;
 		now_ns = ls_sys_now_ns();
 		for (int i = 0; i < a.npids; i++) {
 			if (!a.exited[i] && ls_target_alive(a.pids[i])) {
 				a.exited[i] = true;
 				a.exited_at_ns[i] = now_ns;
+				cli_precise_remove(&a.precise, a.pids[i]);
 				if (!a.json)
 					fprintf(stderr, "loopscope: pid %d exited\n", a.pids[i]);
 			}
@@ -608,6 +594,7 @@ snapshot_failed:
 	fprintf(stderr, "loopscope: reading loop stats failed: %s\n", strerror(-err));
 	ret = LS_EXIT_ERROR;
 cleanup:
+	cli_precise_close(&a.precise);
 	ls_loop_close(loop);
 	free(prev);
 	free(cur);

@@ -3,10 +3,58 @@
 #ifndef LOOPSCOPE_CLI_H
 #define LOOPSCOPE_CLI_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+#include <json-c/json.h>
+
+#include "loopscope/loopscope.h"
+#include "loopscope/pycallback.h"
+#include "loopscope/pyname.h"
 
 /* `loopscope attach`: argv[0] is "attach". Returns an enum ls_exit code. */
 int cli_attach(int argc, char **argv);
 void cli_attach_usage(FILE *f);
+
+/* ---- output.c ---------------------------------------------------------- */
+
+/* Wall-clock "HH:MM:SS.mmm" of CLOCK_MONOTONIC time mono_ns. */
+char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len);
+/* Print o as one JSON line on stdout and release it. */
+void cli_print_json(json_object *o);
+void cli_jadd_u64(json_object *o, const char *k, uint64_t v);
+/* {count, sum_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns} */
+json_object *cli_hist_json(const struct ls_hist *h);
+
+/* ---- precise.c: CPython precise mode in `attach` ------------------------ */
+
+#define CLI_MAX_PIDS 64
+
+struct cli_precise {
+	bool json, quiet;
+	int64_t mono_to_real_ns;
+	uint64_t threshold_ns;
+	const char *btf_path;
+	struct ls_pycb *pycb;            /* NULL until a target resolves */
+	struct ls_pyname_cache *names;
+	struct ls_py_target *targets;    /* resolved and attached ones */
+	int ntargets;
+	struct ls_slow_callback_event *slow; /* kept for the report */
+	size_t nslow, slow_dropped;
+};
+
+/* Resolve pid's CPython and attach precise mode to it. A process that is
+ * not Python, or a Python that cannot be probed, stays at epoll level: one
+ * line on stderr says so (not in JSON mode: a "targets" record says it).
+ * Returns 0, or -errno when loading the BPF object itself failed. */
+int cli_precise_add(struct cli_precise *p, pid_t pid);
+void cli_precise_remove(struct cli_precise *p, pid_t pid);
+/* Deliver pending slow-callback events (printed as they come). */
+void cli_precise_poll(struct cli_precise *p);
+/* The report part: top callbacks per process, slow callbacks. Text on
+ * stdout, or fields added to the JSON report object jr. */
+void cli_precise_report(struct cli_precise *p, json_object *jr);
+void cli_precise_close(struct cli_precise *p);
 
 #endif /* LOOPSCOPE_CLI_H */

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * CPython precise mode: the duration and identity of every asyncio callback.
+ *
+ * `context_run(PyContext *self, PyObject *const *args, Py_ssize_t nargs,
+ * PyObject *kwnames)` (Python/context.c, 3.7-3.13; METH_FASTCALL|KEYWORDS)
+ * runs args[0] inside the context: asyncio's Handle._run calls
+ * `self._context.run(self._callback, *self._args)` for every Handle, timer
+ * and Task step. The uprobe on its entry names args[0] and starts the clock,
+ * the uretprobe stops it. x86-64 SysV: rsi = args.
+ *
+ * Every byte offset comes from struct ls_py_offsets (include/loopscope/
+ * py_offsets.h, generated from each CPython's headers), per target process.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "loopscope/pycallback_events.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+__u64 slow_threshold_ns = 100000000ULL;
+__u64 lost_events;
+/* Callbacks deeper than LS_CB_MAX_DEPTH: counted, not timed. */
+__u64 too_deep;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_PY_TARGETS);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ls_py_proc);
+} py_procs SEC(".maps");
+
+struct cb_frame {
+	__u64 start_ns;
+	struct ls_cb_key key;
+};
+
+struct cb_thread {
+	__u32 depth;
+	__u32 pad;
+	struct cb_frame frames[LS_CB_MAX_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tid */
+	__type(value, struct cb_thread);
+} cb_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_CALLBACKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ls_cb_key);
+	__type(value, struct ls_cb_stats);
+} cb_stats SEC(".maps");
+
+/* All-zero initial value of a cb_stats entry (5 KiB: not on the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ls_cb_stats);
+} zero_cb_stats SEC(".maps");
+
+/* What a type object is, decided once per (process, type) from tp_name. */
+enum type_kind {
+	TK_OTHER = 1,
+	TK_FUNCTION,
+	TK_METHOD,
+	TK_PARTIAL,
+	TK_STEP_WRAPPER,
+	TK_CFUNCTION,
+	TK_TASK,
+	TK_COROUTINE,
+};
+
+struct type_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 type;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct type_key);
+	__type(value, __u32);
+} type_kinds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+static __always_inline __u64 read_ptr(__u64 addr)
+{
+	__u64 v = 0;
+
+	if (addr)
+		bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+#define TP_NAME_LEN 32
+
+static __always_inline bool name_is(const char *buf, const char *lit, int n)
+{
+	/* n includes the NUL: an exact match, not a prefix. */
+	for (int i = 0; i < n; i++)
+		if (buf[i] != lit[i])
+			return false;
+	return true;
+}
+
+#define NAME_IS(buf, lit) name_is(buf, lit, sizeof(lit))
+
+/* Kind of the type object at `type` in process tgid. tp_name strings are
+ * those of CPython 3.8-3.13: "function" (Objects/funcobject.c), "method"
+ * (Objects/classobject.c), "builtin_function_or_method"
+ * (Objects/methodobject.c), "functools.partial" (Modules/_functoolsmodule.c),
+ * "TaskStepMethWrapper", "_asyncio.Task" (Modules/_asynciomodule.c),
+ * "coroutine" (Objects/genobject.c). */
+static __always_inline __u32 type_kind(__u32 tgid, const struct ls_py_offsets *off, __u64 type)
+{
+	struct type_key k = { .tgid = tgid, .type = type };
+	char buf[TP_NAME_LEN] = {};
+	__u32 *cached, kind = TK_OTHER;
+
+	if (!type)
+		return TK_OTHER;
+	cached = bpf_map_lookup_elem(&type_kinds, &k);
+	if (cached)
+		return *cached;
+	if (bpf_probe_read_user_str(buf, sizeof(buf), (const void *)read_ptr(type + off->tp_name)) <= 0)
+		return TK_OTHER; /* unreadable now: do not cache */
+	if (NAME_IS(buf, "function"))
+		kind = TK_FUNCTION;
+	else if (NAME_IS(buf, "method"))
+		kind = TK_METHOD;
+	else if (NAME_IS(buf, "builtin_function_or_method"))
+		kind = TK_CFUNCTION;
+	else if (NAME_IS(buf, "functools.partial"))
+		kind = TK_PARTIAL;
+	else if (NAME_IS(buf, "TaskStepMethWrapper") ||
+		 NAME_IS(buf, "_asyncio.TaskStepMethWrapper")) /* 3.12+: heap type */
+		kind = TK_STEP_WRAPPER;
+	else if (NAME_IS(buf, "_asyncio.Task"))
+		kind = TK_TASK;
+	else if (NAME_IS(buf, "coroutine"))
+		kind = TK_COROUTINE;
+	bpf_map_update_elem(&type_kinds, &k, &kind, BPF_ANY);
+	return kind;
+}
+
+static __always_inline __u64 type_of(const struct ls_py_offsets *off, __u64 obj)
+{
+	return read_ptr(obj + off->ob_type);
+}
+
+/* A Python function object: its code and qualname. */
+static __always_inline void name_function(const struct ls_py_offsets *off, __u64 func,
+					  struct ls_cb_key *key)
+{
+	key->code = read_ptr(func + off->func_code);
+	key->name = read_ptr(func + off->func_qualname);
+}
+
+/* The coroutine of an asyncio Task: its code and qualname. */
+static __always_inline void name_task(__u32 tgid, const struct ls_py_offsets *off, __u64 task,
+				      struct ls_cb_key *key)
+{
+	__u64 coro = read_ptr(task + off->task_coro), ctype = type_of(off, coro);
+
+	key->kind = LS_CB_TASK;
+	if (type_kind(tgid, off, ctype) != TK_COROUTINE) {
+		/* A generator-based or foreign awaitable: name its type. */
+		key->name = read_ptr(ctype + off->tp_name);
+		return;
+	}
+	if (off->flags & LS_PYOFF_CODE_IN_FRAME)
+		key->code = read_ptr(coro + off->cr_iframe + off->frame_code);
+	else
+		key->code = read_ptr(coro + off->cr_code);
+	key->name = read_ptr(coro + off->cr_qualname);
+}
+
+static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets *off,
+					  __u64 obj, struct ls_cb_key *key)
+{
+	__u64 type = type_of(off, obj), inner, self;
+	__u32 kind = type_kind(tgid, off, type);
+
+	switch (kind) {
+	case TK_FUNCTION:
+		key->kind = LS_CB_FUNCTION;
+		name_function(off, obj, key);
+		return;
+	case TK_METHOD:
+		key->kind = LS_CB_METHOD;
+		inner = read_ptr(obj + off->im_func);
+		if (type_kind(tgid, off, type_of(off, inner)) == TK_FUNCTION) {
+			name_function(off, inner, key);
+			return;
+		}
+		break;
+	case TK_PARTIAL:
+		key->kind = LS_CB_PARTIAL;
+		inner = read_ptr(obj + off->partial_fn);
+		kind = type_kind(tgid, off, type_of(off, inner));
+		if (kind == TK_METHOD) {
+			inner = read_ptr(inner + off->im_func);
+			kind = type_kind(tgid, off, type_of(off, inner));
+		}
+		if (kind == TK_FUNCTION) {
+			name_function(off, inner, key);
+			return;
+		}
+		break;
+	case TK_STEP_WRAPPER:
+		name_task(tgid, off, read_ptr(obj + off->sw_task), key);
+		return;
+	case TK_CFUNCTION:
+		/* 3.10+: Task wakeups are the builtin task_wakeup bound to the
+		 * Task (m_self); anything else is named by its ml_name. */
+		self = read_ptr(obj + off->m_self);
+		if (self && type_kind(tgid, off, type_of(off, self)) == TK_TASK) {
+			name_task(tgid, off, self, key);
+			return;
+		}
+		key->kind = LS_CB_BUILTIN;
+		key->name = read_ptr(read_ptr(obj + off->m_ml) + off->ml_name);
+		return;
+	default:
+		break;
+	}
+	key->kind = LS_CB_OTHER;
+	key->code = 0;
+	key->name = read_ptr(type + off->tp_name);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct ls_py_proc *proc;
+	struct cb_thread *th, zero = {};
+	struct cb_frame *f;
+	__u32 depth;
+
+	proc = bpf_map_lookup_elem(&py_procs, &tgid);
+	if (!proc)
+		return 0;
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th) {
+		bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_NOEXIST);
+		th = bpf_map_lookup_elem(&cb_threads, &tid);
+		if (!th)
+			return 0;
+	}
+	depth = th->depth++;
+	if (depth >= LS_CB_MAX_DEPTH) {
+		__sync_fetch_and_add(&too_deep, 1);
+		return 0;
+	}
+	f = &th->frames[depth];
+	__builtin_memset(&f->key, 0, sizeof(f->key));
+	f->key.tgid = tgid;
+	name_callable(tgid, &proc->off, read_ptr((__u64)args), &f->key);
+	f->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline void hist_add(struct ls_hist *h, __u64 v)
+{
+	__u32 slot = ls_hist_slot(v);
+
+	if (slot >= LS_HIST_NSLOTS)
+		return;
+	/* Threads of one process may run the same callback concurrently. */
+	__sync_fetch_and_add(&h->slots[slot], 1);
+	__sync_fetch_and_add(&h->count, 1);
+	__sync_fetch_and_add(&h->sum, v);
+	if (v > h->max)
+		h->max = v;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ls_context_run_exit)
+{
+	__u64 now = bpf_ktime_get_ns(), dur;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth, zero = 0;
+	struct ls_cb_stats *st;
+	struct cb_thread *th;
+	struct cb_frame *f;
+	void *init;
+
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th || th->depth == 0)
+		return 0;
+	depth = --th->depth;
+	if (depth >= LS_CB_MAX_DEPTH)
+		return 0;
+	f = &th->frames[depth];
+	dur = now - f->start_ns;
+
+	st = bpf_map_lookup_elem(&cb_stats, &f->key);
+	if (!st) {
+		init = bpf_map_lookup_elem(&zero_cb_stats, &zero);
+		if (!init)
+			return 0;
+		bpf_map_update_elem(&cb_stats, &f->key, init, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&cb_stats, &f->key);
+	}
+	if (st)
+		hist_add(&st->duration, dur);
+
+	if (dur > slow_threshold_ns) {
+		struct ls_slow_callback_event *e;
+
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			__sync_fetch_and_add(&lost_events, 1);
+			return 0;
+		}
+		e->type = LS_EV_SLOW_CALLBACK;
+		e->tid = tid;
+		e->key = f->key;
+		e->start_ns = f->start_ns;
+		e->duration_ns = dur;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return 0;
+}

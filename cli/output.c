@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+/* Presentation helpers shared by the commands: clock times, JSON lines. */
+#include <stdio.h>
+#include <time.h>
+
+#include "cli.h"
+#include "loopscope/loopscope.h"
+
+char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len)
+{
+	int64_t real = (int64_t)mono_ns + mono_to_real_ns;
+	time_t sec = (time_t)(real / 1000000000LL);
+	struct tm tm;
+
+	localtime_r(&sec, &tm);
+	snprintf(buf, len, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)((real / 1000000) % 1000));
+	return buf;
+}
+
+void cli_print_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
+	json_object_put(o);
+}
+
+void cli_jadd_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+json_object *cli_hist_json(const struct ls_hist *h)
+{
+	json_object *o = json_object_new_object();
+
+	cli_jadd_u64(o, "count", h->count);
+	cli_jadd_u64(o, "sum_ns", h->sum);
+	cli_jadd_u64(o, "p50_ns", ls_hist_percentile(h, 50));
+	cli_jadd_u64(o, "p90_ns", ls_hist_percentile(h, 90));
+	cli_jadd_u64(o, "p99_ns", ls_hist_percentile(h, 99));
+	cli_jadd_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
+	cli_jadd_u64(o, "max_ns", h->max);
+	return o;
+}

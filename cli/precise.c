@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+/* CPython precise mode in `loopscope attach`: resolution messages, slow
+ * callback lines, top-callback tables. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_SLOW_KEPT 10000
+#define TOP_N 10
+
+static const struct ls_py_target *target_of(const struct cli_precise *p, uint32_t pid)
+{
+	for (int i = 0; i < p->ntargets; i++)
+		if ((uint32_t)p->targets[i].pid == pid)
+			return &p->targets[i];
+	return NULL;
+}
+
+static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_cb_key *k)
+{
+	const struct ls_py_target *t = target_of(p, k->tgid);
+	const struct ls_py_offsets *off = t ? ls_py_offsets_for(t->major, t->minor) : NULL;
+	static const struct ls_cb_name unknown = { .qualname = "?" };
+	const struct ls_cb_name *nm;
+
+	if (!off || !p->names)
+		return &unknown;
+	nm = ls_pyname_lookup(p->names, off, k);
+	return nm ? nm : &unknown;
+}
+
+static const char *kind_name(uint32_t kind)
+{
+	static const char *names[] = { "other", "function", "method", "partial", "task", "builtin" };
+
+	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
+}
+
+static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key *k)
+{
+	const struct ls_cb_name *nm = name_of(p, k);
+	json_object *o = json_object_new_object();
+	char full[600];
+
+	json_object_object_add(o, "pid", json_object_new_int((int)k->tgid));
+	json_object_object_add(o, "kind", json_object_new_string(kind_name(k->kind)));
+	json_object_object_add(o, "name", json_object_new_string(ls_pyname_format(k, nm, full, sizeof(full))));
+	json_object_object_add(o, "qualname", json_object_new_string(nm->qualname));
+	json_object_object_add(o, "file", json_object_new_string(nm->filename));
+	json_object_object_add(o, "line", json_object_new_int(nm->firstlineno));
+	return o;
+}
+
+static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
+{
+	struct cli_precise *p = ctx;
+	char b1[32], b2[32], full[600];
+
+	if (p->nslow < MAX_SLOW_KEPT) {
+		struct ls_slow_callback_event *grown = realloc(p->slow, (p->nslow + 1) * sizeof(*e));
+
+		if (grown) {
+			p->slow = grown;
+			p->slow[p->nslow++] = *e;
+		}
+	} else {
+		p->slow_dropped++;
+	}
+	/* Resolve the name now, while the process surely exists. */
+	if (p->json) {
+		json_object *o = callback_json(p, &e->key);
+
+		json_object_object_add(o, "type", json_object_new_string("slow_callback"));
+		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
+		cli_jadd_u64(o, "start_ns", e->start_ns);
+		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		cli_print_json(o);
+	} else if (!p->quiet) {
+		printf("%s  SLOW callback %s  %s  pid %u tid %u\n",
+		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
+		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid);
+		fflush(stdout);
+	}
+}
+
+int cli_precise_add(struct cli_precise *p, pid_t pid)
+{
+	struct ls_py_target t;
+	int err;
+
+	err = ls_py_resolve(pid, &t);
+	if (err == -ENOEXEC)
+		return 0; /* not Python: epoll level, said in the report */
+	if (err) {
+		fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
+		return 0;
+	}
+	if (!p->pycb) {
+		struct ls_pycb_opts o = {
+			.slow_threshold_ns = p->threshold_ns,
+			.on_slow_callback = on_slow_callback,
+			.ctx = p,
+			.btf_path = p->btf_path,
+		};
+
+		err = ls_pycb_open(&o, &p->pycb);
+		if (err)
+			return err;
+		p->names = ls_pyname_cache_new();
+		p->targets = calloc(CLI_MAX_PIDS, sizeof(*p->targets));
+		if (!p->names || !p->targets)
+			return -ENOMEM;
+	}
+	err = ls_pycb_add_target(p->pycb, &t);
+	if (err) {
+		fprintf(stderr, "loopscope: pid %d: cannot probe context_run in %s: %s; epoll level only\n",
+			pid, t.path, strerror(-err));
+		return 0;
+	}
+	p->targets[p->ntargets++] = t;
+	if (!p->json)
+		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
+			pid, t.major, t.minor, t.path,
+			t.route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods");
+	return 0;
+}
+
+void cli_precise_remove(struct cli_precise *p, pid_t pid)
+{
+	if (p->pycb)
+		ls_pycb_remove_target(p->pycb, pid);
+}
+
+void cli_precise_poll(struct cli_precise *p)
+{
+	if (p->pycb)
+		while (ls_pycb_poll(p->pycb, 0) > 0)
+			;
+}
+
+static int by_sum(const void *a, const void *b)
+{
+	const struct ls_cb_entry *x = a, *y = b;
+
+	return x->stats.duration.sum < y->stats.duration.sum ? 1 :
+	       x->stats.duration.sum > y->stats.duration.sum ? -1 : 0;
+}
+
+static int by_max(const void *a, const void *b)
+{
+	const struct ls_cb_entry *x = a, *y = b;
+
+	return x->stats.duration.max < y->stats.duration.max ? 1 :
+	       x->stats.duration.max > y->stats.duration.max ? -1 : 0;
+}
+
+static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, uint32_t pid,
+		      const char *title)
+{
+	char b[4][16], full[600];
+	int shown = 0;
+
+	for (size_t i = 0; i < n && !shown; i++)
+		shown = v[i].key.tgid == pid;
+	if (!shown) {
+		printf("    %s: no callback ran\n", title);
+		return;
+	}
+	shown = 0;
+	printf("    %s:\n      %8s %10s %10s %10s %10s  %s\n", title, "COUNT", "TOTAL", "p50",
+	       "p99", "MAX", "CALLBACK");
+	for (size_t i = 0; i < n && shown < TOP_N; i++) {
+		const struct ls_hist *h = &v[i].stats.duration;
+
+		if (v[i].key.tgid != pid)
+			continue;
+		shown++;
+		printf("      %8llu %10s %10s %10s %10s  %s\n", (unsigned long long)h->count,
+		       ls_duration_format(h->sum, b[0], 16),
+		       ls_duration_format(ls_hist_percentile(h, 50), b[1], 16),
+		       ls_duration_format(ls_hist_percentile(h, 99), b[2], 16),
+		       ls_duration_format(h->max, b[3], 16),
+		       ls_pyname_format(&v[i].key, name_of(p, &v[i].key), full, sizeof(full)));
+	}
+}
+
+void cli_precise_report(struct cli_precise *p, json_object *jr)
+{
+	struct ls_cb_entry *v = NULL;
+	json_object *jcb = NULL, *jslow = NULL;
+	char b1[32], b2[32], full[600];
+	size_t n = 0;
+
+	if (!p->pycb)
+		return;
+	if (ls_pycb_snapshot(p->pycb, &v, &n)) {
+		fprintf(stderr, "loopscope: reading callback stats failed\n");
+		return;
+	}
+	cli_precise_poll(p);
+	if (jr) {
+		jcb = json_object_new_array();
+		jslow = json_object_new_array();
+		for (size_t i = 0; i < n; i++) {
+			json_object *o = callback_json(p, &v[i].key);
+
+			json_object_object_add(o, "duration", cli_hist_json(&v[i].stats.duration));
+			json_object_array_add(jcb, o);
+		}
+		for (size_t i = 0; i < p->nslow; i++) {
+			json_object *o = callback_json(p, &p->slow[i].key);
+
+			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
+			cli_jadd_u64(o, "start_ns", p->slow[i].start_ns);
+			cli_jadd_u64(o, "duration_ns", p->slow[i].duration_ns);
+			json_object_array_add(jslow, o);
+		}
+		json_object_object_add(jr, "callbacks", jcb);
+		json_object_object_add(jr, "slow_callbacks", jslow);
+		cli_jadd_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
+		cli_jadd_u64(jr, "lost_callback_events", ls_pycb_lost_events(p->pycb));
+		free(v);
+		return;
+	}
+	for (int t = 0; t < p->ntargets; t++) {
+		uint32_t pid = (uint32_t)p->targets[t].pid;
+
+		printf("  callbacks of pid %u (CPython %d.%d, precise mode):\n", pid,
+		       p->targets[t].major, p->targets[t].minor);
+		qsort(v, n, sizeof(*v), by_sum);
+		print_top(p, v, n, pid, "by total time");
+		qsort(v, n, sizeof(*v), by_max);
+		print_top(p, v, n, pid, "by max");
+	}
+	printf("  slow callbacks (> %s): %zu\n", ls_duration_format(p->threshold_ns, b1, sizeof(b1)),
+	       p->nslow + p->slow_dropped);
+	for (size_t i = 0; i < p->nslow; i++) {
+		const struct ls_slow_callback_event *e = &p->slow[i];
+
+		printf("    %s  %-60s %10s  pid %u tid %u\n",
+		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
+		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid);
+	}
+	if (ls_pycb_lost_events(p->pycb))
+		printf("  LOST %llu slow callback events: the ring buffer was full\n",
+		       (unsigned long long)ls_pycb_lost_events(p->pycb));
+	free(v);
+}
+
+void cli_precise_close(struct cli_precise *p)
+{
+	ls_pycb_close(p->pycb);
+	ls_pyname_cache_free(p->names);
+	free(p->targets);
+	free(p->slow);
+	memset(p, 0, sizeof(*p));
+}

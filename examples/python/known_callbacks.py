@@ -1,0 +1,99 @@
+"""An asyncio app whose slow callbacks are known: each kind asyncio runs
+through Context.run, repeated every --every seconds:
+
+- a Task whose coroutine blocks in time.sleep(0.15)      (Task step)
+- a plain function queued with call_soon that spins 80 ms (Handle)
+- a functools.partial queued with call_later, spins 60 ms (TimerHandle)
+- a bound method queued with call_soon, sleeps 110 ms     (Handle)
+
+Each logs its own measurement to --log (JSON lines): kind, qualname, file,
+first line of its def, start (time.monotonic_ns, CLOCK_MONOTONIC) and
+duration (time.perf_counter). With --debug, asyncio's own debug mode runs
+with slow_callback_duration = --threshold and its "Executing ... took"
+warnings go to --debug-log, for comparison with loopscope.
+"""
+import argparse
+import asyncio
+import functools
+import json
+import logging
+import os
+import time
+
+LOG = None
+
+
+def record(kind, func, t0_ns, t0):
+    code = func.__code__
+    LOG.write(json.dumps({
+        "kind": kind, "qualname": func.__qualname__, "file": code.co_filename,
+        "line": code.co_firstlineno, "start_ns": t0_ns,
+        "duration_ns": int((time.perf_counter() - t0) * 1e9)}) + "\n")
+    LOG.flush()
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def blocking_coro():
+    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    time.sleep(0.15)
+    record("task", blocking_coro, t0_ns, t0)
+
+
+def spin_soon():
+    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    spin(0.08)
+    record("function", spin_soon, t0_ns, t0)
+
+
+def spin_partial(seconds):
+    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    spin(seconds)
+    record("partial", spin_partial, t0_ns, t0)
+
+
+class Worker:
+    def on_tick(self):
+        t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+        time.sleep(0.11)
+        record("method", Worker.on_tick, t0_ns, t0)
+
+
+async def main(args):
+    loop = asyncio.get_running_loop()
+    if args.debug:
+        loop.set_debug(True)
+        loop.slow_callback_duration = args.threshold
+    print(f"pid {os.getpid()}", flush=True)
+    worker = Worker()
+    deadline = loop.time() + args.duration
+    await asyncio.sleep(args.every)
+    while loop.time() < deadline:
+        loop.create_task(blocking_coro())
+        await asyncio.sleep(0.3)
+        loop.call_soon(spin_soon)
+        await asyncio.sleep(0.3)
+        loop.call_later(0.01, functools.partial(spin_partial, 0.06))
+        await asyncio.sleep(0.3)
+        loop.call_soon(worker.on_tick)
+        await asyncio.sleep(args.every)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--log", required=True)
+    p.add_argument("--every", type=float, default=0.3)
+    p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--debug-log")
+    p.add_argument("--threshold", type=float, default=0.05)
+    a = p.parse_args()
+    if a.debug:
+        logging.basicConfig(filename=a.debug_log, level=logging.WARNING,
+                            format="%(message)s")
+    LOG = open(a.log, "a")
+    asyncio.run(main(a))
