@@ -46,7 +46,8 @@ struct cli_precise {
 
 /* Resolve pid's CPython and attach precise mode to it. A process that is
  * not Python, or a Python that cannot be probed, stays at epoll level: one
- * line on stderr says so (not in JSON mode: a "targets" record says it).
+ * line on stderr says so, as does one for a target in precise mode; the
+ * JSON report lists the precise ones in "precise_targets".
  * Returns 0, or -errno when loading the BPF object itself failed. */
 int cli_precise_add(struct cli_precise *p, pid_t pid);
 void cli_precise_remove(struct cli_precise *p, pid_t pid);

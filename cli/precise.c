@@ -121,8 +121,7 @@ int cli_precise_add(struct cli_precise *p, pid_t pid)
 		return 0;
 	}
 	p->targets[p->ntargets++] = t;
-	if (!p->json)
-		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
+	fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
 			pid, t.major, t.minor, t.path,
 			t.route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods");
 	return 0;
@@ -218,6 +217,20 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			cli_jadd_u64(o, "duration_ns", p->slow[i].duration_ns);
 			json_object_array_add(jslow, o);
 		}
+		json_object *jt = json_object_new_array();
+
+		for (int t = 0; t < p->ntargets; t++) {
+			json_object *o = json_object_new_object();
+			char ver[16];
+
+			snprintf(ver, sizeof(ver), "%d.%d", p->targets[t].major, p->targets[t].minor);
+			json_object_object_add(o, "pid", json_object_new_int(p->targets[t].pid));
+			json_object_object_add(o, "python", json_object_new_string(ver));
+			json_object_object_add(o, "context_run_route", json_object_new_string(
+				p->targets[t].route == LS_PY_ROUTE_SYMTAB ? "symtab" : "tp_methods"));
+			json_object_array_add(jt, o);
+		}
+		json_object_object_add(jr, "precise_targets", jt);
 		json_object_object_add(jr, "callbacks", jcb);
 		json_object_object_add(jr, "slow_callbacks", jslow);
 		cli_jadd_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);

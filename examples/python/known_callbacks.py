@@ -10,7 +10,8 @@ Each logs its own measurement to --log (JSON lines): kind, qualname, file,
 first line of its def, start (time.monotonic_ns, CLOCK_MONOTONIC) and
 duration (time.perf_counter). With --debug, asyncio's own debug mode runs
 with slow_callback_duration = --threshold and its "Executing ... took"
-warnings go to --debug-log, for comparison with loopscope.
+warnings go to --debug-log, for comparison with loopscope. --wait-file and
+--rounds let a test start the work once it is attached, and stop it.
 """
 import argparse
 import asyncio
@@ -70,9 +71,14 @@ async def main(args):
         loop.slow_callback_duration = args.threshold
     print(f"pid {os.getpid()}", flush=True)
     worker = Worker()
+    if args.wait_file:
+        while not os.path.exists(args.wait_file):
+            await asyncio.sleep(0.01)
     deadline = loop.time() + args.duration
     await asyncio.sleep(args.every)
-    while loop.time() < deadline:
+    rounds = 0
+    while loop.time() < deadline and (not args.rounds or rounds < args.rounds):
+        rounds += 1
         loop.create_task(blocking_coro())
         await asyncio.sleep(0.3)
         loop.call_soon(spin_soon)
@@ -91,6 +97,10 @@ if __name__ == "__main__":
     p.add_argument("--debug", action="store_true")
     p.add_argument("--debug-log")
     p.add_argument("--threshold", type=float, default=0.05)
+    p.add_argument("--rounds", type=int, default=0,
+                   help="stop after this many rounds (0: run for --duration)")
+    p.add_argument("--wait-file",
+                   help="start the rounds once this file exists")
     a = p.parse_args()
     if a.debug:
         logging.basicConfig(filename=a.debug_log, level=logging.WARNING,

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: CPython precise mode on every interpreter present (Debian's
+ * stripped /usr/bin/python3.11, pyenv 3.8-3.13; pyenv 2.7, 3.6 and 3.7 are
+ * skipped by name: loopscope supports 3.8-3.13, and 3.7 is tested for its
+ * fallback instead).
+ *
+ * examples/python/known_callbacks.py runs two rounds of four known slow
+ * callbacks (a Task step blocking in time.sleep(0.15), a call_soon function
+ * spinning 80 ms, a call_later functools.partial spinning 60 ms, a bound
+ * method sleeping 110 ms), each logging its own perf_counter duration, with
+ * asyncio's debug mode on at the same threshold (50 ms). The rounds start
+ * once loopscope is attached and the app exits after them, so the attach
+ * window holds the whole workload. Asserted:
+ *  - the slow callbacks loopscope reports are, name for name and count for
+ *    count, the ones asyncio's debug mode logs (and the app's own log);
+ *  - each has the app's kind, qualname, file and first line, and a duration
+ *    within max(2%, 200 us) of the app's own measurement: context_run also
+ *    runs the call machinery around the function and the app's logging
+ *    after its stopwatch (a JSON dump and a write: tens of us);
+ *  - the target exiting mid-run ends the run with exit code 6 and a report.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loopscope/loopscope.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define APP LS_SOURCE_DIR "/examples/python/known_callbacks.py"
+#define SLEEP_APP LS_SOURCE_DIR "/examples/python/blocking_sleep.py"
+#define MAX_PY 16
+#define MAX_CB 32
+
+static char pythons[MAX_PY][512];
+static int npythons;
+static char python37[512];
+
+static void discover_pythons(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (access("/usr/bin/python3.11", X_OK) == 0)
+		snprintf(pythons[npythons++], sizeof(pythons[0]), "/usr/bin/python3.11");
+	else
+		fprintf(stderr, "it_precise: SKIP /usr/bin/python3.11: not installed\n");
+	d = opendir("/root/.pyenv/versions");
+	if (!d) {
+		fprintf(stderr, "it_precise: SKIP pyenv: /root/.pyenv/versions not present\n");
+		return;
+	}
+	while ((e = readdir(d)) && npythons < MAX_PY) {
+		int major, minor;
+		char path[400];
+
+		if (sscanf(e->d_name, "%d.%d", &major, &minor) != 2)
+			continue;
+		snprintf(path, sizeof(path), "/root/.pyenv/versions/%.256s/bin/python%d.%d",
+			 e->d_name, major, minor);
+		if (major == 3 && minor == 7) {
+			snprintf(python37, sizeof(python37), "%s", path);
+			fprintf(stderr, "it_precise: pyenv %s: unsupported, tested for its fallback\n",
+				e->d_name);
+			continue;
+		}
+		if (major < 3 || (major == 3 && minor < 8)) {
+			fprintf(stderr, "it_precise: SKIP pyenv %s: outside 3.8-3.13\n", e->d_name);
+			continue;
+		}
+		if (access(path, X_OK) == 0)
+			snprintf(pythons[npythons++], sizeof(pythons[0]), "%s", path);
+	}
+	closedir(d);
+}
+
+struct app_cb {
+	char kind[16], qualname[64], file[256];
+	int line;
+	uint64_t start_ns, duration_ns;
+	bool matched;
+};
+
+static int load_app_log(const char *path, struct app_cb *v)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (n < MAX_CB && fgets(buf, sizeof(buf), f)) {
+		json_object *o = json_tokener_parse(buf);
+
+		snprintf(v[n].kind, sizeof(v[n].kind), "%s",
+			 json_object_get_string(ls_test_jget(o, "kind")));
+		snprintf(v[n].qualname, sizeof(v[n].qualname), "%s",
+			 json_object_get_string(ls_test_jget(o, "qualname")));
+		snprintf(v[n].file, sizeof(v[n].file), "%s",
+			 json_object_get_string(ls_test_jget(o, "file")));
+		v[n].line = json_object_get_int(ls_test_jget(o, "line"));
+		v[n].start_ns = ls_test_ju64(o, "start_ns");
+		v[n].duration_ns = ls_test_ju64(o, "duration_ns");
+		v[n].matched = false;
+		n++;
+		json_object_put(o);
+	}
+	fclose(f);
+	return n;
+}
+
+/* Names of the callbacks asyncio's debug mode logged as slow
+ * ("Executing <Handle spin_soon() at ...> took 0.080 seconds"; a Task is
+ * named by its coroutine: "coro=<blocking_coro() ...>"). */
+static int load_debug_log(const char *path, char names[][64])
+{
+	regex_t task_re, handle_re;
+	regmatch_t m[4];
+	FILE *f = fopen(path, "r");
+	char buf[2048];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(regcomp(&task_re, "^Executing <Task .*coro=<([A-Za-z_][A-Za-z0-9_.]*)\\(",
+				 REG_EXTENDED), 0);
+	ck_assert_int_eq(regcomp(&handle_re,
+				 "^Executing <(Handle|TimerHandle)( when=[0-9.]+)? ([A-Za-z_][A-Za-z0-9_.]*)\\(",
+				 REG_EXTENDED), 0);
+	while (n < MAX_CB && fgets(buf, sizeof(buf), f)) {
+		regmatch_t *g = NULL;
+
+		if (!strstr(buf, " took "))
+			continue;
+		if (regexec(&task_re, buf, 4, m, 0) == 0)
+			g = &m[1];
+		else if (regexec(&handle_re, buf, 4, m, 0) == 0)
+			g = &m[3];
+		ck_assert_msg(g != NULL, "unparsed asyncio debug line: %s", buf);
+		snprintf(names[n++], 64, "%.*s", (int)(g->rm_eo - g->rm_so), buf + g->rm_so);
+	}
+	regfree(&task_re);
+	regfree(&handle_re);
+	fclose(f);
+	return n;
+}
+
+static int count_name(char names[][64], int n, const char *name)
+{
+	int c = 0;
+
+	for (int i = 0; i < n; i++)
+		c += !strcmp(names[i], name);
+	return c;
+}
+
+START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
+{
+	const char *py = pythons[_i];
+	char applog[128], dbglog[128], appout[128], out[128], err[128], wait[128], line[128], spid[32];
+	char *app_argv[] = { (char *)py, APP, "--log", applog, "--debug", "--debug-log", dbglog,
+			     "--threshold", "0.05", "--rounds", "2", "--wait-file", wait,
+			     "--duration", "20", NULL };
+	struct app_cb app[MAX_CB];
+	char dbg[MAX_CB][64], ours[MAX_CB][64];
+	int napp, ndbg, nours = 0, status;
+	uint64_t worst = 0;
+	pid_t pid, ls;
+
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(dbglog, sizeof(dbglog), "dbglog");
+	ls_test_tmp(appout, sizeof(appout), "appout");
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	ls_test_tmp(wait, sizeof(wait), "wait");
+	unlink(wait);
+	pid = ls_test_spawn(app_argv, appout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", pid);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "30s", "--json", "-q",
+			 "--threshold", "50ms", NULL };
+	ls = ls_test_spawn(argv, out, err);
+	if (ls_test_wait_line(err, "loopscope: attached", 10000, line, sizeof(line))) {
+		char *e = ls_test_slurp(err);
+
+		ls_test_kill(pid);
+		ls_test_kill(ls);
+		ck_abort_msg("%s: loopscope did not attach: %s", py, e ? e : "");
+	}
+	FILE *w = fopen(wait, "w");
+	ck_assert_ptr_nonnull(w);
+	fclose(w);
+	ck_assert_int_eq(ls_test_wait(ls, 30000, &status), 0);
+	ck_assert_msg(status == LS_EXIT_TARGET_EXITED, "%s: loopscope exited %d, not 6", py, status);
+	ls_test_kill(pid);
+
+	char *errtext = ls_test_slurp(err);
+	ck_assert_msg(strstr(errtext, "precise mode"), "%s: not in precise mode: %s", py, errtext);
+	free(errtext);
+
+	napp = load_app_log(applog, app);
+	ndbg = load_debug_log(dbglog, dbg);
+	ck_assert_int_eq(napp, 8);
+	json_object *rep = ls_test_json_last(out, "report");
+	ck_assert_ptr_nonnull(rep);
+	json_object *slow = ls_test_jget(rep, "slow_callbacks");
+	ck_assert_ptr_nonnull(slow);
+	for (size_t i = 0; i < json_object_array_length(slow) && nours < MAX_CB; i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		const char *qn = json_object_get_string(ls_test_jget(e, "qualname"));
+		uint64_t s = ls_test_ju64(e, "start_ns"), d = ls_test_ju64(e, "duration_ns");
+		bool found = false;
+
+		snprintf(ours[nours++], 64, "%s", qn);
+		for (int j = 0; j < napp && !found; j++) {
+			struct app_cb *a = &app[j];
+			uint64_t tol = a->duration_ns / 50 > 200000 ? a->duration_ns / 50 : 200000;
+
+			if (a->matched || strcmp(a->qualname, qn) || s > a->start_ns ||
+			    a->start_ns - s > 5000000ULL)
+				continue;
+			ck_assert_str_eq(json_object_get_string(ls_test_jget(e, "kind")), a->kind);
+			ck_assert_str_eq(json_object_get_string(ls_test_jget(e, "file")), a->file);
+			ck_assert_int_eq(json_object_get_int(ls_test_jget(e, "line")), a->line);
+			ck_assert_msg(d >= a->duration_ns && d - a->duration_ns <= tol,
+				      "%s: %s measured %llu ns, the app's own %llu ns", py, qn,
+				      (unsigned long long)d, (unsigned long long)a->duration_ns);
+			a->matched = found = true;
+			if (d - a->duration_ns > worst)
+				worst = d - a->duration_ns;
+		}
+		ck_assert_msg(found, "%s: slow callback %s (%llu ns) is not one of the app's", py, qn,
+			      (unsigned long long)d);
+	}
+	for (int j = 0; j < napp; j++)
+		ck_assert_msg(app[j].matched, "%s: %s (%s) not reported", py, app[j].qualname,
+			      app[j].kind);
+	/* The same set, name for name, as asyncio's own debug mode. */
+	ck_assert_int_eq(nours, ndbg);
+	for (int i = 0; i < ndbg; i++)
+		ck_assert_msg(count_name(ours, nours, dbg[i]) == count_name(dbg, ndbg, dbg[i]),
+			      "%s: asyncio debug mode logged %s %d times, loopscope %d", py, dbg[i],
+			      count_name(dbg, ndbg, dbg[i]), count_name(ours, nours, dbg[i]));
+	fprintf(stderr, "it_precise: %s: %d slow callbacks, names, lines and durations match the "
+		"app and asyncio debug mode; worst duration excess %llu ns\n", py, nours,
+		(unsigned long long)worst);
+	json_object_put(rep);
+	unlink(applog);
+	unlink(dbglog);
+	unlink(appout);
+	unlink(out);
+	unlink(err);
+	unlink(wait);
+}
+END_TEST
+
+/* An unsupported Python (3.7) is measured at epoll level, with one line
+ * saying why. */
+START_TEST(test_unsupported_python_falls_back_to_epoll_level)
+{
+	char applog[128], appout[128], out[128], err[128], line[64], spid[32];
+	char *app_argv[] = { python37, SLEEP_APP, "--log", applog, "--every", "0.5",
+			     "--sleep", "0.2", "--duration", "4", NULL };
+	pid_t pid;
+	int rc;
+
+	if (!python37[0]) {
+		fprintf(stderr, "it_precise: SKIP fallback test: no pyenv 3.7\n");
+		return;
+	}
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(appout, sizeof(appout), "appout");
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	pid = ls_test_spawn(app_argv, appout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", pid);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "1500ms", "--json", "-q", NULL };
+	rc = ls_test_run(argv, out, err, 20000);
+	ls_test_kill(pid);
+	ck_assert_int_eq(rc, 0);
+	char *e = ls_test_slurp(err);
+	ck_assert_msg(strstr(e, "unsupported Python 3.7") && strstr(e, "epoll level only"),
+		      "stderr: %s", e);
+	free(e);
+	json_object *rep = ls_test_json_last(out, "report");
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_ge((int)json_object_array_length(ls_test_jget(rep, "slow_busy")), 1);
+	ck_assert_ptr_null(ls_test_jget(rep, "slow_callbacks"));
+	json_object_put(rep);
+	unlink(applog);
+	unlink(appout);
+	unlink(out);
+	unlink(err);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_precise");
+	TCase *tc = tcase_create("precise");
+	SRunner *sr;
+	int failed;
+
+	discover_pythons();
+	if (npythons == 0) {
+		fprintf(stderr, "it_precise: no Python interpreter to test\n");
+		return EXIT_FAILURE;
+	}
+	tcase_set_timeout(tc, 90);
+	tcase_add_loop_test(tc, test_slow_callbacks_match_app_and_asyncio_debug_mode, 0, npythons);
+	tcase_add_test(tc, test_unsupported_python_falls_back_to_epoll_level);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
