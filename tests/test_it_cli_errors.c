@@ -173,30 +173,13 @@ START_TEST(test_process_that_never_polls_exits_7)
 }
 END_TEST
 
-static int count_links(void)
-{
-	char path[128];
-	char *argv[] = { "/usr/sbin/bpftool", "link", "list", NULL };
-	char *text, *p;
-	int n = 0;
-
-	ls_test_tmp(path, sizeof(path), "links");
-	ck_assert_int_eq(ls_test_run(argv, path, NULL, 10000), 0);
-	text = ls_test_slurp(path);
-	for (p = text; p && (p = strstr(p, "prog ")); p++)
-		n++;
-	free(text);
-	unlink(path);
-	return n;
-}
-
 START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 {
 	char line[64], spid[32], lout[128];
 	struct out o;
 	char *loop_argv[] = { REFLOOP, "--duration", "1500ms", "timer tick every=5ms", NULL };
 	pid_t loop;
-	int links_before = count_links();
+	int links_before = ls_test_count_bpf_links();
 
 	ls_test_tmp(lout, sizeof(lout), "loop");
 	loop = ls_test_spawn(loop_argv, lout, NULL);
@@ -220,7 +203,7 @@ START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 	out_free(&o);
 	ls_test_kill(loop);
 	unlink(lout);
-	ck_assert_int_eq(count_links(), links_before);
+	ck_assert_int_eq(ls_test_count_bpf_links(), links_before);
 }
 END_TEST
 
@@ -229,7 +212,7 @@ static void signal_case(int sig)
 	char line[64], spid[32], lout[128];
 	struct out o;
 	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
-	int links_before = count_links(), status;
+	int links_before = ls_test_count_bpf_links(), status;
 	pid_t loop, ls;
 
 	ls_test_tmp(lout, sizeof(lout), "loop");
@@ -243,7 +226,7 @@ static void signal_case(int sig)
 	ls = ls_test_spawn(argv, o.out, o.err);
 	/* Attached when the first interval line is out. */
 	ck_assert_int_eq(ls_test_wait_line(o.out, "TIME", 10000, line, sizeof(line)), 0);
-	ck_assert_int_gt(count_links(), links_before);
+	ck_assert_int_gt(ls_test_count_bpf_links(), links_before);
 	kill(ls, sig);
 	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
 	ck_assert_int_eq(status, 0);
@@ -251,7 +234,7 @@ static void signal_case(int sig)
 	o.stderr_text = ls_test_slurp(o.err);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "== loopscope report"));
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "iterations"));
-	ck_assert_int_eq(count_links(), links_before);
+	ck_assert_int_eq(ls_test_count_bpf_links(), links_before);
 	out_free(&o);
 	ls_test_kill(loop);
 	unlink(lout);

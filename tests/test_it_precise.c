@@ -168,7 +168,7 @@ START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 			     "--duration", "20", NULL };
 	struct app_cb app[MAX_CB];
 	char dbg[MAX_CB][64], ours[MAX_CB][64];
-	int napp, ndbg, nours = 0, status;
+	int napp, ndbg, nours = 0, status, links_before = ls_test_count_bpf_links();
 	uint64_t worst = 0;
 	pid_t pid, ls;
 
@@ -198,6 +198,8 @@ START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 	ck_assert_int_eq(ls_test_wait(ls, 30000, &status), 0);
 	ck_assert_msg(status == LS_EXIT_TARGET_EXITED, "%s: loopscope exited %d, not 6", py, status);
 	ls_test_kill(pid);
+	/* Tracepoints and the uprobe/uretprobe on context_run are all gone. */
+	ck_assert_int_eq(ls_test_count_bpf_links(), links_before);
 
 	char *errtext = ls_test_slurp(err);
 	ck_assert_msg(strstr(errtext, "precise mode"), "%s: not in precise mode: %s", py, errtext);

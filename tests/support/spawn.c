@@ -184,3 +184,24 @@ uint64_t ls_test_ju64(json_object *o, const char *key)
 
 	return v ? json_object_get_uint64(v) : 0;
 }
+
+int ls_test_count_bpf_links(void)
+{
+	char path[128];
+	char *argv[] = { "/usr/sbin/bpftool", "link", "list", NULL };
+	char *text, *p;
+	int n = 0;
+
+	ls_test_tmp(path, sizeof(path), "links");
+	if (ls_test_run(argv, path, NULL, 10000) != 0) {
+		unlink(path);
+		return -1;
+	}
+	text = ls_test_slurp(path);
+	/* One "N: TYPE  prog M" header line per link. */
+	for (p = text; p && (p = strstr(p, "prog ")); p++)
+		n++;
+	free(text);
+	unlink(path);
+	return n;
+}

@@ -39,6 +39,10 @@ char *ls_test_slurp(const char *path);
 /* A fresh temporary path /tmp/loopscope-test-TAG.XXXXXX (file created). */
 void ls_test_tmp(char *buf, size_t len, const char *tag);
 
+/* Number of BPF links on the machine (`bpftool link list`), -1 when bpftool
+ * fails: compared before and after a run to prove everything was detached. */
+int ls_test_count_bpf_links(void);
+
 /* Helpers for json-c lookups; 0 / NULL when the key is missing. */
 uint64_t ls_test_ju64(json_object *o, const char *key);
 json_object *ls_test_jget(json_object *o, const char *key);
