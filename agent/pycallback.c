@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-/* CPython precise mode: the uprobe/uretprobe session on context_run
- * (bpf/pycallback.bpf.c), its targets, slow-callback events and the
- * per-callback histograms. */
+/* CPython precise mode: the uprobe/uretprobe session on context_run and
+ * the entry uprobes on PyContext_Enter/PyContext_Exit (bpf/pycallback.bpf.c),
+ * its targets, slow-callback events and the per-callback histograms. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,8 @@
 struct py_target {
 	pid_t pid;
 	struct bpf_link *enter, *exit;
+	/* PyContext_Enter/Exit (uvloop, eager tasks); NULL when not attached. */
+	struct bpf_link *ctx_enter, *ctx_exit;
 };
 
 struct ls_pycb {
@@ -92,6 +94,7 @@ int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t)
 	if (bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_procs), &key, &proc, BPF_ANY))
 		return -errno;
 	pt = &p->targets[p->ntargets];
+	memset(pt, 0, sizeof(*pt)); /* the slot may hold a removed target's links */
 	pt->pid = t->pid;
 	/* pid-filtered uprobes: the breakpoint is only installed in this
 	 * process, so other processes sharing the file pay nothing. */
@@ -107,11 +110,29 @@ int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t)
 		err = -errno;
 		goto fail;
 	}
+	/* Optional: PyContext_Enter/Exit, both or neither (an Enter without
+	 * its Exit would leave frames open). Without them, callbacks run
+	 * through that API (uvloop, eager tasks) are only seen at the epoll
+	 * level; nothing else changes, so no warning. */
+	if (t->context_enter.offset && t->context_exit.offset) {
+		pt->ctx_enter = bpf_program__attach_uprobe(p->skel->progs.ls_context_enter, false,
+							   t->pid, t->host_path,
+							   t->context_enter.offset);
+		if (pt->ctx_enter)
+			pt->ctx_exit = bpf_program__attach_uprobe(p->skel->progs.ls_context_exit,
+								  false, t->pid, t->host_path,
+								  t->context_exit.offset);
+		if (!pt->ctx_exit) {
+			bpf_link__destroy(pt->ctx_enter);
+			pt->ctx_enter = NULL;
+		}
+	}
 	p->ntargets++;
 	return 0;
 fail:
 	bpf_link__destroy(pt->enter);
 	pt->enter = NULL;
+	pt->exit = NULL;
 	bpf_map_delete_elem(bpf_map__fd(p->skel->maps.py_procs), &key);
 	return err;
 }
@@ -125,6 +146,8 @@ void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid)
 			continue;
 		bpf_link__destroy(p->targets[i].enter);
 		bpf_link__destroy(p->targets[i].exit);
+		bpf_link__destroy(p->targets[i].ctx_enter);
+		bpf_link__destroy(p->targets[i].ctx_exit);
 		p->targets[i] = p->targets[--p->ntargets];
 		break;
 	}
@@ -181,6 +204,8 @@ void ls_pycb_close(struct ls_pycb *p)
 	for (int i = 0; i < p->ntargets; i++) {
 		bpf_link__destroy(p->targets[i].enter);
 		bpf_link__destroy(p->targets[i].exit);
+		bpf_link__destroy(p->targets[i].ctx_enter);
+		bpf_link__destroy(p->targets[i].ctx_exit);
 	}
 	ring_buffer__free(p->rb);
 	pycallback_bpf__destroy(p->skel);

@@ -131,6 +131,8 @@ static void resolve(int fd, const struct ls_py_offsets *off, const struct ls_cb_
 	uint64_t file = 0;
 
 	memset(nm, 0, sizeof(*nm));
+	if (k->kind == LS_CB_CONTEXT)
+		return; /* nothing to read: the callable is not known */
 	if (k->kind == LS_CB_BUILTIN || k->kind == LS_CB_OTHER) {
 		read_cstr(fd, k->name, nm->qualname, sizeof(nm->qualname));
 		return;
@@ -202,6 +204,9 @@ char *ls_pyname_format(const struct ls_cb_key *k, const struct ls_cb_name *nm, c
 		break;
 	case LS_CB_OTHER:
 		snprintf(buf, len, "<%s>", nm->qualname);
+		break;
+	case LS_CB_CONTEXT:
+		snprintf(buf, len, "<context enter/exit callback>");
 		break;
 	default:
 		snprintf(buf, len, "%s()%s", nm->qualname, where);

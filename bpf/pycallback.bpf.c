@@ -11,6 +11,31 @@
  *
  * Every byte offset comes from struct ls_py_offsets (include/loopscope/
  * py_offsets.h, generated from each CPython's headers), per target process.
+ *
+ * C code can run a callback in a context without context_run, through the
+ * exported `int PyContext_Enter(PyObject *ctx)` / `int PyContext_Exit(
+ * PyObject *ctx)`: uvloop's Handle._run and TimerHandle._run
+ * (uvloop/cbhandles.pyx: Context_Enter(self.context); callback(*args);
+ * Context_Exit(context), through uvloop/includes/compat.h) and CPython
+ * 3.12+'s task_eager_start (Modules/_asynciomodule.c). Entry uprobes on
+ * both (rdi = the context) push and pop frames on the same per-thread stack as
+ * context_run (kind LS_CB_CONTEXT), with these rules, checked on uvloop
+ * 0.17 / CPython 3.11 and asyncio 3.12 (eager tasks):
+ * - a pair entered while a context_run is open on the thread is part of
+ *   that callback (e.g. an eager task's first step inside the Task step
+ *   that created it): tracked for pairing, not counted;
+ * - a pair with another pair entered directly inside it is a dispatcher,
+ *   not a callback: uvloop runs each iteration's ready Handles inside its
+ *   own idle Handle (Loop._on_idle), so every Handle there is two nested
+ *   pairs; only the inner one is counted;
+ * - pairing is checked by ctx (PyContext_Exit of the top frame's ctx);
+ *   an Exit that does not match (probes attached between an Enter and its
+ *   Exit, or a call that CPython will reject) is ignored, and so is an
+ *   Enter of a ctx already open on the thread (CPython rejects it: no Exit
+ *   follows).
+ * context_run's own enter and exit (_PyContext_Enter/_PyContext_Exit,
+ * static) do not go through the exported functions: plain asyncio
+ * callbacks never hit these probes.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -32,14 +57,25 @@ struct {
 	__type(value, struct ls_py_proc);
 } py_procs SEC(".maps");
 
+_Static_assert((LS_CB_MAX_DEPTH & (LS_CB_MAX_DEPTH - 1)) == 0,
+	       "LS_CB_MAX_DEPTH is a power of two (masked indexes below)");
+
+/* cb_frame.flags */
+#define FR_CONTEXT 1u    /* a PyContext_Enter frame (else a context_run one) */
+#define FR_NESTED 2u     /* entered inside an open context_run: not counted */
+#define FR_DISPATCHER 4u /* another Enter frame was pushed on it: not counted */
+
 struct cb_frame {
 	__u64 start_ns;
+	__u64 ctx;   /* the PyContext* entered (context_run's self, Enter's arg) */
+	__u32 flags; /* FR_* */
+	__u32 pad;
 	struct ls_cb_key key;
 };
 
 struct cb_thread {
-	__u32 depth;
-	__u32 pad;
+	__u32 depth; /* frames open, of both sorts (some beyond the array) */
+	__u32 runs;  /* of which context_run frames */
 	struct cb_frame frames[LS_CB_MAX_DEPTH];
 };
 
@@ -242,27 +278,36 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 	key->name = read_ptr(type + off->tp_name);
 }
 
+static __always_inline struct cb_thread *thread_state(__u32 tid)
+{
+	struct cb_thread *th, zero = {};
+
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th) {
+		bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_NOEXIST);
+		th = bpf_map_lookup_elem(&cb_threads, &tid);
+	}
+	return th;
+}
+
 SEC("uprobe")
 int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct ls_py_proc *proc;
-	struct cb_thread *th, zero = {};
+	struct cb_thread *th;
 	struct cb_frame *f;
 	__u32 depth;
 
 	proc = bpf_map_lookup_elem(&py_procs, &tgid);
 	if (!proc)
 		return 0;
-	th = bpf_map_lookup_elem(&cb_threads, &tid);
-	if (!th) {
-		bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_NOEXIST);
-		th = bpf_map_lookup_elem(&cb_threads, &tid);
-		if (!th)
-			return 0;
-	}
+	th = thread_state(tid);
+	if (!th)
+		return 0;
 	depth = th->depth++;
+	th->runs++;
 	if (depth >= LS_CB_MAX_DEPTH) {
 		__sync_fetch_and_add(&too_deep, 1);
 		return 0;
@@ -270,8 +315,47 @@ int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 	f = &th->frames[depth];
 	__builtin_memset(&f->key, 0, sizeof(f->key));
 	f->key.tgid = tgid;
+	f->ctx = (__u64)self;
+	f->flags = 0;
 	name_callable(tgid, &proc->off, read_ptr((__u64)args), &f->key);
 	f->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* PyContext_Enter(ctx): push an LS_CB_CONTEXT frame (rules at the top). */
+SEC("uprobe")
+int BPF_KPROBE(ls_context_enter, void *pyctx)
+{
+	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct cb_thread *th;
+	struct cb_frame *f;
+	__u32 depth;
+
+	if (!bpf_map_lookup_elem(&py_procs, &tgid))
+		return 0;
+	th = thread_state(tid);
+	if (!th)
+		return 0;
+	depth = th->depth;
+	for (__u32 i = 0; i < LS_CB_MAX_DEPTH; i++)
+		if (i < depth && th->frames[i].ctx == (__u64)pyctx)
+			return 0; /* already entered: CPython fails this Enter */
+	th->depth = depth + 1;
+	if (depth >= LS_CB_MAX_DEPTH) {
+		__sync_fetch_and_add(&too_deep, 1);
+		return 0;
+	}
+	if (depth > 0 && depth - 1 < LS_CB_MAX_DEPTH &&
+	    (th->frames[depth - 1].flags & FR_CONTEXT))
+		th->frames[depth - 1].flags |= FR_DISPATCHER;
+	f = &th->frames[depth];
+	__builtin_memset(&f->key, 0, sizeof(f->key));
+	f->key.tgid = tgid;
+	f->key.kind = LS_CB_CONTEXT;
+	f->ctx = (__u64)pyctx;
+	f->flags = FR_CONTEXT | (th->runs ? FR_NESTED : 0);
+	f->start_ns = now;
 	return 0;
 }
 
@@ -289,30 +373,19 @@ static __always_inline void hist_add(struct ls_hist *h, __u64 v)
 		h->max = v;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(ls_context_run_exit)
+/* A callback's frame f ended at now: histogram, and an event when slow. */
+static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
 {
-	__u64 now = bpf_ktime_get_ns(), dur;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth, zero = 0;
+	__u64 dur = now - f->start_ns;
 	struct ls_cb_stats *st;
-	struct cb_thread *th;
-	struct cb_frame *f;
+	__u32 zero = 0;
 	void *init;
-
-	th = bpf_map_lookup_elem(&cb_threads, &tid);
-	if (!th || th->depth == 0)
-		return 0;
-	depth = --th->depth;
-	if (depth >= LS_CB_MAX_DEPTH)
-		return 0;
-	f = &th->frames[depth];
-	dur = now - f->start_ns;
 
 	st = bpf_map_lookup_elem(&cb_stats, &f->key);
 	if (!st) {
 		init = bpf_map_lookup_elem(&zero_cb_stats, &zero);
 		if (!init)
-			return 0;
+			return;
 		bpf_map_update_elem(&cb_stats, &f->key, init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&cb_stats, &f->key);
 	}
@@ -325,7 +398,7 @@ int BPF_KRETPROBE(ls_context_run_exit)
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (!e) {
 			__sync_fetch_and_add(&lost_events, 1);
-			return 0;
+			return;
 		}
 		e->type = LS_EV_SLOW_CALLBACK;
 		e->tid = tid;
@@ -334,5 +407,63 @@ int BPF_KRETPROBE(ls_context_run_exit)
 		e->duration_ns = dur;
 		bpf_ringbuf_submit(e, 0);
 	}
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ls_context_run_exit)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
+	struct cb_thread *th;
+
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th || th->depth == 0)
+		return 0;
+	depth = th->depth;
+	/* Enter frames left open above it (an Enter whose Exit never came):
+	 * they ended with this context_run at the latest. */
+	for (int i = 0; i < LS_CB_MAX_DEPTH; i++) {
+		if (depth == 0 || depth > LS_CB_MAX_DEPTH ||
+		    !(th->frames[(depth - 1) & (LS_CB_MAX_DEPTH - 1)].flags & FR_CONTEXT))
+			break;
+		depth--;
+	}
+	if (depth == 0) {
+		th->depth = 0;
+		return 0;
+	}
+	th->depth = --depth;
+	if (th->runs)
+		th->runs--;
+	if (depth >= LS_CB_MAX_DEPTH)
+		return 0;
+	account(tid, &th->frames[depth], now);
+	return 0;
+}
+
+/* PyContext_Exit(ctx): pop the matching LS_CB_CONTEXT frame. */
+SEC("uprobe")
+int BPF_KPROBE(ls_context_exit, void *pyctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
+	struct cb_thread *th;
+	struct cb_frame *f;
+
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th || th->depth == 0)
+		return 0;
+	depth = th->depth - 1;
+	if (depth >= LS_CB_MAX_DEPTH) {
+		th->depth = depth; /* beyond the array: not timed, not checked */
+		return 0;
+	}
+	f = &th->frames[depth];
+	if (!(f->flags & FR_CONTEXT) || f->ctx != (__u64)pyctx)
+		return 0; /* not the Exit of the top frame: ignored */
+	th->depth = depth;
+	if (f->flags & (FR_NESTED | FR_DISPATCHER))
+		return 0;
+	account(tid, f, now);
 	return 0;
 }

@@ -33,7 +33,8 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 
 static const char *kind_name(uint32_t kind)
 {
-	static const char *names[] = { "other", "function", "method", "partial", "task", "builtin" };
+	static const char *names[] = { "other", "function", "method", "partial", "task", "builtin",
+				       "context" };
 
 	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
 }

@@ -22,47 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pythons.h"
 #include "spawn.h"
 
 #define LOOPSCOPE LS_BINARY_DIR "/loopscope"
 #define APP LS_SOURCE_DIR "/examples/python/blocking_sleep.py"
-#define MAX_PY 16
-
-static char pythons[MAX_PY][512];
-static int npythons;
-
-static void discover_pythons(void)
-{
-	DIR *d;
-	struct dirent *e;
-
-	if (access("/usr/bin/python3.11", X_OK) == 0)
-		snprintf(pythons[npythons++], sizeof(pythons[0]), "/usr/bin/python3.11");
-	else
-		fprintf(stderr, "it_attach_python: SKIP /usr/bin/python3.11: not installed\n");
-	d = opendir("/root/.pyenv/versions");
-	if (!d) {
-		fprintf(stderr, "it_attach_python: SKIP pyenv: /root/.pyenv/versions not present\n");
-		return;
-	}
-	while ((e = readdir(d)) && npythons < MAX_PY) {
-		int major, minor;
-		char path[400];
-
-		if (sscanf(e->d_name, "%d.%d", &major, &minor) != 2)
-			continue;
-		if (major < 3 || (major == 3 && minor < 7)) {
-			fprintf(stderr, "it_attach_python: SKIP pyenv %s: no asyncio.run before 3.7\n",
-				e->d_name);
-			continue;
-		}
-		snprintf(path, sizeof(path), "/root/.pyenv/versions/%.256s/bin/python%d.%d",
-			 e->d_name, major, minor);
-		if (access(path, X_OK) == 0)
-			snprintf(pythons[npythons++], sizeof(pythons[0]), "%s", path);
-	}
-	closedir(d);
-}
+static struct ls_test_pythons py_list;
 
 static uint64_t absdiff(uint64_t a, uint64_t b)
 {
@@ -71,7 +36,7 @@ static uint64_t absdiff(uint64_t a, uint64_t b)
 
 START_TEST(test_time_sleep_200ms_is_one_slow_busy_period)
 {
-	const char *py = pythons[_i];
+	const char *py = py_list.path[_i];
 	char applog[128], appout[128], out[128], err[128], line[64], spid[32];
 	char *app_argv[] = { (char *)py, APP, "--log", applog, "--every", "1.0", "--sleep", "0.2",
 			     "--duration", "6", NULL };
@@ -162,20 +127,15 @@ int main(void)
 {
 	Suite *s = suite_create("it_attach_python");
 	TCase *tc = tcase_create("python");
-	SRunner *sr;
-	int failed;
 
-	discover_pythons();
-	if (npythons == 0) {
+	/* 3.7 on: the app uses asyncio.run. */
+	ls_test_discover_pythons("it_attach_python", 7, &py_list);
+	if (py_list.n == 0) {
 		fprintf(stderr, "it_attach_python: no Python interpreter to test\n");
 		return EXIT_FAILURE;
 	}
 	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_time_sleep_200ms_is_one_slow_busy_period, 0, npythons);
+	tcase_add_loop_test(tc, test_time_sleep_200ms_is_one_slow_busy_period, 0, py_list.n);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ls_test_run_suite(s);
 }

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pythons.h"
 #include "spawn.h"
 #include "truth.h"
 
@@ -273,8 +274,6 @@ int main(void)
 {
 	Suite *s = suite_create("it_attach_refloop");
 	TCase *tc = tcase_create("refloop");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_pwait2_iterations_slow_and_lag_match_truth);
@@ -282,9 +281,5 @@ int main(void)
 	tcase_add_test(tc, test_epoll_pwait_iterations_and_slow_match_truth);
 	tcase_add_test(tc, test_pwait2_demo_iterations_and_slow_match_truth);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ls_test_run_suite(s);
 }

@@ -31,55 +31,15 @@
 #include <unistd.h>
 
 #include "loopscope/loopscope.h"
+#include "pythons.h"
 #include "spawn.h"
 
 #define LOOPSCOPE LS_BINARY_DIR "/loopscope"
 #define APP LS_SOURCE_DIR "/examples/python/known_callbacks.py"
 #define SLEEP_APP LS_SOURCE_DIR "/examples/python/blocking_sleep.py"
-#define MAX_PY 16
 #define MAX_CB 32
 
-static char pythons[MAX_PY][512];
-static int npythons;
-static char python37[512];
-
-static void discover_pythons(void)
-{
-	DIR *d;
-	struct dirent *e;
-
-	if (access("/usr/bin/python3.11", X_OK) == 0)
-		snprintf(pythons[npythons++], sizeof(pythons[0]), "/usr/bin/python3.11");
-	else
-		fprintf(stderr, "it_precise: SKIP /usr/bin/python3.11: not installed\n");
-	d = opendir("/root/.pyenv/versions");
-	if (!d) {
-		fprintf(stderr, "it_precise: SKIP pyenv: /root/.pyenv/versions not present\n");
-		return;
-	}
-	while ((e = readdir(d)) && npythons < MAX_PY) {
-		int major, minor;
-		char path[400];
-
-		if (sscanf(e->d_name, "%d.%d", &major, &minor) != 2)
-			continue;
-		snprintf(path, sizeof(path), "/root/.pyenv/versions/%.256s/bin/python%d.%d",
-			 e->d_name, major, minor);
-		if (major == 3 && minor == 7) {
-			snprintf(python37, sizeof(python37), "%s", path);
-			fprintf(stderr, "it_precise: pyenv %s: unsupported, tested for its fallback\n",
-				e->d_name);
-			continue;
-		}
-		if (major < 3 || (major == 3 && minor < 8)) {
-			fprintf(stderr, "it_precise: SKIP pyenv %s: outside 3.8-3.13\n", e->d_name);
-			continue;
-		}
-		if (access(path, X_OK) == 0)
-			snprintf(pythons[npythons++], sizeof(pythons[0]), "%s", path);
-	}
-	closedir(d);
-}
+static struct ls_test_pythons py_list;
 
 struct app_cb {
 	char kind[16], qualname[64], file[256];
@@ -161,14 +121,15 @@ static int count_name(char names[][64], int n, const char *name)
 
 START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 {
-	const char *py = pythons[_i];
+	const char *py = py_list.path[_i];
 	char applog[128], dbglog[128], appout[128], out[128], err[128], wait[128], line[128], spid[32];
 	char *app_argv[] = { (char *)py, APP, "--log", applog, "--debug", "--debug-log", dbglog,
 			     "--threshold", "0.05", "--rounds", "2", "--wait-file", wait,
 			     "--duration", "20", NULL };
 	struct app_cb app[MAX_CB];
 	char dbg[MAX_CB][64], ours[MAX_CB][64];
-	int napp, ndbg, nours = 0, status, links_before = ls_test_count_bpf_links();
+	int napp, ndbg, nours = 0, status, links;
+	char *leftovers = ls_test_bpf_leftovers(), *after;
 	uint64_t worst = 0;
 	pid_t pid, ls;
 
@@ -192,14 +153,20 @@ START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 		ls_test_kill(ls);
 		ck_abort_msg("%s: loopscope did not attach: %s", py, e ? e : "");
 	}
+	/* Six epoll tracepoints, the uprobe and the uretprobe on context_run. */
+	links = ls_test_bpf_links_of(ls);
+	ck_assert_msg(links >= 8, "%s: loopscope holds %d BPF links", py, links);
 	FILE *w = fopen(wait, "w");
 	ck_assert_ptr_nonnull(w);
 	fclose(w);
 	ck_assert_int_eq(ls_test_wait(ls, 30000, &status), 0);
 	ck_assert_msg(status == LS_EXIT_TARGET_EXITED, "%s: loopscope exited %d, not 6", py, status);
 	ls_test_kill(pid);
-	/* Tracepoints and the uprobe/uretprobe on context_run are all gone. */
-	ck_assert_int_eq(ls_test_count_bpf_links(), links_before);
+	/* Nothing pinned, no tracefs probe event left behind. */
+	after = ls_test_bpf_leftovers();
+	ck_assert_str_eq(after, leftovers);
+	free(after);
+	free(leftovers);
 
 	char *errtext = ls_test_slurp(err);
 	ck_assert_msg(strstr(errtext, "precise mode"), "%s: not in precise mode: %s", py, errtext);
@@ -266,12 +233,12 @@ END_TEST
 START_TEST(test_unsupported_python_falls_back_to_epoll_level)
 {
 	char applog[128], appout[128], out[128], err[128], line[64], spid[32];
-	char *app_argv[] = { python37, SLEEP_APP, "--log", applog, "--every", "0.5",
+	char *app_argv[] = { py_list.py37, SLEEP_APP, "--log", applog, "--every", "0.5",
 			     "--sleep", "0.2", "--duration", "4", NULL };
 	pid_t pid;
 	int rc;
 
-	if (!python37[0]) {
+	if (!py_list.py37[0]) {
 		fprintf(stderr, "it_precise: SKIP fallback test: no pyenv 3.7\n");
 		return;
 	}
@@ -306,21 +273,16 @@ int main(void)
 {
 	Suite *s = suite_create("it_precise");
 	TCase *tc = tcase_create("precise");
-	SRunner *sr;
-	int failed;
 
-	discover_pythons();
-	if (npythons == 0) {
+	/* 3.8 on: what precise mode supports; 3.7 is tested for its fallback. */
+	ls_test_discover_pythons("it_precise", 8, &py_list);
+	if (py_list.n == 0) {
 		fprintf(stderr, "it_precise: no Python interpreter to test\n");
 		return EXIT_FAILURE;
 	}
 	tcase_set_timeout(tc, 90);
-	tcase_add_loop_test(tc, test_slow_callbacks_match_app_and_asyncio_debug_mode, 0, npythons);
+	tcase_add_loop_test(tc, test_slow_callbacks_match_app_and_asyncio_debug_mode, 0, py_list.n);
 	tcase_add_test(tc, test_unsupported_python_falls_back_to_epoll_level);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ls_test_run_suite(s);
 }

@@ -369,6 +369,7 @@ START_TEST(test_bad_statement_exits_2)
 	char err[128], scn[128];
 	char *argv1[] = { REFLOOP, "timer tick every=10parsecs", NULL };
 	char *argv2[] = { REFLOOP, "--scenario", scn, NULL };
+	char *argv3[] = { REFLOOP, "timer tick every=10ms nth=abc", NULL };
 	char *text;
 	FILE *f;
 
@@ -377,6 +378,7 @@ START_TEST(test_bad_statement_exits_2)
 	text = ls_test_slurp(err);
 	ck_assert_ptr_nonnull(strstr(text, "argument 1"));
 	free(text);
+	ck_assert_int_eq(ls_test_run(argv3, NULL, NULL, 5000), 2);
 
 	ls_test_tmp(scn, sizeof(scn), "scn");
 	f = fopen(scn, "w");

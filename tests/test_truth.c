@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pythons.h"
 #include "spawn.h"
 #include "truth.h"
 
@@ -148,8 +149,6 @@ int main(void)
 {
 	Suite *s = suite_create("truth");
 	TCase *tc = tcase_create("truth");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_load_reads_every_record);
 	tcase_add_test(tc, test_derived_quantities_are_exact);
@@ -157,9 +156,5 @@ int main(void)
 	tcase_add_test(tc, test_malformed_line_names_file_and_line);
 	tcase_add_test(tc, test_unterminated_last_line_is_ignored);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ls_test_run_suite(s);
 }

@@ -6,9 +6,9 @@ through Context.run, repeated every --every seconds:
 - a functools.partial queued with call_later, spins 60 ms (TimerHandle)
 - a bound method queued with call_soon, sleeps 110 ms     (Handle)
 
-Each logs its own measurement to --log (JSON lines): kind, qualname, file,
-first line of its def, start (time.monotonic_ns, CLOCK_MONOTONIC) and
-duration (time.perf_counter). With --debug, asyncio's own debug mode runs
+Each logs its own measurement to --log (JSON lines, written at exit): kind,
+qualname, file, first line of its def, start (time.monotonic_ns,
+CLOCK_MONOTONIC) and duration (time.perf_counter). With --debug, asyncio's own debug mode runs
 with slow_callback_duration = --threshold and its "Executing ... took"
 warnings go to --debug-log, for comparison with loopscope. --wait-file and
 --rounds let a test start the work once it is attached, and stop it.
@@ -21,16 +21,24 @@ import logging
 import os
 import time
 
-LOG = None
+RECORDS = []
 
 
 def record(kind, func, t0_ns, t0):
-    code = func.__code__
-    LOG.write(json.dumps({
-        "kind": kind, "qualname": func.__qualname__, "file": code.co_filename,
-        "line": code.co_firstlineno, "start_ns": t0_ns,
-        "duration_ns": int((time.perf_counter() - t0) * 1e9)}) + "\n")
-    LOG.flush()
+    # Only an append after the stopwatch: the log is written at exit, so the
+    # callback's untimed tail stays a few us (what a tracer sees is the
+    # whole callback).
+    RECORDS.append((time.perf_counter() - t0, kind, func, t0_ns))
+
+
+def write_log(path):
+    with open(path, "a") as log:
+        for seconds, kind, func, t0_ns in RECORDS:
+            code = func.__code__
+            log.write(json.dumps({
+                "kind": kind, "qualname": func.__qualname__,
+                "file": code.co_filename, "line": code.co_firstlineno,
+                "start_ns": t0_ns, "duration_ns": int(seconds * 1e9)}) + "\n")
 
 
 def spin(seconds):
@@ -105,5 +113,7 @@ if __name__ == "__main__":
     if a.debug:
         logging.basicConfig(filename=a.debug_log, level=logging.WARNING,
                             format="%(message)s")
-    LOG = open(a.log, "a")
-    asyncio.run(main(a))
+    try:
+        asyncio.run(main(a))
+    finally:
+        write_log(a.log)

@@ -63,6 +63,16 @@ static int parse_dur(const char *s, uint64_t *ns)
 	return -EINVAL;
 }
 
+/* A positive decimal integer, the whole word ("nth=abc" is an error). */
+static int parse_count(const char *s, uint64_t *n)
+{
+	char *end;
+
+	errno = 0;
+	*n = strtoull(s, &end, 10);
+	return end == s || *end || errno || *s == '-' || !*n ? -EINVAL : 0;
+}
+
 static void spin_for(uint64_t ns)
 {
 	uint64_t end = rl_now_ns() + ns;
@@ -192,9 +202,9 @@ static int parse_statement(char *line, const char *where)
 		else if (!strcmp(tok, "start"))
 			err = parse_dur(eq, &w->start_ns);
 		else if (!strcmp(tok, "nth"))
-			w->nth = strtoull(eq, NULL, 10);
+			err = parse_count(eq, &w->nth);
 		else if (!strcmp(tok, "count"))
-			w->count = strtoull(eq, NULL, 10);
+			err = parse_count(eq, &w->count);
 		else
 			err = -EINVAL;
 		if (err) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* CPython precise mode (agent/pycallback.c): a uprobe and a uretprobe on
- * context_run per target process; every asyncio callback's duration, per
- * callback (struct ls_cb_key), and an event for each slow one. */
+ * context_run per target process (and entry uprobes on PyContext_Enter/Exit,
+ * for uvloop); every asyncio callback's duration, per callback (struct
+ * ls_cb_key), and an event for each slow one. */
 #ifndef LOOPSCOPE_PYCALLBACK_H
 #define LOOPSCOPE_PYCALLBACK_H
 
@@ -31,7 +32,32 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out);
  * offsets row goes to the kernel, a uprobe and a uretprobe go on
  * context_run in t->host_path, filtered to t->pid. 0; -ENOTSUP no offsets
  * for t's version; -E2BIG LS_MAX_PY_TARGETS reached; -errno from the attach
- * (-ENOENT file gone, -EINVAL bad offset). Nothing stays attached on error. */
+ * (-ENOENT file gone, -EINVAL bad offset). Nothing stays attached on error.
+ *
+ * Also, optionally (silently skipped when t has no offsets for them or an
+ * attach fails), entry uprobes on PyContext_Enter and PyContext_Exit, for
+ * callbacks that C code runs in their context without context_run; they
+ * are reported with key kind LS_CB_CONTEXT (no name, see
+ * pycallback_events.h for the counting rules):
+ * - uvloop (checked: 0.17 on CPython 3.11): every Handle and TimerHandle
+ *   (call_soon, call_later, call_at, Task steps and wakeups, future
+ *   callbacks) runs as Context_Enter(ctx); callback(...); Context_Exit(ctx)
+ *   (uvloop/cbhandles.pyx). Measured: each one's exact duration (Enter to
+ *   Exit, so it includes uvloop's own few us around the call) in one
+ *   histogram per process and slow-callback events. Not measured: which
+ *   callback it was (the Handle is not an argument of PyContext_Enter:
+ *   name it with the Python stack of the slow period instead); protocol
+ *   callbacks (data_received, connection_made...), which uvloop runs via
+ *   context.run and so are named callbacks like asyncio's; uvloop's
+ *   internal idle handle, which wraps each iteration's ready callbacks and
+ *   is skipped as a dispatcher.
+ * - CPython 3.12+ eager tasks (asyncio.eager_task_factory): the first step
+ *   runs inside create_task between PyContext_Enter/Exit (task_eager_start).
+ *   On asyncio's own loop create_task is always called from inside another
+ *   callback's context_run, so that step is counted as part of its creator
+ *   (kind "task" or whichever), never twice; under uvloop it would be a
+ *   nested pair, counted separately (the creator's pair becomes a
+ *   dispatcher). Plain asyncio callbacks never hit these probes. */
 int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t);
 
 /* Detach target pid (if present) and forget its offsets. */

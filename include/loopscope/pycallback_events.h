@@ -2,8 +2,11 @@
 /*
  * CPython precise mode: one uprobe on `context_run` (Python/context.c, the C
  * function behind `Context.run`, through which asyncio runs every Handle,
- * timer and Task step) and one uretprobe on its return. Shared by
- * bpf/pycallback.bpf.c and agent/pycallback.c.
+ * timer and Task step) and one uretprobe on its return; plus entry uprobes
+ * on the exported C API `PyContext_Enter` / `PyContext_Exit`, through which
+ * uvloop runs every Handle and CPython 3.12+ runs an eager task's first
+ * step (LS_CB_CONTEXT below). Shared by bpf/pycallback.bpf.c and
+ * agent/pycallback.c.
  */
 #ifndef LOOPSCOPE_PYCALLBACK_EVENTS_H
 #define LOOPSCOPE_PYCALLBACK_EVENTS_H
@@ -15,8 +18,9 @@
 #define LS_MAX_CALLBACKS 8192
 /* Python target processes at once. */
 #define LS_MAX_PY_TARGETS 256
-/* Nested context_run calls tracked per thread (a callback that runs a
- * nested loop, or calls ctx.run itself). Deeper calls are not timed. */
+/* Nested context_run calls and PyContext_Enter/Exit pairs tracked per
+ * thread (a callback that runs a nested loop, or calls ctx.run itself;
+ * uvloop's idle handler around its callbacks). Deeper calls are not timed. */
 #define LS_CB_MAX_DEPTH 4
 
 /* What args[0] of context_run was. */
@@ -27,6 +31,15 @@ enum ls_cb_kind {
 	LS_CB_PARTIAL = 3,  /* functools.partial of a function or method */
 	LS_CB_TASK = 4,     /* asyncio Task step or wakeup: the coroutine's code + cr_qualname */
 	LS_CB_BUILTIN = 5,  /* C function (builtin_function_or_method): ml_name */
+	/* Not a context_run: a PyContext_Enter(ctx) ... PyContext_Exit(ctx)
+	 * pair made by C code (uvloop's Handle._run and TimerHandle._run;
+	 * CPython 3.12+ task_eager_start). The callable is not visible at this
+	 * level: code = 0, name = 0, so all of a process's such callbacks share
+	 * one key. Counted only outside any context_run (a pair inside one is
+	 * part of that callback's time) and only when no other pair was entered
+	 * inside it (an outer pair is a dispatcher, e.g. uvloop's _on_idle
+	 * handle around each iteration's ready callbacks). */
+	LS_CB_CONTEXT = 6,
 };
 
 /* Identity of a callback: what the per-callback histograms are keyed by.
@@ -41,7 +54,9 @@ struct ls_cb_key {
 };
 
 struct ls_cb_stats {
-	struct ls_hist duration; /* ns, from context_run entry to its return */
+	struct ls_hist duration; /* ns, from context_run entry to its return
+				  * (LS_CB_CONTEXT: PyContext_Enter entry to
+				  * PyContext_Exit entry) */
 };
 
 /* Per-process configuration, written by user space when a target is added. */

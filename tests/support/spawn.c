@@ -2,12 +2,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -46,8 +48,8 @@ static void nap_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
-		      size_t len)
+static int wait_match(const char *path, const char *what, bool anywhere, int timeout_ms,
+		      char *line, size_t len)
 {
 	for (int waited = 0; waited <= timeout_ms; waited += 10) {
 		FILE *f = fopen(path, "r");
@@ -55,7 +57,10 @@ int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char
 
 		if (f) {
 			while (fgets(buf, sizeof(buf), f)) {
-				if (!strncmp(buf, prefix, strlen(prefix)) && strchr(buf, '\n')) {
+				bool hit = anywhere ? strstr(buf, what) != NULL :
+						      !strncmp(buf, what, strlen(what));
+
+				if (hit && strchr(buf, '\n')) {
 					buf[strcspn(buf, "\n")] = '\0';
 					snprintf(line, len, "%s", buf);
 					fclose(f);
@@ -67,6 +72,18 @@ int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char
 		nap_ms(10);
 	}
 	return -ETIMEDOUT;
+}
+
+int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
+		      size_t len)
+{
+	return wait_match(path, prefix, false, timeout_ms, line, len);
+}
+
+int ls_test_wait_substr(const char *path, const char *needle, int timeout_ms, char *line,
+			size_t len)
+{
+	return wait_match(path, needle, true, timeout_ms, line, len);
 }
 
 static int exit_code(int status)
@@ -185,23 +202,57 @@ uint64_t ls_test_ju64(json_object *o, const char *key)
 	return v ? json_object_get_uint64(v) : 0;
 }
 
-int ls_test_count_bpf_links(void)
+int ls_test_bpf_links_of(pid_t pid)
 {
-	char path[128];
-	char *argv[] = { "/usr/sbin/bpftool", "link", "list", NULL };
-	char *text, *p;
+	char dir[64], path[320], line[256];
+	struct dirent *e;
+	DIR *d;
 	int n = 0;
 
-	ls_test_tmp(path, sizeof(path), "links");
-	if (ls_test_run(argv, path, NULL, 10000) != 0) {
-		unlink(path);
+	snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)pid);
+	d = opendir(dir);
+	if (!d)
 		return -1;
+	while ((e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "link_id:", 8)) {
+				n++;
+				break;
+			}
+		fclose(f);
 	}
-	text = ls_test_slurp(path);
-	/* One "N: TYPE  prog M" header line per link. */
-	for (p = text; p && (p = strstr(p, "prog ")); p++)
-		n++;
-	free(text);
-	unlink(path);
+	closedir(d);
 	return n;
+}
+
+char *ls_test_bpf_leftovers(void)
+{
+	static const char *files[] = { "/sys/kernel/tracing/uprobe_events",
+				       "/sys/kernel/tracing/kprobe_events" };
+	size_t cap = 4096, len = 0;
+	char *out = calloc(1, cap);
+	struct dirent *e;
+	DIR *d;
+
+	for (size_t i = 0; out && i < sizeof(files) / sizeof(files[0]); i++) {
+		char *text = ls_test_slurp(files[i]);
+
+		len += (size_t)snprintf(out + len, cap - len, "%s:\n%.1000s", files[i],
+					text ? text : "");
+		free(text);
+	}
+	d = opendir("/sys/fs/bpf");
+	while (out && d && (e = readdir(d)) && len < cap - 300)
+		len += (size_t)snprintf(out + len, cap - len, "pin %s\n", e->d_name);
+	if (d)
+		closedir(d);
+	return out;
 }

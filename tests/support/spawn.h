@@ -18,6 +18,10 @@ pid_t ls_test_spawn(char *const argv[], const char *out_path, const char *err_pa
 int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
 		      size_t len);
 
+/* The same for a line containing needle anywhere. */
+int ls_test_wait_substr(const char *path, const char *needle, int timeout_ms, char *line,
+			size_t len);
+
 /* Wait up to timeout_ms for pid to exit; *status is its exit code (or
  * 128+signal). 0, or -ETIMEDOUT (the child is then killed and reaped). */
 int ls_test_wait(pid_t pid, int timeout_ms, int *status);
@@ -39,9 +43,15 @@ char *ls_test_slurp(const char *path);
 /* A fresh temporary path /tmp/loopscope-test-TAG.XXXXXX (file created). */
 void ls_test_tmp(char *buf, size_t len, const char *tag);
 
-/* Number of BPF links on the machine (`bpftool link list`), -1 when bpftool
- * fails: compared before and after a run to prove everything was detached. */
-int ls_test_count_bpf_links(void);
+/* BPF links held open by process pid (fds whose /proc/PID/fdinfo has a
+ * link_id), -1 when it cannot be read: proves a running tool attached. */
+int ls_test_bpf_links_of(pid_t pid);
+
+/* What could outlive a process that attached BPF programs: pinned objects
+ * under /sys/fs/bpf and tracefs-created probe events (uprobe_events,
+ * kprobe_events), as one malloc'd string to compare before and after. The
+ * kernel drops unpinned links by itself when their fds close. */
+char *ls_test_bpf_leftovers(void);
 
 /* Helpers for json-c lookups; 0 / NULL when the key is missing. */
 uint64_t ls_test_ju64(json_object *o, const char *key);

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: `bench/run --quick --out DIR` (the benchmark harness, a
+ * script) runs to completion within 120 s, exits 0, and writes a markdown
+ * report with a table for each workload, plus its raw JSON, into DIR (not
+ * docs/BENCHMARKS.md). Afterwards none of the processes it started is left:
+ * its apps (bench/apps/...), loopscope, bpftrace, wrk, refloop.
+ *
+ * On timeout the harness gets SIGTERM (its handler kills everything it
+ * started) and then SIGKILL (its children have PR_SET_PDEATHSIG).
+ * Needs root, bpftrace, wrk and Debian's python3-aiohttp, like bench/run.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "spawn.h"
+
+#define BENCH LS_SOURCE_DIR "/bench/run"
+#define LIMIT_MS 120000
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Processes (other than ourselves) whose command line mentions needle. */
+static int count_procs(const char *needle)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[288], buf[4096];
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		for (ssize_t i = 0; i < len; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		buf[len] = '\0';
+		if (strstr(buf, needle))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Processes of the kinds bench/run starts: its apps (bench/apps/), bpftrace
+ * (its scripts live in the loopscope-bench-* temp dir, as does refloop's
+ * truth log), loopscope, wrk. Counted before and after, so that others'
+ * processes running meanwhile are not blamed. */
+static int count_left(void)
+{
+	return count_procs(LS_SOURCE_DIR "/bench/apps/") + count_procs("loopscope-bench-") +
+	       count_procs(LS_BINARY_DIR "/loopscope attach") + count_procs("wrk -t1 -c32");
+}
+
+/* Run bench/run to completion or LIMIT_MS, then SIGTERM, then SIGKILL. */
+static int run_bench(const char *dir, const char *log, int *timed_out)
+{
+	char *argv[] = { BENCH, "--quick", "--out", (char *)dir, NULL };
+	long long deadline = now_ms() + LIMIT_MS;
+	pid_t pid = ls_test_spawn(argv, log, log);
+	int status;
+
+	*timed_out = 0;
+	ck_assert_int_gt(pid, 0);
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (now_ms() > deadline) {
+			*timed_out = 1;
+			kill(pid, SIGTERM);
+			for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) != pid; i++)
+				usleep(100000);
+			ls_test_kill(pid);
+			return -ETIMEDOUT;
+		}
+		usleep(100000);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int json_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+
+		if (l > 5 && !strcmp(e->d_name + l - 5, ".json"))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+START_TEST(test_bench_quick)
+{
+	char dir[] = "/tmp/loopscope-test-bench.XXXXXX", md[128], log[128], cmd[160];
+	static const char *workloads[] = {
+		"Callback storm", "Timer-heavy", "aiohttp hello world", "Reference C loop",
+	};
+	int rc, timed_out, left, before = count_left();
+	char *text, *logtext;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(md, sizeof(md), "%s/BENCHMARKS.md", dir);
+	snprintf(log, sizeof(log), "%s/run.log", dir);
+	rc = run_bench(dir, log, &timed_out);
+	logtext = ls_test_slurp(log);
+	left = count_left() - before;
+	ck_assert_msg(!timed_out, "bench/run --quick took over %d s: %s", LIMIT_MS / 1000,
+		      logtext ? logtext : "");
+	ck_assert_msg(rc == 0, "bench/run --quick exited %d: %s", rc, logtext ? logtext : "");
+	ck_assert_msg(left <= 0, "%d processes of bench/run left behind", left);
+	text = ls_test_slurp(md);
+	ck_assert_msg(text, "no %s", md);
+	ck_assert_msg(strstr(text, "| variant | slowdown median (min–max) |"),
+		      "no results table in %s", md);
+	for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
+		ck_assert_msg(strstr(text, workloads[i]), "%s lacks workload '%s'", md,
+			      workloads[i]);
+	ck_assert_msg(strstr(text, "| bare |") && strstr(text, "| light |") &&
+		      strstr(text, "| precise |"), "variant rows missing in %s", md);
+	ck_assert_msg(json_files(dir) == 1, "expected one raw JSON file in %s", dir);
+	printf("bench smoke: %s", logtext ? strstr(logtext, "loopscope bench") ?
+	       strstr(logtext, "loopscope bench") : logtext : "");
+	free(text);
+	free(logtext);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_bench_smoke");
+	TCase *tc = tcase_create("quick");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 150);
+	tcase_add_test(tc, test_bench_quick);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: precise mode on callbacks that run through PyContext_Enter/
+ * PyContext_Exit instead of context_run (bpf/pycallback.bpf.c, kind
+ * LS_CB_CONTEXT, reported as "context").
+ *
+ * uvloop (Debian's python3-uvloop for /usr/bin/python3.11):
+ * examples/python/uvloop_app.py spins 80 ms in a call_soon callback and
+ * blocks 120 ms in a Task step, logging each with its own perf_counter
+ * duration. Every one inside the attach window must be exactly one slow
+ * "context" callback that contains it, within max(2%, 200 us) of the app's
+ * duration, and inside a slow busy period; there must be no other slow
+ * "context" callback (uvloop's idle handle around them is a dispatcher).
+ *
+ * Eager tasks (pyenv 3.12 and 3.13, asyncio's own loop, --eager): the first
+ * step of a task made by asyncio.eager_task_factory blocks 100 ms inside
+ * create_task, between PyContext_Enter and PyContext_Exit. create_task runs
+ * inside the creating Task's step (a context_run), so the block is reported
+ * once, as that creator's slow callback, within max(2%, 200 us), and there
+ * is no "context" callback at all (the nested pair is not counted twice).
+ *
+ * Missing interpreters or uvloop: skipped, with the reason printed.
+ */
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define APP LS_SOURCE_DIR "/examples/python/uvloop_app.py"
+#define MAX_BLK 64
+
+static char eager_py[4][512];
+static int neager;
+static bool have_uvloop;
+
+static void discover(void)
+{
+	static const char *const vers[] = { "3.12", "3.13" };
+	char *argv[] = { "/usr/bin/python3.11", "-c", "import uvloop", NULL };
+
+	if (access("/usr/bin/python3.11", X_OK) != 0)
+		fprintf(stderr, "it_uvloop: SKIP uvloop: /usr/bin/python3.11 not installed\n");
+	else if (ls_test_run(argv, NULL, NULL, 20000) != 0)
+		fprintf(stderr, "it_uvloop: SKIP uvloop: python3-uvloop not installed for /usr/bin/python3.11\n");
+	else
+		have_uvloop = true;
+	for (size_t v = 0; v < sizeof(vers) / sizeof(vers[0]); v++) {
+		char pattern[128], cmd[256], path[512];
+		FILE *f;
+
+		/* /root/.pyenv/versions/3.12.*: the newest patch release present. */
+		snprintf(pattern, sizeof(pattern), "/root/.pyenv/versions/%s.*", vers[v]);
+		snprintf(cmd, sizeof(cmd), "ls -d %s 2>/dev/null | sort -V | tail -1", pattern);
+		f = popen(cmd, "r");
+		path[0] = '\0';
+		if (f) {
+			if (fgets(path, sizeof(path), f))
+				path[strcspn(path, "\n")] = '\0';
+			pclose(f);
+		}
+		if (path[0]) {
+			snprintf(eager_py[neager], sizeof(eager_py[0]), "%.400s/bin/python%s", path,
+				 vers[v]);
+			if (access(eager_py[neager], X_OK) == 0) {
+				neager++;
+				continue;
+			}
+		}
+		fprintf(stderr, "it_uvloop: SKIP eager tasks on %s: no /root/.pyenv/versions/%s.*/bin/python%s\n",
+			vers[v], vers[v], vers[v]);
+	}
+}
+
+static uint64_t absdiff(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/* max(2%, 200 us) of the app's own duration. */
+static uint64_t tolerance(uint64_t d)
+{
+	return d / 50 > 200000ULL ? d / 50 : 200000ULL;
+}
+
+struct blk {
+	uint64_t start, dur;
+	char kind[16];
+};
+
+static int read_app_log(const char *path, struct blk *b)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (n < MAX_BLK && fgets(buf, sizeof(buf), f)) {
+		json_object *o = json_tokener_parse(buf), *k = ls_test_jget(o, "kind");
+
+		b[n].start = ls_test_ju64(o, "start_ns");
+		b[n].dur = ls_test_ju64(o, "duration_ns");
+		snprintf(b[n].kind, sizeof(b[n].kind), "%s", k ? json_object_get_string(k) : "");
+		n++;
+		json_object_put(o);
+	}
+	fclose(f);
+	return n;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v = ls_test_jget(o, key);
+
+	return v ? json_object_get_string(v) : "";
+}
+
+/* Run the app with py and extra args under `loopscope attach --json -q
+ * --threshold 50ms -d 2500ms`; the report and the app's blocks. */
+static json_object *run_attached(const char *py, bool eager, struct blk *blk, int *nblk)
+{
+	char applog[128], appout[128], out[128], err[128], line[128], spid[32];
+	char *app_argv[] = { (char *)py, APP, "--log", applog, "--every", "0.3", "--duration", "4.5",
+			     eager ? "--eager" : NULL, NULL };
+	int status, rc;
+	pid_t app;
+	json_object *rep;
+
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(appout, sizeof(appout), "appout");
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	app = ls_test_spawn(app_argv, appout, NULL);
+	ck_assert_int_gt(app, 0);
+	if (ls_test_wait_line(appout, "pid ", 15000, line, sizeof(line)) != 0) {
+		ls_test_kill(app);
+		ck_abort_msg("%s: the app did not start", py);
+	}
+	snprintf(spid, sizeof(spid), "%d", app);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--json", "-q", "--threshold", "50ms",
+			 "-d", "2500ms", NULL };
+
+	rc = ls_test_run(argv, out, err, 30000);
+	if (rc != 0) {
+		char *e = ls_test_slurp(err);
+
+		ls_test_kill(app);
+		ck_abort_msg("%s: loopscope exited %d: %s", py, rc, e ? e : "");
+	}
+	if (ls_test_wait(app, 15000, &status) != 0)
+		ck_abort_msg("%s: the app did not finish", py);
+	ck_assert_int_eq(status, 0);
+	rep = ls_test_json_last(out, "report");
+	ck_assert_ptr_nonnull(rep);
+	*nblk = read_app_log(applog, blk);
+	unlink(applog);
+	unlink(appout);
+	unlink(out);
+	unlink(err);
+	return rep;
+}
+
+static bool in_window(json_object *rep, const struct blk *b)
+{
+	uint64_t start = ls_test_ju64(rep, "start_ns"), end = ls_test_ju64(rep, "end_ns");
+
+	/* Wholly inside; the last 50 ms are left out (a callback ends a bit
+	 * after the app's own measurement). */
+	return b->start >= start && b->start + b->dur + 50000000ULL <= end;
+}
+
+static bool holds(json_object *e, const struct blk *b)
+{
+	uint64_t es = ls_test_ju64(e, "start_ns"), ed = ls_test_ju64(e, "duration_ns");
+
+	return es <= b->start && es + ed >= b->start + b->dur;
+}
+
+START_TEST(test_uvloop_handles_are_context_callbacks)
+{
+	struct blk blk[MAX_BLK];
+	int nblk, inside = 0, ncontext = 0;
+	json_object *rep, *slow, *busy;
+
+	if (!have_uvloop) {
+		fprintf(stderr, "it_uvloop: SKIP uvloop test (see above)\n");
+		return;
+	}
+	rep = run_attached("/usr/bin/python3.11", false, blk, &nblk);
+	slow = ls_test_jget(rep, "slow_callbacks");
+	busy = ls_test_jget(rep, "slow_busy");
+	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(busy);
+	for (size_t i = 0; i < json_object_array_length(slow); i++)
+		ncontext += !strcmp(jstr(json_object_array_get_idx(slow, i), "kind"), "context");
+	for (int b = 0; b < nblk; b++) {
+		int found = 0;
+		bool in_busy = false;
+
+		if (!in_window(rep, &blk[b]))
+			continue;
+		inside++;
+		for (size_t i = 0; i < json_object_array_length(slow); i++) {
+			json_object *e = json_object_array_get_idx(slow, i);
+			uint64_t ed = ls_test_ju64(e, "duration_ns");
+
+			if (strcmp(jstr(e, "kind"), "context") || !holds(e, &blk[b]))
+				continue;
+			found++;
+			ck_assert_msg(absdiff(ed, blk[b].dur) <= tolerance(blk[b].dur),
+				      "uvloop %s: context callback %llu ns vs the app's own %llu ns",
+				      blk[b].kind, (unsigned long long)ed,
+				      (unsigned long long)blk[b].dur);
+			ck_assert_str_eq(jstr(e, "name"), "<context enter/exit callback>");
+		}
+		ck_assert_msg(found == 1, "uvloop %s at %llu: %d context callbacks hold it", blk[b].kind,
+			      (unsigned long long)blk[b].start, found);
+		for (size_t i = 0; i < json_object_array_length(busy); i++)
+			in_busy |= holds(json_object_array_get_idx(busy, i), &blk[b]);
+		ck_assert_msg(in_busy, "uvloop %s at %llu: in no slow busy period", blk[b].kind,
+			      (unsigned long long)blk[b].start);
+	}
+	ck_assert_msg(inside >= 4, "uvloop: only %d app callbacks inside the window", inside);
+	/* Nothing else slow: each context callback holds one app callback. */
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		bool any = false;
+
+		if (strcmp(jstr(e, "kind"), "context"))
+			continue;
+		for (int b = 0; b < nblk; b++)
+			any |= holds(e, &blk[b]);
+		ck_assert_msg(any, "uvloop: slow context callback at %llu holds no app callback",
+			      (unsigned long long)ls_test_ju64(e, "start_ns"));
+	}
+	fprintf(stderr, "it_uvloop: uvloop: %d app callbacks, %d slow context callbacks, all within max(2%%, 200 us)\n",
+		inside, ncontext);
+	json_object_put(rep);
+}
+END_TEST
+
+START_TEST(test_eager_first_step_counted_once)
+{
+	const char *py = eager_py[_i];
+	struct blk blk[MAX_BLK];
+	int nblk, inside = 0;
+	json_object *rep, *slow, *cbs;
+
+	rep = run_attached(py, true, blk, &nblk);
+	slow = ls_test_jget(rep, "slow_callbacks");
+	cbs = ls_test_jget(rep, "callbacks");
+	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(cbs);
+	for (size_t i = 0; i < json_object_array_length(cbs); i++)
+		ck_assert_msg(strcmp(jstr(json_object_array_get_idx(cbs, i), "kind"), "context"),
+			      "%s: a context callback on asyncio's own loop (counted twice)", py);
+	for (int b = 0; b < nblk; b++) {
+		int found = 0;
+
+		if (!in_window(rep, &blk[b]))
+			continue;
+		inside++;
+		for (size_t i = 0; i < json_object_array_length(slow); i++) {
+			json_object *e = json_object_array_get_idx(slow, i);
+			uint64_t ed = ls_test_ju64(e, "duration_ns");
+
+			if (!holds(e, &blk[b]))
+				continue;
+			found++;
+			ck_assert_msg(absdiff(ed, blk[b].dur) <= tolerance(blk[b].dur),
+				      "%s: slow callback %s %llu ns vs the eager step's own %llu ns", py,
+				      jstr(e, "name"), (unsigned long long)ed,
+				      (unsigned long long)blk[b].dur);
+		}
+		ck_assert_msg(found == 1, "%s: eager step at %llu: %d slow callbacks hold it", py,
+			      (unsigned long long)blk[b].start, found);
+	}
+	ck_assert_msg(inside >= 3, "%s: only %d eager steps inside the window", py, inside);
+	fprintf(stderr, "it_uvloop: %s: %d eager first steps, each one slow callback (its creator's step) within max(2%%, 200 us)\n",
+		py, inside);
+	json_object_put(rep);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_uvloop");
+	TCase *tc = tcase_create("context");
+	SRunner *sr;
+	int failed;
+
+	discover();
+	tcase_set_timeout(tc, 90);
+	if (have_uvloop)
+		tcase_add_test(tc, test_uvloop_handles_are_context_callbacks);
+	if (neager)
+		tcase_add_loop_test(tc, test_eager_first_step_counted_once, 0, neager);
+	if (!have_uvloop && !neager) {
+		fprintf(stderr, "it_uvloop: SKIP all: neither uvloop nor CPython 3.12+ present\n");
+		return EXIT_SUCCESS;
+	}
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
