@@ -18,6 +18,7 @@ struct ls_loop {
 	struct loop_bpf *skel;
 	struct ring_buffer *rb;
 	ls_slow_busy_fn on_slow_busy;
+	ls_proc_fn on_proc;
 	void *ctx;
 	int delivered;
 };
@@ -33,6 +34,11 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 		if (l->on_slow_busy)
 			l->on_slow_busy(data, l->ctx);
 		l->delivered++;
+	} else if ((*type == LS_EV_FORK || *type == LS_EV_EXEC) &&
+		   size >= sizeof(struct ls_proc_event)) {
+		if (l->on_proc)
+			l->on_proc(data, l->ctx);
+		l->delivered++;
 	}
 	return 0;
 }
@@ -46,6 +52,7 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	if (!l)
 		return -ENOMEM;
 	l->on_slow_busy = opts ? opts->on_slow_busy : NULL;
+	l->on_proc = opts ? opts->on_proc : NULL;
 	l->ctx = opts ? opts->ctx : NULL;
 
 	LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = opts ? opts->btf_path : NULL);
@@ -57,6 +64,10 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	}
 	l->skel->data->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
+	if (!opts || !opts->follow_children) {
+		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
+		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
+	}
 	err = loop_bpf__load(l->skel);
 	if (err)
 		goto cleanup;

@@ -13,6 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 #include "loopscope/loop_events.h"
 
@@ -248,5 +249,51 @@ SEC("tracepoint/syscalls/sys_exit_epoll_pwait2")
 int ls_exit_epoll_pwait2(struct trace_event_raw_sys_exit *ctx)
 {
 	poll_exit();
+	return 0;
+}
+
+/*
+ * Following descendants (`loopscope run`; not loaded by `attach`). BTF
+ * tracepoints (kernel/fork.c trace_sched_process_fork(current, p) and
+ * fs/exec.c trace_sched_process_exec(current, old_pid, bprm)); they run
+ * for every fork and exec on the machine, so the filter comes first.
+ */
+static __always_inline void proc_event(__u32 type, __u32 tgid, __u32 ppid)
+{
+	struct ls_proc_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return;
+	}
+	e->type = type;
+	e->tgid = tgid;
+	e->ppid = ppid;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ls_follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid), ctgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0; /* a new thread, or not ours */
+	/* In the kernel, before the child runs: nothing it does is missed. */
+	bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY);
+	proc_event(LS_EV_FORK, ctgid, ptgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ls_follow_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	proc_event(LS_EV_EXEC, tgid, 0);
 	return 0;
 }

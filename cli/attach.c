@@ -38,7 +38,7 @@ struct attach {
 	uint64_t threshold_ns;
 	bool json, quiet;
 	const char *btf_path;   /* NULL: the running kernel's */
-	bool light;             /* --mode light: no per-callback probes */
+	bool want_precise;      /* --mode precise: per-callback probes on CPython */
 	/* state */
 	bool exited[MAX_PIDS];
 	uint64_t exited_at_ns[MAX_PIDS];
@@ -75,9 +75,11 @@ void cli_attach_usage(FILE *f)
 		"      --threshold DURATION  busy periods longer than this are slow (default 100ms)\n"
 		"      --json                JSON lines on stdout (units in field names)\n"
 		"  -q, --quiet               no interval lines, only the final report\n"
-		"      --mode light|precise  precise (default): on CPython 3.8-3.13 also time every\n"
-		"                            asyncio callback (a uprobe on context_run) and name it;\n"
-		"                            light: epoll tracepoints only\n"
+		"      --mode light|precise  light (default): epoll tracepoints only, ~0.7 us an\n"
+		"                            iteration; precise: on CPython 3.8-3.13 also time\n"
+		"                            and name every asyncio callback (a uprobe and a\n"
+		"                            uretprobe on context_run: ~10 us a callback here,\n"
+		"                            docs/BENCHMARKS.md)\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
 		"  -h, --help                this help\n"
 		"\n"
@@ -424,7 +426,7 @@ static int parse_args(struct attach *a, int argc, char **argv)
 				fprintf(stderr, "loopscope: invalid mode '%s' (light or precise)\n", optarg);
 				return -EINVAL;
 			}
-			a->light = !strcmp(optarg, "light");
+			a->want_precise = !strcmp(optarg, "precise");
 			break;
 		case 'h':
 			cli_attach_usage(stdout);
@@ -513,7 +515,7 @@ int cli_attach(int argc, char **argv)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
-	for (int i = 0; i < a.npids && !a.light; i++) {
+	for (int i = 0; i < a.npids && a.want_precise; i++) {
 		err = cli_precise_add(&a.precise, a.pids[i]);
 		if (err) {
 			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s; "
@@ -529,6 +531,9 @@ int cli_attach(int argc, char **argv)
 	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
 			a.npids, a.npids > 1 ? "es" : "",
 			ls_duration_format(a.threshold_ns, why, sizeof(why)));
+	if (!a.want_precise && !a.json)
+		fprintf(stderr, "loopscope: light mode (epoll level); --mode precise also times and "
+			"names each CPython callback, at ~10 us a callback\n");
 	if (!a.json && !a.quiet)
 		print_header();
 

@@ -17,6 +17,11 @@
 int cli_attach(int argc, char **argv);
 void cli_attach_usage(FILE *f);
 
+/* `loopscope run ... -- CMD`: argv[0] is "run". Returns CMD's exit code,
+ * or LS_RUN_EXIT_* (include/loopscope/run.h). */
+int cli_run(int argc, char **argv);
+void cli_run_usage(FILE *f);
+
 /* ---- output.c ---------------------------------------------------------- */
 
 /* Wall-clock "HH:MM:SS.mmm" of CLOCK_MONOTONIC time mono_ns. */
@@ -30,9 +35,12 @@ json_object *cli_hist_json(const struct ls_hist *h);
 /* ---- precise.c: CPython precise mode in `attach` ------------------------ */
 
 #define CLI_MAX_PIDS 64
+/* Python processes in precise mode at once (run follows descendants). */
+#define CLI_MAX_TARGETS LS_MAX_PY_TARGETS
 
 struct cli_precise {
 	bool json, quiet;
+	bool quiet_resolve;              /* no "precise mode" line per target */
 	int64_t mono_to_real_ns;
 	uint64_t threshold_ns;
 	const char *btf_path;
@@ -50,6 +58,12 @@ struct cli_precise {
  * JSON report lists the precise ones in "precise_targets".
  * Returns 0, or -errno when loading the BPF object itself failed. */
 int cli_precise_add(struct cli_precise *p, pid_t pid);
+/* Attach precise mode to an already resolved target: 0; -EAGAIN when it
+ * could not be probed (one line said why; epoll level goes on); -errno when
+ * the BPF object could not be loaded. */
+int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t);
+/* The name of callback k (cached; read from the process on first use). */
+const struct ls_cb_name *cli_precise_name(struct cli_precise *p, const struct ls_cb_key *k);
 void cli_precise_remove(struct cli_precise *p, pid_t pid);
 /* Deliver pending slow-callback events (printed as they come). */
 void cli_precise_poll(struct cli_precise *p);

@@ -15,6 +15,8 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  attach -p PID[,PID...]   watch the loop threads of running processes\n"
+		"  run [GATES] -- CMD       run CMD under monitoring, following its children;\n"
+		"                           gate CI on slow callbacks and loop lag\n"
 		"  help [COMMAND]           show help\n"
 		"\n"
 		"Options: -h, --help; -V, --version\n"
@@ -38,12 +40,16 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "help")) {
 		if (argc > 2 && !strcmp(argv[2], "attach"))
 			cli_attach_usage(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "run"))
+			cli_run_usage(stdout);
 		else
 			usage(stdout);
 		return LS_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "attach"))
 		return cli_attach(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return cli_run(argc - 1, argv + 1);
 	fprintf(stderr, "loopscope: unknown command '%s' (try 'loopscope --help')\n", argv[1]);
 	return LS_EXIT_USAGE;
 }

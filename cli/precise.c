@@ -31,6 +31,11 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 	return nm ? nm : &unknown;
 }
 
+const struct ls_cb_name *cli_precise_name(struct cli_precise *p, const struct ls_cb_key *k)
+{
+	return name_of(p, k);
+}
+
 static const char *kind_name(uint32_t kind)
 {
 	static const char *names[] = { "other", "function", "method", "partial", "task", "builtin",
@@ -69,7 +74,9 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	} else {
 		p->slow_dropped++;
 	}
-	/* Resolve the name now, while the process surely exists. */
+	/* Resolve the name now, while the process surely exists: the report
+	 * may come after it is gone. */
+	name_of(p, &e->key);
 	if (p->json) {
 		json_object *o = callback_json(p, &e->key);
 
@@ -99,6 +106,14 @@ int cli_precise_add(struct cli_precise *p, pid_t pid)
 		fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
 		return 0;
 	}
+	err = cli_precise_add_resolved(p, &t);
+	return err < 0 && err != -EAGAIN ? err : 0;
+}
+
+int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t)
+{
+	int err;
+
 	if (!p->pycb) {
 		struct ls_pycb_opts o = {
 			.slow_threshold_ns = p->threshold_ns,
@@ -111,20 +126,23 @@ int cli_precise_add(struct cli_precise *p, pid_t pid)
 		if (err)
 			return err;
 		p->names = ls_pyname_cache_new();
-		p->targets = calloc(CLI_MAX_PIDS, sizeof(*p->targets));
+		p->targets = calloc(CLI_MAX_TARGETS, sizeof(*p->targets));
 		if (!p->names || !p->targets)
 			return -ENOMEM;
 	}
-	err = ls_pycb_add_target(p->pycb, &t);
+	if (p->ntargets == CLI_MAX_TARGETS)
+		return -EAGAIN;
+	err = ls_pycb_add_target(p->pycb, t);
 	if (err) {
 		fprintf(stderr, "loopscope: pid %d: cannot probe context_run in %s: %s; epoll level only\n",
-			pid, t.path, strerror(-err));
-		return 0;
+			t->pid, t->path, strerror(-err));
+		return -EAGAIN;
 	}
-	p->targets[p->ntargets++] = t;
-	fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
-			pid, t.major, t.minor, t.path,
-			t.route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods");
+	p->targets[p->ntargets++] = *t;
+	if (!p->quiet_resolve)
+		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
+			t->pid, t->major, t->minor, t->path,
+			t->route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods");
 	return 0;
 }
 

@@ -143,7 +143,7 @@ START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 	pid = ls_test_spawn(app_argv, appout, NULL);
 	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
 	snprintf(spid, sizeof(spid), "%d", pid);
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "30s", "--json", "-q",
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "-d", "30s", "--json", "-q",
 			 "--threshold", "50ms", NULL };
 	ls = ls_test_spawn(argv, out, err);
 	if (ls_test_wait_line(err, "loopscope: attached", 10000, line, sizeof(line))) {
@@ -249,7 +249,7 @@ START_TEST(test_unsupported_python_falls_back_to_epoll_level)
 	pid = ls_test_spawn(app_argv, appout, NULL);
 	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
 	snprintf(spid, sizeof(spid), "%d", pid);
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "1500ms", "--json", "-q", NULL };
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "-d", "1500ms", "--json", "-q", NULL };
 	rc = ls_test_run(argv, out, err, 20000);
 	ls_test_kill(pid);
 	ck_assert_int_eq(rc, 0);

@@ -141,7 +141,7 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 		ck_abort_msg("%s: the app did not start", py);
 	}
 	snprintf(spid, sizeof(spid), "%d", app);
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--json", "-q", "--threshold", "50ms",
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--json", "-q", "--threshold", "50ms",
 			 "-d", "2500ms", NULL };
 
 	rc = ls_test_run(argv, out, err, 30000);

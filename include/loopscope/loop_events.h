@@ -54,6 +54,19 @@ struct ls_thread_stats {
 /* Ring buffer record types. */
 enum ls_event_type {
 	LS_EV_SLOW_BUSY = 1,
+	/* 2 is LS_EV_SLOW_CALLBACK (pycallback_events.h) */
+	LS_EV_FORK = 3,
+	LS_EV_EXEC = 4,
+};
+
+/* With following on (`loopscope run`): a target forked a new process, which
+ * the kernel made a target at once (so a short-lived child is not missed),
+ * or a target exec'd a new program. */
+struct ls_proc_event {
+	__u32 type; /* LS_EV_FORK or LS_EV_EXEC */
+	__u32 tgid; /* the new process (FORK) or the one that exec'd (EXEC) */
+	__u32 ppid; /* its parent's tgid (FORK); 0 for EXEC */
+	__u32 pad;
 };
 
 /* A busy period longer than the threshold, sent when it ends (at the next

@@ -60,12 +60,18 @@ int ls_target_parse_pids(const char *s, pid_t *pids, int max);
 struct ls_loop;
 
 typedef void (*ls_slow_busy_fn)(const struct ls_slow_busy_event *e, void *ctx);
+typedef void (*ls_proc_fn)(const struct ls_proc_event *e, void *ctx);
 
 struct ls_loop_opts {
 	uint64_t slow_threshold_ns; /* busy periods above this become events; 0 = 100 ms */
 	ls_slow_busy_fn on_slow_busy; /* called from ls_loop_poll, may be NULL */
 	const char *btf_path;       /* kernel BTF for CO-RE; NULL: /sys/kernel/btf/vmlinux */
 	void *ctx;
+	/* Follow descendants: every process a target forks becomes a target
+	 * (in the kernel, at fork), and on_proc (may be NULL) hears of forks
+	 * and execs of targets. Off: the fork/exec programs are not loaded. */
+	bool follow_children;
+	ls_proc_fn on_proc;
 };
 
 /* Load bpf/loop.bpf.c and attach its six syscall tracepoints (they do
@@ -83,7 +89,8 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid);
 /* Change the slow threshold (ns) at run time. */
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
 
-/* Wait up to timeout_ms for slow events and deliver them to on_slow_busy.
+/* Wait up to timeout_ms for events and deliver them to on_slow_busy and
+ * on_proc.
  * Returns the number delivered, or a negative errno (-EINTR when a signal
  * interrupted the wait: not an error for callers that loop). */
 int ls_loop_poll(struct ls_loop *l, int timeout_ms);

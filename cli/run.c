@@ -1,0 +1,636 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `loopscope run [gates] [reports] -- CMD ARGS...`: start CMD under
+ * monitoring, follow every descendant (in the kernel, at fork), resolve
+ * CPython in each process that execs, wait for CMD, apply the gates, write
+ * the reports, exit with CMD's code or the gate's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include <bpf/libbpf.h>
+
+#include "cli.h"
+#include "loopscope/run.h"
+
+/* How long after an exec a process is retried for a libpython mapping:
+ * the dynamic loader maps it after the exec event. */
+#define RESOLVE_WINDOW_NS (500ULL * 1000000)
+#define RESOLVE_RETRY_NS (5ULL * 1000000)
+
+struct proc_state {
+	uint64_t resolve_until_ns; /* 0: nothing to try */
+	uint64_t next_try_ns;
+	bool gone;
+};
+
+struct run {
+	struct ls_run_result *r;
+	struct proc_state st[LS_RUN_MAX_PROCS];
+	struct cli_precise precise;
+	const char *json_out, *junit_out;
+	bool annotations, light, quiet;
+	uint64_t threshold_ns;
+	pid_t child;
+};
+
+static volatile sig_atomic_t child_pid_for_signals;
+static volatile sig_atomic_t got_signal;
+
+/* Forward SIGINT/SIGTERM sent to us by a process (kill, CI runners) to
+ * CMD; one typed at the terminal (si_code SI_KERNEL) already went to CMD's
+ * process group, which CMD shares with us. */
+static void on_signal(int sig, siginfo_t *info, void *uc)
+{
+	got_signal = sig;
+	if (child_pid_for_signals > 0 && info->si_code != SI_KERNEL)
+		kill(child_pid_for_signals, sig);
+}
+
+void cli_run_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: loopscope run [GATES] [REPORTS] [OPTIONS] -- CMD [ARGS...]\n"
+		"\n"
+		"Run CMD (stdin, stdout, stderr untouched) and monitor it and every process it\n"
+		"starts: CPython processes in precise mode (every asyncio callback), any other\n"
+		"at epoll level (busy periods). SIGINT and SIGTERM are forwarded to CMD.\n"
+		"\n"
+		"Gates (none: report only):\n"
+		"  --fail-on-slow DURATION      fail on a callback (or, outside precise mode,\n"
+		"                               a busy period) longer than DURATION\n"
+		"  --max-slow N                 tolerate up to N such events (default 0)\n"
+		"  --fail-on-lag-p99 DURATION   fail when a loop thread's lag p99 is above it\n"
+		"  --allow PATTERN              a glob on the callback name or FILE:LINE\n"
+		"                               (basename or full path) to report but not count;\n"
+		"                               repeatable\n"
+		"Reports (a summary always goes to stderr at the end):\n"
+		"  --json-out FILE              machine summary (docs/run-report.schema.json)\n"
+		"  --junit FILE                 JUnit XML: each gate a test case, each violation\n"
+		"                               a failure\n"
+		"  --annotations github|none    GitHub Actions ::error lines (default: github\n"
+		"                               when GITHUB_ACTIONS=true)\n"
+		"Options:\n"
+		"  --threshold DURATION         what counts as slow without --fail-on-slow\n"
+		"                               (default 100ms)\n"
+		"  --mode light|precise         precise (default) or epoll level everywhere\n"
+		"  -q, --quiet                  no per-process lines while running\n"
+		"  -h, --help\n"
+		"\n"
+		"Exit codes: CMD's own when no gate fails (128+N when signal N killed it);\n"
+		"%d when a gate failed and CMD succeeded; %d loopscope's own error (bad\n"
+		"arguments, unwritable report, no BPF); %d CMD not found or not executable.\n",
+		LS_RUN_EXIT_GATE, LS_RUN_EXIT_ERROR, LS_RUN_EXIT_NOT_FOUND);
+}
+
+static struct ls_run_process *proc_find(struct ls_run_result *r, pid_t pid)
+{
+	for (int i = 0; i < r->nprocs; i++)
+		if (r->procs[i].pid == pid)
+			return &r->procs[i];
+	return NULL;
+}
+
+static void read_cmdline(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	buf[0] = '\0';
+	f = fopen(path, "r");
+	if (f) {
+		n = fread(buf, 1, len - 1, f);
+		fclose(f);
+	}
+	for (size_t i = 0; i + 1 < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+}
+
+static struct ls_run_process *proc_add(struct run *run, pid_t pid, pid_t ppid)
+{
+	struct ls_run_result *r = run->r;
+	struct ls_run_process *p = proc_find(r, pid);
+
+	if (p)
+		return p;
+	if (r->nprocs == LS_RUN_MAX_PROCS)
+		return NULL;
+	p = &r->procs[r->nprocs];
+	memset(p, 0, sizeof(*p));
+	memset(&run->st[r->nprocs], 0, sizeof(run->st[0]));
+	p->pid = pid;
+	p->ppid = ppid;
+	read_cmdline(pid, p->cmdline, sizeof(p->cmdline));
+	r->nprocs++;
+	return p;
+}
+
+static void on_proc(const struct ls_proc_event *e, void *ctx)
+{
+	struct run *run = ctx;
+	struct ls_run_process *p;
+	uint64_t now = ls_sys_now_ns();
+
+	p = proc_add(run, (pid_t)e->tgid, (pid_t)e->ppid);
+	if (!p)
+		return;
+	if (e->type == LS_EV_EXEC) {
+		struct proc_state *st = &run->st[p - run->r->procs];
+
+		read_cmdline(p->pid, p->cmdline, sizeof(p->cmdline));
+		if (!run->light) {
+			st->resolve_until_ns = now + RESOLVE_WINDOW_NS;
+			st->next_try_ns = now;
+		}
+	}
+}
+
+static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t pid, pid_t tid,
+		     uint64_t start_ns, uint64_t duration_ns)
+{
+	struct ls_run_slow *s;
+
+	if (r->nslow == LS_RUN_MAX_SLOW) {
+		r->slow_not_kept++;
+		return;
+	}
+	s = &r->slow[r->nslow++];
+	memset(s, 0, sizeof(*s));
+	s->kind = kind;
+	s->pid = pid;
+	s->tid = tid;
+	s->start_ns = start_ns;
+	s->duration_ns = duration_ns;
+	snprintf(s->name, sizeof(s->name), "busy period");
+}
+
+static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
+{
+	struct run *run = ctx;
+
+	add_slow(run->r, LS_RUN_SLOW_BUSY, (pid_t)e->tgid, (pid_t)e->tid, e->start_ns,
+		 e->duration_ns);
+}
+
+/* Try to resolve CPython in processes that exec'd recently. */
+static void resolve_pending(struct run *run)
+{
+	uint64_t now = ls_sys_now_ns();
+
+	for (int i = 0; i < run->r->nprocs; i++) {
+		struct proc_state *st = &run->st[i];
+		struct ls_run_process *p = &run->r->procs[i];
+		struct ls_py_target t;
+		int err;
+
+		if (!st->resolve_until_ns || now < st->next_try_ns)
+			continue;
+		err = ls_py_resolve(p->pid, &t);
+		if (err == -ENOEXEC && now < st->resolve_until_ns) {
+			st->next_try_ns = now + RESOLVE_RETRY_NS; /* libpython not mapped yet */
+			continue;
+		}
+		st->resolve_until_ns = 0;
+		if (err == -ENOEXEC || err == -ESRCH)
+			continue; /* not Python, or already gone */
+		if (err) {
+			fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
+			continue;
+		}
+		snprintf(p->python, sizeof(p->python), "%d.%d", t.major, t.minor);
+		err = cli_precise_add_resolved(&run->precise, &t);
+		if (err == 0)
+			p->precise = true;
+		else if (err != -EAGAIN)
+			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s\n",
+				strerror(-err));
+	}
+}
+
+/* Detach precise mode from processes that have exited (their uprobes would
+ * otherwise pile up as a test suite starts hundreds of processes). */
+static void reap_gone(struct run *run)
+{
+	for (int i = 0; i < run->r->nprocs; i++) {
+		struct ls_run_process *p = &run->r->procs[i];
+
+		if (run->st[i].gone || p->pid == run->child || ls_target_alive(p->pid) == 0)
+			continue;
+		run->st[i].gone = true;
+		run->st[i].resolve_until_ns = 0;
+		if (p->precise)
+			cli_precise_remove(&run->precise, p->pid);
+	}
+}
+
+/* pytest names a test FILE::[Class::]function; pytest-asyncio runs each
+ * async test as a Task of the test coroutine, so a slow Task step whose code
+ * is a test* function in a test_*.py / *_test.py file is that test. */
+static void pytest_name(const struct ls_cb_key *k, const struct ls_cb_name *nm, char *out,
+			size_t len)
+{
+	const char *base = strrchr(nm->filename, '/'), *fn, *dot;
+	size_t blen;
+
+	out[0] = '\0';
+	base = base ? base + 1 : nm->filename;
+	blen = strlen(base);
+	if (k->kind != LS_CB_TASK || blen < 4 || strcmp(base + blen - 3, ".py"))
+		return;
+	if (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py")))
+		return;
+	dot = strrchr(nm->qualname, '.');
+	fn = dot ? dot + 1 : nm->qualname;
+	if (strncmp(fn, "test", 4))
+		return;
+	snprintf(out, len, "%s::", base);
+	for (const char *c = nm->qualname; *c && strlen(out) + 3 < len; c++) {
+		size_t n = strlen(out);
+
+		if (*c == '.') {
+			out[n] = ':';
+			out[n + 1] = ':';
+			out[n + 2] = '\0';
+		} else {
+			out[n] = *c;
+			out[n + 1] = '\0';
+		}
+	}
+}
+
+static bool allowed(const struct ls_run_result *r, const struct ls_run_slow *s)
+{
+	char where[300];
+	const char *base = strrchr(s->file, '/');
+
+	for (int i = 0; i < r->nallow; i++) {
+		if (fnmatch(r->allow[i], s->name, 0) == 0)
+			return true;
+		if (!s->file[0])
+			continue;
+		snprintf(where, sizeof(where), "%s:%d", s->file, s->line);
+		if (fnmatch(r->allow[i], where, 0) == 0)
+			return true;
+		snprintf(where, sizeof(where), "%s:%d", base ? base + 1 : s->file, s->line);
+		if (fnmatch(r->allow[i], where, 0) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Collect slow callbacks (precise processes) in place of their busy
+ * periods, the loop threads' lag, then the verdicts. */
+static void finish(struct run *run, struct ls_loop *loop)
+{
+	struct ls_run_result *r = run->r;
+	struct ls_thread_stats *v = NULL;
+	struct cli_precise *pr = &run->precise;
+	size_t n = 0;
+	uint64_t now;
+	int kept = 0;
+
+	/* A precise process's slow busy periods are its slow callbacks. */
+	for (int i = 0; i < r->nslow; i++) {
+		struct ls_run_process *p = proc_find(r, r->slow[i].pid);
+
+		if (!(p && p->precise))
+			r->slow[kept++] = r->slow[i];
+	}
+	r->nslow = kept;
+	for (size_t i = 0; i < pr->nslow && r->nslow < LS_RUN_MAX_SLOW; i++) {
+		const struct ls_slow_callback_event *e = &pr->slow[i];
+		const struct ls_cb_name *nm = cli_precise_name(pr, &e->key);
+		struct ls_run_slow *s;
+
+		add_slow(r, LS_RUN_SLOW_CALLBACK, (pid_t)e->key.tgid, (pid_t)e->tid, e->start_ns,
+			 e->duration_ns);
+		s = &r->slow[r->nslow - 1];
+		ls_pyname_format(&e->key, nm, s->name, sizeof(s->name));
+		snprintf(s->file, sizeof(s->file), "%s", nm->filename);
+		s->line = nm->firstlineno;
+		pytest_name(&e->key, nm, s->test, sizeof(s->test));
+	}
+	r->slow_not_kept += (long)pr->slow_dropped;
+	r->lost_events = ls_loop_lost_events(loop) + (pr->pycb ? ls_pycb_lost_events(pr->pycb) : 0);
+
+	if (ls_loop_snapshot(loop, &v, &n, &now) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct ls_run_process *p = proc_find(r, (pid_t)v[i].tgid);
+			struct ls_thread_window w;
+			uint64_t p99;
+
+			ls_stats_window(&v[i], now, NULL, r->start_ns, &w);
+			if (!p || !w.polls)
+				continue;
+			p->loop_threads++;
+			p99 = ls_hist_percentile(&w.lag, 99);
+			if (w.lag.count && p99 >= p->lag_p99_ns) {
+				p->lag_p99_ns = p99;
+				p->lag_p99_tid = w.tid;
+			}
+
+		}
+		free(v);
+	}
+	for (int i = 0; i < r->nprocs; i++)
+		r->lag_gate_failed |= ls_run_lag_violates(r, &r->procs[i]);
+	for (int i = 0; i < r->nslow; i++) {
+		struct ls_run_slow *s = &r->slow[i];
+
+		s->allowed = allowed(r, s);
+		/* The same rule the report writers list violations by. */
+		if (ls_run_slow_counts(r, s))
+			r->slow_counted++;
+	}
+	if (r->fail_on_slow_ns || r->max_slow >= 0)
+		r->slow_gate_failed = r->slow_counted > (r->max_slow >= 0 ? r->max_slow : 0);
+}
+
+static int parse_args(struct run *run, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "fail-on-slow", required_argument, NULL, 's' },
+		{ "fail-on-lag-p99", required_argument, NULL, 'l' },
+		{ "max-slow", required_argument, NULL, 'n' },
+		{ "allow", required_argument, NULL, 'a' },
+		{ "json-out", required_argument, NULL, 'j' },
+		{ "junit", required_argument, NULL, 'u' },
+		{ "annotations", required_argument, NULL, 'A' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ls_run_result *r = run->r;
+	const char *gha = getenv("GITHUB_ACTIONS");
+	char *end;
+	int c;
+
+	r->max_slow = -1;
+	run->threshold_ns = 100000000ULL;
+	run->annotations = gha && !strcmp(gha, "true");
+	optind = 1;
+	/* "+": stop at the first non-option, CMD's own flags are its own. */
+	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+		case 'l':
+		case 't': {
+			uint64_t ns;
+
+			if (ls_duration_parse(optarg, &ns) || !ns) {
+				fprintf(stderr, "loopscope: invalid duration '%s' for --%s (examples: "
+					"50ms, 100ms, 1s)\n", optarg,
+					c == 's' ? "fail-on-slow" : c == 'l' ? "fail-on-lag-p99" : "threshold");
+				return -EINVAL;
+			}
+			if (c == 's')
+				r->fail_on_slow_ns = ns;
+			else if (c == 'l')
+				r->fail_on_lag_p99_ns = ns;
+			else
+				run->threshold_ns = ns;
+			break;
+		}
+		case 'n':
+			errno = 0;
+			r->max_slow = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || r->max_slow < 0) {
+				fprintf(stderr, "loopscope: invalid count '%s' for --max-slow\n", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'a':
+			if (r->nallow == LS_RUN_MAX_ALLOW) {
+				fprintf(stderr, "loopscope: more than %d --allow patterns\n", LS_RUN_MAX_ALLOW);
+				return -EINVAL;
+			}
+			r->allow[r->nallow++] = optarg;
+			break;
+		case 'j':
+			run->json_out = optarg;
+			break;
+		case 'u':
+			run->junit_out = optarg;
+			break;
+		case 'A':
+			if (strcmp(optarg, "github") && strcmp(optarg, "none")) {
+				fprintf(stderr, "loopscope: invalid --annotations '%s' (github or none)\n",
+					optarg);
+				return -EINVAL;
+			}
+			run->annotations = !strcmp(optarg, "github");
+			break;
+		case 'm':
+			if (strcmp(optarg, "light") && strcmp(optarg, "precise")) {
+				fprintf(stderr, "loopscope: invalid mode '%s' (light or precise)\n", optarg);
+				return -EINVAL;
+			}
+			run->light = !strcmp(optarg, "light");
+			break;
+		case 'q':
+			run->quiet = true;
+			break;
+		case 'h':
+			cli_run_usage(stdout);
+			return 1;
+		default:
+			fprintf(stderr, "loopscope: try 'loopscope run --help'\n");
+			return -EINVAL;
+		}
+	}
+	if (r->fail_on_slow_ns)
+		run->threshold_ns = r->fail_on_slow_ns;
+	if (optind >= argc) {
+		fprintf(stderr, "loopscope: run needs a command: loopscope run [OPTIONS] -- CMD [ARGS...]\n");
+		return -EINVAL;
+	}
+	for (int i = optind; i < argc; i++) {
+		size_t len = strlen(r->cmd);
+
+		snprintf(r->cmd + len, sizeof(r->cmd) - len, "%s%s", i > optind ? " " : "", argv[i]);
+	}
+	return 0;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
+		return vfprintf(stderr, fmt, args);
+	return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct run run = { 0 };
+	struct ls_loop_opts lopts = { 0 };
+	struct ls_loop *loop = NULL;
+	struct sigaction sa = { 0 };
+	int go[2] = { -1, -1 }, execerr[2] = { -1, -1 }, status, err, exec_errno = 0;
+	char why[256];
+	pid_t child = -1;
+	int ret = LS_RUN_EXIT_ERROR;
+
+	run.r = calloc(1, sizeof(*run.r));
+	if (!run.r) {
+		fprintf(stderr, "loopscope: out of memory\n");
+		return LS_RUN_EXIT_ERROR;
+	}
+	err = parse_args(&run, argc, argv);
+	if (err) {
+		free(run.r);
+		return err > 0 ? LS_EXIT_OK : LS_RUN_EXIT_ERROR;
+	}
+	/* Fail before CMD runs when a report cannot be written. */
+	const char *outs[] = { run.json_out, run.junit_out };
+	for (size_t i = 0; i < 2; i++) {
+		if (outs[i] && (err = ls_run_check_writable(outs[i]))) {
+			fprintf(stderr, "loopscope: cannot write report %s: %s\n", outs[i], strerror(-err));
+			goto cleanup;
+		}
+	}
+	err = ls_sys_check(NULL, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "loopscope: %s\n", why);
+		goto cleanup;
+	}
+	libbpf_set_print(libbpf_quiet);
+	lopts.slow_threshold_ns = run.threshold_ns;
+	lopts.on_slow_busy = on_slow_busy;
+	lopts.on_proc = on_proc;
+	lopts.follow_children = true;
+	lopts.ctx = &run;
+	err = ls_loop_open(&lopts, &loop);
+	if (err) {
+		fprintf(stderr, "loopscope: loading BPF programs failed: %s\n", strerror(-err));
+		goto cleanup;
+	}
+	run.precise.quiet = true; /* no lines on stdout: CMD owns it */
+	run.precise.quiet_resolve = run.quiet;
+	run.precise.threshold_ns = run.threshold_ns;
+
+	if (pipe2(go, O_CLOEXEC) || pipe2(execerr, O_CLOEXEC)) {
+		fprintf(stderr, "loopscope: pipe: %s\n", strerror(errno));
+		goto cleanup;
+	}
+	child = fork();
+	if (child < 0) {
+		fprintf(stderr, "loopscope: fork: %s\n", strerror(errno));
+		goto cleanup;
+	}
+	if (child == 0) {
+		char c;
+
+		/* Wait until we are a target: nothing CMD does is missed. */
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(LS_RUN_EXIT_ERROR);
+		execvp(argv[optind], argv + optind);
+		err = errno;
+		(void)!write(execerr[1], &err, sizeof(err));
+		_exit(LS_RUN_EXIT_NOT_FOUND);
+	}
+	close(go[0]);
+	go[0] = -1;
+	close(execerr[1]);
+	execerr[1] = -1;
+	run.child = child;
+	proc_add(&run, child, getpid());
+	err = ls_loop_add_target(loop, child);
+	if (err) {
+		fprintf(stderr, "loopscope: cannot monitor CMD: %s\n", strerror(-err));
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+		goto cleanup;
+	}
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO;
+	child_pid_for_signals = child;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	run.r->start_ns = ls_sys_now_ns();
+	(void)!write(go[1], "g", 1);
+	close(go[1]);
+	go[1] = -1;
+	if (read(execerr[0], &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno)) {
+		fprintf(stderr, "loopscope: %s: %s\n", argv[optind], strerror(exec_errno));
+		waitpid(child, NULL, 0);
+		ret = LS_RUN_EXIT_NOT_FOUND;
+		goto cleanup;
+	}
+
+	for (;;) {
+		pid_t w = waitpid(child, &status, WNOHANG);
+
+		if (w == child)
+			break;
+		/* Ring buffer reads wake at once on an event: names of a slow
+		 * callback are read while its process still runs. */
+		ls_loop_poll(loop, 10);
+		cli_precise_poll(&run.precise);
+		resolve_pending(&run);
+		reap_gone(&run);
+	}
+	child_pid_for_signals = 0;
+	run.r->end_ns = ls_sys_now_ns();
+	while (ls_loop_poll(loop, 0) > 0)
+		;
+	cli_precise_poll(&run.precise);
+	if (WIFSIGNALED(status)) {
+		run.r->cmd_exit = -1;
+		run.r->cmd_signal = WTERMSIG(status);
+	} else {
+		run.r->cmd_exit = WEXITSTATUS(status);
+	}
+	finish(&run, loop);
+	if (run.r->cmd_signal)
+		ret = 128 + run.r->cmd_signal;
+	else if (run.r->cmd_exit)
+		ret = run.r->cmd_exit;
+	else if (run.r->slow_gate_failed || run.r->lag_gate_failed)
+		ret = LS_RUN_EXIT_GATE;
+	else
+		ret = LS_EXIT_OK;
+	run.r->exit_code = ret;
+	ls_run_print_summary(run.r, stderr);
+	if (!run.light) {
+		bool any = false;
+
+		for (int i = 0; i < run.r->nprocs; i++)
+			any |= run.r->procs[i].precise;
+		if (!any)
+			fprintf(stderr, "loopscope: no Python process in precise mode: gates applied at "
+				"epoll level (busy periods, loop lag)\n");
+	}
+	if (run.annotations)
+		ls_run_print_annotations(run.r, stdout);
+	if (run.json_out && (err = ls_run_write_json(run.r, run.json_out)))
+		fprintf(stderr, "loopscope: writing %s: %s\n", run.json_out, strerror(-err));
+	if (run.junit_out && (err = ls_run_write_junit(run.r, run.junit_out)))
+		fprintf(stderr, "loopscope: writing %s: %s\n", run.junit_out, strerror(-err));
+cleanup:
+	for (int i = 0; i < 2; i++) {
+		if (go[i] >= 0)
+			close(go[i]);
+		if (execerr[i] >= 0)
+			close(execerr[i]);
+	}
+	cli_precise_close(&run.precise);
+	ls_loop_close(loop);
+	free(run.r);
+	return ret;
+}

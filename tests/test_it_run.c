@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: `loopscope run [gates] -- CMD` on real commands with Debian's
+ * python3 (/usr/bin/python3.11: stripped, precise mode through the
+ * tp_methods route). Known truth: examples/python/blocking_sleep.py blocks
+ * its loop in time.sleep(S) every E seconds; the gate must fail exactly when
+ * S is above the gate and pass when below, with the documented exit codes,
+ * across process trees (fork, exec, a child that lives 300 ms), and the
+ * reports must carry the callback, its file:line and the process.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loopscope/run.h"
+#include "pythons.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define PY "/usr/bin/python3.11"
+#define APP LS_SOURCE_DIR "/examples/python/blocking_sleep.py"
+#define CI_DIR LS_SOURCE_DIR "/examples/ci"
+#define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
+
+struct out {
+	char out[128], err[128], log[128];
+	char *stdout_text, *stderr_text;
+};
+
+static int run_ls(struct out *o, char **argv)
+{
+	int rc;
+
+	ls_test_tmp(o->out, sizeof(o->out), "out");
+	ls_test_tmp(o->err, sizeof(o->err), "err");
+	rc = ls_test_run(argv, o->out, o->err, 120000);
+	o->stdout_text = ls_test_slurp(o->out);
+	o->stderr_text = ls_test_slurp(o->err);
+	return rc;
+}
+
+static void out_free(struct out *o)
+{
+	free(o->stdout_text);
+	free(o->stderr_text);
+	unlink(o->out);
+	unlink(o->err);
+	if (o->log[0])
+		unlink(o->log);
+}
+
+static json_object *load_json(const char *path)
+{
+	json_object *o = json_object_from_file(path);
+
+	ck_assert_msg(o != NULL, "no JSON report in %s", path);
+	return o;
+}
+
+START_TEST(test_clean_app_passes_the_gate)
+{
+	struct out o = { 0 };
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--", PY, APP, "--log",
+			 o.log, "--every", "0.2", "--sleep", "0.02", "--duration", "1.2", NULL };
+	ck_assert_int_eq(run_ls(&o, argv), 0);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "PASS"));
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_cmd_exit_code_passes_through)
+{
+	struct out o = { 0 };
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--", "/bin/sh", "-c",
+			 "exit 3", NULL };
+
+	ck_assert_int_eq(run_ls(&o, argv), 3);
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_150ms_block_fails_100ms_gate_and_names_callback)
+{
+	struct out o = { 0 };
+	char json[128];
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	ls_test_tmp(json, sizeof(json), "json");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--json-out", json, "--",
+			 PY, APP, "--log", o.log, "--every", "0.3", "--sleep", "0.15",
+			 "--duration", "1", NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+	json_object *rep = load_json(json), *slow = ls_test_jget(rep, "slow");
+	int counted = 0;
+
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		json_object *s = json_object_array_get_idx(slow, i);
+		const char *name = json_object_get_string(ls_test_jget(s, "name"));
+
+		ck_assert_str_eq(json_object_get_string(ls_test_jget(s, "kind")), "callback");
+		ck_assert_msg(strstr(name, "blocking_sleep() blocking_sleep.py:"), "name %s", name);
+		ck_assert_ptr_nonnull(strstr(json_object_get_string(ls_test_jget(s, "file")),
+					     "examples/python/blocking_sleep.py"));
+		ck_assert_uint_ge(ls_test_ju64(s, "duration_ns"), 150000000ULL);
+		ck_assert_uint_lt(ls_test_ju64(s, "duration_ns"), 160000000ULL);
+		counted++;
+	}
+	/* One block every 0.3 s for 1 s: 3. */
+	ck_assert_int_eq(counted, 3);
+	json_object *verdict = ls_test_jget(rep, "verdict");
+	ck_assert(json_object_get_boolean(ls_test_jget(verdict, "slow_gate_failed")));
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "FAIL"));
+	json_object_put(rep);
+	unlink(json);
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_allow_pattern_tolerates_the_known_spot)
+{
+	struct out o = { 0 };
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--allow",
+			 "blocking_sleep.py:*", "--", PY, APP, "--log", o.log, "--every", "0.3",
+			 "--sleep", "0.15", "--duration", "0.7", NULL };
+	ck_assert_int_eq(run_ls(&o, argv), 0);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "allowed"));
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_max_slow_tolerates_n)
+{
+	struct out o = { 0 };
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--max-slow", "5", "--",
+			 PY, APP, "--log", o.log, "--every", "0.3", "--sleep", "0.15",
+			 "--duration", "0.7", NULL };
+	ck_assert_int_eq(run_ls(&o, argv), 0);
+	out_free(&o);
+}
+END_TEST
+
+/* A shell forks a shell that forks a Python grandchild (the "; true" keeps
+ * each shell from exec'ing its last command), which lives 300 ms and blocks
+ * 150 ms once: followed in the kernel from the fork on. */
+START_TEST(test_short_lived_grandchild_is_caught)
+{
+	struct out o = { 0 };
+	char json[128], script[1024];
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	ls_test_tmp(json, sizeof(json), "json");
+	snprintf(script, sizeof(script),
+		 "/bin/sh -c '" PY " " APP " --log %s --every 0.1 --sleep 0.15 --duration 0.3; "
+		 "true'; true", o.log);
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--json-out", json, "--",
+			 "/bin/sh", "-c", script, NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+	json_object *rep = load_json(json);
+	json_object *slow = json_object_array_get_idx(ls_test_jget(rep, "slow"), 0);
+	ck_assert_ptr_nonnull(slow);
+	int pid = json_object_get_int(ls_test_jget(slow, "pid"));
+	json_object *procs = ls_test_jget(rep, "processes");
+	bool found = false;
+
+	for (size_t i = 0; i < json_object_array_length(procs); i++) {
+		json_object *p = json_object_array_get_idx(procs, i);
+
+		if (json_object_get_int(ls_test_jget(p, "pid")) != pid)
+			continue;
+		found = true;
+		ck_assert_ptr_nonnull(strstr(json_object_get_string(ls_test_jget(p, "cmdline")),
+					     "blocking_sleep.py --log"));
+	}
+	ck_assert_msg(found, "the grandchild %d is not among the processes", pid);
+	/* Three processes: sh, sh, python. */
+	ck_assert_int_ge((int)json_object_array_length(procs), 3);
+	json_object_put(rep);
+	unlink(json);
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_killed_by_signal_exits_128_plus_n)
+{
+	struct out o = { 0 };
+	char *argv[] = { LOOPSCOPE, "run", "--", "/bin/sh", "-c", "kill -TERM $$", NULL };
+
+	ck_assert_int_eq(run_ls(&o, argv), 128 + 15);
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_cmd_not_found_exits_127)
+{
+	struct out o = { 0 };
+	char *argv[] = { LOOPSCOPE, "run", "--", "/nonexistent/cmd", NULL };
+
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_NOT_FOUND);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "/nonexistent/cmd: No such file or directory"));
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_unwritable_report_fails_before_cmd)
+{
+	struct out o = { 0 };
+	char marker[128];
+
+	ls_test_tmp(marker, sizeof(marker), "marker");
+	unlink(marker);
+	char *argv[] = { LOOPSCOPE, "run", "--junit", "/nonexistent/dir/r.xml", "--", "/bin/touch",
+			 marker, NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_ERROR);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "cannot write report /nonexistent/dir/r.xml"));
+	ck_assert_int_ne(access(marker, F_OK), 0); /* CMD never ran */
+	out_free(&o);
+}
+END_TEST
+
+START_TEST(test_invalid_gate_value_exits_87)
+{
+	struct out o = { 0 };
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "fast", "--", "/bin/true", NULL };
+	char *argv2[] = { LOOPSCOPE, "run", "--max-slow", "-1", "--", "/bin/true", NULL };
+	char *argv3[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", NULL };
+
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_ERROR);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "invalid duration 'fast' for --fail-on-slow"));
+	out_free(&o);
+	ck_assert_int_eq(run_ls(&o, argv2), LS_RUN_EXIT_ERROR);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "invalid count '-1' for --max-slow"));
+	out_free(&o);
+	ck_assert_int_eq(run_ls(&o, argv3), LS_RUN_EXIT_ERROR);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "run needs a command"));
+	out_free(&o);
+}
+END_TEST
+
+/* The JUnit file is XML a real parser reads, with the failure in it; the
+ * annotations have the documented form; the JSON matches the schema. */
+START_TEST(test_reports_parse_and_validate)
+{
+	struct out o = { 0 }, v = { 0 };
+	char json[128], junit[128], code[1024];
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	ls_test_tmp(json, sizeof(json), "json");
+	ls_test_tmp(junit, sizeof(junit), "junit");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--json-out", json, "--junit",
+			 junit, "--annotations", "github", "--", PY, APP, "--log", o.log,
+			 "--every", "0.3", "--sleep", "0.15", "--duration", "0.7", NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+	ck_assert_msg(strstr(o.stdout_text, "::error file=") &&
+			      strstr(o.stdout_text, "blocking_sleep.py,line=") &&
+			      strstr(o.stdout_text, "::blocking_sleep()"),
+		      "annotations: %s", o.stdout_text);
+	snprintf(code, sizeof(code),
+		 "import json, sys, xml.etree.ElementTree as ET, jsonschema\n"
+		 "root = ET.parse('%s').getroot()\n"
+		 "fails = root.findall('.//failure')\n"
+		 "assert len(fails) >= 1, 'no failure'\n"
+		 "assert 'blocking_sleep()' in fails[0].get('message'), fails[0].get('message')\n"
+		 "schema = json.load(open('%s/docs/run-report.schema.json'))\n"
+		 "jsonschema.validate(json.load(open('%s')), schema)\n"
+		 "print('ok')\n", junit, LS_SOURCE_DIR, json);
+	char *pyargv[] = { PY, "-c", code, NULL };
+	ck_assert_int_eq(run_ls(&v, pyargv), 0);
+	ck_assert_msg(strstr(v.stdout_text, "ok"), "validation: %s", v.stderr_text);
+	out_free(&v);
+	unlink(json);
+	unlink(junit);
+	out_free(&o);
+}
+END_TEST
+
+/* The lag gate on a C loop (no Python: epoll-level gates still work). The
+ * kernel wakes a 5 ms timer 50-100 us late here: a 1 us limit fails, a 1 s
+ * limit passes. */
+START_TEST(test_lag_gate_on_a_c_loop)
+{
+	struct out o = { 0 };
+	char *fail[] = { LOOPSCOPE, "run", "--fail-on-lag-p99", "1us", "--", REFLOOP,
+			 "--duration", "1s", "timer tick every=5ms", NULL };
+	char *pass[] = { LOOPSCOPE, "run", "--fail-on-lag-p99", "1s", "--", REFLOOP,
+			 "--duration", "1s", "timer tick every=5ms", NULL };
+
+	ck_assert_int_eq(run_ls(&o, fail), LS_RUN_EXIT_GATE);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "no Python process"));
+	out_free(&o);
+	ck_assert_int_eq(run_ls(&o, pass), 0);
+	out_free(&o);
+}
+END_TEST
+
+/* SIGTERM to loopscope reaches CMD (the reference loop stops cleanly on it
+ * and exits 0), and the report still comes. */
+START_TEST(test_sigterm_is_forwarded_to_cmd)
+{
+	struct out o = { 0 };
+	char line[256];
+	char *argv[] = { LOOPSCOPE, "run", "--", REFLOOP, "--duration", "30s", "timer tick every=5ms",
+			 NULL };
+	int status;
+	pid_t ls;
+
+	ls_test_tmp(o.out, sizeof(o.out), "out");
+	ls_test_tmp(o.err, sizeof(o.err), "err");
+	ls = ls_test_spawn(argv, o.out, o.err);
+	ck_assert_int_eq(ls_test_wait_line(o.out, "pid ", 10000, line, sizeof(line)), 0);
+	kill(ls, SIGTERM);
+	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
+	ck_assert_int_eq(status, 0);
+	o.stdout_text = ls_test_slurp(o.out);
+	o.stderr_text = ls_test_slurp(o.err);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "exited with 0"));
+	out_free(&o);
+}
+END_TEST
+
+/* The CI example: the gate fails the pytest run and names the blocking test. */
+START_TEST(test_ci_example_names_the_blocking_test)
+{
+	struct out o = { 0 };
+	char json[128];
+
+	ls_test_tmp(json, sizeof(json), "json");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--json-out", json, "--",
+			 PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", CI_DIR, NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+	json_object *rep = load_json(json), *slow = ls_test_jget(rep, "slow");
+	ck_assert_int_eq((int)json_object_array_length(slow), 1);
+	const char *test = json_object_get_string(
+		ls_test_jget(json_object_array_get_idx(slow, 0), "test"));
+	ck_assert_msg(test && !strcmp(test, "test_service.py::test_report_is_fast"), "test: %s",
+		      test ? test : "(null)");
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "test_service.py::test_report_is_fast"));
+	json_object_put(rep);
+	unlink(json);
+	out_free(&o);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_run");
+	TCase *tc = tcase_create("run");
+
+	if (access(PY, X_OK)) {
+		fprintf(stderr, "it_run: SKIP: %s not installed\n", PY);
+		return EXIT_SUCCESS;
+	}
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_clean_app_passes_the_gate);
+	tcase_add_test(tc, test_cmd_exit_code_passes_through);
+	tcase_add_test(tc, test_150ms_block_fails_100ms_gate_and_names_callback);
+	tcase_add_test(tc, test_allow_pattern_tolerates_the_known_spot);
+	tcase_add_test(tc, test_max_slow_tolerates_n);
+	tcase_add_test(tc, test_short_lived_grandchild_is_caught);
+	tcase_add_test(tc, test_killed_by_signal_exits_128_plus_n);
+	tcase_add_test(tc, test_cmd_not_found_exits_127);
+	tcase_add_test(tc, test_unwritable_report_fails_before_cmd);
+	tcase_add_test(tc, test_invalid_gate_value_exits_87);
+	tcase_add_test(tc, test_reports_parse_and_validate);
+	tcase_add_test(tc, test_lag_gate_on_a_c_loop);
+	tcase_add_test(tc, test_sigterm_is_forwarded_to_cmd);
+	tcase_add_test(tc, test_ci_example_names_the_blocking_test);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
