@@ -52,9 +52,9 @@ struct cli_precise {
 	size_t nslow, slow_dropped;
 };
 
-/* Resolve pid's CPython and attach precise mode to it. A process that is
- * not Python, or a Python that cannot be probed, stays at epoll level: one
- * line on stderr says so, as does one for a target in precise mode; the
+/* Resolve pid's CPython and attach precise mode to it (`attach --mode
+ * precise`). A process that is not Python, or a Python that cannot be
+ * probed, stays at epoll level: one line on stderr says so, as does one for a target in precise mode; the
  * JSON report lists the precise ones in "precise_targets".
  * Returns 0, or -errno when loading the BPF object itself failed. */
 int cli_precise_add(struct cli_precise *p, pid_t pid);

@@ -100,8 +100,6 @@ int cli_precise_add(struct cli_precise *p, pid_t pid)
 	int err;
 
 	err = ls_py_resolve(pid, &t);
-	if (err == -ENOEXEC)
-		return 0; /* not Python: epoll level, said in the report */
 	if (err) {
 		fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
 		return 0;

@@ -211,6 +211,31 @@ START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 }
 END_TEST
 
+/* --mode precise on a process that is not Python: one line, epoll level. */
+START_TEST(test_precise_on_non_python_falls_back_with_one_line)
+{
+	char line[64], spid[32], lout[128];
+	struct out o;
+	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
+	pid_t loop;
+
+	ls_test_tmp(lout, sizeof(lout), "loop");
+	loop = ls_test_spawn(loop_argv, lout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", loop);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "-d", "500ms", "-q",
+			 NULL };
+	ck_assert_int_eq(run_ls(&o, argv), 0);
+	ck_assert_msg(strstr(o.stderr_text, "not a Python process") &&
+			      strstr(o.stderr_text, "epoll level only"),
+		      "stderr: %s", o.stderr_text);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "iterations"));
+	out_free(&o);
+	ls_test_kill(loop);
+	unlink(lout);
+}
+END_TEST
+
 static void signal_case(int sig)
 {
 	char line[64], spid[32], lout[128];
@@ -276,6 +301,7 @@ int main(void)
 	tcase_add_test(tc, test_kernel_without_btf_exits_5);
 	tcase_add_test(tc, test_process_that_never_polls_exits_7);
 	tcase_add_test(tc, test_target_exit_mid_run_reports_and_exits_6);
+	tcase_add_test(tc, test_precise_on_non_python_falls_back_with_one_line);
 	tcase_add_test(tc, test_sigint_prints_report_and_detaches);
 	tcase_add_test(tc, test_sigterm_prints_report_and_detaches);
 	suite_add_tcase(s, tc);
