@@ -86,7 +86,11 @@ static int run_bench(const char *dir, const char *log, int *timed_out)
 {
 	char *argv[] = { BENCH, "--quick", "--out", (char *)dir, NULL };
 	long long deadline = now_ms() + LIMIT_MS;
-	pid_t pid = ls_test_spawn(argv, log, log);
+	pid_t pid;
+
+	/* This build's binaries, not whatever build/ holds. */
+	setenv("LOOPSCOPE_BUILD", LS_BINARY_DIR, 1);
+	pid = ls_test_spawn(argv, log, log);
 	int status;
 
 	*timed_out = 0;
