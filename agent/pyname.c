@@ -159,6 +159,8 @@ const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 	for (size_t i = 0; i < c->n; i++)
 		if (!memcmp(&c->keys[i], k, sizeof(*k)))
 			return &c->names[i];
+	if (!off)
+		return NULL; /* cache only: the target is gone */
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 64;
 		struct ls_cb_key *nk = realloc(c->keys, cap * sizeof(*nk));

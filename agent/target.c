@@ -62,7 +62,11 @@ int ls_target_parse_pids(const char *s, pid_t *pids, int max)
 		v = strtol(p, &end, 10);
 		if (errno || v <= 0 || v > INT_MAX || n >= max)
 			return -EINVAL;
+		for (int i = 0; i < n; i++)
+			if (pids[i] == (pid_t)v)
+				goto next; /* a repeat: attaching twice would count twice */
 		pids[n++] = (pid_t)v;
+next:
 		if (*end == '\0')
 			return n;
 		if (*end != ',')

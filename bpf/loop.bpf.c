@@ -54,29 +54,17 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
-static __always_inline void hist_record(struct ls_hist *h, __u64 v)
-{
-	__u32 slot = ls_hist_slot(v);
-
-	if (slot >= LS_HIST_NSLOTS) /* for the verifier */
-		return;
-	h->slots[slot]++;
-	h->count++;
-	h->sum += v;
-	if (v > h->max)
-		h->max = v;
-}
-
 /* The calling thread's stats if its process is a target, else NULL.
- * Filter first: one hash lookup for every other process on the machine. */
-static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out)
+ * Filter first: one hash lookup for every other process on the machine
+ * (filtered: the caller did it already). */
+static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, bool filtered)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id, zero = 0;
 	struct ls_thread_stats *st;
 	void *init;
 
-	if (!bpf_map_lookup_elem(&targets, &tgid))
+	if (!filtered && !bpf_map_lookup_elem(&targets, &tgid))
 		return NULL;
 	*tid_out = tid;
 	st = bpf_map_lookup_elem(&threads, &tid);
@@ -116,22 +104,23 @@ static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out)
  *    not guessed.
  * For epoll_wait/epoll_pwait T is whole ms, which loops round up (asyncio
  * ceils): D may be up to ~1 ms after the loop's real timer, so lateness reads
- * up to ~1 ms low there; epoll_pwait2 gives ns. Documented in docs/METRICS.md.
+ * up to ~2 ms low there (asyncio rounds up twice); epoll_pwait2 gives ns.
+ * Documented in docs/METRICS.md.
  */
-static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns)
+static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns, bool filtered)
 {
 	struct ls_thread_stats *st;
 	__u64 now, busy;
 	__u32 tid;
 
-	st = target_thread(&tid);
+	st = target_thread(&tid, filtered);
 	if (!st)
 		return;
 	now = bpf_ktime_get_ns();
 
 	if (st->poll_exit_ns && !st->in_poll) {
 		busy = now - st->poll_exit_ns;
-		hist_record(&st->busy, busy);
+		ls_hist_add(&st->busy, busy);
 		if (busy > slow_threshold_ns) {
 			struct ls_slow_busy_event *e;
 
@@ -172,14 +161,14 @@ static __always_inline void poll_exit(void)
 	__u64 now;
 	__u32 tid;
 
-	st = target_thread(&tid);
+	st = target_thread(&tid, false);
 	if (!st)
 		return;
 	now = bpf_ktime_get_ns();
 	if (st->in_poll)
-		hist_record(&st->poll, now - st->poll_enter_ns);
+		ls_hist_add(&st->poll, now - st->poll_enter_ns);
 	if (st->deadline_ns && now >= st->deadline_ns) {
-		hist_record(&st->lag, now - st->deadline_ns);
+		ls_hist_add(&st->lag, now - st->deadline_ns);
 		st->deadline_ns = 0;
 	}
 	st->in_poll = 0;
@@ -196,14 +185,14 @@ static __always_inline __s64 ms_timeout_ns(unsigned long arg)
 SEC("tracepoint/syscalls/sys_enter_epoll_wait")
 int ls_enter_epoll_wait(struct trace_event_raw_sys_enter *ctx)
 {
-	poll_enter(LS_POLL_EPOLL_WAIT, ms_timeout_ns(ctx->args[3]));
+	poll_enter(LS_POLL_EPOLL_WAIT, ms_timeout_ns(ctx->args[3]), false);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
 int ls_enter_epoll_pwait(struct trace_event_raw_sys_enter *ctx)
 {
-	poll_enter(LS_POLL_EPOLL_PWAIT, ms_timeout_ns(ctx->args[3]));
+	poll_enter(LS_POLL_EPOLL_PWAIT, ms_timeout_ns(ctx->args[3]), false);
 	return 0;
 }
 
@@ -227,7 +216,7 @@ int ls_enter_epoll_pwait2(struct trace_event_raw_sys_enter *ctx)
 		else
 			timeout_ns = 0; /* the kernel fails the call: EINVAL/EFAULT */
 	}
-	poll_enter(LS_POLL_EPOLL_PWAIT2, timeout_ns);
+	poll_enter(LS_POLL_EPOLL_PWAIT2, timeout_ns, true);
 	return 0;
 }
 

@@ -326,7 +326,7 @@ int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 SEC("uprobe")
 int BPF_KPROBE(ls_context_enter, void *pyctx)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct cb_thread *th;
 	struct cb_frame *f;
@@ -334,6 +334,7 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 
 	if (!bpf_map_lookup_elem(&py_procs, &tgid))
 		return 0;
+	now = bpf_ktime_get_ns();
 	th = thread_state(tid);
 	if (!th)
 		return 0;
@@ -359,20 +360,6 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 	return 0;
 }
 
-static __always_inline void hist_add(struct ls_hist *h, __u64 v)
-{
-	__u32 slot = ls_hist_slot(v);
-
-	if (slot >= LS_HIST_NSLOTS)
-		return;
-	/* Threads of one process may run the same callback concurrently. */
-	__sync_fetch_and_add(&h->slots[slot], 1);
-	__sync_fetch_and_add(&h->count, 1);
-	__sync_fetch_and_add(&h->sum, v);
-	if (v > h->max)
-		h->max = v;
-}
-
 /* A callback's frame f ended at now: histogram, and an event when slow. */
 static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
 {
@@ -390,7 +377,7 @@ static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
 		st = bpf_map_lookup_elem(&cb_stats, &f->key);
 	}
 	if (st)
-		hist_add(&st->duration, dur);
+		ls_hist_add_shared(&st->duration, dur);
 
 	if (dur > slow_threshold_ns) {
 		struct ls_slow_callback_event *e;

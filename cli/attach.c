@@ -196,7 +196,7 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 			   uint64_t now_ns, const struct ls_thread_stats *prev, size_t nprev,
 			   uint64_t prev_ns)
 {
-	char t[32], b[6][16];
+	char t[32], busy_now[32], b[6][16];
 
 	for (size_t i = 0; i < n; i++) {
 		const struct ls_thread_stats *before = find_thread(prev, nprev, now[i].tid);
@@ -225,7 +225,8 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 		       w.lag.count ? ls_duration_format(w.lag.max, b[5], 16) : "-",
 		       (unsigned long long)w.slow_busy,
 		       w.busy_now_ns > a->threshold_ns ? "  BUSY NOW " : "",
-		       w.busy_now_ns > a->threshold_ns ? ls_duration_format(w.busy_now_ns, t, sizeof(t)) : "");
+		       w.busy_now_ns > a->threshold_ns ?
+			       ls_duration_format(w.busy_now_ns, busy_now, sizeof(busy_now)) : "");
 	}
 	fflush(stdout);
 }
@@ -447,13 +448,6 @@ static int parse_args(struct attach *a, int argc, char **argv)
 	return 0;
 }
 
-static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
-		return vfprintf(stderr, fmt, args);
-	return 0;
-}
-
 int cli_attach(int argc, char **argv)
 {
 	struct attach a = { 0 };
@@ -482,7 +476,7 @@ int cli_attach(int argc, char **argv)
 		return err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_UNSUPPORTED;
 	}
 
-	libbpf_set_print(libbpf_quiet);
+	libbpf_set_print(cli_libbpf_print);
 	sa.sa_handler = on_signal; /* no SA_RESTART: the ring buffer wait returns EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -497,14 +491,6 @@ int cli_attach(int argc, char **argv)
 		fprintf(stderr, "loopscope: loading BPF programs failed: %s\n", strerror(-err));
 		ret = err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_ERROR;
 		goto cleanup;
-	}
-	for (int i = 0; i < a.npids; i++) {
-		err = ls_loop_add_target(loop, a.pids[i]);
-		if (err) {
-			fprintf(stderr, "loopscope: pid %d: cannot add target: %s\n", a.pids[i],
-				strerror(-err));
-			goto cleanup;
-		}
 	}
 	clock_gettime(CLOCK_REALTIME, &real);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
@@ -524,6 +510,17 @@ int cli_attach(int argc, char **argv)
 			break;
 		}
 	}
+	/* Targets are added last, after the precise-mode set-up (ELF reading,
+	 * a BPF load, uprobes: up to hundreds of ms), and the window starts
+	 * right then: the report covers exactly [start_ns, end]. */
+	for (int i = 0; i < a.npids; i++) {
+		err = ls_loop_add_target(loop, a.pids[i]);
+		if (err) {
+			fprintf(stderr, "loopscope: pid %d: cannot add target: %s\n", a.pids[i],
+				strerror(-err));
+			goto cleanup;
+		}
+	}
 	a.start_ns = prev_ns = ls_sys_now_ns();
 	next_tick = a.start_ns + a.interval_ns;
 	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
@@ -541,7 +538,10 @@ int cli_attach(int argc, char **argv)
 		now_ns = ls_sys_now_ns();
 		if (now_ns >= deadline)
 			break;
-		uint64_t wait_ns = (next_tick < deadline ? next_tick : deadline) - now_ns;
+		uint64_t until = next_tick < deadline ? next_tick : deadline;
+		/* Printing may have taken us past the tick: never a negative wait,
+		 * which the ring buffer would take as "wait forever". */
+		uint64_t wait_ns = until > now_ns ? until - now_ns : 0;
 		/* Wake at least every 100 ms to notice targets that exit. */
 		int wait_ms = (int)((wait_ns + 999999) / 1000000);
 		err = ls_loop_poll(loop, wait_ms < 100 ? wait_ms : 100);
@@ -555,8 +555,9 @@ int cli_attach(int argc, char **argv)
 		for (int i = 0; i < a.npids; i++) {
 			if (!a.exited[i] && ls_target_alive(a.pids[i])) {
 				a.exited[i] = true;
+				/* Its precise-mode entry stays: the report lists its
+				 * callbacks; a dead pid's uprobes cost nothing. */
 				a.exited_at_ns[i] = now_ns;
-				cli_precise_remove(&a.precise, a.pids[i]);
 				if (!a.json)
 					fprintf(stderr, "loopscope: pid %d exited\n", a.pids[i]);
 			}

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <stdarg.h>
+#include <bpf/libbpf.h>
 #include <json-c/json.h>
 
 #include "loopscope/loopscope.h"
@@ -23,6 +25,10 @@ int cli_run(int argc, char **argv);
 void cli_run_usage(FILE *f);
 
 /* ---- output.c ---------------------------------------------------------- */
+
+/* libbpf's messages: silent (errors are reported by us, in one line),
+ * warnings on stderr with LOOPSCOPE_DEBUG set. For libbpf_set_print(). */
+int cli_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
 
 /* Wall-clock "HH:MM:SS.mmm" of CLOCK_MONOTONIC time mono_ns. */
 char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len);

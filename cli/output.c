@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Presentation helpers shared by the commands: clock times, JSON lines. */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "cli.h"
@@ -42,4 +44,11 @@ json_object *cli_hist_json(const struct ls_hist *h)
 	cli_jadd_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
 	cli_jadd_u64(o, "max_ns", h->max);
 	return o;
+}
+
+int cli_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
+		return vfprintf(stderr, fmt, args);
+	return 0;
 }

@@ -25,7 +25,9 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 	const struct ls_cb_name *nm;
 
-	if (!off || !p->names)
+	/* off is NULL for a target already removed: its names were read when
+	 * its events came, and the cache has them. */
+	if (!p->names)
 		return &unknown;
 	nm = ls_pyname_lookup(p->names, off, k);
 	return nm ? nm : &unknown;
@@ -128,8 +130,11 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 		if (!p->names || !p->targets)
 			return -ENOMEM;
 	}
-	if (p->ntargets == CLI_MAX_TARGETS)
+	if (p->ntargets == CLI_MAX_TARGETS) {
+		fprintf(stderr, "loopscope: pid %d: %d Python processes in precise mode already; "
+			"epoll level only\n", t->pid, CLI_MAX_TARGETS);
 		return -EAGAIN;
+	}
 	err = ls_pycb_add_target(p->pycb, t);
 	if (err) {
 		fprintf(stderr, "loopscope: pid %d: cannot probe context_run in %s: %s; epoll level only\n",
@@ -146,8 +151,15 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 
 void cli_precise_remove(struct cli_precise *p, pid_t pid)
 {
-	if (p->pycb)
-		ls_pycb_remove_target(p->pycb, pid);
+	if (!p->pycb)
+		return;
+	ls_pycb_remove_target(p->pycb, pid);
+	for (int i = 0; i < p->ntargets; i++) {
+		if (p->targets[i].pid == pid) {
+			p->targets[i] = p->targets[--p->ntargets];
+			break;
+		}
+	}
 }
 
 void cli_precise_poll(struct cli_precise *p)

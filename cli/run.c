@@ -26,6 +26,8 @@
  * the dynamic loader maps it after the exec event. */
 #define RESOLVE_WINDOW_NS (500ULL * 1000000)
 #define RESOLVE_RETRY_NS (5ULL * 1000000)
+/* How often exited processes are detached from precise mode. */
+#define REAP_EVERY_NS (200ULL * 1000000)
 
 struct proc_state {
 	uint64_t resolve_until_ns; /* 0: nothing to try */
@@ -147,14 +149,17 @@ static void on_proc(const struct ls_proc_event *e, void *ctx)
 	p = proc_add(run, (pid_t)e->tgid, (pid_t)e->ppid);
 	if (!p)
 		return;
-	if (e->type == LS_EV_EXEC) {
-		struct proc_state *st = &run->st[p - run->r->procs];
+	struct proc_state *st = &run->st[p - run->r->procs];
+	struct ls_run_process *parent = proc_find(run->r, (pid_t)e->ppid);
 
+	if (e->type == LS_EV_EXEC)
 		read_cmdline(p->pid, p->cmdline, sizeof(p->cmdline));
-		if (!run->light) {
-			st->resolve_until_ns = now + RESOLVE_WINDOW_NS;
-			st->next_try_ns = now;
-		}
+	/* A new program, or a fork of a Python process that does not exec
+	 * (multiprocessing's fork, pre-fork servers): the parent's uprobes are
+	 * filtered to the parent's pid, the child needs its own. */
+	if (!run->light && (e->type == LS_EV_EXEC || (parent && parent->precise))) {
+		st->resolve_until_ns = now + RESOLVE_WINDOW_NS;
+		st->next_try_ns = now;
 	}
 }
 
@@ -220,19 +225,64 @@ static void resolve_pending(struct run *run)
 	}
 }
 
-/* Detach precise mode from processes that have exited (their uprobes would
- * otherwise pile up as a test suite starts hundreds of processes). */
-static void reap_gone(struct run *run)
+/* Fold the loop threads of the processes selected by `only` (NULL: all)
+ * from one snapshot into their ls_run_process: loop threads and the worst
+ * lag p99. */
+static void fold_loop_stats(struct run *run, struct ls_loop *loop, const bool *only)
 {
+	struct ls_run_result *r = run->r;
+	struct ls_thread_stats *v = NULL;
+	size_t n = 0;
+	uint64_t now;
+
+	if (ls_loop_snapshot(loop, &v, &n, &now))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct ls_run_process *p = proc_find(r, (pid_t)v[i].tgid);
+		struct ls_thread_window w;
+		uint64_t p99;
+
+		if (!p || (only && !only[p - r->procs]))
+			continue;
+		ls_stats_window(&v[i], now, NULL, r->start_ns, &w);
+		if (!w.polls)
+			continue;
+		p->loop_threads++;
+		p99 = ls_hist_percentile(&w.lag, 99);
+		if (w.lag.count && p99 >= p->lag_p99_ns) {
+			p->lag_p99_ns = p99;
+			p->lag_p99_tid = w.tid;
+		}
+	}
+	free(v);
+}
+
+/* Processes that have exited: their loop figures are folded into the
+ * result, then they leave the kernel's target map (and precise mode), so a
+ * test suite that starts hundreds of processes does not fill the maps. */
+static void reap_gone(struct run *run, struct ls_loop *loop)
+{
+	bool gone[LS_RUN_MAX_PROCS] = { false };
+	int ngone = 0;
+
 	for (int i = 0; i < run->r->nprocs; i++) {
 		struct ls_run_process *p = &run->r->procs[i];
 
 		if (run->st[i].gone || p->pid == run->child || ls_target_alive(p->pid) == 0)
 			continue;
-		run->st[i].gone = true;
+		gone[i] = run->st[i].gone = true;
 		run->st[i].resolve_until_ns = 0;
-		if (p->precise)
-			cli_precise_remove(&run->precise, p->pid);
+		ngone++;
+	}
+	if (!ngone)
+		return;
+	fold_loop_stats(run, loop, gone);
+	for (int i = 0; i < run->r->nprocs; i++) {
+		if (!gone[i])
+			continue;
+		ls_loop_remove_target(loop, run->r->procs[i].pid);
+		if (run->r->procs[i].precise)
+			cli_precise_remove(&run->precise, run->r->procs[i].pid);
 	}
 }
 
@@ -296,10 +346,7 @@ static bool allowed(const struct ls_run_result *r, const struct ls_run_slow *s)
 static void finish(struct run *run, struct ls_loop *loop)
 {
 	struct ls_run_result *r = run->r;
-	struct ls_thread_stats *v = NULL;
 	struct cli_precise *pr = &run->precise;
-	size_t n = 0;
-	uint64_t now;
 	int kept = 0;
 
 	/* A precise process's slow busy periods are its slow callbacks. */
@@ -326,24 +373,13 @@ static void finish(struct run *run, struct ls_loop *loop)
 	r->slow_not_kept += (long)pr->slow_dropped;
 	r->lost_events = ls_loop_lost_events(loop) + (pr->pycb ? ls_pycb_lost_events(pr->pycb) : 0);
 
-	if (ls_loop_snapshot(loop, &v, &n, &now) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			struct ls_run_process *p = proc_find(r, (pid_t)v[i].tgid);
-			struct ls_thread_window w;
-			uint64_t p99;
+	{
+		/* Those still in the map: every one not folded when it exited. */
+		bool left[LS_RUN_MAX_PROCS];
 
-			ls_stats_window(&v[i], now, NULL, r->start_ns, &w);
-			if (!p || !w.polls)
-				continue;
-			p->loop_threads++;
-			p99 = ls_hist_percentile(&w.lag, 99);
-			if (w.lag.count && p99 >= p->lag_p99_ns) {
-				p->lag_p99_ns = p99;
-				p->lag_p99_tid = w.tid;
-			}
-
-		}
-		free(v);
+		for (int i = 0; i < r->nprocs; i++)
+			left[i] = !run->st[i].gone;
+		fold_loop_stats(run, loop, left);
 	}
 	for (int i = 0; i < r->nprocs; i++)
 		r->lag_gate_failed |= ls_run_lag_violates(r, &r->procs[i]);
@@ -355,6 +391,9 @@ static void finish(struct run *run, struct ls_loop *loop)
 		if (ls_run_slow_counts(r, s))
 			r->slow_counted++;
 	}
+	/* Events past LS_RUN_MAX_SLOW were not kept: they count (whether an
+	 * --allow pattern would have matched them cannot be known). */
+	r->slow_counted += r->slow_not_kept;
 	if (r->fail_on_slow_ns || r->max_slow >= 0)
 		r->slow_gate_failed = r->slow_counted > (r->max_slow >= 0 ? r->max_slow : 0);
 }
@@ -467,13 +506,6 @@ static int parse_args(struct run *run, int argc, char **argv)
 	return 0;
 }
 
-static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
-		return vfprintf(stderr, fmt, args);
-	return 0;
-}
-
 int cli_run(int argc, char **argv)
 {
 	struct run run = { 0 };
@@ -484,6 +516,7 @@ int cli_run(int argc, char **argv)
 	char why[256];
 	pid_t child = -1;
 	int ret = LS_RUN_EXIT_ERROR;
+	uint64_t next_reap_ns = 0;
 
 	run.r = calloc(1, sizeof(*run.r));
 	if (!run.r) {
@@ -508,7 +541,7 @@ int cli_run(int argc, char **argv)
 		fprintf(stderr, "loopscope: %s\n", why);
 		goto cleanup;
 	}
-	libbpf_set_print(libbpf_quiet);
+	libbpf_set_print(cli_libbpf_print);
 	lopts.slow_threshold_ns = run.threshold_ns;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.on_proc = on_proc;
@@ -583,7 +616,11 @@ int cli_run(int argc, char **argv)
 		ls_loop_poll(loop, 10);
 		cli_precise_poll(&run.precise);
 		resolve_pending(&run);
-		reap_gone(&run);
+		/* A /proc read per process: not at every turn of a 10 ms loop. */
+		if (ls_sys_now_ns() >= next_reap_ns) {
+			reap_gone(&run, loop);
+			next_reap_ns = ls_sys_now_ns() + REAP_EVERY_NS;
+		}
 	}
 	child_pid_for_signals = 0;
 	run.r->end_ns = ls_sys_now_ns();
@@ -618,10 +655,14 @@ int cli_run(int argc, char **argv)
 	}
 	if (run.annotations)
 		ls_run_print_annotations(run.r, stdout);
-	if (run.json_out && (err = ls_run_write_json(run.r, run.json_out)))
+	if (run.json_out && (err = ls_run_write_json(run.r, run.json_out))) {
 		fprintf(stderr, "loopscope: writing %s: %s\n", run.json_out, strerror(-err));
-	if (run.junit_out && (err = ls_run_write_junit(run.r, run.junit_out)))
+		ret = LS_RUN_EXIT_ERROR;
+	}
+	if (run.junit_out && (err = ls_run_write_junit(run.r, run.junit_out))) {
 		fprintf(stderr, "loopscope: writing %s: %s\n", run.junit_out, strerror(-err));
+		ret = LS_RUN_EXIT_ERROR;
+	}
 cleanup:
 	for (int i = 0; i < 2; i++) {
 		if (go[i] >= 0)

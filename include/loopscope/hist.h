@@ -86,7 +86,42 @@ static inline __u64 ls_hist_slot_upper(__u32 idx)
 	return ls_hist_slot_lower(idx) + (1ULL << (k - LS_HIST_SUB_BITS)) - 1;
 }
 
-#ifndef __BPF__
+#ifdef __BPF__
+/* Record v in h from a BPF program that is h's only writer (a thread's own
+ * state): plain increments. */
+static inline __attribute__((always_inline)) void ls_hist_add(struct ls_hist *h, __u64 v)
+{
+	__u32 slot = ls_hist_slot(v);
+
+	if (slot >= LS_HIST_NSLOTS) /* for the verifier */
+		return;
+	h->slots[slot]++;
+	h->count++;
+	h->sum += v;
+	if (v > h->max)
+		h->max = v;
+}
+
+/* The same for a histogram several CPUs record into at once (one callback
+ * run by threads of one process): atomic adds, and max by compare-and-swap
+ * so that it stays exact. */
+static inline __attribute__((always_inline)) void ls_hist_add_shared(struct ls_hist *h, __u64 v)
+{
+	__u32 slot = ls_hist_slot(v);
+	__u64 old;
+
+	if (slot >= LS_HIST_NSLOTS)
+		return;
+	__sync_fetch_and_add(&h->slots[slot], 1);
+	__sync_fetch_and_add(&h->count, 1);
+	__sync_fetch_and_add(&h->sum, v);
+	for (int i = 0; i < 8; i++) { /* bounded: a writer that loses 8 times is rare */
+		old = h->max;
+		if (v <= old || __sync_val_compare_and_swap(&h->max, old, v) == old)
+			break;
+	}
+}
+#else
 /* User-space operations (agent/hist.c). */
 
 /* Add value v (any unit; ns for durations) to h. */

@@ -6,7 +6,8 @@
  * Vocabulary (DESIGN.md): an iteration runs from one poll entry to the next;
  * poll time is spent inside epoll_wait/epoll_pwait/epoll_pwait2; busy time
  * runs from a poll's return to the next poll entry; loop lag is timer
- * lateness, defined in bpf/loop.bpf.c (ls_lag_* comment) and docs/METRICS.md.
+ * lateness, defined in bpf/loop.bpf.c (the comment above poll_enter) and
+ * docs/METRICS.md.
  */
 #ifndef LOOPSCOPE_LOOP_EVENTS_H
 #define LOOPSCOPE_LOOP_EVENTS_H

@@ -50,9 +50,9 @@ int ls_target_alive(pid_t pid);
  * characters) into buf; "?" when unreadable (the thread is gone). */
 void ls_target_thread_name(pid_t tgid, pid_t tid, char *buf, size_t len);
 
-/* Parse a pid list "4242" or "4242,4243" into pids (at most max). Returns
- * the number parsed, or -EINVAL on an empty item, a non-number, a pid <= 0
- * or more than max pids. */
+/* Parse a pid list "4242" or "4242,4243" into pids (at most max), each pid
+ * once (repeats are dropped). Returns the number of distinct pids, or
+ * -EINVAL on an empty item, a non-number, a pid <= 0 or more than max pids. */
 int ls_target_parse_pids(const char *s, pid_t *pids, int max);
 
 /* ---- the epoll-level BPF session (agent/loop.c) --------------------------- */

@@ -23,8 +23,9 @@ void ls_pyname_cache_free(struct ls_pyname_cache *c);
 
 /* The name of callback key k, read from /proc/TGID/mem with the offsets of
  * the target's CPython on first use, then from the cache. Fields that cannot
- * be read are "?". NULL when the process is gone before its first lookup, or
- * on ENOMEM. The result lives as long as the cache. */
+ * be read are "?". With off NULL, only the cache is asked. NULL when the
+ * process is gone before its first lookup, or on ENOMEM. The result lives as
+ * long as the cache. */
 const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 					  const struct ls_py_offsets *off,
 					  const struct ls_cb_key *k);

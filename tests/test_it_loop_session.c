@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration, in process: the agent's BPF sessions detach everything they
+ * attached when closed. Counted as this process's own BPF link fds
+ * (/proc/self/fdinfo), so it holds whatever else runs on the machine, and
+ * unlike a check after a process has exited (the kernel drops unpinned
+ * links then anyway) it fails if ls_loop_close or ls_pycb_close leaks.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "loopscope/loopscope.h"
+#include "loopscope/pycallback.h"
+#include "pythons.h"
+#include "spawn.h"
+
+START_TEST(test_loop_session_close_detaches_every_link)
+{
+	struct ls_loop_opts o = { .follow_children = true };
+	struct ls_loop *l = NULL;
+	int before = ls_test_bpf_links_of(getpid());
+
+	ck_assert_int_ge(before, 0);
+	ck_assert_int_eq(ls_loop_open(&o, &l), 0);
+	/* Six epoll tracepoints and, following, fork and exec. */
+	ck_assert_int_eq(ls_test_bpf_links_of(getpid()) - before, 8);
+	ck_assert_int_eq(ls_loop_add_target(l, getpid()), 0);
+	ls_loop_close(l);
+	ck_assert_int_eq(ls_test_bpf_links_of(getpid()), before);
+}
+END_TEST
+
+START_TEST(test_precise_session_close_detaches_every_link)
+{
+	char *argv[] = { "/usr/bin/python3.11", "-c",
+			 "import time; print('ready', flush=True); time.sleep(30)", NULL };
+	char out[128], line[64];
+	struct ls_pycb *p = NULL;
+	struct ls_py_target t;
+	int before = ls_test_bpf_links_of(getpid()), attached;
+	pid_t py;
+
+	if (access(argv[0], X_OK)) {
+		fprintf(stderr, "it_loop_session: SKIP precise: no %s\n", argv[0]);
+		return;
+	}
+	ls_test_tmp(out, sizeof(out), "py");
+	py = ls_test_spawn(argv, out, NULL);
+	ck_assert_int_eq(ls_test_wait_line(out, "ready", 10000, line, sizeof(line)), 0);
+	ck_assert_int_eq(ls_py_resolve(py, &t), 0);
+	ck_assert_int_eq(ls_pycb_open(NULL, &p), 0);
+	ck_assert_int_eq(ls_pycb_add_target(p, &t), 0);
+	attached = ls_test_bpf_links_of(getpid()) - before;
+	/* context_run's uprobe and uretprobe, PyContext_Enter/Exit's uprobes. */
+	ck_assert_int_ge(attached, 2);
+	ls_pycb_remove_target(p, py);
+	ck_assert_int_eq(ls_test_bpf_links_of(getpid()), before);
+	ck_assert_int_eq(ls_pycb_add_target(p, &t), 0);
+	ls_pycb_close(p);
+	ck_assert_int_eq(ls_test_bpf_links_of(getpid()), before);
+	ls_test_kill(py);
+	unlink(out);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_loop_session");
+	TCase *tc = tcase_create("session");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_loop_session_close_detaches_every_link);
+	tcase_add_test(tc, test_precise_session_close_detaches_every_link);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
