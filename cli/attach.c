@@ -62,7 +62,8 @@ void cli_attach_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: loopscope attach -p PID[,PID...] [-d DURATION] [-i INTERVAL]\n"
-		"                        [--threshold DURATION] [--json] [-q]\n"
+		"                        [--threshold DURATION] [--mode light|precise]\n"
+		"                        [--json] [-q] [--btf FILE]\n"
 		"\n"
 		"Watch every thread of the given processes that polls with epoll_wait,\n"
 		"epoll_pwait or epoll_pwait2 (a loop thread): iterations/s, utilization,\n"

@@ -74,8 +74,9 @@ struct ls_loop_opts {
 	ls_proc_fn on_proc;
 };
 
-/* Load bpf/loop.bpf.c and attach its six syscall tracepoints (they do
- * nothing until a target is added). Returns 0 and *out, or a negative errno
+/* Load bpf/loop.bpf.c and attach its six syscall tracepoints, plus the
+ * sched_process_fork/exec programs when following (they do nothing until a
+ * target is added). Returns 0 and *out, or a negative errno
  * from libbpf: -EPERM without the capabilities, -ENOENT/-EINVAL when the
  * kernel lacks a tracepoint or BTF. Nothing stays attached on error. */
 int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out);
