@@ -66,18 +66,23 @@ static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, boo
 
 	if (!filtered && !bpf_map_lookup_elem(&targets, &tgid))
 		return NULL;
+	__u64 start = bpf_get_current_task_btf()->start_time;
+
 	*tid_out = tid;
 	st = bpf_map_lookup_elem(&threads, &tid);
-	if (st)
+	/* A tid the kernel gave out again (another process, or a new thread
+	 * of the same one) must not inherit a dead thread's state. */
+	if (st && st->tgid == tgid && st->thread_start == start)
 		return st;
 	init = bpf_map_lookup_elem(&zero_stats, &zero);
 	if (!init)
 		return NULL;
-	bpf_map_update_elem(&threads, &tid, init, BPF_NOEXIST);
+	bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
 	st = bpf_map_lookup_elem(&threads, &tid);
 	if (st) {
 		st->tgid = tgid;
 		st->tid = tid;
+		st->thread_start = start;
 	}
 	return st;
 }

@@ -74,6 +74,7 @@ struct cb_frame {
 };
 
 struct cb_thread {
+	__u64 thread_start; /* task_struct.start_time: a reused tid starts afresh */
 	__u32 depth; /* frames open, of both sorts (some beyond the array) */
 	__u32 runs;  /* of which context_run frames */
 	struct cb_frame frames[LS_CB_MAX_DEPTH];
@@ -280,14 +281,16 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 
 static __always_inline struct cb_thread *thread_state(__u32 tid)
 {
+	__u64 start = bpf_get_current_task_btf()->start_time;
 	struct cb_thread *th, zero = {};
 
 	th = bpf_map_lookup_elem(&cb_threads, &tid);
-	if (!th) {
-		bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_NOEXIST);
-		th = bpf_map_lookup_elem(&cb_threads, &tid);
-	}
-	return th;
+	if (th && th->thread_start == start)
+		return th;
+	/* New, or a reused tid whose dead thread may have left frames open. */
+	zero.thread_start = start;
+	bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_ANY);
+	return bpf_map_lookup_elem(&cb_threads, &tid);
 }
 
 SEC("uprobe")

@@ -40,6 +40,7 @@ struct ls_thread_stats {
 	__u32 tid;
 	__u32 poll_kind;     /* enum ls_poll_kind of the last poll */
 	__u32 in_poll;       /* 1 between a poll's entry and its return */
+	__u64 thread_start;  /* task_struct.start_time: a reused tid starts afresh */
 	__u64 poll_enter_ns; /* entry of the current/last poll */
 	__u64 poll_exit_ns;  /* return of the last poll: start of the busy period; 0 before the first */
 	__u64 deadline_ns;   /* pending timer deadline (see lag), 0 when none */
