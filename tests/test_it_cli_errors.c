@@ -21,33 +21,14 @@
 #define LOOPSCOPE LS_BINARY_DIR "/loopscope"
 #define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
 
-struct out {
-	char out[128], err[128];
-	char *stdout_text, *stderr_text;
-};
-
-static int run_ls(struct out *o, char **argv)
+/* One loopscope run, captured. */
+static int run_ls(struct ls_test_out *o, char **argv)
 {
-	int rc;
-
-	ls_test_tmp(o->out, sizeof(o->out), "out");
-	ls_test_tmp(o->err, sizeof(o->err), "err");
-	rc = ls_test_run(argv, o->out, o->err, 30000);
-	o->stdout_text = ls_test_slurp(o->out);
-	o->stderr_text = ls_test_slurp(o->err);
-	return rc;
-}
-
-static void out_free(struct out *o)
-{
-	free(o->stdout_text);
-	free(o->stderr_text);
-	unlink(o->out);
-	unlink(o->err);
+	return ls_test_run_capture(o, argv, 30000);
 }
 
 /* stderr holds exactly one line containing `needle`. */
-static void assert_one_line(const struct out *o, const char *needle)
+static void assert_one_line(const struct ls_test_out *o, const char *needle)
 {
 	const char *e = o->stderr_text;
 
@@ -59,13 +40,13 @@ static void assert_one_line(const struct out *o, const char *needle)
 
 START_TEST(test_no_such_pid_exits_3)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *argv[] = { LOOPSCOPE, "attach", "-p", "999999999", NULL };
 
 	/* 999999999 > pid_max (4194304 at most on Linux): never a process. */
 	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_NO_PROCESS);
 	assert_one_line(&o, "pid 999999999: no such process");
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
@@ -74,14 +55,14 @@ START_TEST(test_invalid_duration_exits_2)
 	static const char *bad[] = { "5", "abc", "-5ms", "10parsecs", "" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct out o;
+		struct ls_test_out o = { 0 };
 		char self[32];
 		char *argv[] = { LOOPSCOPE, "attach", "-p", self, "-d", (char *)bad[i], NULL };
 
 		snprintf(self, sizeof(self), "%d", getpid());
 		ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_USAGE);
 		assert_one_line(&o, "invalid duration");
-		out_free(&o);
+		ls_test_out_free(&o);
 	}
 }
 END_TEST
@@ -91,49 +72,49 @@ START_TEST(test_invalid_pid_list_exits_2)
 	static const char *bad[] = { "abc", "12,", ",12", "0", "-4", "12,x" };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct out o;
+		struct ls_test_out o = { 0 };
 		char *argv[] = { LOOPSCOPE, "attach", "-p", (char *)bad[i], NULL };
 
 		ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_USAGE);
 		assert_one_line(&o, "invalid pid list");
-		out_free(&o);
+		ls_test_out_free(&o);
 	}
 }
 END_TEST
 
 START_TEST(test_missing_pid_and_unknown_command_exit_2)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *a1[] = { LOOPSCOPE, "attach", NULL };
 	char *a2[] = { LOOPSCOPE, "frobnicate", NULL };
 
 	ck_assert_int_eq(run_ls(&o, a1), LS_EXIT_USAGE);
 	assert_one_line(&o, "needs -p PID");
-	out_free(&o);
+	ls_test_out_free(&o);
 	ck_assert_int_eq(run_ls(&o, a2), LS_EXIT_USAGE);
 	assert_one_line(&o, "unknown command");
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_help_and_version_exit_0)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *a1[] = { LOOPSCOPE, "attach", "--help", NULL };
 	char *a2[] = { LOOPSCOPE, "--version", NULL };
 
 	ck_assert_int_eq(run_ls(&o, a1), 0);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "Exit codes"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ck_assert_int_eq(run_ls(&o, a2), 0);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "loopscope "));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_not_root_exits_4)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char self[32];
 	/* setpriv (util-linux) drops to nobody with no capabilities. */
 	char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -142,26 +123,26 @@ START_TEST(test_not_root_exits_4)
 	snprintf(self, sizeof(self), "%d", getpid());
 	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_PERMISSION);
 	assert_one_line(&o, "need root or CAP_BPF");
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_kernel_without_btf_exits_5)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char self[32];
 	char *argv[] = { LOOPSCOPE, "attach", "-p", self, "--btf", "/nonexistent/vmlinux", NULL };
 
 	snprintf(self, sizeof(self), "%d", getpid());
 	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_UNSUPPORTED);
 	assert_one_line(&o, "kernel has no BTF");
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_process_that_never_polls_exits_7)
 {
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *sleeper[] = { "/bin/sleep", "30", NULL };
 	pid_t pid = ls_test_spawn(sleeper, NULL, NULL);
 	char spid[32];
@@ -171,7 +152,7 @@ START_TEST(test_process_that_never_polls_exits_7)
 	ck_assert_int_eq(run_ls(&o, argv), LS_EXIT_NO_LOOP);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "no loop thread seen"));
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "no loop thread seen in any target"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ls_test_kill(pid);
 }
 END_TEST
@@ -179,7 +160,7 @@ END_TEST
 START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 {
 	char line[64], spid[32], lout[128];
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *loop_argv[] = { REFLOOP, "--duration", "1500ms", "timer tick every=5ms", NULL };
 	pid_t loop;
 	char *leftovers = ls_test_bpf_leftovers();
@@ -203,7 +184,7 @@ START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 	json_object *t0j = json_object_array_get_idx(ls_test_jget(rep, "threads"), 0);
 	ck_assert_uint_gt(ls_test_ju64(t0j, "polls"), 50);
 	json_object_put(rep);
-	out_free(&o);
+	ls_test_out_free(&o);
 	ls_test_kill(loop);
 	unlink(lout);
 	char *after = ls_test_bpf_leftovers();
@@ -217,7 +198,7 @@ END_TEST
 START_TEST(test_precise_on_non_python_falls_back_with_one_line)
 {
 	char line[64], spid[32], lout[128];
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
 	pid_t loop;
 
@@ -232,7 +213,7 @@ START_TEST(test_precise_on_non_python_falls_back_with_one_line)
 			      strstr(o.stderr_text, "epoll level only"),
 		      "stderr: %s", o.stderr_text);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "iterations"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ls_test_kill(loop);
 	unlink(lout);
 }
@@ -241,7 +222,7 @@ END_TEST
 static void signal_case(int sig)
 {
 	char line[64], spid[32], lout[128];
-	struct out o;
+	struct ls_test_out o = { 0 };
 	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
 	char *leftovers = ls_test_bpf_leftovers(), *after;
 	int status;
@@ -271,7 +252,7 @@ static void signal_case(int sig)
 	ck_assert_str_eq(after, leftovers);
 	free(after);
 	free(leftovers);
-	out_free(&o);
+	ls_test_out_free(&o);
 	ls_test_kill(loop);
 	unlink(lout);
 }

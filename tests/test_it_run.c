@@ -25,31 +25,10 @@
 #define CI_DIR LS_SOURCE_DIR "/examples/ci"
 #define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
 
-struct out {
-	char out[128], err[128], log[128];
-	char *stdout_text, *stderr_text;
-};
-
-static int run_ls(struct out *o, char **argv)
+/* One loopscope run, captured. */
+static int run_ls(struct ls_test_out *o, char **argv)
 {
-	int rc;
-
-	ls_test_tmp(o->out, sizeof(o->out), "out");
-	ls_test_tmp(o->err, sizeof(o->err), "err");
-	rc = ls_test_run(argv, o->out, o->err, 120000);
-	o->stdout_text = ls_test_slurp(o->out);
-	o->stderr_text = ls_test_slurp(o->err);
-	return rc;
-}
-
-static void out_free(struct out *o)
-{
-	free(o->stdout_text);
-	free(o->stderr_text);
-	unlink(o->out);
-	unlink(o->err);
-	if (o->log[0])
-		unlink(o->log);
+	return ls_test_run_capture(o, argv, 120000);
 }
 
 static json_object *load_json(const char *path)
@@ -62,31 +41,31 @@ static json_object *load_json(const char *path)
 
 START_TEST(test_clean_app_passes_the_gate)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
 	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--", PY, APP, "--log",
 			 o.log, "--every", "0.2", "--sleep", "0.02", "--duration", "1.2", NULL };
 	ck_assert_int_eq(run_ls(&o, argv), 0);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "PASS"));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_cmd_exit_code_passes_through)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--", "/bin/sh", "-c",
 			 "exit 3", NULL };
 
 	ck_assert_int_eq(run_ls(&o, argv), 3);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_150ms_block_fails_100ms_gate_and_names_callback)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char json[128];
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
@@ -117,13 +96,13 @@ START_TEST(test_150ms_block_fails_100ms_gate_and_names_callback)
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "FAIL"));
 	json_object_put(rep);
 	unlink(json);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_allow_pattern_tolerates_the_known_spot)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
 	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--allow",
@@ -131,20 +110,20 @@ START_TEST(test_allow_pattern_tolerates_the_known_spot)
 			 "--sleep", "0.15", "--duration", "0.7", NULL };
 	ck_assert_int_eq(run_ls(&o, argv), 0);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "allowed"));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_max_slow_tolerates_n)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
 	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--max-slow", "5", "--",
 			 PY, APP, "--log", o.log, "--every", "0.3", "--sleep", "0.15",
 			 "--duration", "0.7", NULL };
 	ck_assert_int_eq(run_ls(&o, argv), 0);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
@@ -153,7 +132,7 @@ END_TEST
  * 150 ms once: followed in the kernel from the fork on. */
 START_TEST(test_short_lived_grandchild_is_caught)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char json[128], script[1024];
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
@@ -185,34 +164,34 @@ START_TEST(test_short_lived_grandchild_is_caught)
 	ck_assert_int_ge((int)json_object_array_length(procs), 3);
 	json_object_put(rep);
 	unlink(json);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_killed_by_signal_exits_128_plus_n)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char *argv[] = { LOOPSCOPE, "run", "--", "/bin/sh", "-c", "kill -TERM $$", NULL };
 
 	ck_assert_int_eq(run_ls(&o, argv), 128 + 15);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_cmd_not_found_exits_127)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char *argv[] = { LOOPSCOPE, "run", "--", "/nonexistent/cmd", NULL };
 
 	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_NOT_FOUND);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "/nonexistent/cmd: No such file or directory"));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_unwritable_report_fails_before_cmd)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char marker[128];
 
 	ls_test_tmp(marker, sizeof(marker), "marker");
@@ -222,26 +201,26 @@ START_TEST(test_unwritable_report_fails_before_cmd)
 	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_ERROR);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "cannot write report /nonexistent/dir/r.xml"));
 	ck_assert_int_ne(access(marker, F_OK), 0); /* CMD never ran */
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 START_TEST(test_invalid_gate_value_exits_87)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "fast", "--", "/bin/true", NULL };
 	char *argv2[] = { LOOPSCOPE, "run", "--max-slow", "-1", "--", "/bin/true", NULL };
 	char *argv3[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", NULL };
 
 	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_ERROR);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "invalid duration 'fast' for --fail-on-slow"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ck_assert_int_eq(run_ls(&o, argv2), LS_RUN_EXIT_ERROR);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "invalid count '-1' for --max-slow"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ck_assert_int_eq(run_ls(&o, argv3), LS_RUN_EXIT_ERROR);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "run needs a command"));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
@@ -249,7 +228,7 @@ END_TEST
  * annotations have the documented form; the JSON matches the schema. */
 START_TEST(test_reports_parse_and_validate)
 {
-	struct out o = { 0 }, v = { 0 };
+	struct ls_test_out o = { 0 }, v = { 0 };
 	char json[128], junit[128], code[1024];
 
 	ls_test_tmp(o.log, sizeof(o.log), "log");
@@ -275,10 +254,10 @@ START_TEST(test_reports_parse_and_validate)
 	char *pyargv[] = { PY, "-c", code, NULL };
 	ck_assert_int_eq(run_ls(&v, pyargv), 0);
 	ck_assert_msg(strstr(v.stdout_text, "ok"), "validation: %s", v.stderr_text);
-	out_free(&v);
+	ls_test_out_free(&v);
 	unlink(json);
 	unlink(junit);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
@@ -287,7 +266,7 @@ END_TEST
  * limit passes. */
 START_TEST(test_lag_gate_on_a_c_loop)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char *fail[] = { LOOPSCOPE, "run", "--fail-on-lag-p99", "1us", "--", REFLOOP,
 			 "--duration", "1s", "timer tick every=5ms", NULL };
 	char *pass[] = { LOOPSCOPE, "run", "--fail-on-lag-p99", "1s", "--", REFLOOP,
@@ -295,9 +274,9 @@ START_TEST(test_lag_gate_on_a_c_loop)
 
 	ck_assert_int_eq(run_ls(&o, fail), LS_RUN_EXIT_GATE);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "no Python process"));
-	out_free(&o);
+	ls_test_out_free(&o);
 	ck_assert_int_eq(run_ls(&o, pass), 0);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
@@ -305,7 +284,7 @@ END_TEST
  * and exits 0), and the report still comes. */
 START_TEST(test_sigterm_is_forwarded_to_cmd)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char line[256];
 	char *argv[] = { LOOPSCOPE, "run", "--", REFLOOP, "--duration", "30s", "timer tick every=5ms",
 			 NULL };
@@ -322,14 +301,14 @@ START_TEST(test_sigterm_is_forwarded_to_cmd)
 	o.stdout_text = ls_test_slurp(o.out);
 	o.stderr_text = ls_test_slurp(o.err);
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "exited with 0"));
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 
 /* The CI example: the gate fails the pytest run and names the blocking test. */
 START_TEST(test_ci_example_names_the_blocking_test)
 {
-	struct out o = { 0 };
+	struct ls_test_out o = { 0 };
 	char json[128];
 
 	ls_test_tmp(json, sizeof(json), "json");
@@ -345,7 +324,7 @@ START_TEST(test_ci_example_names_the_blocking_test)
 	ck_assert_ptr_nonnull(strstr(o.stderr_text, "test_service.py::test_report_is_fast"));
 	json_object_put(rep);
 	unlink(json);
-	out_free(&o);
+	ls_test_out_free(&o);
 }
 END_TEST
 

@@ -256,3 +256,26 @@ char *ls_test_bpf_leftovers(void)
 		closedir(d);
 	return out;
 }
+
+int ls_test_run_capture(struct ls_test_out *o, char *const argv[], int timeout_ms)
+{
+	int rc;
+
+	ls_test_tmp(o->out, sizeof(o->out), "out");
+	ls_test_tmp(o->err, sizeof(o->err), "err");
+	rc = ls_test_run(argv, o->out, o->err, timeout_ms);
+	o->stdout_text = ls_test_slurp(o->out);
+	o->stderr_text = ls_test_slurp(o->err);
+	return rc;
+}
+
+void ls_test_out_free(struct ls_test_out *o)
+{
+	free(o->stdout_text);
+	free(o->stderr_text);
+	o->stdout_text = o->stderr_text = NULL;
+	unlink(o->out);
+	unlink(o->err);
+	if (o->log[0])
+		unlink(o->log);
+}

@@ -33,6 +33,19 @@ void ls_test_kill(pid_t pid);
  * into the files; returns its exit code, 128+signal, or -ETIMEDOUT. */
 int ls_test_run(char *const argv[], const char *out_path, const char *err_path, int timeout_ms);
 
+/* A command run to completion with its output captured: the files, and
+ * their text once it ended. log is a spare temporary path for the test
+ * ("" when unused); ls_test_out_free removes every file. */
+struct ls_test_out {
+	char out[128], err[128], log[128];
+	char *stdout_text, *stderr_text;
+};
+
+/* ls_test_run into fresh temporary files, then read them into o. Returns
+ * the exit code as ls_test_run. */
+int ls_test_run_capture(struct ls_test_out *o, char *const argv[], int timeout_ms);
+void ls_test_out_free(struct ls_test_out *o);
+
 /* The last JSON object in a JSON-lines file whose "type" equals type; NULL
  * when there is none. The caller json_object_put()s it. */
 json_object *ls_test_json_last(const char *path, const char *type);
