@@ -362,16 +362,6 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 	return nseen;
 }
 
-static int parse_duration_opt(const char *opt, const char *val, uint64_t *ns, bool zero_ok)
-{
-	if (ls_duration_parse(val, ns) || (!zero_ok && *ns == 0)) {
-		fprintf(stderr, "loopscope: invalid duration '%s' for %s (examples: 500us, 100ms, 2s)\n",
-			val, opt);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int parse_args(struct attach *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -403,15 +393,15 @@ static int parse_args(struct attach *a, int argc, char **argv)
 			a->npids += n;
 			break;
 		case 'd':
-			if (parse_duration_opt("--duration", optarg, &a->duration_ns, false))
+			if (cli_parse_duration("--duration", optarg, &a->duration_ns))
 				return -EINVAL;
 			break;
 		case 'i':
-			if (parse_duration_opt("--interval", optarg, &a->interval_ns, false))
+			if (cli_parse_duration("--interval", optarg, &a->interval_ns))
 				return -EINVAL;
 			break;
 		case 't':
-			if (parse_duration_opt("--threshold", optarg, &a->threshold_ns, false))
+			if (cli_parse_duration("--threshold", optarg, &a->threshold_ns))
 				return -EINVAL;
 			break;
 		case 'j':
@@ -503,8 +493,11 @@ int cli_attach(int argc, char **argv)
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
 	for (int i = 0; i < a.npids && a.want_precise; i++) {
-		err = cli_precise_add(&a.precise, a.pids[i]);
-		if (err) {
+		struct ls_py_target t;
+		int resolve_err;
+
+		err = cli_precise_add(&a.precise, a.pids[i], false, &resolve_err, &t);
+		if (err < 0) {
 			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s; "
 				"epoll level only\n", strerror(-err));
 			cli_precise_close(&a.precise);

@@ -30,6 +30,10 @@ void cli_run_usage(FILE *f);
  * warnings on stderr with LOOPSCOPE_DEBUG set. For libbpf_set_print(). */
 int cli_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
 
+/* Parse the value of duration option opt ("--threshold") into *ns: 0, or
+ * -EINVAL for a malformed or zero duration, after one line on stderr. */
+int cli_parse_duration(const char *opt, const char *val, uint64_t *ns);
+
 /* Wall-clock "HH:MM:SS.mmm" of CLOCK_MONOTONIC time mono_ns. */
 char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len);
 /* Print o as one JSON line on stdout and release it. */
@@ -58,12 +62,15 @@ struct cli_precise {
 	size_t nslow, slow_dropped;
 };
 
-/* Resolve pid's CPython and attach precise mode to it (`attach --mode
- * precise`). A process that is not Python, or a Python that cannot be
- * probed, stays at epoll level: one line on stderr says so, as does one for a target in precise mode; the
- * JSON report lists the precise ones in "precise_targets".
- * Returns 0, or -errno when loading the BPF object itself failed. */
-int cli_precise_add(struct cli_precise *p, pid_t pid);
+/* Resolve pid's CPython (into *t) and attach precise mode to it. Returns 0
+ * when attached; 1 when pid stays at epoll level: one line on stderr says
+ * why (not for a process that is not Python, or gone, when
+ * quiet_not_python), *resolve_err being ls_py_resolve's error, or 0 when it
+ * resolved but could not be probed; -errno when the BPF object could not be
+ * loaded. A target in precise mode gets a line too, and the JSON report of
+ * attach lists them in "precise_targets". */
+int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
+		    int *resolve_err, struct ls_py_target *t);
 /* Attach precise mode to an already resolved target: 0; -EAGAIN when it
  * could not be probed (one line said why; epoll level goes on); -errno when
  * the BPF object could not be loaded. */

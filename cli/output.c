@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Presentation helpers shared by the commands: clock times, JSON lines. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,5 +51,18 @@ int cli_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list arg
 {
 	if (level == LIBBPF_WARN && getenv("LOOPSCOPE_DEBUG"))
 		return vfprintf(stderr, fmt, args);
+	return 0;
+}
+
+int cli_parse_duration(const char *opt, const char *val, uint64_t *ns)
+{
+	uint64_t v;
+
+	if (ls_duration_parse(val, &v) || v == 0) {
+		fprintf(stderr, "loopscope: invalid duration '%s' for %s (examples: 500us, 100ms, 2s)\n",
+			val, opt);
+		return -EINVAL;
+	}
+	*ns = v;
 	return 0;
 }

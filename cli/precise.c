@@ -96,18 +96,19 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	}
 }
 
-int cli_precise_add(struct cli_precise *p, pid_t pid)
+int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
+		    int *resolve_err, struct ls_py_target *t)
 {
-	struct ls_py_target t;
 	int err;
 
-	err = ls_py_resolve(pid, &t);
-	if (err) {
-		fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
-		return 0;
+	*resolve_err = ls_py_resolve(pid, t);
+	if (*resolve_err) {
+		if (!quiet_not_python || (*resolve_err != -ENOEXEC && *resolve_err != -ESRCH))
+			fprintf(stderr, "loopscope: %s; epoll level only\n", t->error);
+		return 1;
 	}
-	err = cli_precise_add_resolved(p, &t);
-	return err < 0 && err != -EAGAIN ? err : 0;
+	err = cli_precise_add_resolved(p, t);
+	return err == -EAGAIN ? 1 : err;
 }
 
 int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t)

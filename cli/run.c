@@ -199,27 +199,21 @@ static void resolve_pending(struct run *run)
 		struct proc_state *st = &run->st[i];
 		struct ls_run_process *p = &run->r->procs[i];
 		struct ls_py_target t;
-		int err;
+		int err, resolve_err;
 
 		if (!st->resolve_until_ns || now < st->next_try_ns)
 			continue;
-		err = ls_py_resolve(p->pid, &t);
-		if (err == -ENOEXEC && now < st->resolve_until_ns) {
+		err = cli_precise_add(&run->precise, p->pid, true, &resolve_err, &t);
+		if (resolve_err == -ENOEXEC && now < st->resolve_until_ns) {
 			st->next_try_ns = now + RESOLVE_RETRY_NS; /* libpython not mapped yet */
 			continue;
 		}
 		st->resolve_until_ns = 0;
-		if (err == -ENOEXEC || err == -ESRCH)
-			continue; /* not Python, or already gone */
-		if (err) {
-			fprintf(stderr, "loopscope: %s; epoll level only\n", t.error);
-			continue;
-		}
-		snprintf(p->python, sizeof(p->python), "%d.%d", t.major, t.minor);
-		err = cli_precise_add_resolved(&run->precise, &t);
+		if (!resolve_err)
+			snprintf(p->python, sizeof(p->python), "%d.%d", t.major, t.minor);
 		if (err == 0)
 			p->precise = true;
-		else if (err != -EAGAIN)
+		else if (err < 0)
 			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s\n",
 				strerror(-err));
 	}
@@ -427,24 +421,17 @@ static int parse_args(struct run *run, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-		case 'l':
-		case 't': {
-			uint64_t ns;
-
-			if (ls_duration_parse(optarg, &ns) || !ns) {
-				fprintf(stderr, "loopscope: invalid duration '%s' for --%s (examples: "
-					"50ms, 100ms, 1s)\n", optarg,
-					c == 's' ? "fail-on-slow" : c == 'l' ? "fail-on-lag-p99" : "threshold");
+			if (cli_parse_duration("--fail-on-slow", optarg, &r->fail_on_slow_ns))
 				return -EINVAL;
-			}
-			if (c == 's')
-				r->fail_on_slow_ns = ns;
-			else if (c == 'l')
-				r->fail_on_lag_p99_ns = ns;
-			else
-				run->threshold_ns = ns;
 			break;
-		}
+		case 'l':
+			if (cli_parse_duration("--fail-on-lag-p99", optarg, &r->fail_on_lag_p99_ns))
+				return -EINVAL;
+			break;
+		case 't':
+			if (cli_parse_duration("--threshold", optarg, &run->threshold_ns))
+				return -EINVAL;
+			break;
 		case 'n':
 			errno = 0;
 			r->max_slow = strtol(optarg, &end, 10);
