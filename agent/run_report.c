@@ -16,6 +16,7 @@
 #include <libxml/xmlwriter.h>
 
 #include "loopscope/duration.h"
+#include "loopscope/loopscope.h"
 #include "loopscope/run.h"
 
 #ifndef LS_VERSION
@@ -870,9 +871,20 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		fprintf(f, "slow callbacks: none\n");
 	else
 		fprintf(f, "slow callbacks and busy periods (%d):\n", nslow(r));
+	uint64_t *durs = malloc(((size_t)nslow(r) + 1) * sizeof(*durs)), cut = 0;
+	int shown = 0;
+
+	for (int i = 0; durs && i < nslow(r); i++)
+		durs[i] = r->slow[i].duration_ns;
+	if (durs)
+		cut = ls_stats_kth_longest(durs, (size_t)nslow(r), LS_TEXT_SLOW_MAX);
+	free(durs);
 	for (int i = 0; i < nslow(r); i++) {
 		const struct ls_run_slow *s = &r->slow[i];
 
+		if (s->duration_ns < cut || shown == LS_TEXT_SLOW_MAX)
+			continue; /* the longest; the JSON and JUnit reports list all */
+		shown++;
 		fprintf(f, "  %9s  ", dur(s->duration_ns, d, sizeof(d)));
 		if (s->kind == LS_RUN_SLOW_BUSY && strncmp(s->name, "busy period", 11) != 0)
 			fputs("busy period: ", f);
@@ -890,6 +902,9 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 			fputs(" (allowed)", f);
 		fputc('\n', f);
 	}
+	if (shown < nslow(r))
+		fprintf(f, "  (the %d longest shown; %d shorter ones: --json-out lists every one)\n",
+			shown, nslow(r) - shown);
 	if (r->slow_not_kept > 0)
 		fprintf(f, "  ... %ld more not kept\n", r->slow_not_kept);
 	if (r->lost_events > 0)

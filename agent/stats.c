@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Aggregation of per-thread loop stats over windows. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "loopscope/loopscope.h"
@@ -72,4 +73,27 @@ void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
 		out->utilization = -1.0;
 	if (!now->in_poll && now->poll_exit_ns && now_ns > now->poll_exit_ns)
 		out->busy_now_ns = now_ns - now->poll_exit_ns;
+}
+
+static int desc_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+uint64_t ls_stats_kth_longest(const uint64_t *durations, size_t n, size_t k)
+{
+	uint64_t *v, kth;
+
+	if (k == 0 || n <= k)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return 0;
+	memcpy(v, durations, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), desc_u64);
+	kth = v[k - 1];
+	free(v);
+	return kth;
 }

@@ -309,9 +309,20 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 	if (!a->json)
 		printf("  slow busy periods (> %s): %zu\n", ls_duration_format(a->threshold_ns, b1, sizeof(b1)),
 		       a->nslow + a->slow_dropped);
+	uint64_t *durs = malloc((a->nslow + 1) * sizeof(*durs)), cut = 0;
+	size_t shown = 0;
+
+	for (size_t i = 0; durs && i < a->nslow; i++)
+		durs[i] = a->slow[i].ev.duration_ns;
+	if (durs && !a->json)
+		cut = ls_stats_kth_longest(durs, a->nslow, LS_TEXT_SLOW_MAX);
+	free(durs);
 	for (size_t i = 0; i < a->nslow; i++) {
 		const struct slow_rec *s = &a->slow[i];
 
+		if (!a->json && (s->ev.duration_ns < cut || shown == LS_TEXT_SLOW_MAX))
+			continue; /* the text lists the longest; JSON lists all */
+		shown++;
 		if (a->json) {
 			json_object *o = json_object_new_object();
 
@@ -328,6 +339,9 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			       s->thread);
 		}
 	}
+	if (!a->json && shown < a->nslow)
+		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,
+		       a->nslow - shown);
 	if (!a->json && a->slow_dropped)
 		printf("    (%zu more not kept)\n", a->slow_dropped);
 	for (int i = 0; i < a->npids; i++) {

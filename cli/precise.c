@@ -280,14 +280,28 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 	}
 	printf("  slow callbacks (> %s): %zu\n", ls_duration_format(p->threshold_ns, b1, sizeof(b1)),
 	       p->nslow + p->slow_dropped);
+	uint64_t *durs = malloc((p->nslow + 1) * sizeof(*durs)), cut = 0;
+	size_t shown = 0;
+
+	for (size_t i = 0; durs && i < p->nslow; i++)
+		durs[i] = p->slow[i].duration_ns;
+	if (durs)
+		cut = ls_stats_kth_longest(durs, p->nslow, LS_TEXT_SLOW_MAX);
+	free(durs);
 	for (size_t i = 0; i < p->nslow; i++) {
 		const struct ls_slow_callback_event *e = &p->slow[i];
 
+		if (e->duration_ns < cut || shown == LS_TEXT_SLOW_MAX)
+			continue; /* the longest; JSON lists all */
+		shown++;
 		printf("    %s  %-60s %10s  pid %u tid %u\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid);
 	}
+	if (shown < p->nslow)
+		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,
+		       p->nslow - shown);
 	if (ls_pycb_lost_events(p->pycb))
 		printf("  LOST %llu slow callback events: the ring buffer was full\n",
 		       (unsigned long long)ls_pycb_lost_events(p->pycb));

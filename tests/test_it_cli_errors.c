@@ -219,6 +219,44 @@ START_TEST(test_precise_on_non_python_falls_back_with_one_line)
 }
 END_TEST
 
+/* A full ring buffer: counted and reported. A callback storm with a 1 us
+ * threshold makes every busy period a slow event (hundreds of thousands a
+ * second); loopscope is stopped for a second, so the 256 KiB buffer
+ * (~6500 events) overflows whatever the machine's speed. */
+START_TEST(test_full_ring_buffer_is_counted_and_reported)
+{
+	char line[256], spid[32], lout[128];
+	struct ls_test_out o = { 0 };
+	char *loop_argv[] = { REFLOOP, "--duration", "20s", "soonchain storm count=100000000", NULL };
+	int status;
+	pid_t loop, ls;
+
+	ls_test_tmp(lout, sizeof(lout), "loop");
+	loop = ls_test_spawn(loop_argv, lout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", loop);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3s", "-q", "--threshold", "1us",
+			 NULL };
+	ls_test_tmp(o.out, sizeof(o.out), "out");
+	ls_test_tmp(o.err, sizeof(o.err), "err");
+	ls = ls_test_spawn(argv, o.out, o.err);
+	ck_assert_int_eq(ls_test_wait_line(o.err, "loopscope: attached", 10000, line, sizeof(line)), 0);
+	kill(ls, SIGSTOP);
+	usleep(1000 * 1000);
+	kill(ls, SIGCONT);
+	ck_assert_int_eq(ls_test_wait(ls, 20000, &status), 0);
+	ck_assert_int_eq(status, 0);
+	o.stdout_text = ls_test_slurp(o.out);
+	ck_assert_msg(strstr(o.stdout_text, "LOST ") && strstr(o.stdout_text, "ring buffer was full"),
+		      "no lost-events line: %.2000s", o.stdout_text);
+	/* Thousands of slow periods: the text lists the longest 50. */
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "(the 50 longest shown;"));
+	ls_test_out_free(&o);
+	ls_test_kill(loop);
+	unlink(lout);
+}
+END_TEST
+
 static void signal_case(int sig)
 {
 	char line[64], spid[32], lout[128];
@@ -285,6 +323,7 @@ int main(void)
 	tcase_add_test(tc, test_process_that_never_polls_exits_7);
 	tcase_add_test(tc, test_target_exit_mid_run_reports_and_exits_6);
 	tcase_add_test(tc, test_precise_on_non_python_falls_back_with_one_line);
+	tcase_add_test(tc, test_full_ring_buffer_is_counted_and_reported);
 	tcase_add_test(tc, test_sigint_prints_report_and_detaches);
 	tcase_add_test(tc, test_sigterm_prints_report_and_detaches);
 	suite_add_tcase(s, tc);

@@ -135,6 +135,15 @@ void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
 		     const struct ls_thread_stats *before, uint64_t before_ns,
 		     struct ls_thread_window *out);
 
+/* Text reports list at most this many slow events: the longest ones (JSON
+ * and JUnit list every one). */
+#define LS_TEXT_SLOW_MAX 50
+
+/* The k-th longest of n durations (k >= 1), or 0 when n <= k: events at or
+ * above it are the k longest (a tie may let one more through; callers stop
+ * at k). 0 as well when out of memory (then all are listed). */
+uint64_t ls_stats_kth_longest(const uint64_t *durations, size_t n, size_t k);
+
 /* Name of a poll kind: "epoll_wait", "epoll_pwait", "epoll_pwait2" or "-". */
 const char *ls_poll_kind_name(uint32_t kind);
 
