@@ -97,3 +97,43 @@ uint64_t ls_stats_kth_longest(const uint64_t *durations, size_t n, size_t k)
 	free(v);
 	return kth;
 }
+
+/* Time-weighted share of delays <= x: (poll + sum over slots of
+ * count * min(length, x)) / total, each slot's periods at its midpoint. */
+static double delay_cdf(const struct ls_hist *busy, uint64_t poll_ns, double total, uint64_t x)
+{
+	double covered = (double)poll_ns;
+
+	for (__u32 i = 0; i < LS_HIST_NSLOTS; i++) {
+		uint64_t len;
+
+		if (!busy->slots[i])
+			continue;
+		len = ls_hist_slot_lower(i) / 2 + ls_hist_slot_upper(i) / 2;
+		if (len > busy->max)
+			len = busy->max;
+		covered += (double)busy->slots[i] * (double)(len < x ? len : x);
+	}
+	return covered / total;
+}
+
+uint64_t ls_stats_delay_percentile(const struct ls_hist *busy, uint64_t poll_ns, double q)
+{
+	double total = (double)poll_ns + (double)busy->sum, want = q / 100.0;
+	uint64_t lo = 0, hi = busy->max;
+
+	if (total <= 0 || busy->count == 0)
+		return 0;
+	if (q >= 100)
+		return busy->max;
+	/* The smallest x with cdf(x) >= q: cdf only grows with x. */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		if (delay_cdf(busy, poll_ns, total, mid) >= want)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}

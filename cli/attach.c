@@ -135,6 +135,16 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	json_object_object_add(o, "busy", cli_hist_json(&w->busy));
 	json_object_object_add(o, "poll", cli_hist_json(&w->poll));
 	json_object_object_add(o, "lag", cli_hist_json(&w->lag));
+	{
+		json_object *d = json_object_new_object();
+
+		cli_jadd_u64(d, "p50_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 50));
+		cli_jadd_u64(d, "p90_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 90));
+		cli_jadd_u64(d, "p99_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99));
+		cli_jadd_u64(d, "p999_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99.9));
+		cli_jadd_u64(d, "max_ns", w->busy.max);
+		json_object_object_add(o, "delay", d);
+	}
 	return o;
 }
 
@@ -187,9 +197,9 @@ static const struct ls_thread_stats *find_thread(const struct ls_thread_stats *v
 
 static void print_header(void)
 {
-	printf("%-12s %7s %7s %-15s %8s %5s  %9s %9s %9s  %9s %9s %9s %5s\n", "TIME", "PID", "TID",
-	       "THREAD", "ITER/s", "UTIL%", "BUSY p50", "p99", "max", "LAG p50", "p99", "max",
-	       "SLOW");
+	printf("%-12s %7s %7s %-15s %8s %5s  %9s %9s  %9s %9s  %9s %9s %5s\n", "TIME", "PID",
+	       "TID", "THREAD", "ITER/s", "UTIL%", "BUSY p99", "max", "DELAY p99", "max",
+	       "LAG p99", "max", "SLOW");
 	fflush(stdout);
 }
 
@@ -214,14 +224,14 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 			cli_print_json(o);
 			continue;
 		}
-		printf("%-12s %7u %7u %-15s %8.1f %5.1f  %9s %9s %9s  %9s %9s %9s %5llu%s%s\n",
+		printf("%-12s %7u %7u %-15s %8.1f %5.1f  %9s %9s  %9s %9s  %9s %9s %5llu%s%s\n",
 		       cli_clock(a->mono_to_real_ns, now_ns, t, sizeof(t)), w.tgid, w.tid,
 		       thread_name(a, w.tgid, w.tid), w.iterations_per_s,
 		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0,
-		       ls_duration_format(ls_hist_percentile(&w.busy, 50), b[0], 16),
-		       ls_duration_format(ls_hist_percentile(&w.busy, 99), b[1], 16),
-		       ls_duration_format(w.busy.max, b[2], 16),
-		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 50), b[3], 16) : "-",
+		       ls_duration_format(ls_hist_percentile(&w.busy, 99), b[0], 16),
+		       ls_duration_format(w.busy.max, b[1], 16),
+		       ls_duration_format(ls_stats_delay_percentile(&w.busy, w.poll.sum, 99), b[2], 16),
+		       ls_duration_format(w.busy.max, b[3], 16),
 		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
 		       w.lag.count ? ls_duration_format(w.lag.max, b[5], 16) : "-",
 		       (unsigned long long)w.slow_busy,
@@ -230,6 +240,21 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 			       ls_duration_format(w.busy_now_ns, busy_now, sizeof(busy_now)) : "");
 	}
 	fflush(stdout);
+}
+
+/* Delay of work arriving at a random moment (ls_stats_delay_percentile). */
+static void print_delay_line(const struct ls_thread_window *w)
+{
+	char b[5][16];
+
+	if (!w->busy.count)
+		return;
+	printf("    %-5s          p50 %-9s p90 %-9s p99 %-9s p99.9 %-9s max %s\n", "delay",
+	       ls_duration_format(ls_stats_delay_percentile(&w->busy, w->poll.sum, 50), b[0], 16),
+	       ls_duration_format(ls_stats_delay_percentile(&w->busy, w->poll.sum, 90), b[1], 16),
+	       ls_duration_format(ls_stats_delay_percentile(&w->busy, w->poll.sum, 99), b[2], 16),
+	       ls_duration_format(ls_stats_delay_percentile(&w->busy, w->poll.sum, 99.9), b[3], 16),
+	       ls_duration_format(w->busy.max, b[4], 16));
 }
 
 static void print_hist_line(const char *what, const struct ls_hist *h)
@@ -301,6 +326,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0);
 		print_hist_line("busy", &w.busy);
 		print_hist_line("poll", &w.poll);
+		print_delay_line(&w);
 		print_hist_line("lag", &w.lag);
 		if (w.busy_now_ns > a->threshold_ns)
 			printf("    busy right now for %s (the loop is stuck in a callback)\n",

@@ -215,6 +215,29 @@ static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected
 	free(tb);
 }
 
+/* Loop delay (work arriving at a random moment, Node's
+ * monitorEventLoopDelay done exactly): p90 and p99 within max(5%, 100 us) of
+ * the same formula on the truth's own busy periods and poll times. Ours
+ * takes each busy period at its histogram slot's midpoint (within 1/32). */
+static void check_delay(struct run *r)
+{
+	json_object *d = ls_test_jget(r->thread, "delay");
+	static const double qs[] = { 90, 99 };
+	static const char *keys[] = { "p90_ns", "p99_ns" };
+
+	ck_assert_ptr_nonnull(d);
+	for (int i = 0; i < 2; i++) {
+		uint64_t truth = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i]);
+		uint64_t ours = ls_test_ju64(d, keys[i]);
+
+		fprintf(stderr, "%s: delay %s truth %llu, measured %llu\n", r->t.poll_kind, keys[i],
+			(unsigned long long)truth, (unsigned long long)ours);
+		ck_assert_msg(absdiff(ours, truth) <= max_u64(truth / 20, 100000),
+			      "delay %s measured %llu, truth %llu", keys[i],
+			      (unsigned long long)ours, (unsigned long long)truth);
+	}
+}
+
 static void check_lag(struct run *r)
 {
 	json_object *lag = ls_test_jget(r->thread, "lag");
@@ -259,6 +282,7 @@ START_TEST(test_pwait2_iterations_slow_and_lag_match_truth)
 	check_iterations(&r);
 	check_slow(&r, 10 * MS, 30);
 	check_lag(&r);
+	check_delay(&r);
 	run_free(&r);
 }
 END_TEST
@@ -276,6 +300,7 @@ static void check_demo(const char *poll)
 	run_refloop(&r, poll, 20, demo_scenario, 4);
 	check_iterations(&r);
 	check_slow(&r, 20 * MS, 12);
+	check_delay(&r);
 	run_free(&r);
 }
 

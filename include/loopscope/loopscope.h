@@ -135,6 +135,17 @@ void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
 		     const struct ls_thread_stats *before, uint64_t before_ns,
 		     struct ls_thread_window *out);
 
+/* Loop delay, as Node's monitorEventLoopDelay estimates it by sampling a
+ * timer, but exact: how late work that arrives at a uniformly random moment
+ * is served. Arriving during a poll it is served at once; during a busy
+ * period of length B it waits uniformly between 0 and B. So
+ *   P(delay <= x) = (poll_ns + sum_i min(B_i, x)) / (poll_ns + sum_i B_i),
+ * computed from the busy histogram (each period taken at its slot's
+ * midpoint: within 1/32) and the poll time of the same window. Returns the
+ * q-th percentile (q in [0, 100]) in ns; busy->max for q = 100; 0 when
+ * nothing was recorded. */
+uint64_t ls_stats_delay_percentile(const struct ls_hist *busy, uint64_t poll_ns, double q);
+
 /* Text reports list at most this many slow events: the longest ones (JSON
  * and JUnit list every one). */
 #define LS_TEXT_SLOW_MAX 50

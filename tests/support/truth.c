@@ -249,3 +249,34 @@ uint64_t ls_truth_percentile(uint64_t *v, size_t n, double q)
 		rank = n;
 	return v[rank - 1];
 }
+
+uint64_t ls_truth_delay_percentile(const struct ls_truth *t, uint64_t from_ns, uint64_t to_ns,
+				   double q)
+{
+	struct ls_truth_busy *b = NULL;
+	size_t n = ls_truth_busy_periods(t, from_ns + 1, to_ns, 0, &b);
+	double poll = 0, busy = 0, want = q / 100.0;
+	uint64_t lo = 0, hi = 0;
+
+	for (size_t i = 0; i < t->npolls; i++)
+		if (t->polls[i].enter_ns >= from_ns && t->polls[i].enter_ns <= to_ns)
+			poll += (double)(t->polls[i].exit_ns - t->polls[i].enter_ns);
+	for (size_t i = 0; i < n; i++) {
+		busy += (double)b[i].duration_ns;
+		if (b[i].duration_ns > hi)
+			hi = b[i].duration_ns;
+	}
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		double covered = poll;
+
+		for (size_t i = 0; i < n; i++)
+			covered += (double)(b[i].duration_ns < mid ? b[i].duration_ns : mid);
+		if (covered / (poll + busy) >= want)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	free(b);
+	return lo;
+}

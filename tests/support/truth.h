@@ -67,6 +67,13 @@ size_t ls_truth_timer_lateness(const struct ls_truth *t, uint64_t from_ns, uint6
 size_t ls_truth_loop_lateness(const struct ls_truth *t, uint64_t from_ns, uint64_t to_ns,
 			      uint64_t **out_ns);
 
+/* Loop delay exactly (loopscope's ls_stats_delay_percentile estimates it
+ * from histograms): over busy periods ending in (from_ns, to_ns] and polls
+ * entered in [from_ns, to_ns], the smallest x with
+ * (poll time + sum min(B_i, x)) / (poll time + sum B_i) >= q / 100. */
+uint64_t ls_truth_delay_percentile(const struct ls_truth *t, uint64_t from_ns, uint64_t to_ns,
+				   double q);
+
 /* Exact nearest-rank percentile (rank ceil(q/100 * n), at least 1) of v[n];
  * sorts v in place. 0 when n == 0. */
 uint64_t ls_truth_percentile(uint64_t *v, size_t n, double q);
