@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
+#include <seccomp.h>
+#include <stdlib.h>
 
 #include "loopscope/loopscope.h"
 
@@ -73,4 +75,16 @@ int ls_sys_check(const char *btf_path, char *why, size_t len)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+void ls_sys_syscall_name(int nr, char *buf, size_t len)
+{
+	/* libseccomp's table of x86-64 syscall numbers. */
+	char *name = nr >= 0 ? seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, nr) : NULL;
+
+	if (name)
+		snprintf(buf, len, "%s", name);
+	else
+		snprintf(buf, len, nr >= 0 ? "syscall %d" : "no syscall", nr);
+	free(name);
 }

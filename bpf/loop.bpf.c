@@ -139,6 +139,11 @@ static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns,
 				e->start_ns = st->poll_exit_ns;
 				e->duration_ns = busy;
 				e->poll_timeout_ns = timeout_ns;
+				e->blocked_ns = st->cur_blocked_ns;
+				e->runnable_ns = st->cur_runnable_ns;
+				e->top_block_ns = st->cur_top_block_ns;
+				e->top_syscall = st->cur_top_syscall;
+				e->pad2 = 0;
 				bpf_ringbuf_submit(e, 0);
 			} else {
 				__sync_fetch_and_add(&lost_events, 1);
@@ -178,6 +183,12 @@ static __always_inline void poll_exit(void)
 	}
 	st->in_poll = 0;
 	st->poll_exit_ns = now;
+	/* A new busy period: its off-CPU accounting starts from zero. */
+	st->off_since_ns = 0;
+	st->cur_blocked_ns = 0;
+	st->cur_runnable_ns = 0;
+	st->cur_top_block_ns = 0;
+	st->cur_top_syscall = -1;
 }
 
 static __always_inline __s64 ms_timeout_ns(unsigned long arg)
@@ -289,5 +300,88 @@ int BPF_PROG(ls_follow_exec, struct task_struct *p, pid_t old_pid, struct linux_
 	if (!bpf_map_lookup_elem(&targets, &tgid))
 		return 0;
 	proc_event(LS_EV_EXEC, tgid, 0);
+	return 0;
+}
+
+/*
+ * On or off the CPU during a busy period: BTF tracepoints
+ * sched_switch(preempt, prev, next, prev_state) (kernel/sched/core.c,
+ * __schedule; prev_state since 5.18) and sched_wakeup(p) (ttwu). A target
+ * thread that leaves the CPU inside a busy period is blocked (prev_state not
+ * TASK_RUNNING: it sleeps in the kernel, in the syscall its saved registers
+ * name, pt_regs->orig_ax on x86-64) or runnable (preempted). A wake-up
+ * turns blocked into runnable; being switched back in ends it. These run at
+ * every context switch of the machine: the filter comes first.
+ */
+static __always_inline struct ls_thread_stats *busy_thread(struct task_struct *t)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid), tid = BPF_CORE_READ(t, pid);
+	struct ls_thread_stats *st;
+
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return NULL;
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (!st || st->tgid != tgid || st->in_poll || !st->poll_exit_ns)
+		return NULL; /* not a loop thread, or not in a busy period */
+	return st;
+}
+
+static __always_inline void end_block(struct ls_thread_stats *st, __u64 now)
+{
+	__u64 d = now - st->off_since_ns;
+
+	st->cur_blocked_ns += d;
+	if (d > st->cur_top_block_ns) {
+		st->cur_top_block_ns = d;
+		st->cur_top_syscall = st->off_syscall;
+	}
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	struct ls_thread_stats *st;
+	__u64 now = 0;
+
+	st = busy_thread(prev);
+	if (st) {
+		now = bpf_ktime_get_ns();
+		st->off_since_ns = now;
+		if (prev_state == 0) { /* TASK_RUNNING: preempted */
+			st->off_state = LS_OFF_RUNNABLE;
+			st->off_syscall = -1;
+		} else {
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+
+			st->off_state = LS_OFF_BLOCKED;
+			st->off_syscall = regs ? (__s32)BPF_CORE_READ(regs, orig_ax) : -1;
+		}
+	}
+	st = busy_thread(next);
+	if (st && st->off_since_ns) {
+		if (!now)
+			now = bpf_ktime_get_ns();
+		if (st->off_state == LS_OFF_BLOCKED)
+			end_block(st, now); /* no wake-up seen: all of it blocked */
+		else
+			st->cur_runnable_ns += now - st->off_since_ns;
+		st->off_since_ns = 0;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
+{
+	struct ls_thread_stats *st = busy_thread(p);
+	__u64 now;
+
+	if (!st || !st->off_since_ns || st->off_state != LS_OFF_BLOCKED)
+		return 0;
+	now = bpf_ktime_get_ns();
+	end_block(st, now);
+	st->off_since_ns = now;
+	st->off_state = LS_OFF_RUNNABLE;
 	return 0;
 }

@@ -148,6 +148,50 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	return o;
 }
 
+/* Where a slow busy period's time went: "150.2 ms on CPU; 25.0 ms blocked
+ * in clock_nanosleep; 0.3 ms waiting for a CPU" (parts that are 0 left out). */
+static char *why_slow(const struct ls_slow_busy_event *e, char *buf, size_t len)
+{
+	uint64_t off = e->blocked_ns + e->runnable_ns;
+	uint64_t on_cpu = e->duration_ns > off ? e->duration_ns - off : 0;
+	char d[3][16], sc[64];
+	int n;
+
+	n = snprintf(buf, len, "%s on CPU", ls_duration_format(on_cpu, d[0], sizeof(d[0])));
+	if (e->blocked_ns && n >= 0 && (size_t)n < len) {
+		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
+		if (e->top_block_ns == e->blocked_ns)
+			n += snprintf(buf + n, len - (size_t)n, "; %s blocked in %s",
+				      ls_duration_format(e->blocked_ns, d[1], sizeof(d[1])), sc);
+		else
+			n += snprintf(buf + n, len - (size_t)n, "; %s blocked (longest %s in %s)",
+				      ls_duration_format(e->blocked_ns, d[1], sizeof(d[1])),
+				      ls_duration_format(e->top_block_ns, d[2], sizeof(d[2])), sc);
+	}
+	if (e->runnable_ns && n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "; %s waiting for a CPU",
+			 ls_duration_format(e->runnable_ns, d[0], sizeof(d[0])));
+	return buf;
+}
+
+/* The JSON fields of why_slow. */
+static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e)
+{
+	uint64_t off = e->blocked_ns + e->runnable_ns;
+	char sc[64];
+
+	cli_jadd_u64(o, "on_cpu_ns", e->duration_ns > off ? e->duration_ns - off : 0);
+	cli_jadd_u64(o, "blocked_ns", e->blocked_ns);
+	cli_jadd_u64(o, "runnable_ns", e->runnable_ns);
+	if (e->blocked_ns) {
+		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
+		json_object_object_add(o, "blocked_syscall", json_object_new_string(sc));
+		cli_jadd_u64(o, "blocked_syscall_ns", e->top_block_ns);
+	} else {
+		json_object_object_add(o, "blocked_syscall", NULL);
+	}
+}
+
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 {
 	struct attach *a = ctx;
@@ -174,14 +218,16 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		json_object_object_add(o, "thread", json_object_new_string(name));
 		cli_jadd_u64(o, "start_ns", e->start_ns);
 		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		why_slow_json(o, e);
 		cli_print_json(o);
 	} else if (!a->quiet) {
-		char b3[32];
+		char b3[32], why[256];
 
-		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s)\n",
+		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s): %s\n",
 		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
-		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)),
-		       e->tgid, e->tid, name);
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
+		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
+		       name, why_slow(e, why, sizeof(why)));
 		fflush(stdout);
 	}
 }
@@ -357,12 +403,15 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			json_object_object_add(o, "thread", json_object_new_string(s->thread));
 			cli_jadd_u64(o, "start_ns", s->ev.start_ns);
 			cli_jadd_u64(o, "duration_ns", s->ev.duration_ns);
+			why_slow_json(o, &s->ev);
 			json_object_array_add(jslow, o);
 		} else {
-			printf("    %s  busy %-9s  pid %u tid %u (%s)\n",
+			char why[256];
+
+			printf("    %s  busy %-9s  pid %u tid %u (%s): %s\n",
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
 			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
-			       s->thread);
+			       s->thread, why_slow(&s->ev, why, sizeof(why)));
 		}
 	}
 	if (!a->json && shown < a->nslow)

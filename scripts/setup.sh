@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   # build
   clang llvm cmake make gcc pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
-  libjson-c-dev libxml2-dev systemtap-sdt-dev
+  libjson-c-dev libxml2-dev libseccomp-dev systemtap-sdt-dev
   # tests
   check python3 python3-uvloop python3-aiohttp python3-jsonschema
   python3-pytest-asyncio libxml2-utils util-linux

@@ -293,6 +293,52 @@ static const char *demo_scenario[] = {
 	"timer nap25 every=300ms sleep=25ms", "pipe pipe every=7ms",
 };
 
+/* Where each slow busy period's time went, against what the truth says ran
+ * in it: "nap25" callbacks sleep in nanosleep (glibc: the clock_nanosleep
+ * syscall), the others spin on the CPU. Blocked time within max(10%, 5 ms)
+ * of the naps' own time (the bound of the stacks issue), the syscall named;
+ * a period without a nap is blocked less than 5 ms. */
+static void check_offcpu(struct run *r)
+{
+	json_object *slow = ls_test_jget(r->report, "slow_busy");
+	int with_nap = 0, without = 0;
+
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		uint64_t start = ls_test_ju64(e, "start_ns"), dur = ls_test_ju64(e, "duration_ns");
+		uint64_t blocked = ls_test_ju64(e, "blocked_ns"), naps = 0;
+
+		for (size_t c = 0; c < r->t.ncallbacks; c++) {
+			const struct ls_truth_callback *cb = &r->t.callbacks[c];
+
+			if (!strcmp(cb->name, "nap25") && cb->start_ns >= start &&
+			    cb->end_ns <= start + dur)
+				naps += cb->end_ns - cb->start_ns;
+		}
+		if (naps) {
+			const char *sc = json_object_get_string(ls_test_jget(e, "blocked_syscall"));
+
+			with_nap++;
+			ck_assert_msg(absdiff(blocked, naps) <= max_u64(naps / 10, 5 * MS),
+				      "period at %llu: blocked %llu ns, naps %llu ns",
+				      (unsigned long long)start, (unsigned long long)blocked,
+				      (unsigned long long)naps);
+			ck_assert_msg(sc && !strcmp(sc, "clock_nanosleep"), "blocked in %s",
+				      sc ? sc : "(null)");
+		} else {
+			without++;
+			ck_assert_msg(blocked < 5 * MS, "period at %llu with no nap: blocked %llu ns",
+				      (unsigned long long)start, (unsigned long long)blocked);
+		}
+		ck_assert_uint_ge(ls_test_ju64(e, "on_cpu_ns") + blocked +
+					  ls_test_ju64(e, "runnable_ns"), dur - 1);
+	}
+	fprintf(stderr, "%s: on/off CPU: %d periods with a nap, %d without, all as the truth says\n",
+		r->t.poll_kind, with_nap, without);
+	ck_assert_int_ge(with_nap, 3);
+	ck_assert_int_ge(without, 3);
+}
+
 static void check_demo(const char *poll)
 {
 	struct run r = { 0 };
@@ -301,6 +347,7 @@ static void check_demo(const char *poll)
 	check_iterations(&r);
 	check_slow(&r, 20 * MS, 12);
 	check_delay(&r);
+	check_offcpu(&r);
 	run_free(&r);
 }
 

@@ -277,8 +277,8 @@ static void signal_case(int sig)
 	ls = ls_test_spawn(argv, o.out, o.err);
 	/* Measuring once an interval line names the loop's thread: it polled. */
 	ck_assert_int_eq(ls_test_wait_substr(o.out, " refloop ", 10000, line, sizeof(line)), 0);
-	/* The six epoll tracepoints at least. */
-	ck_assert_int_ge(ls_test_bpf_links_of(ls), 6);
+	/* The six epoll tracepoints and the two scheduler ones at least. */
+	ck_assert_int_ge(ls_test_bpf_links_of(ls), 8);
 	kill(ls, sig);
 	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
 	ck_assert_int_eq(status, 0);

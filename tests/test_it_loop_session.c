@@ -24,8 +24,9 @@ START_TEST(test_loop_session_close_detaches_every_link)
 
 	ck_assert_int_ge(before, 0);
 	ck_assert_int_eq(ls_loop_open(&o, &l), 0);
-	/* Six epoll tracepoints and, following, fork and exec. */
-	ck_assert_int_eq(ls_test_bpf_links_of(getpid()) - before, 8);
+	/* Six epoll tracepoints, sched_switch and sched_wakeup, and,
+	 * following, fork and exec. */
+	ck_assert_int_eq(ls_test_bpf_links_of(getpid()) - before, 10);
 	ck_assert_int_eq(ls_loop_add_target(l, getpid()), 0);
 	ls_loop_close(l);
 	ck_assert_int_eq(ls_test_bpf_links_of(getpid()), before);

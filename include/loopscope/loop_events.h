@@ -48,9 +48,24 @@ struct ls_thread_stats {
 	__u64 polls;         /* poll entries seen: iterations + 1 once the loop ran */
 	__u64 slow_busy;     /* busy periods longer than the threshold */
 	__u64 lag_missed;    /* deadlines superseded before a poll returned at or after them */
+	/* Where the busy period in progress went off the CPU
+	 * (tp_btf/sched_switch and sched_wakeup): reset at each poll return. */
+	__u64 off_since_ns;   /* left the CPU, or was woken, at; 0 while on it */
+	__u32 off_state;      /* LS_OFF_BLOCKED or LS_OFF_RUNNABLE while off */
+	__s32 off_syscall;    /* syscall of the block in progress, -1 none */
+	__u64 cur_blocked_ns; /* blocked (sleeping) so far in this busy period */
+	__u64 cur_runnable_ns;/* runnable but waiting for a CPU so far */
+	__u64 cur_top_block_ns;  /* the longest single block so far */
+	__s32 cur_top_syscall;   /* ... and the syscall it was in, -1 none */
+	__u32 pad2;
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */
+};
+
+enum ls_off_state {
+	LS_OFF_BLOCKED = 1,  /* switched out not runnable: waiting in the kernel */
+	LS_OFF_RUNNABLE = 2, /* preempted, or woken: waiting for a CPU */
 };
 
 /* Ring buffer record types. */
@@ -81,6 +96,12 @@ struct ls_slow_busy_event {
 	__u64 start_ns;    /* poll return that began it, CLOCK_MONOTONIC */
 	__u64 duration_ns; /* to the next poll entry */
 	__s64 poll_timeout_ns; /* timeout of the poll that ended it, ns; -1 infinite */
+	/* Why it was slow: on CPU = duration - blocked - runnable. */
+	__u64 blocked_ns;      /* off the CPU, sleeping in the kernel */
+	__u64 runnable_ns;     /* off the CPU, runnable: waiting for a CPU */
+	__u64 top_block_ns;    /* the longest single block */
+	__s32 top_syscall;     /* the syscall it was in (x86-64 number), -1 none */
+	__u32 pad2;
 };
 
 #endif /* LOOPSCOPE_LOOP_EVENTS_H */

@@ -38,6 +38,10 @@ enum ls_exit {
  * line for a person, saying what to do. */
 int ls_sys_check(const char *btf_path, char *why, size_t len);
 
+/* Name of x86-64 syscall number nr into buf ("clock_nanosleep"); "syscall
+ * N" when unknown, "no syscall" for a negative nr. */
+void ls_sys_syscall_name(int nr, char *buf, size_t len);
+
 /* CLOCK_MONOTONIC now, ns. */
 uint64_t ls_sys_now_ns(void);
 
@@ -74,9 +78,10 @@ struct ls_loop_opts {
 	ls_proc_fn on_proc;
 };
 
-/* Load bpf/loop.bpf.c and attach its six syscall tracepoints, plus the
- * sched_process_fork/exec programs when following (they do nothing until a
- * target is added). Returns 0 and *out, or a negative errno
+/* Load bpf/loop.bpf.c and attach its six syscall tracepoints, the
+ * sched_switch/sched_wakeup programs (on- and off-CPU time of busy periods),
+ * plus the sched_process_fork/exec programs when following (they do nothing
+ * until a target is added). Returns 0 and *out, or a negative errno
  * from libbpf: -EPERM without the capabilities, -ENOENT/-EINVAL when the
  * kernel lacks a tracepoint or BTF. Nothing stays attached on error. */
 int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out);
