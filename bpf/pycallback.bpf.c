@@ -210,9 +210,18 @@ static __always_inline void name_function(const struct ls_py_offsets *off, __u64
 static __always_inline void name_task(__u32 tgid, const struct ls_py_offsets *off, __u64 task,
 				      struct ls_cb_key *key)
 {
-	__u64 coro = read_ptr(task + off->task_coro), ctype = type_of(off, coro);
+	__u64 ttype = type_of(off, task), coro, ctype;
 
 	key->kind = LS_CB_TASK;
+	/* TaskObj changed size inside 3.10 (a field backported in 3.10.x):
+	 * a Task type smaller than the table's sizeof(TaskObj) has another
+	 * layout. A subclass is never smaller. Name it by its type then. */
+	if (off->task_size && read_ptr(ttype + off->tp_basicsize) < off->task_size) {
+		key->name = read_ptr(ttype + off->tp_name);
+		return;
+	}
+	coro = read_ptr(task + off->task_coro);
+	ctype = type_of(off, coro);
 	if (type_kind(tgid, off, ctype) != TK_COROUTINE) {
 		/* A generator-based or foreign awaitable: name its type. */
 		key->name = read_ptr(ctype + off->tp_name);
