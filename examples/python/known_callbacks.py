@@ -5,6 +5,7 @@ through Context.run, repeated every --every seconds:
 - a plain function queued with call_soon that spins 80 ms (Handle)
 - a functools.partial queued with call_later, spins 60 ms (TimerHandle)
 - a bound method queued with call_soon, sleeps 110 ms     (Handle)
+- a Task subclass's coroutine that spins 70 ms             (Task step)
 
 Each logs its own measurement to --log (JSON lines, written at exit): kind,
 qualname, file, first line of its def, start (time.monotonic_ns,
@@ -65,6 +66,17 @@ def spin_partial(seconds):
     record("partial", spin_partial, t0_ns, t0)
 
 
+class TracedTask(asyncio.Task):
+    """A Task subclass, as frameworks define them: its steps are still the
+    coroutine's."""
+
+
+async def subclass_coro():
+    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    spin(0.07)
+    record("task", subclass_coro, t0_ns, t0)
+
+
 class Worker:
     def on_tick(self):
         t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
@@ -94,6 +106,8 @@ async def main(args):
         loop.call_later(0.01, functools.partial(spin_partial, 0.06))
         await asyncio.sleep(0.3)
         loop.call_soon(worker.on_tick)
+        await asyncio.sleep(0.3)
+        TracedTask(subclass_coro())
         await asyncio.sleep(args.every)
 
 
