@@ -101,8 +101,9 @@ int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 {
 	int tfd = bpf_map__fd(l->skel->maps.threads);
-	__u32 key = (__u32)pid, cur, next;
+	__u32 key = (__u32)pid, cur, next, *doomed = NULL;
 	struct ls_thread_stats *st;
+	size_t n = 0, cap = 0;
 	bool first = true;
 	int err = 0;
 
@@ -111,16 +112,27 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 	st = malloc(sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	/* Deleting while iterating restarts from the beginning after each
-	 * delete: hash iteration order is not stable across deletes. */
+	/* One walk collects the process's threads, then they are deleted:
+	 * deleting during the walk would lose its place in the hash. */
 	while (bpf_map_get_next_key(tfd, first ? NULL : &cur, &next) == 0) {
 		first = false;
 		cur = next;
-		if (bpf_map_lookup_elem(tfd, &cur, st) == 0 && st->tgid == (__u32)pid) {
-			bpf_map_delete_elem(tfd, &cur);
-			first = true;
+		if (bpf_map_lookup_elem(tfd, &cur, st) || st->tgid != (__u32)pid)
+			continue;
+		if (n == cap) {
+			__u32 *grown = realloc(doomed, (cap = cap ? cap * 2 : 16) * sizeof(*doomed));
+
+			if (!grown) {
+				err = -ENOMEM;
+				break;
+			}
+			doomed = grown;
 		}
+		doomed[n++] = cur;
 	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(tfd, &doomed[i]);
+	free(doomed);
 	free(st);
 	return err;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
@@ -30,6 +31,43 @@ START_TEST(test_loop_session_close_detaches_every_link)
 	ck_assert_int_eq(ls_loop_add_target(l, getpid()), 0);
 	ls_loop_close(l);
 	ck_assert_int_eq(ls_test_bpf_links_of(getpid()), before);
+}
+END_TEST
+
+static int threads_of(struct ls_loop *l, pid_t pid)
+{
+	struct ls_thread_stats *v = NULL;
+	size_t n = 0;
+	uint64_t now;
+	int k = 0;
+
+	ck_assert_int_eq(ls_loop_snapshot(l, &v, &n, &now), 0);
+	for (size_t i = 0; i < n; i++)
+		k += v[i].tgid == (__u32)pid;
+	free(v);
+	return k;
+}
+
+/* Removing a target drops its threads' stats, and only them. */
+START_TEST(test_remove_target_drops_its_threads)
+{
+	struct ls_loop *l = NULL;
+	struct epoll_event ev;
+	int ep = epoll_create1(0);
+
+	ck_assert_int_ge(ep, 0);
+	ck_assert_int_eq(ls_loop_open(NULL, &l), 0);
+	ck_assert_int_eq(ls_loop_add_target(l, getpid()), 0);
+	for (int i = 0; i < 3; i++)
+		epoll_wait(ep, &ev, 1, 0);
+	ck_assert_int_eq(threads_of(l, getpid()), 1);
+	ck_assert_int_eq(ls_loop_remove_target(l, getpid()), 0);
+	ck_assert_int_eq(threads_of(l, getpid()), 0);
+	/* No longer a target: its polls are not counted again. */
+	epoll_wait(ep, &ev, 1, 0);
+	ck_assert_int_eq(threads_of(l, getpid()), 0);
+	ls_loop_close(l);
+	close(ep);
 }
 END_TEST
 
@@ -73,6 +111,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_loop_session_close_detaches_every_link);
+	tcase_add_test(tc, test_remove_target_drops_its_threads);
 	tcase_add_test(tc, test_precise_session_close_detaches_every_link);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
