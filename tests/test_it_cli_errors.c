@@ -159,16 +159,13 @@ END_TEST
 
 START_TEST(test_target_exit_mid_run_reports_and_exits_6)
 {
-	char line[64], spid[32], lout[128];
+	char spid[32], lout[128];
 	struct ls_test_out o = { 0 };
 	char *loop_argv[] = { REFLOOP, "--duration", "1500ms", "timer tick every=5ms", NULL };
 	pid_t loop;
 	char *leftovers = ls_test_bpf_leftovers();
 
-	ls_test_tmp(lout, sizeof(lout), "loop");
-	loop = ls_test_spawn(loop_argv, lout, NULL);
-	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", loop);
+	loop = ls_test_start_target(loop_argv, lout, sizeof(lout), spid, sizeof(spid), 5000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "20s", "--json", "-q", NULL };
 
 	uint64_t t0 = ls_sys_now_ns();
@@ -197,15 +194,12 @@ END_TEST
 /* --mode precise on a process that is not Python: one line, epoll level. */
 START_TEST(test_precise_on_non_python_falls_back_with_one_line)
 {
-	char line[64], spid[32], lout[128];
+	char spid[32], lout[128];
 	struct ls_test_out o = { 0 };
 	char *loop_argv[] = { REFLOOP, "--duration", "20s", "timer tick every=5ms", NULL };
 	pid_t loop;
 
-	ls_test_tmp(lout, sizeof(lout), "loop");
-	loop = ls_test_spawn(loop_argv, lout, NULL);
-	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", loop);
+	loop = ls_test_start_target(loop_argv, lout, sizeof(lout), spid, sizeof(spid), 5000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "-d", "500ms", "-q",
 			 NULL };
 	ck_assert_int_eq(run_ls(&o, argv), 0);
@@ -231,10 +225,7 @@ START_TEST(test_full_ring_buffer_is_counted_and_reported)
 	int status;
 	pid_t loop, ls;
 
-	ls_test_tmp(lout, sizeof(lout), "loop");
-	loop = ls_test_spawn(loop_argv, lout, NULL);
-	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", loop);
+	loop = ls_test_start_target(loop_argv, lout, sizeof(lout), spid, sizeof(spid), 5000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3s", "-q", "--threshold", "1us",
 			 NULL };
 	ls_test_tmp(o.out, sizeof(o.out), "out");
@@ -266,10 +257,7 @@ static void signal_case(int sig)
 	int status;
 	pid_t loop, ls;
 
-	ls_test_tmp(lout, sizeof(lout), "loop");
-	loop = ls_test_spawn(loop_argv, lout, NULL);
-	ck_assert_int_eq(ls_test_wait_line(lout, "pid ", 5000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", loop);
+	loop = ls_test_start_target(loop_argv, lout, sizeof(lout), spid, sizeof(spid), 5000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-i", "500ms", NULL };
 
 	ls_test_tmp(o.out, sizeof(o.out), "out");

@@ -13,6 +13,8 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include <check.h>
+
 #include "spawn.h"
 
 static void redirect(const char *path, int fd)
@@ -278,4 +280,19 @@ void ls_test_out_free(struct ls_test_out *o)
 	unlink(o->err);
 	if (o->log[0])
 		unlink(o->log);
+}
+
+pid_t ls_test_start_target(char *const argv[], char *out, size_t len, char *spid,
+			   size_t spid_len, int timeout_ms)
+{
+	char line[64];
+	pid_t pid;
+
+	ls_test_tmp(out, len, "target");
+	pid = ls_test_spawn(argv, out, NULL);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_msg(ls_test_wait_line(out, "pid ", timeout_ms, line, sizeof(line)) == 0,
+		      "%s did not start", argv[0]);
+	snprintf(spid, spid_len, "%d", (int)pid);
+	return pid;
 }

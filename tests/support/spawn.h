@@ -13,6 +13,13 @@
  * (NULL: /dev/null). Returns the child's pid, or -errno. */
 pid_t ls_test_spawn(char *const argv[], const char *out_path, const char *err_path);
 
+/* Start a target that prints "pid N" as its first line (refloop, the
+ * example apps): stdout to a fresh temporary file (path into out, len
+ * bytes), stderr to /dev/null, its pid in decimal into spid. Fails the
+ * running test when the line does not come within timeout_ms. */
+pid_t ls_test_start_target(char *const argv[], char *out, size_t len, char *spid,
+			   size_t spid_len, int timeout_ms);
+
 /* Wait up to timeout_ms for the file at path to hold a line starting with
  * prefix; copy that line (without the newline) into line. 0 or -ETIMEDOUT. */
 int ls_test_wait_line(const char *path, const char *prefix, int timeout_ms, char *line,
