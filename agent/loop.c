@@ -3,8 +3,11 @@
  * events, snapshots. libbpf skeleton life cycle: open -> load -> attach ->
  * destroy (libbpf-bootstrap). */
 #include <errno.h>
+#include <linux/perf_event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -19,8 +22,11 @@ struct ls_loop {
 	struct ring_buffer *rb;
 	ls_slow_busy_fn on_slow_busy;
 	ls_proc_fn on_proc;
-	void *ctx;
+	ls_stack_fn on_stack;
+	void *ctx, *stack_ctx;
 	int delivered;
+	struct bpf_link **sample_links; /* one cpu-clock program per CPU */
+	int nsample;
 };
 
 static int on_ring_record(void *ctx, void *data, size_t size)
@@ -34,6 +40,15 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 		if (l->on_slow_busy)
 			l->on_slow_busy(data, l->ctx);
 		l->delivered++;
+	} else if (*type == LS_EV_STACK && size >= LS_STACK_EVENT_HDR) {
+		const struct ls_stack_event *e = data;
+
+		if (size < LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]) ||
+		    e->nframes > LS_STACK_MAX)
+			return 0;
+		if (l->on_stack)
+			l->on_stack(e, l->stack_ctx);
+		l->delivered++;
 	} else if ((*type == LS_EV_FORK || *type == LS_EV_EXEC) &&
 		   size >= sizeof(struct ls_proc_event)) {
 		if (l->on_proc)
@@ -41,6 +56,46 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 		l->delivered++;
 	}
 	return 0;
+}
+
+/* A cpu-clock perf event on every online CPU (period sample_period_ns, all
+ * tasks; the program filters), each running ls_stack_sample. */
+static int attach_sampling(struct ls_loop *l)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	int err = 0;
+
+	if (ncpu < 1)
+		ncpu = 1;
+	l->sample_links = calloc((size_t)ncpu, sizeof(*l->sample_links));
+	if (!l->sample_links)
+		return -ENOMEM;
+	for (int cpu = 0; cpu < ncpu; cpu++) {
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE,
+			.config = PERF_COUNT_SW_CPU_CLOCK,
+			.size = sizeof(attr),
+			.sample_period = l->skel->data->sample_period_ns,
+		};
+		int fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1,
+				      PERF_FLAG_FD_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == ENODEV)
+				continue; /* offline CPU */
+			err = -errno;
+			break;
+		}
+		l->sample_links[l->nsample] =
+			bpf_program__attach_perf_event(l->skel->progs.ls_stack_sample, fd);
+		if (!l->sample_links[l->nsample]) {
+			err = -errno;
+			close(fd);
+			break;
+		}
+		l->nsample++;
+	}
+	return err;
 }
 
 int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
@@ -53,7 +108,9 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 		return -ENOMEM;
 	l->on_slow_busy = opts ? opts->on_slow_busy : NULL;
 	l->on_proc = opts ? opts->on_proc : NULL;
+	l->on_stack = opts ? opts->on_stack : NULL;
 	l->ctx = opts ? opts->ctx : NULL;
+	l->stack_ctx = opts && opts->stack_ctx ? opts->stack_ctx : l->ctx;
 
 	LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = opts ? opts->btf_path : NULL);
 
@@ -68,12 +125,28 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
 		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
 	}
+	if (opts && opts->stack_after_ns) {
+		unsigned int hz = opts->sample_hz ? opts->sample_hz : 1000;
+
+		if (hz > 10000)
+			hz = 10000;
+		l->skel->bss->stack_after_ns = opts->stack_after_ns;
+		l->skel->data->sample_period_ns = 1000000000ULL / hz;
+	} else {
+		bpf_program__set_autoload(l->skel->progs.ls_stack_sys_exit, false);
+		bpf_program__set_autoload(l->skel->progs.ls_stack_sample, false);
+	}
 	err = loop_bpf__load(l->skel);
 	if (err)
 		goto cleanup;
 	err = loop_bpf__attach(l->skel);
 	if (err)
 		goto cleanup;
+	if (opts && opts->stack_after_ns) {
+		err = attach_sampling(l);
+		if (err)
+			goto cleanup;
+	}
 	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_ring_record, l, NULL);
 	if (!l->rb) {
 		err = -errno;
@@ -109,6 +182,7 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 
 	if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.targets), &key) && errno != ENOENT)
 		err = -errno;
+	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key);
 	st = malloc(sizeof(*st));
 	if (!st)
 		return -ENOMEM;
@@ -130,11 +204,31 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 		}
 		doomed[n++] = cur;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		bpf_map_delete_elem(tfd, &doomed[i]);
+		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.tstates), &doomed[i]);
+	}
 	free(doomed);
 	free(st);
 	return err;
+}
+
+int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
+		       const struct ls_py_offsets *off)
+{
+	struct ls_stack_proc pp = { .runtime_addr = runtime_addr, .off = *off };
+	__u32 key = (__u32)pid;
+
+	if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp, BPF_ANY))
+		return errno == E2BIG ? -E2BIG : -errno;
+	return 0;
+}
+
+uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors)
+{
+	if (errors)
+		*errors = l->skel->bss->stack_walk_errors;
+	return l->skel->bss->stack_walks;
 }
 
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns)
@@ -192,6 +286,9 @@ void ls_loop_close(struct ls_loop *l)
 {
 	if (!l)
 		return;
+	for (int i = 0; i < l->nsample; i++)
+		bpf_link__destroy(l->sample_links[i]);
+	free(l->sample_links);
 	ring_buffer__free(l->rb);
 	loop_bpf__destroy(l->skel);
 	free(l);

@@ -25,6 +25,11 @@ __u64 slow_threshold_ns = 100000000ULL;
 /* Ring buffer records that did not fit (user space reports them). */
 __u64 lost_events;
 
+/* Stacks (see "Stacks" at the end): take Python stacks in busy periods older
+ * than this, ns; 0 = off. .data, set by user space before load. */
+__u64 stack_after_ns;
+__u64 pending_walks; /* threads with walk_pending set, machine-wide */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LS_MAX_TARGETS);
@@ -183,6 +188,10 @@ static __always_inline void poll_exit(void)
 	}
 	st->in_poll = 0;
 	st->poll_exit_ns = now;
+	if (st->walk_pending) { /* an armed walk of the last busy period */
+		st->walk_pending = 0;
+		__sync_fetch_and_add(&pending_walks, -1);
+	}
 	/* A new busy period: its off-CPU accounting starts from zero. */
 	st->off_since_ns = 0;
 	st->cur_blocked_ns = 0;
@@ -331,6 +340,7 @@ static __always_inline void end_block(struct ls_thread_stats *st, __u64 now)
 	__u64 d = now - st->off_since_ns;
 
 	st->cur_blocked_ns += d;
+	st->ep_blocked_ns += d;
 	if (d > st->cur_top_block_ns) {
 		st->cur_top_block_ns = d;
 		st->cur_top_syscall = st->off_syscall;
@@ -357,16 +367,29 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 			st->off_state = LS_OFF_BLOCKED;
 			st->off_syscall = regs ? (__s32)BPF_CORE_READ(regs, orig_ax) : -1;
 		}
+		st->ep_start_ns = now;
+		st->ep_syscall = st->off_syscall;
+		st->ep_blocked_ns = 0;
+		st->ep_runnable_ns = 0;
 	}
 	st = busy_thread(next);
 	if (st && st->off_since_ns) {
 		if (!now)
 			now = bpf_ktime_get_ns();
-		if (st->off_state == LS_OFF_BLOCKED)
+		if (st->off_state == LS_OFF_BLOCKED) {
 			end_block(st, now); /* no wake-up seen: all of it blocked */
-		else
+		} else {
 			st->cur_runnable_ns += now - st->off_since_ns;
+			st->ep_runnable_ns += now - st->off_since_ns;
+		}
 		st->off_since_ns = 0;
+		/* Stacks: take this episode's stack in the thread's own
+		 * context, soon (see "Stacks" below). */
+		if (stack_after_ns && !st->walk_pending &&
+		    now - st->poll_exit_ns >= stack_after_ns) {
+			st->walk_pending = 1;
+			__sync_fetch_and_add(&pending_walks, 1);
+		}
 	}
 	return 0;
 }
@@ -383,5 +406,272 @@ int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
 	end_block(st, now);
 	st->off_since_ns = now;
 	st->off_state = LS_OFF_RUNNABLE;
+	return 0;
+}
+
+/*
+ * Stacks: the Python stack of a loop thread inside a busy period already
+ * older than stack_after_ns (0: stacks off), so that nothing is walked
+ * while the loop is healthy. Three triggers:
+ *  - cpu-clock sampling (ls_stack_sample, a perf_event program on every
+ *    CPU): an on-CPU stack, weighted by the sampling period;
+ *  - the end of an off-CPU episode (sched_switch out, then back in): the
+ *    thread's Python stack has not moved while it was off the CPU, but the
+ *    switch-in runs in another task's context, where its memory cannot be
+ *    read. So the switch-in only arms walk_pending, and the stack is taken
+ *    in the thread's own context as it returns from the syscall it blocked
+ *    in (tp_btf/sys_exit, before any Python code runs again), or, for a
+ *    preemption (no syscall), at its next cpu-clock sample.
+ * pending_walks counts armed threads machine-wide, so the sys_exit program,
+ * which runs at every syscall exit on the machine, returns after one load
+ * when nothing is armed.
+ *
+ * The walk (CPython 3.8-3.13, offsets from the ls_stack_proc row of the
+ * process): _PyRuntime.interpreters.head -> the interpreter's thread list
+ * (tstate_head <= 3.10, threads.head 3.11+), the PyThreadState whose
+ * thread_id (pthread_self(), which on x86-64 glibc and musl is the thread
+ * pointer, task->thread.fsbase) is this thread's; its top frame (frame
+ * <= 3.10, cframe->current_frame 3.11/3.12, current_frame 3.13); then
+ * f_back / previous, at most LS_STACK_MAX frames. The "current thread
+ * state" pointers are not used: they are NULL while the thread has
+ * released the GIL, which is exactly while it is blocked.
+ */
+__u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
+__u64 stack_walks;         /* walks done: the "no work when healthy" proof */
+__u64 stack_walk_errors;   /* walks that found no frames */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_TARGETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ls_stack_proc);
+} py_procs SEC(".maps");
+
+/* tid -> its PyThreadState, found once by the list walk, re-checked on use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tstates SEC(".maps");
+
+/* Where a stack event is built: slot 0 for tracepoint context, slot 1 for
+ * the perf_event program, which may interrupt a tracepoint program on the
+ * same CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct ls_stack_event);
+} stack_scratch SEC(".maps");
+
+static __always_inline __u64 read_ptr(__u64 addr)
+{
+	__u64 v = 0;
+
+	if (bpf_probe_read_user(&v, sizeof(v), (const void *)addr))
+		return 0;
+	return v;
+}
+
+/* The PyThreadState of the current thread, or 0. */
+static __always_inline __u64 find_tstate(const struct ls_stack_proc *pp, __u32 tid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = task->thread.fsbase;
+	__u64 *cached, ts, interp;
+
+	cached = bpf_map_lookup_elem(&tstates, &tid);
+	if (cached && *cached &&
+	    read_ptr(*cached + pp->off.tstate_thread_id) == fsbase)
+		return *cached;
+
+	interp = read_ptr(pp->runtime_addr + pp->off.runtime_interpreters_head);
+	if (!interp)
+		return 0;
+	ts = read_ptr(interp + pp->off.interp_threads_head);
+	for (int i = 0; i < 64 && ts; i++) {
+		if (read_ptr(ts + pp->off.tstate_thread_id) == fsbase) {
+			bpf_map_update_elem(&tstates, &tid, &ts, BPF_ANY);
+			return ts;
+		}
+		ts = read_ptr(ts + pp->off.tstate_next);
+	}
+	return 0;
+}
+
+struct walk_ctx {
+	const struct ls_stack_proc *pp;
+	struct ls_stack_event *ev;
+	__u64 frame;
+	__u32 n;
+};
+
+static int walk_one(__u32 i, struct walk_ctx *c)
+{
+	const struct ls_py_offsets *o = &c->pp->off;
+	__u64 frame = c->frame, code, instr = 0;
+
+	if (!frame)
+		return 1;
+	if (o->flags & LS_PYOFF_IFRAME) {
+		__u8 owner = 0;
+
+		code = read_ptr(frame + o->frame_code);
+		instr = read_ptr(frame + o->frame_instr);
+		bpf_probe_read_user(&owner, 1, (const void *)(frame + o->frame_owner));
+		c->frame = read_ptr(frame + o->frame_previous);
+		/* 3.12+: shim frames of C entry points belong to no code. */
+		if (owner == LS_PY_FRAME_OWNED_BY_CSTACK)
+			return 0;
+	} else {
+		int lasti = 0;
+
+		code = read_ptr(frame + o->f_code);
+		bpf_probe_read_user(&lasti, sizeof(lasti), (const void *)(frame + o->f_lasti));
+		instr = (__u64)(__s64)lasti;
+		c->frame = read_ptr(frame + o->f_back);
+	}
+	if (!code)
+		return 0;
+	if (c->n < LS_STACK_MAX) {
+		c->ev->frames[c->n & (LS_STACK_MAX - 1)].code = code;
+		c->ev->frames[c->n & (LS_STACK_MAX - 1)].instr = instr;
+		c->n++;
+		return 0;
+	}
+	c->ev->truncated = 1;
+	return 1;
+}
+
+/* Fill ev's frames with the current thread's Python stack. */
+static __always_inline void walk_stack(struct ls_stack_event *ev, __u32 tgid, __u32 tid)
+{
+	const struct ls_stack_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
+	struct walk_ctx c = {};
+	__u64 ts, frame;
+
+	ev->nframes = 0;
+	ev->truncated = 0;
+	__sync_fetch_and_add(&stack_walks, 1);
+	if (!pp) {
+		ev->error = LS_STACK_NO_PYTHON;
+		goto fail;
+	}
+	ts = find_tstate(pp, tid);
+	if (!ts) {
+		ev->error = LS_STACK_NO_TSTATE;
+		goto fail;
+	}
+	if (pp->off.flags & LS_PYOFF_CFRAME) {
+		__u64 cframe = read_ptr(ts + pp->off.tstate_cframe);
+
+		frame = cframe ? read_ptr(cframe + pp->off.cframe_current_frame) : 0;
+	} else {
+		frame = read_ptr(ts + pp->off.tstate_frame);
+	}
+	c.pp = pp;
+	c.ev = ev;
+	c.frame = frame;
+	bpf_loop(LS_STACK_MAX + 8, walk_one, &c, 0);
+	if (c.n == 0 && frame) {
+		ev->error = LS_STACK_READ;
+		goto fail;
+	}
+	ev->nframes = c.n;
+	ev->error = LS_STACK_OK;
+	return;
+fail:
+	__sync_fetch_and_add(&stack_walk_errors, 1);
+}
+
+static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, __u32 tid,
+				       __u32 kind, __u64 now)
+{
+	struct ls_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &slot);
+	__u64 size;
+
+	if (!ev)
+		return;
+	ev->type = LS_EV_STACK;
+	ev->tgid = st->tgid;
+	ev->tid = tid;
+	ev->kind = kind;
+	ev->busy_start_ns = st->poll_exit_ns;
+	if (kind == LS_STACK_ON_CPU) {
+		ev->time_ns = now;
+		ev->weight_ns = sample_period_ns;
+		ev->blocked_ns = 0;
+		ev->runnable_ns = 0;
+		ev->syscall = -1;
+	} else {
+		ev->time_ns = st->ep_start_ns;
+		ev->blocked_ns = st->ep_blocked_ns;
+		ev->runnable_ns = st->ep_runnable_ns;
+		ev->weight_ns = st->ep_blocked_ns + st->ep_runnable_ns;
+		ev->syscall = st->ep_syscall;
+	}
+	walk_stack(ev, st->tgid, tid);
+	size = LS_STACK_EVENT_HDR + (__u64)(ev->nframes & (LS_STACK_MAX - 1)) *
+		sizeof(struct ls_stack_frame);
+	if (ev->nframes >= LS_STACK_MAX)
+		size = sizeof(*ev);
+	if (bpf_ringbuf_output(&events, ev, size, 0))
+		__sync_fetch_and_add(&lost_events, 1);
+}
+
+/* Drop an armed walk (the busy period ended, or the walk was done). */
+static __always_inline void disarm(struct ls_thread_stats *st)
+{
+	if (st->walk_pending) {
+		st->walk_pending = 0;
+		__sync_fetch_and_add(&pending_walks, -1);
+	}
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ls_stack_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct ls_thread_stats *st;
+	__u64 id;
+	__u32 tid;
+
+	if (!pending_walks)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (!st || !st->walk_pending || st->tgid != id >> 32)
+		return 0;
+	disarm(st);
+	if (st->in_poll || !st->poll_exit_ns)
+		return 0;
+	emit_stack(0, st, tid, LS_STACK_OFF_CPU, 0);
+	return 0;
+}
+
+SEC("perf_event")
+int ls_stack_sample(void *ctx)
+{
+	struct ls_thread_stats *st;
+	__u64 id = bpf_get_current_pid_tgid(), now;
+	__u32 tgid = id >> 32, tid = (__u32)id;
+
+	if (!stack_after_ns || !bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (!st || st->tgid != tgid || st->in_poll || !st->poll_exit_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (st->walk_pending) {
+		/* A preemption's episode: the stack it was preempted at is
+		 * (about) the one it runs now. */
+		disarm(st);
+		emit_stack(1, st, tid, LS_STACK_OFF_CPU, now);
+	}
+	if (now - st->poll_exit_ns < stack_after_ns)
+		return 0;
+	emit_stack(1, st, tid, LS_STACK_ON_CPU, now);
 	return 0;
 }

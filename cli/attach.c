@@ -22,6 +22,7 @@
 struct slow_rec {
 	struct ls_slow_busy_event ev;
 	char thread[16];
+	struct ls_stack_summary stacks; /* Python stacks of the period */
 };
 
 struct thread_name {
@@ -49,6 +50,7 @@ struct attach {
 	struct thread_name *names;
 	size_t nnames;
 	struct cli_precise precise;
+	struct cli_stacks stacks;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -63,7 +65,7 @@ void cli_attach_usage(FILE *f)
 	fprintf(f,
 		"Usage: loopscope attach -p PID[,PID...] [-d DURATION] [-i INTERVAL]\n"
 		"                        [--threshold DURATION] [--mode light|precise]\n"
-		"                        [--json] [-q] [--btf FILE]\n"
+		"                        [--no-stacks] [--folded FILE] [--json] [-q] [--btf FILE]\n"
 		"\n"
 		"Watch every thread of the given processes that polls with epoll_wait,\n"
 		"epoll_pwait or epoll_pwait2 (a loop thread): iterations/s, utilization,\n"
@@ -81,6 +83,12 @@ void cli_attach_usage(FILE *f)
 		"                            and name every asyncio callback (a uprobe and a\n"
 		"                            uretprobe on context_run: ~10 us a callback here,\n"
 		"                            docs/BENCHMARKS.md)\n"
+		"      --no-stacks           no Python stacks for slow periods (by default, CPython\n"
+		"                            3.8-3.13 loops get the culprit's stack, on and off\n"
+		"                            CPU, sampled at 1 kHz once a busy period passes a\n"
+		"                            quarter of the threshold: no cost while healthy)\n"
+		"      --folded FILE         write the slow periods' stacks to FILE in folded\n"
+		"                            format (flamegraph.pl, speedscope), weights in us\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
 		"  -h, --help                this help\n"
 		"\n"
@@ -148,34 +156,27 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	return o;
 }
 
-/* Where a slow busy period's time went: "150.2 ms on CPU; 25.0 ms blocked
- * in clock_nanosleep; 0.3 ms waiting for a CPU" (parts that are 0 left out). */
-static char *why_slow(const struct ls_slow_busy_event *e, char *buf, size_t len)
+/* Where a slow busy period's time went, with its Python stacks: "150.2 ms
+ * blocked in clock_nanosleep <- handler app.py:12 <- ...; 0.3 ms on CPU"
+ * (ls_slowstack_text). */
+static char *why_slow(const struct ls_slow_busy_event *e, const struct ls_stack_summary *st,
+		      int max_frames, char *buf, size_t len)
 {
 	uint64_t off = e->blocked_ns + e->runnable_ns;
-	uint64_t on_cpu = e->duration_ns > off ? e->duration_ns - off : 0;
-	char d[3][16], sc[64];
-	int n;
+	struct ls_period_times t = {
+		.on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0,
+		.blocked_ns = e->blocked_ns,
+		.top_block_ns = e->top_block_ns,
+		.top_syscall = e->top_syscall,
+		.runnable_ns = e->runnable_ns,
+	};
 
-	n = snprintf(buf, len, "%s on CPU", ls_duration_format(on_cpu, d[0], sizeof(d[0])));
-	if (e->blocked_ns && n >= 0 && (size_t)n < len) {
-		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
-		if (e->top_block_ns == e->blocked_ns)
-			n += snprintf(buf + n, len - (size_t)n, "; %s blocked in %s",
-				      ls_duration_format(e->blocked_ns, d[1], sizeof(d[1])), sc);
-		else
-			n += snprintf(buf + n, len - (size_t)n, "; %s blocked (longest %s in %s)",
-				      ls_duration_format(e->blocked_ns, d[1], sizeof(d[1])),
-				      ls_duration_format(e->top_block_ns, d[2], sizeof(d[2])), sc);
-	}
-	if (e->runnable_ns && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, "; %s waiting for a CPU",
-			 ls_duration_format(e->runnable_ns, d[0], sizeof(d[0])));
-	return buf;
+	return ls_slowstack_text(st, &t, max_frames, buf, len);
 }
 
 /* The JSON fields of why_slow. */
-static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e)
+static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e,
+			  const struct ls_stack_summary *st)
 {
 	uint64_t off = e->blocked_ns + e->runnable_ns;
 	char sc[64];
@@ -190,25 +191,33 @@ static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e)
 	} else {
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
+	json_object_object_add(o, "stacks", ls_slowstack_json(st));
 }
 
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 {
 	struct attach *a = ctx;
 	const char *name = thread_name(a, e->tgid, e->tid);
+	struct ls_stack_summary st;
 	char b1[32], b2[32];
 
+	cli_stacks_take(&a->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
+			false, name, &st);
 	if (a->nslow < MAX_SLOW_KEPT) {
 		if (!a->slow)
 			a->slow = calloc(MAX_SLOW_KEPT, sizeof(*a->slow));
 		if (a->slow) {
 			a->slow[a->nslow].ev = *e;
 			snprintf(a->slow[a->nslow].thread, sizeof(a->slow[0].thread), "%s", name);
+			a->slow[a->nslow].stacks = st; /* owned by the record now */
+			memset(&st, 0, sizeof(st));
 			a->nslow++;
 		}
 	} else {
 		a->slow_dropped++;
 	}
+	const struct ls_stack_summary *kept = a->slow && a->nslow &&
+		a->slow[a->nslow - 1].ev.start_ns == e->start_ns ? &a->slow[a->nslow - 1].stacks : &st;
 	if (a->json) {
 		json_object *o = json_object_new_object();
 
@@ -218,18 +227,19 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		json_object_object_add(o, "thread", json_object_new_string(name));
 		cli_jadd_u64(o, "start_ns", e->start_ns);
 		cli_jadd_u64(o, "duration_ns", e->duration_ns);
-		why_slow_json(o, e);
+		why_slow_json(o, e, kept);
 		cli_print_json(o);
 	} else if (!a->quiet) {
-		char b3[32], why[256];
+		char b3[32], why[2048];
 
 		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s): %s\n",
 		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
-		       name, why_slow(e, why, sizeof(why)));
+		       name, why_slow(e, kept, 4, why, sizeof(why)));
 		fflush(stdout);
 	}
+	ls_slowstack_summary_free(&st);
 }
 
 static const struct ls_thread_stats *find_thread(const struct ls_thread_stats *v, size_t n,
@@ -403,15 +413,15 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			json_object_object_add(o, "thread", json_object_new_string(s->thread));
 			cli_jadd_u64(o, "start_ns", s->ev.start_ns);
 			cli_jadd_u64(o, "duration_ns", s->ev.duration_ns);
-			why_slow_json(o, &s->ev);
+			why_slow_json(o, &s->ev, &s->stacks);
 			json_object_array_add(jslow, o);
 		} else {
-			char why[256];
+			char why[4096];
 
 			printf("    %s  busy %-9s  pid %u tid %u (%s): %s\n",
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
 			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
-			       s->thread, why_slow(&s->ev, why, sizeof(why)));
+			       s->thread, why_slow(&s->ev, &s->stacks, 8, why, sizeof(why)));
 		}
 	}
 	if (!a->json && shown < a->nslow)
@@ -438,6 +448,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
 	cli_precise_report(&a->precise, jr);
+	cli_stacks_report(&a->stacks, jr);
 	if (a->json) {
 		json_object_object_add(jr, "threads", jthreads);
 		json_object_object_add(jr, "slow_busy", jslow);
@@ -462,12 +473,15 @@ static int parse_args(struct attach *a, int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "btf", required_argument, NULL, 'b' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "no-stacks", no_argument, NULL, 'S' },
+		{ "folded", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c, n;
 
 	a->interval_ns = 1000000000ULL;
+	a->stacks.enabled = true;
 	a->threshold_ns = 100000000ULL;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
@@ -509,6 +523,12 @@ static int parse_args(struct attach *a, int argc, char **argv)
 			}
 			a->want_precise = !strcmp(optarg, "precise");
 			break;
+		case 'S':
+			a->stacks.enabled = false;
+			break;
+		case 'F':
+			a->stacks.folded_path = optarg;
+			break;
 		case 'h':
 			cli_attach_usage(stdout);
 			return 1;
@@ -523,6 +543,10 @@ static int parse_args(struct attach *a, int argc, char **argv)
 	}
 	if (!a->npids) {
 		fprintf(stderr, "loopscope: attach needs -p PID (try 'loopscope attach --help')\n");
+		return -EINVAL;
+	}
+	if (a->stacks.folded_path && !a->stacks.enabled) {
+		fprintf(stderr, "loopscope: --folded needs stacks (drop --no-stacks)\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -566,6 +590,12 @@ int cli_attach(int argc, char **argv)
 	lopts.btf_path = a.btf_path;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.ctx = &a;
+	a.stacks.quiet = a.json;
+	if (cli_stacks_init(&a.stacks)) {
+		fprintf(stderr, "loopscope: out of memory\n");
+		goto cleanup;
+	}
+	cli_stacks_loop_opts(&a.stacks, a.threshold_ns, &lopts);
 	err = ls_loop_open(&lopts, &loop);
 	if (err) {
 		fprintf(stderr, "loopscope: loading BPF programs failed: %s\n", strerror(-err));
@@ -581,6 +611,10 @@ int cli_attach(int argc, char **argv)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
+	a.stacks.loop = loop;
+	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
+	for (int i = 0; i < a.npids; i++)
+		cli_stacks_add(&a.stacks, a.pids[i]);
 	for (int i = 0; i < a.npids && a.want_precise; i++) {
 		struct ls_py_target t;
 		int resolve_err;
@@ -658,6 +692,7 @@ int cli_attach(int argc, char **argv)
 			nprev = ncur;
 			cur = NULL;
 			prev_ns = now_ns;
+			cli_stacks_prune(&a.stacks, now_ns);
 		}
 		while (next_tick <= now_ns)
 			next_tick += a.interval_ns;
@@ -669,11 +704,13 @@ int cli_attach(int argc, char **argv)
 		goto snapshot_failed;
 	while (ls_loop_poll(loop, 0) > 0)
 		;
+	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
+
 	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
 		fprintf(stderr, "loopscope: no loop thread seen in any target\n");
 		ret = LS_EXIT_NO_LOOP;
 	} else {
-		ret = LS_EXIT_OK;
+		ret = folded_failed ? LS_EXIT_ERROR : LS_EXIT_OK;
 		for (int i = 0; i < a.npids; i++)
 			if (a.exited[i])
 				ret = LS_EXIT_TARGET_EXITED;
@@ -687,6 +724,9 @@ cleanup:
 	ls_loop_close(loop);
 	free(prev);
 	free(cur);
+	for (size_t i = 0; i < a.nslow; i++)
+		ls_slowstack_summary_free(&a.slow[i].stacks);
+	cli_stacks_close(&a.stacks);
 	free(a.slow);
 	free(a.names);
 	return ret;

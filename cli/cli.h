@@ -14,6 +14,7 @@
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
+#include "loopscope/slowstack.h"
 
 /* `loopscope attach`: argv[0] is "attach". Returns an enum ls_exit code. */
 int cli_attach(int argc, char **argv);
@@ -42,6 +43,43 @@ void cli_jadd_u64(json_object *o, const char *k, uint64_t v);
 /* {count, sum_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns} */
 json_object *cli_hist_json(const struct ls_hist *h);
 
+/* ---- stacks.c: Python stacks of slow periods ---------------------------- */
+
+struct cli_stacks {
+	bool enabled;               /* --no-stacks turns them off */
+	bool quiet;                 /* no "stacks off" lines */
+	struct ls_loop *loop;       /* the session whose stack events these are */
+	struct ls_slowstack *col;
+	struct ls_folded *folded;   /* with --folded FILE */
+	const char *folded_path;
+};
+
+/* Make the collector (and the folded accumulator when folded_path is set).
+ * 0 or -ENOMEM. */
+int cli_stacks_init(struct cli_stacks *cs);
+/* Options for ls_loop_open: stacks in busy periods older than a quarter of
+ * the threshold, sampled at 1 kHz, into cs. */
+void cli_stacks_loop_opts(struct cli_stacks *cs, uint64_t threshold_ns, struct ls_loop_opts *o);
+/* Resolve pid's CPython and let the walker read its stacks: true when it
+ * can; else false and, unless quiet, one line on stderr saying why. */
+bool cli_stacks_add(struct cli_stacks *cs, pid_t pid);
+/* Same, for a target ls_py_resolve has already resolved. */
+bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t);
+void cli_stacks_remove(struct cli_stacks *cs, pid_t pid);
+/* The stacks of tid over [from_ns, to_ns] into *sum (empty when stacks are
+ * off); with drain, first read stack events still in the loop's ring buffer
+ * (callers outside that ring buffer's own callbacks: precise mode). Folded
+ * output accumulates them, under thread name comm. */
+void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_t from_ns,
+		     uint64_t to_ns, bool drain, const char *comm, struct ls_stack_summary *sum);
+/* Drop events older than 10 s before now_ns. */
+void cli_stacks_prune(struct cli_stacks *cs, uint64_t now_ns);
+/* Write --folded FILE (when asked): 0, or 1 after one line on stderr. */
+int cli_stacks_write_folded(struct cli_stacks *cs);
+/* One report line about stacks: walks done, those without frames. */
+void cli_stacks_report(struct cli_stacks *cs, json_object *jr);
+void cli_stacks_close(struct cli_stacks *cs);
+
 /* ---- precise.c: CPython precise mode in `attach` ------------------------ */
 
 #define CLI_MAX_PIDS 64
@@ -59,7 +97,9 @@ struct cli_precise {
 	struct ls_py_target *targets;    /* resolved and attached ones */
 	int ntargets;
 	struct ls_slow_callback_event *slow; /* kept for the report */
+	struct ls_stack_summary *slow_stacks; /* the stacks of each */
 	size_t nslow, slow_dropped;
+	struct cli_stacks *stacks;       /* NULL: no stacks */
 };
 
 /* Resolve pid's CPython (into *t) and attach precise mode to it. Returns 0

@@ -13,6 +13,7 @@
 #define LOOPSCOPE_LOOP_EVENTS_H
 
 #include "loopscope/hist.h"
+#include "loopscope/py_offsets.h"
 
 /* Threads tracked at once (all targets together). The map is not
  * preallocated: memory is spent only on threads that poll. */
@@ -57,7 +58,15 @@ struct ls_thread_stats {
 	__u64 cur_runnable_ns;/* runnable but waiting for a CPU so far */
 	__u64 cur_top_block_ns;  /* the longest single block so far */
 	__s32 cur_top_syscall;   /* ... and the syscall it was in, -1 none */
-	__u32 pad2;
+	/* Python stacks of slow busy periods (bpf/loop.bpf.c, "Stacks"): the
+	 * off-CPU episode in progress or just ended, whose stack is taken when
+	 * the thread next runs in its own context. */
+	__u32 walk_pending;      /* 1: take the stack at the next sys_exit / sample */
+	__s32 ep_syscall;        /* syscall the episode blocked in, -1 none */
+	__u32 pad3;
+	__u64 ep_start_ns;       /* left the CPU at */
+	__u64 ep_blocked_ns;     /* of the episode: sleeping in the kernel */
+	__u64 ep_runnable_ns;    /* of the episode: waiting for a CPU */
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */
@@ -74,6 +83,7 @@ enum ls_event_type {
 	/* 2 is LS_EV_SLOW_CALLBACK (pycallback_events.h) */
 	LS_EV_FORK = 3,
 	LS_EV_EXEC = 4,
+	LS_EV_STACK = 5,
 };
 
 /* With following on (`loopscope run`): a target forked a new process, which
@@ -103,5 +113,64 @@ struct ls_slow_busy_event {
 	__s32 top_syscall;     /* the syscall it was in (x86-64 number), -1 none */
 	__u32 pad2;
 };
+
+/*
+ * Python stacks of slow busy periods. Per target process, what the BPF
+ * stack walker needs (value of the `py_procs` map, keyed by tgid, written
+ * by ls_loop_set_python): the offsets row of its CPython and the run-time
+ * address of _PyRuntime (exported in .dynsym on 3.8-3.13).
+ */
+struct ls_stack_proc {
+	__u64 runtime_addr;
+	struct ls_py_offsets off;
+};
+
+/* Frames per stack; deeper stacks keep their innermost LS_STACK_MAX frames
+ * and are marked truncated. */
+#define LS_STACK_MAX 64
+
+/* One Python frame as the walker found it: the code object and where in it.
+ * instr is f_lasti (int) on 3.8-3.10 (bytes 3.8/3.9, code units 3.10), and
+ * the instruction pointer (prev_instr 3.11/3.12, instr_ptr 3.13) on 3.11+:
+ * agent/pystack.c turns it into a byte offset into the bytecode. */
+struct ls_stack_frame {
+	__u64 code;
+	__u64 instr;
+};
+
+enum ls_stack_kind {
+	LS_STACK_ON_CPU = 1,  /* a cpu-clock sample while the thread ran */
+	LS_STACK_OFF_CPU = 2, /* an off-CPU episode: blocked and/or runnable */
+};
+
+/* Why a stack event has no frames. */
+enum ls_stack_error {
+	LS_STACK_OK = 0,
+	LS_STACK_NO_PYTHON = 1,  /* the process has no stack walker set-up */
+	LS_STACK_NO_TSTATE = 2,  /* no PyThreadState with this thread's id */
+	LS_STACK_READ = 3,       /* interpreter memory unreadable */
+};
+
+/* A stack of a loop thread taken inside a busy period already older than
+ * the stack-after time (a fraction of the threshold). Variable size: the
+ * header plus nframes frames, innermost first. */
+struct ls_stack_event {
+	__u32 type; /* LS_EV_STACK */
+	__u32 tgid;
+	__u32 tid;
+	__u32 kind;           /* enum ls_stack_kind */
+	__u64 busy_start_ns;  /* start of the busy period (its poll return) */
+	__u64 time_ns;        /* when taken (off-CPU: when the episode began) */
+	__u64 weight_ns;      /* on-CPU: the sampling period; off-CPU: the episode's length */
+	__u64 blocked_ns;     /* off-CPU: sleeping in the kernel */
+	__u64 runnable_ns;    /* off-CPU: waiting for a CPU */
+	__s32 syscall;        /* off-CPU: the syscall it blocked in, -1 none */
+	__u16 nframes;
+	__u8 truncated;       /* more frames than LS_STACK_MAX */
+	__u8 error;           /* enum ls_stack_error */
+	struct ls_stack_frame frames[LS_STACK_MAX];
+};
+
+#define LS_STACK_EVENT_HDR (sizeof(struct ls_stack_event) - LS_STACK_MAX * sizeof(struct ls_stack_frame))
 
 #endif /* LOOPSCOPE_LOOP_EVENTS_H */

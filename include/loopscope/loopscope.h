@@ -65,6 +65,8 @@ struct ls_loop;
 
 typedef void (*ls_slow_busy_fn)(const struct ls_slow_busy_event *e, void *ctx);
 typedef void (*ls_proc_fn)(const struct ls_proc_event *e, void *ctx);
+/* e is variable-size: its header and e->nframes frames are valid. */
+typedef void (*ls_stack_fn)(const struct ls_stack_event *e, void *ctx);
 
 struct ls_loop_opts {
 	uint64_t slow_threshold_ns; /* busy periods above this become events; 0 = 100 ms */
@@ -76,6 +78,16 @@ struct ls_loop_opts {
 	 * and execs of targets. Off: the fork/exec programs are not loaded. */
 	bool follow_children;
 	ls_proc_fn on_proc;
+	/* Python stacks of slow busy periods (bpf/loop.bpf.c, "Stacks"): in a
+	 * busy period older than stack_after_ns, cpu-clock samples at
+	 * sample_hz on every CPU and the end of each off-CPU episode take the
+	 * thread's Python stack, delivered to on_stack. stack_after_ns 0: no
+	 * stacks (the sampling and sys_exit programs are not even loaded).
+	 * Stacks are walked only in processes given to ls_loop_set_python. */
+	uint64_t stack_after_ns;
+	unsigned int sample_hz;     /* 0: 1000 (1 ms period), at most 10000 */
+	ls_stack_fn on_stack;
+	void *stack_ctx;            /* on_stack's ctx (NULL: ctx) */
 };
 
 /* Load bpf/loop.bpf.c and attach its six syscall tracepoints, the
@@ -91,6 +103,17 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out);
  * negative errno from the map update. Removing also drops its threads. */
 int ls_loop_add_target(struct ls_loop *l, pid_t pid);
 int ls_loop_remove_target(struct ls_loop *l, pid_t pid);
+
+/* Let the stack walker read process pid's Python stacks: runtime_addr is
+ * the run-time address of its _PyRuntime, off its CPython's offsets row
+ * (py_offsets.h). 0, or -E2BIG (LS_MAX_TARGETS processes), or another
+ * negative errno from the map update. ls_loop_remove_target forgets it. */
+int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
+		       const struct ls_py_offsets *off);
+
+/* Stack walks done in the kernel since open, and those that found no
+ * frames (no thread state for the thread, memory unreadable). */
+uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors);
 
 /* Change the slow threshold (ns) at run time. */
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
