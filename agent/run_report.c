@@ -291,6 +291,7 @@ static json_object *json_report(const struct ls_run_result *r)
 		else
 			json_object_object_add(js, "line", NULL);
 		rc |= jadd_str(js, "test", FIELD(s->test), true);
+		rc |= jadd_str(js, "why", FIELD(s->why), true);
 		jadd_i64(js, "pid", s->pid);
 		jadd_i64(js, "tid", s->tid);
 		jadd_u64(js, "start_ns", s->start_ns);
@@ -559,7 +560,7 @@ static void system_out(struct xw *x, struct sbuf *b)
 
 static void slow_failures(struct xw *x, const struct ls_run_result *r)
 {
-	char msg[2048], body[2200];
+	char msg[2048], body[3400];
 
 	for (int i = 0; i < nslow(r); i++) {
 		const struct ls_run_slow *s = &r->slow[i];
@@ -569,8 +570,9 @@ static void slow_failures(struct xw *x, const struct ls_run_result *r)
 			continue;
 		slow_message(r, s, msg, sizeof(msg));
 		snprintf(start, sizeof(start), "%llu", (unsigned long long)s->start_ns);
-		snprintf(body, sizeof(body), "%s\nstart_ns %s, duration_ns %llu\n", msg, start,
-			 (unsigned long long)s->duration_ns);
+		snprintf(body, sizeof(body), "%s\nstart_ns %s, duration_ns %llu\n%s%s%s", msg, start,
+			 (unsigned long long)s->duration_ns, s->why[0] ? "why: " : "", FIELD(s->why),
+			 s->why[0] ? "\n" : "");
 		failure(x, s->kind == LS_RUN_SLOW_BUSY ? "slow-busy-period" : "slow-callback", msg,
 			body);
 	}
@@ -901,6 +903,11 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		if (s->allowed)
 			fputs(" (allowed)", f);
 		fputc('\n', f);
+		if (s->why[0]) {
+			fputs("             ", f);
+			put_one_line(f, FIELD(s->why));
+			fputc('\n', f);
+		}
 	}
 	if (shown < nslow(r))
 		fprintf(f, "  (the %d longest shown; %d shorter ones: --json-out lists every one)\n",

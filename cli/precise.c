@@ -61,21 +61,54 @@ static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key 
 	return o;
 }
 
+/* "; stacks: 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ..." for
+ * a slow callback with stacks, "" without. */
+static const char *stack_text(const struct ls_stack_summary *st, int max_frames, char *buf,
+			      size_t len)
+{
+	struct ls_period_times t;
+	int n;
+
+	buf[0] = '\0';
+	if (!st || !st->n)
+		return buf;
+	ls_slowstack_times(st, &t);
+	n = snprintf(buf, len, ": ");
+	ls_slowstack_text(st, &t, max_frames, buf + n, len - (size_t)n);
+	return buf;
+}
+
 static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 {
 	struct cli_precise *p = ctx;
-	char b1[32], b2[32], full[600];
+	struct ls_stack_summary st = { 0 };
+	char b1[32], b2[32], full[600], why[2048];
 
+	if (p->stacks) {
+		char comm[16];
+
+		ls_target_thread_name((pid_t)e->key.tgid, (pid_t)e->tid, comm, sizeof(comm));
+		cli_stacks_take(p->stacks, e->key.tgid, e->tid, e->start_ns,
+				e->start_ns + e->duration_ns, true, comm, &st);
+	}
 	if (p->nslow < MAX_SLOW_KEPT) {
 		struct ls_slow_callback_event *grown = realloc(p->slow, (p->nslow + 1) * sizeof(*e));
+		struct ls_stack_summary *gs = realloc(p->slow_stacks, (p->nslow + 1) * sizeof(st));
 
-		if (grown) {
+		if (gs)
+			p->slow_stacks = gs;
+		if (grown)
 			p->slow = grown;
-			p->slow[p->nslow++] = *e;
+		if (grown && gs) {
+			p->slow[p->nslow] = *e;
+			p->slow_stacks[p->nslow++] = st; /* owned by the list now */
+			memset(&st, 0, sizeof(st));
 		}
 	} else {
 		p->slow_dropped++;
 	}
+	const struct ls_stack_summary *kept = p->nslow && p->slow[p->nslow - 1].start_ns == e->start_ns &&
+		p->slow[p->nslow - 1].tid == e->tid ? &p->slow_stacks[p->nslow - 1] : &st;
 	/* Resolve the name now, while the process surely exists: the report
 	 * may come after it is gone. */
 	name_of(p, &e->key);
@@ -86,14 +119,18 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		cli_jadd_u64(o, "start_ns", e->start_ns);
 		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		if (p->stacks)
+			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
 		cli_print_json(o);
 	} else if (!p->quiet) {
-		printf("%s  SLOW callback %s  %s  pid %u tid %u\n",
+		printf("%s  SLOW callback %s  %s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
-		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid);
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
+		       stack_text(kept, 4, why, sizeof(why)));
 		fflush(stdout);
 	}
+	ls_slowstack_summary_free(&st);
 }
 
 int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
@@ -245,6 +282,8 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
 			cli_jadd_u64(o, "start_ns", p->slow[i].start_ns);
 			cli_jadd_u64(o, "duration_ns", p->slow[i].duration_ns);
+			if (p->stacks)
+				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
 			json_object_array_add(jslow, o);
 		}
 		json_object *jt = json_object_new_array();
@@ -294,10 +333,13 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		if (e->duration_ns < cut || shown == LS_TEXT_SLOW_MAX)
 			continue; /* the longest; JSON lists all */
 		shown++;
-		printf("    %s  %-60s %10s  pid %u tid %u\n",
+		char why[4096];
+
+		printf("    %s  %-60s %10s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
-		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid);
+		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
+		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
 	}
 	if (shown < p->nslow)
 		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,
@@ -313,6 +355,9 @@ void cli_precise_close(struct cli_precise *p)
 	ls_pycb_close(p->pycb);
 	ls_pyname_cache_free(p->names);
 	free(p->targets);
+	for (size_t i = 0; i < p->nslow && p->slow_stacks; i++)
+		ls_slowstack_summary_free(&p->slow_stacks[i]);
+	free(p->slow_stacks);
 	free(p->slow);
 	memset(p, 0, sizeof(*p));
 }

@@ -39,6 +39,7 @@ struct run {
 	struct ls_run_result *r;
 	struct proc_state st[LS_RUN_MAX_PROCS];
 	struct cli_precise precise;
+	struct cli_stacks stacks;
 	const char *json_out, *junit_out;
 	bool annotations, light, quiet;
 	uint64_t threshold_ns;
@@ -86,6 +87,11 @@ void cli_run_usage(FILE *f)
 		"                               (default 100ms)\n"
 		"  --mode light|precise         precise (default) or epoll level everywhere\n"
 		"  -q, --quiet                  no per-process lines while running\n"
+		"  --no-stacks                  no Python stacks of slow events (by default\n"
+		"                               each one says where its time went: on CPU or\n"
+		"                               blocked in which syscall, at which line)\n"
+		"  --folded FILE                the slow events' stacks in folded format\n"
+		"                               (flamegraph.pl, speedscope), weights in us\n"
 		"  -h, --help\n"
 		"\n"
 		"Exit codes: CMD's own when no gate fails (128+N when signal N killed it);\n"
@@ -157,7 +163,7 @@ static void on_proc(const struct ls_proc_event *e, void *ctx)
 	/* A new program, or a fork of a Python process that does not exec
 	 * (multiprocessing's fork, pre-fork servers): the parent's uprobes are
 	 * filtered to the parent's pid, the child needs its own. */
-	if (!run->light && (e->type == LS_EV_EXEC || (parent && parent->precise))) {
+	if (e->type == LS_EV_EXEC || (parent && parent->python[0])) {
 		st->resolve_until_ns = now + RESOLVE_WINDOW_NS;
 		st->next_try_ns = now;
 	}
@@ -182,12 +188,82 @@ static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t 
 	snprintf(s->name, sizeof(s->name), "busy period");
 }
 
+/* The pytest node id of the outermost test* function in a test_*.py or
+ * *_test.py file on the stack (a sync test that runs its own loop), into
+ * out; "" when there is none. */
+static void pytest_from_stack(const struct ls_stack_summary *st, char *out, size_t len)
+{
+	const struct ls_stack_agg *a = st->n ? &st->stacks[0] : NULL;
+
+	out[0] = '\0';
+	for (int i = a ? (int)a->nframes - 1 : -1; i >= 0; i--) {
+		const struct ls_pyframe *f = &a->frames[i];
+		const char *base = strrchr(f->filename, '/'), *fn = strrchr(f->qualname, '.');
+		size_t blen;
+
+		base = base ? base + 1 : f->filename;
+		fn = fn ? fn + 1 : f->qualname;
+		blen = strlen(base);
+		if (strncmp(fn, "test", 4) || blen < 4 || strcmp(base + blen - 3, ".py") ||
+		    (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py"))))
+			continue;
+		snprintf(out, len, "%s::", base);
+		for (const char *c = f->qualname; *c && strlen(out) + 3 < len; c++) {
+			size_t n = strlen(out);
+
+			if (*c == '.') {
+				memcpy(out + n, "::", 3);
+			} else {
+				out[n] = *c;
+				out[n + 1] = '\0';
+			}
+		}
+		return;
+	}
+}
+
+/* What the stacks of a slow event say: why, the test, and for a busy
+ * period (which has no name of its own) the culprit: the innermost frame
+ * of its heaviest stack, with the line it was on. */
+static void explain(struct ls_run_slow *s, const struct ls_stack_summary *st,
+		    const struct ls_period_times *t)
+{
+	if (!st->n)
+		return;
+	ls_slowstack_text(st, t, 6, s->why, sizeof(s->why));
+	if (!s->test[0])
+		pytest_from_stack(st, s->test, sizeof(s->test));
+	if (s->kind == LS_RUN_SLOW_BUSY && st->stacks[0].nframes) {
+		const struct ls_pyframe *f = &st->stacks[0].frames[0];
+
+		snprintf(s->name, sizeof(s->name), "busy period in %s()", f->qualname);
+		snprintf(s->file, sizeof(s->file), "%s", f->filename);
+		s->line = f->line > 0 ? f->line : f->firstlineno;
+	}
+}
+
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 {
 	struct run *run = ctx;
+	struct ls_stack_summary st;
+	char comm[16];
+	uint64_t off = e->blocked_ns + e->runnable_ns;
+	struct ls_period_times t = {
+		.on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0,
+		.blocked_ns = e->blocked_ns,
+		.top_block_ns = e->top_block_ns,
+		.top_syscall = e->top_syscall,
+		.runnable_ns = e->runnable_ns,
+	};
 
 	add_slow(run->r, LS_RUN_SLOW_BUSY, (pid_t)e->tgid, (pid_t)e->tid, e->start_ns,
 		 e->duration_ns);
+	ls_target_thread_name((pid_t)e->tgid, (pid_t)e->tid, comm, sizeof(comm));
+	cli_stacks_take(&run->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
+			false, comm, &st);
+	if (run->r->nslow && run->r->slow[run->r->nslow - 1].start_ns == e->start_ns)
+		explain(&run->r->slow[run->r->nslow - 1], &st, &t);
+	ls_slowstack_summary_free(&st);
 }
 
 /* Try to resolve CPython in processes that exec'd recently. */
@@ -203,14 +279,21 @@ static void resolve_pending(struct run *run)
 
 		if (!st->resolve_until_ns || now < st->next_try_ns)
 			continue;
-		err = cli_precise_add(&run->precise, p->pid, true, &resolve_err, &t);
+		if (run->light) {
+			resolve_err = ls_py_resolve(p->pid, &t);
+			err = 1; /* epoll level by choice */
+		} else {
+			err = cli_precise_add(&run->precise, p->pid, true, &resolve_err, &t);
+		}
 		if (resolve_err == -ENOEXEC && now < st->resolve_until_ns) {
 			st->next_try_ns = now + RESOLVE_RETRY_NS; /* libpython not mapped yet */
 			continue;
 		}
 		st->resolve_until_ns = 0;
-		if (!resolve_err)
+		if (!resolve_err) {
 			snprintf(p->python, sizeof(p->python), "%d.%d", t.major, t.minor);
+			cli_stacks_add_resolved(&run->stacks, &t);
+		}
 		if (err == 0)
 			p->precise = true;
 		else if (err < 0)
@@ -277,6 +360,7 @@ static void reap_gone(struct run *run, struct ls_loop *loop)
 		ls_loop_remove_target(loop, run->r->procs[i].pid);
 		if (run->r->procs[i].precise)
 			cli_precise_remove(&run->precise, run->r->procs[i].pid);
+		/* Not its stacks: slow events of it may still be in the ring. */
 	}
 }
 
@@ -363,6 +447,12 @@ static void finish(struct run *run, struct ls_loop *loop)
 		snprintf(s->file, sizeof(s->file), "%s", nm->filename);
 		s->line = nm->firstlineno;
 		pytest_name(&e->key, nm, s->test, sizeof(s->test));
+		if (pr->slow_stacks) {
+			struct ls_period_times t;
+
+			ls_slowstack_times(&pr->slow_stacks[i], &t);
+			explain(s, &pr->slow_stacks[i], &t);
+		}
 	}
 	r->slow_not_kept += (long)pr->slow_dropped;
 	r->lost_events = ls_loop_lost_events(loop) + (pr->pycb ? ls_pycb_lost_events(pr->pycb) : 0);
@@ -405,6 +495,8 @@ static int parse_args(struct run *run, int argc, char **argv)
 		{ "threshold", required_argument, NULL, 't' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "no-stacks", no_argument, NULL, 'S' },
+		{ "folded", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -415,6 +507,7 @@ static int parse_args(struct run *run, int argc, char **argv)
 
 	r->max_slow = -1;
 	run->threshold_ns = 100000000ULL;
+	run->stacks.enabled = true;
 	run->annotations = gha && !strcmp(gha, "true");
 	optind = 1;
 	/* "+": stop at the first non-option, CMD's own flags are its own. */
@@ -470,6 +563,12 @@ static int parse_args(struct run *run, int argc, char **argv)
 			break;
 		case 'q':
 			run->quiet = true;
+			break;
+		case 'S':
+			run->stacks.enabled = false;
+			break;
+		case 'F':
+			run->stacks.folded_path = optarg;
 			break;
 		case 'h':
 			cli_run_usage(stdout);
@@ -534,6 +633,12 @@ int cli_run(int argc, char **argv)
 	lopts.on_proc = on_proc;
 	lopts.follow_children = true;
 	lopts.ctx = &run;
+	run.stacks.quiet = true; /* the report says what it has */
+	if (cli_stacks_init(&run.stacks)) {
+		fprintf(stderr, "loopscope: out of memory\n");
+		goto cleanup;
+	}
+	cli_stacks_loop_opts(&run.stacks, run.threshold_ns, &lopts);
 	err = ls_loop_open(&lopts, &loop);
 	if (err) {
 		fprintf(stderr, "loopscope: loading BPF programs failed: %s\n", strerror(-err));
@@ -542,6 +647,8 @@ int cli_run(int argc, char **argv)
 	run.precise.quiet = true; /* no lines on stdout: CMD owns it */
 	run.precise.quiet_resolve = run.quiet;
 	run.precise.threshold_ns = run.threshold_ns;
+	run.stacks.loop = loop;
+	run.precise.stacks = run.stacks.enabled ? &run.stacks : NULL;
 
 	if (pipe2(go, O_CLOEXEC) || pipe2(execerr, O_CLOEXEC)) {
 		fprintf(stderr, "loopscope: pipe: %s\n", strerror(errno));
@@ -607,6 +714,7 @@ int cli_run(int argc, char **argv)
 		if (ls_sys_now_ns() >= next_reap_ns) {
 			reap_gone(&run, loop);
 			next_reap_ns = ls_sys_now_ns() + REAP_EVERY_NS;
+			cli_stacks_prune(&run.stacks, ls_sys_now_ns());
 		}
 	}
 	child_pid_for_signals = 0;
@@ -642,6 +750,8 @@ int cli_run(int argc, char **argv)
 	}
 	if (run.annotations)
 		ls_run_print_annotations(run.r, stdout);
+	if (cli_stacks_write_folded(&run.stacks))
+		ret = LS_RUN_EXIT_ERROR;
 	if (run.json_out && (err = ls_run_write_json(run.r, run.json_out))) {
 		fprintf(stderr, "loopscope: writing %s: %s\n", run.json_out, strerror(-err));
 		ret = LS_RUN_EXIT_ERROR;
@@ -658,6 +768,7 @@ cleanup:
 			close(execerr[i]);
 	}
 	cli_precise_close(&run.precise);
+	cli_stacks_close(&run.stacks);
 	ls_loop_close(loop);
 	free(run.r);
 	return ret;

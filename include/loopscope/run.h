@@ -48,6 +48,7 @@ struct ls_run_slow {
 	char file[256];     /* co_filename, "" when unknown */
 	int line;           /* co_firstlineno, 0 when unknown */
 	char test[256];     /* pytest test it ran under ("test_app.py::test_blocks"), "" if none */
+	char why[1024];     /* where the time went, with the Python stack (ls_slowstack_text), "" if unknown */
 	pid_t pid, tid;
 	uint64_t start_ns, duration_ns;
 	bool allowed;       /* matched an --allow pattern: reported, not counted */
