@@ -1,0 +1,156 @@
+"""An asyncio app whose loop is blocked by four known culprits, one after the
+other, each for about --block seconds (default 0.15):
+
+  sleep  a coroutine calls time.sleep()              (blocked: clock_nanosleep,
+                                                      or select on 3.8-3.10)
+  spin   a call_soon function spins in pure Python   (on CPU: --block of CPU
+                                                      time, however long that takes)
+  pipe   a coroutine reads a pipe that a timer       (blocked: read)
+         thread writes to only after --block
+  lock   a call_soon function takes a threading.Lock (blocked: futex)
+         that another thread holds for --block
+
+Every culprit logs, to --log, one JSON line with its own measurement:
+  {"name": "sleep", "function": "sleep_culprit", "line": 41,
+   "lines": [41], "start_ns": N, "duration_ns": N, "on_cpu_ns": N,
+   "wait_ns": N}
+start_ns is CLOCK_MONOTONIC (the clock loopscope reports), duration_ns from
+time.perf_counter, on_cpu_ns from time.thread_time (this thread's CPU time),
+wait_ns from the kernel's schedstat of this thread (time runnable but
+waiting for a CPU: /proc/self/task/TID/schedstat, second field),
+"line" the line of the blocking call, "lines" every line the culprit may be
+found on (a spin loop has two). A timer ticks every 10 ms in between, so the
+loop is otherwise healthy: busy periods far below 10 ms.
+
+With --wait-file F the culprits start only once F exists (a test creates it
+when loopscope is attached). --rounds N repeats the four N times.
+"""
+import argparse
+import asyncio
+import json
+import os
+import threading
+import time
+
+LINES = {}
+
+
+def _mark(name, extra=0):
+    """Record the line after the caller's, where its culprit is (and the
+    extra lines after that one, for a culprit that spans lines)."""
+    import sys
+    first = sys._getframe(1).f_lineno + 1
+    LINES[name] = list(range(first, first + 1 + extra))
+
+
+def wait_ns():
+    """This thread's time runnable but not running, ns (schedstat)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+        return int(f.read().split()[1])
+
+
+def begin():
+    return time.monotonic_ns(), time.perf_counter(), time.thread_time(), wait_ns()
+
+
+class Log:
+    def __init__(self, path):
+        self.f = open(path, "a")
+
+    def write(self, name, function, began):
+        duration_ns = int((time.perf_counter() - began[1]) * 1e9)
+        on_cpu_ns = int((time.thread_time() - began[2]) * 1e9)
+        waited_ns = wait_ns() - began[3]
+        lines = LINES[name]
+        self.f.write(json.dumps({"name": name, "function": function, "line": lines[0],
+                                 "lines": lines, "start_ns": began[0],
+                                 "duration_ns": duration_ns, "on_cpu_ns": on_cpu_ns,
+                                 "wait_ns": waited_ns}) + "\n")
+        self.f.flush()
+
+
+async def sleep_culprit(log, block):
+    began = begin()
+    _mark("sleep")
+    time.sleep(block)
+    log.write("sleep", "sleep_culprit", began)
+
+
+def spin_culprit(log, block):
+    began = begin()
+    x = 0
+    _mark("spin", extra=1)
+    while time.thread_time() - began[2] < block:
+        x += 1
+    log.write("spin", "spin_culprit", began)
+
+
+async def pipe_culprit(log, block):
+    r, w = os.pipe()
+    writer = threading.Timer(block, os.write, (w, b"x"))
+    writer.start()
+    began = begin()
+    _mark("pipe")
+    os.read(r, 1)
+    log.write("pipe", "pipe_culprit", began)
+    writer.join()
+    os.close(r)
+    os.close(w)
+
+
+def lock_culprit(log, block, lock, held):
+    held.wait()
+    began = begin()
+    _mark("lock")
+    lock.acquire()
+    lock.release()
+    log.write("lock", "lock_culprit", began)
+
+
+def hold_lock(lock, held, block):
+    with lock:
+        held.set()
+        time.sleep(block)
+
+
+async def main(args):
+    loop = asyncio.get_running_loop()
+    log = Log(args.log)
+    print(f"pid {os.getpid()}", flush=True)
+    stop = False
+
+    def tick():
+        if not stop:
+            loop.call_later(0.010, tick)
+
+    tick()
+    if args.wait_file:
+        while not os.path.exists(args.wait_file):
+            await asyncio.sleep(0.02)
+    for _ in range(args.rounds):
+        await asyncio.sleep(args.gap)
+        await loop.create_task(sleep_culprit(log, args.block))
+        await asyncio.sleep(args.gap)
+        loop.call_soon(spin_culprit, log, args.block)
+        await asyncio.sleep(args.gap)
+        await loop.create_task(pipe_culprit(log, args.block))
+        await asyncio.sleep(args.gap)
+        lock, held = threading.Lock(), threading.Event()
+        holder = threading.Thread(target=hold_lock, args=(lock, held, args.block))
+        holder.start()
+        held.wait()
+        loop.call_soon(lock_culprit, log, args.block, lock, held)
+        await asyncio.sleep(args.gap)
+        holder.join()
+    await asyncio.sleep(args.gap)
+    stop = True
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--log", required=True)
+    p.add_argument("--block", type=float, default=0.15)
+    p.add_argument("--gap", type=float, default=0.3)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--wait-file")
+    asyncio.run(main(p.parse_args()))
