@@ -54,6 +54,15 @@ struct {
 	__type(value, struct ls_thread_stats);
 } zero_stats SEC(".maps");
 
+/* Stacks: per Python target, what the walker needs (see "Stacks"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_TARGETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ls_stack_proc);
+} py_procs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, LS_RINGBUF_BYTES);
@@ -386,7 +395,8 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		/* Stacks: take this episode's stack in the thread's own
 		 * context, soon (see "Stacks" below). */
 		if (stack_after_ns && !st->walk_pending &&
-		    now - st->poll_exit_ns >= stack_after_ns) {
+		    now - st->poll_exit_ns >= stack_after_ns &&
+		    bpf_map_lookup_elem(&py_procs, &st->tgid)) {
 			st->walk_pending = 1;
 			__sync_fetch_and_add(&pending_walks, 1);
 		}
@@ -440,13 +450,6 @@ __u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
 __u64 stack_walks;         /* walks done: the "no work when healthy" proof */
 __u64 stack_walk_errors;   /* walks that found no frames */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, LS_MAX_TARGETS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32); /* tgid */
-	__type(value, struct ls_stack_proc);
-} py_procs SEC(".maps");
 
 /* tid -> its PyThreadState, found once by the list walk, re-checked on use. */
 struct {
@@ -663,6 +666,8 @@ int ls_stack_sample(void *ctx)
 	st = bpf_map_lookup_elem(&threads, &tid);
 	if (!st || st->tgid != tgid || st->in_poll || !st->poll_exit_ns)
 		return 0;
+	if (!bpf_map_lookup_elem(&py_procs, &tgid))
+		return 0; /* no Python stack to take here */
 	now = bpf_ktime_get_ns();
 	if (st->walk_pending) {
 		/* A preemption's episode: the stack it was preempted at is

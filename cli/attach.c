@@ -590,7 +590,6 @@ int cli_attach(int argc, char **argv)
 	lopts.btf_path = a.btf_path;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.ctx = &a;
-	a.stacks.quiet = a.json;
 	if (cli_stacks_init(&a.stacks)) {
 		fprintf(stderr, "loopscope: out of memory\n");
 		goto cleanup;

@@ -98,6 +98,9 @@ struct cli_precise {
 	int ntargets;
 	struct ls_slow_callback_event *slow; /* kept for the report */
 	struct ls_stack_summary *slow_stacks; /* the stacks of each */
+	struct ls_cb_name *slow_names;   /* of each: its name from its stack when
+					  * the key cannot tell (a pure-Python
+					  * Task's step); qualname "" otherwise */
 	size_t nslow, slow_dropped;
 	struct cli_stacks *stacks;       /* NULL: no stacks */
 };
@@ -115,6 +118,10 @@ int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
  * could not be probed (one line said why; epoll level goes on); -errno when
  * the BPF object could not be loaded. */
 int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t);
+/* Slow callback i (of p->slow): its key into *k and its name, a pure-Python
+ * Task's step named as its Task (by its stack; kind LS_CB_TASK). */
+const struct ls_cb_name *cli_precise_slow_name(struct cli_precise *p, size_t i,
+					       struct ls_cb_key *k);
 /* The name of callback k (cached; read from the process on first use). */
 const struct ls_cb_name *cli_precise_name(struct cli_precise *p, const struct ls_cb_key *k);
 void cli_precise_remove(struct cli_precise *p, pid_t pid);

@@ -38,6 +38,14 @@ const struct ls_cb_name *cli_precise_name(struct cli_precise *p, const struct ls
 	return name_of(p, k);
 }
 
+static const struct ls_cb_name *slow_name(struct cli_precise *p, size_t i, struct ls_cb_key *k);
+
+const struct ls_cb_name *cli_precise_slow_name(struct cli_precise *p, size_t i,
+					       struct ls_cb_key *k)
+{
+	return slow_name(p, i, k);
+}
+
 static const char *kind_name(uint32_t kind)
 {
 	static const char *names[] = { "other", "function", "method", "partial", "task", "builtin",
@@ -46,9 +54,49 @@ static const char *kind_name(uint32_t kind)
 	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
 }
 
-static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key *k)
+static bool ends_with(const char *s, const char *tail)
 {
-	const struct ls_cb_name *nm = name_of(p, k);
+	size_t n = strlen(s), t = strlen(tail);
+
+	return n >= t && !strcmp(s + n - t, tail);
+}
+
+/* A pure-Python Task's step (asyncio.tasks._PyTask, or any Task when the C
+ * _asyncio module is missing) reaches context_run as the bound method
+ * Task.__step, which does not say which coroutine it drives (the Task keeps
+ * it in its instance dict, laid out differently in every version). Its
+ * stack does: the frame called by the innermost Task.__step* frame of
+ * asyncio/tasks.py (Task.__step, or __step_run_and_handle_result on 3.12+)
+ * is the coroutine's. Fills *out with its name, file and first line; false
+ * when k is not such a step or no stack shows it. */
+static bool py_task_step_name(const struct ls_cb_name *nm, const struct ls_stack_summary *st,
+			      struct ls_cb_name *out)
+{
+	if (!ends_with(nm->qualname, "Task.__step") || !ends_with(nm->filename, "asyncio/tasks.py"))
+		return false;
+	for (size_t s = 0; st && s < st->n; s++) {
+		const struct ls_stack_agg *a = &st->stacks[s];
+
+		for (int i = 1; i < a->nframes; i++) {
+			const struct ls_pyframe *f = &a->frames[i], *coro = &a->frames[i - 1];
+
+			/* 3.11+ code has qualnames ("Task.__step"); before,
+			 * only names ("__step"). */
+			if ((strncmp(f->qualname, "Task.__step", 11) &&
+			     strncmp(f->qualname, "__step", 6)) ||
+			    !ends_with(f->filename, "asyncio/tasks.py"))
+				continue;
+			snprintf(out->qualname, sizeof(out->qualname), "%s", coro->qualname);
+			snprintf(out->filename, sizeof(out->filename), "%s", coro->filename);
+			out->firstlineno = coro->firstlineno;
+			return true;
+		}
+	}
+	return false;
+}
+
+static json_object *callback_json_named(const struct ls_cb_key *k, const struct ls_cb_name *nm)
+{
 	json_object *o = json_object_new_object();
 	char full[600];
 
@@ -59,6 +107,22 @@ static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key 
 	json_object_object_add(o, "file", json_object_new_string(nm->filename));
 	json_object_object_add(o, "line", json_object_new_int(nm->firstlineno));
 	return o;
+}
+
+static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key *k)
+{
+	return callback_json_named(k, name_of(p, k));
+}
+
+/* Slow callback i's key and name: a pure-Python Task's step as its Task. */
+static const struct ls_cb_name *slow_name(struct cli_precise *p, size_t i, struct ls_cb_key *k)
+{
+	*k = p->slow[i].key;
+	if (p->slow_names && p->slow_names[i].qualname[0]) {
+		k->kind = LS_CB_TASK;
+		return &p->slow_names[i];
+	}
+	return name_of(p, k);
 }
 
 /* "; stacks: 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ..." for
@@ -94,26 +158,34 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	if (p->nslow < MAX_SLOW_KEPT) {
 		struct ls_slow_callback_event *grown = realloc(p->slow, (p->nslow + 1) * sizeof(*e));
 		struct ls_stack_summary *gs = realloc(p->slow_stacks, (p->nslow + 1) * sizeof(st));
+		struct ls_cb_name *gn = realloc(p->slow_names, (p->nslow + 1) * sizeof(*gn));
 
 		if (gs)
 			p->slow_stacks = gs;
 		if (grown)
 			p->slow = grown;
-		if (grown && gs) {
+		if (gn)
+			p->slow_names = gn;
+		if (grown && gs && gn) {
 			p->slow[p->nslow] = *e;
+			memset(&p->slow_names[p->nslow], 0, sizeof(*gn));
+			py_task_step_name(name_of(p, &e->key), &st, &p->slow_names[p->nslow]);
 			p->slow_stacks[p->nslow++] = st; /* owned by the list now */
 			memset(&st, 0, sizeof(st));
 		}
 	} else {
 		p->slow_dropped++;
 	}
-	const struct ls_stack_summary *kept = p->nslow && p->slow[p->nslow - 1].start_ns == e->start_ns &&
-		p->slow[p->nslow - 1].tid == e->tid ? &p->slow_stacks[p->nslow - 1] : &st;
+	bool is_kept = p->nslow && p->slow[p->nslow - 1].start_ns == e->start_ns &&
+		p->slow[p->nslow - 1].tid == e->tid;
+	const struct ls_stack_summary *kept = is_kept ? &p->slow_stacks[p->nslow - 1] : &st;
+	struct ls_cb_key key = e->key;
+	const struct ls_cb_name *nm = is_kept ? slow_name(p, p->nslow - 1, &key) : name_of(p, &key);
 	/* Resolve the name now, while the process surely exists: the report
 	 * may come after it is gone. */
 	name_of(p, &e->key);
 	if (p->json) {
-		json_object *o = callback_json(p, &e->key);
+		json_object *o = callback_json_named(&key, nm);
 
 		json_object_object_add(o, "type", json_object_new_string("slow_callback"));
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
@@ -125,7 +197,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	} else if (!p->quiet) {
 		printf("%s  SLOW callback %s  %s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
-		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
+		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(kept, 4, why, sizeof(why)));
 		fflush(stdout);
@@ -277,7 +349,9 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object_array_add(jcb, o);
 		}
 		for (size_t i = 0; i < p->nslow; i++) {
-			json_object *o = callback_json(p, &p->slow[i].key);
+			struct ls_cb_key key;
+			const struct ls_cb_name *nm = slow_name(p, i, &key);
+			json_object *o = callback_json_named(&key, nm);
 
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
 			cli_jadd_u64(o, "start_ns", p->slow[i].start_ns);
@@ -334,10 +408,12 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			continue; /* the longest; JSON lists all */
 		shown++;
 		char why[4096];
+		struct ls_cb_key key;
+		const struct ls_cb_name *nm = slow_name(p, i, &key);
 
 		printf("    %s  %-60s %10s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
-		       ls_pyname_format(&e->key, name_of(p, &e->key), full, sizeof(full)),
+		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
 	}
@@ -358,6 +434,7 @@ void cli_precise_close(struct cli_precise *p)
 	for (size_t i = 0; i < p->nslow && p->slow_stacks; i++)
 		ls_slowstack_summary_free(&p->slow_stacks[i]);
 	free(p->slow_stacks);
+	free(p->slow_names);
 	free(p->slow);
 	memset(p, 0, sizeof(*p));
 }

@@ -437,16 +437,17 @@ static void finish(struct run *run, struct ls_loop *loop)
 	r->nslow = kept;
 	for (size_t i = 0; i < pr->nslow && r->nslow < LS_RUN_MAX_SLOW; i++) {
 		const struct ls_slow_callback_event *e = &pr->slow[i];
-		const struct ls_cb_name *nm = cli_precise_name(pr, &e->key);
+		struct ls_cb_key key;
+		const struct ls_cb_name *nm = cli_precise_slow_name(pr, i, &key);
 		struct ls_run_slow *s;
 
 		add_slow(r, LS_RUN_SLOW_CALLBACK, (pid_t)e->key.tgid, (pid_t)e->tid, e->start_ns,
 			 e->duration_ns);
 		s = &r->slow[r->nslow - 1];
-		ls_pyname_format(&e->key, nm, s->name, sizeof(s->name));
+		ls_pyname_format(&key, nm, s->name, sizeof(s->name));
 		snprintf(s->file, sizeof(s->file), "%s", nm->filename);
 		s->line = nm->firstlineno;
-		pytest_name(&e->key, nm, s->test, sizeof(s->test));
+		pytest_name(&key, nm, s->test, sizeof(s->test));
 		if (pr->slow_stacks) {
 			struct ls_period_times t;
 

@@ -84,7 +84,7 @@ bool cli_stacks_add(struct cli_stacks *cs, pid_t pid)
 	if (err) {
 		/* A process that is not Python has no Python stack to miss. */
 		if (!cs->quiet && err != -ENOEXEC && err != -ESRCH)
-			fprintf(stderr, "loopscope: pid %d: no Python stacks: %s\n", pid, t.error);
+			fprintf(stderr, "loopscope: no Python stacks for %s\n", t.error);
 		return false;
 	}
 	return cli_stacks_add_resolved(cs, &t);

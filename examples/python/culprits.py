@@ -23,7 +23,8 @@ found on (a spin loop has two). A timer ticks every 10 ms in between, so the
 loop is otherwise healthy: busy periods far below 10 ms.
 
 With --wait-file F the culprits start only once F exists (a test creates it
-when loopscope is attached). --rounds N repeats the four N times.
+when loopscope is attached). --rounds N repeats the four N times; --only
+NAME runs one of them; --depth N runs each N Python calls deep (nest()).
 """
 import argparse
 import asyncio
@@ -113,6 +114,23 @@ def hold_lock(lock, held, block):
         time.sleep(block)
 
 
+def nest(depth, fn, *args):
+    """Call fn(*args) under depth more Python frames."""
+    if depth <= 0:
+        return fn(*args)
+    return nest(depth - 1, fn, *args)
+
+
+async def nested(depth, coro_fn, *args):
+    """Await coro_fn(*args) under depth more Python frames (the coroutine
+    is driven by hand: each level is a plain call)."""
+    coro = coro_fn(*args)
+    try:
+        nest(depth, coro.send, None)
+    except StopIteration:
+        pass
+
+
 async def main(args):
     loop = asyncio.get_running_loop()
     log = Log(args.log)
@@ -127,21 +145,29 @@ async def main(args):
     if args.wait_file:
         while not os.path.exists(args.wait_file):
             await asyncio.sleep(0.02)
+    def want(name):
+        return args.only in (None, name)
+
+    d = args.depth
     for _ in range(args.rounds):
-        await asyncio.sleep(args.gap)
-        await loop.create_task(sleep_culprit(log, args.block))
-        await asyncio.sleep(args.gap)
-        loop.call_soon(spin_culprit, log, args.block)
-        await asyncio.sleep(args.gap)
-        await loop.create_task(pipe_culprit(log, args.block))
-        await asyncio.sleep(args.gap)
-        lock, held = threading.Lock(), threading.Event()
-        holder = threading.Thread(target=hold_lock, args=(lock, held, args.block))
-        holder.start()
-        held.wait()
-        loop.call_soon(lock_culprit, log, args.block, lock, held)
-        await asyncio.sleep(args.gap)
-        holder.join()
+        if want("sleep"):
+            await asyncio.sleep(args.gap)
+            await loop.create_task(nested(d, sleep_culprit, log, args.block))
+        if want("spin"):
+            await asyncio.sleep(args.gap)
+            loop.call_soon(nest, d, spin_culprit, log, args.block)
+        if want("pipe"):
+            await asyncio.sleep(args.gap)
+            await loop.create_task(nested(d, pipe_culprit, log, args.block))
+        if want("lock"):
+            await asyncio.sleep(args.gap)
+            lock, held = threading.Lock(), threading.Event()
+            holder = threading.Thread(target=hold_lock, args=(lock, held, args.block))
+            holder.start()
+            held.wait()
+            loop.call_soon(nest, d, lock_culprit, log, args.block, lock, held)
+            await asyncio.sleep(args.gap)
+            holder.join()
     await asyncio.sleep(args.gap)
     stop = True
 
@@ -153,4 +179,6 @@ if __name__ == "__main__":
     p.add_argument("--gap", type=float, default=0.3)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--wait-file")
+    p.add_argument("--only", choices=["sleep", "spin", "pipe", "lock"])
+    p.add_argument("--depth", type=int, default=0)
     asyncio.run(main(p.parse_args()))

@@ -6,6 +6,8 @@ through Context.run, repeated every --every seconds:
 - a functools.partial queued with call_later, spins 60 ms (TimerHandle)
 - a bound method queued with call_soon, sleeps 110 ms     (Handle)
 - a Task subclass's coroutine that spins 70 ms             (Task step)
+- a pure-Python Task (asyncio.tasks._PyTask)'s coroutine
+  that spins 65 ms                                         (Task.__step)
 
 Each logs its own measurement to --log (JSON lines, written at exit): kind,
 qualname, file, first line of its def, start (time.monotonic_ns,
@@ -77,6 +79,12 @@ async def subclass_coro():
     record("task", subclass_coro, t0_ns, t0)
 
 
+async def py_task_coro():
+    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    spin(0.065)
+    record("task", py_task_coro, t0_ns, t0)
+
+
 class Worker:
     def on_tick(self):
         t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
@@ -108,6 +116,10 @@ async def main(args):
         loop.call_soon(worker.on_tick)
         await asyncio.sleep(0.3)
         TracedTask(subclass_coro())
+        await asyncio.sleep(0.3)
+        # The pure-Python Task, which asyncio uses when its C module is
+        # missing: its steps are the bound method Task.__step.
+        asyncio.tasks._PyTask(py_task_coro(), loop=loop)
         await asyncio.sleep(args.every)
 
 
