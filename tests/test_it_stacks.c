@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: Python stacks of slow busy periods (light mode), on every
+ * interpreter present (Debian's stripped /usr/bin/python3.11 and pyenv
+ * 3.8-3.13; 2.x, 3.6 and 3.7 skipped by name: no stack walker offsets).
+ *
+ * examples/python/culprits.py blocks its loop four ways, ~150 ms each, and
+ * logs each culprit's own measurement: function, the line of the culprit
+ * call, perf_counter duration, thread_time (on CPU) and schedstat wait.
+ * For each culprit, the slow busy period that holds it must have
+ *  - as innermost frame of its heaviest stack of the culprit's kind (on-CPU
+ *    for the spin, blocked off-CPU for the others) the culprit function, on
+ *    the culprit's line;
+ *  - that stack's syscall: nanosleep/clock_nanosleep/select/pselect6 for
+ *    time.sleep (select on 3.8-3.10), read for the pipe, futex for the lock;
+ *  - on-CPU and off-CPU time within max(10 %, 5 ms) of the app's own
+ *    thread_time and perf_counter - thread_time (the issue's bound; the
+ *    busy period also holds asyncio's own work of that iteration: < 1 ms).
+ * With the loop thread and a CPU hog pinned to one CPU, the runnable time
+ * must be within max(10 %, 5 ms) of the thread's schedstat wait.
+ * A loop whose busy periods stay far below the threshold costs no stack
+ * walk at all (the report's stacks.walks is 0).
+ */
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pythons.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define CULPRITS LS_SOURCE_DIR "/examples/python/culprits.py"
+#define BLOCKING LS_SOURCE_DIR "/examples/python/blocking_sleep.py"
+#define MS 1000000ULL
+
+static struct ls_test_pythons py_list;
+
+struct culprit {
+	char name[16], function[64];
+	int lines[4], nlines;
+	uint64_t start_ns, duration_ns, on_cpu_ns, wait_ns;
+};
+
+static uint64_t absdiff(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+static uint64_t bound(uint64_t truth)
+{
+	return truth / 10 > 5 * MS ? truth / 10 : 5 * MS;
+}
+
+static int load_culprits(const char *path, struct culprit *c, int max)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (n < max && fgets(buf, sizeof(buf), f)) {
+		json_object *o = json_tokener_parse(buf), *lines = ls_test_jget(o, "lines");
+
+		ck_assert_ptr_nonnull(o);
+		memset(&c[n], 0, sizeof(c[n]));
+		snprintf(c[n].name, sizeof(c[n].name), "%s",
+			 json_object_get_string(ls_test_jget(o, "name")));
+		snprintf(c[n].function, sizeof(c[n].function), "%s",
+			 json_object_get_string(ls_test_jget(o, "function")));
+		for (size_t i = 0; i < json_object_array_length(lines) && i < 4; i++)
+			c[n].lines[c[n].nlines++] = json_object_get_int(json_object_array_get_idx(lines, i));
+		c[n].start_ns = ls_test_ju64(o, "start_ns");
+		c[n].duration_ns = ls_test_ju64(o, "duration_ns");
+		c[n].on_cpu_ns = ls_test_ju64(o, "on_cpu_ns");
+		c[n].wait_ns = ls_test_ju64(o, "wait_ns");
+		json_object_put(o);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Run app_argv (a target that prints "pid N" and, with --wait-file W,
+ * starts its work once W exists) under `loopscope attach --json` with
+ * extra arguments; returns the report (json_object_put it). */
+static json_object *attach_run(char **app_argv, const char *wait_file, const char *threshold,
+			       const char *tag)
+{
+	char appout[128], out[128], err[128], spid[32], line[256];
+	pid_t app, ls;
+	int status;
+
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "15s", "--json", "-q",
+			 "--threshold", (char *)threshold, NULL };
+
+	ls = ls_test_spawn(argv, out, err);
+	ck_assert_int_gt(ls, 0);
+	if (ls_test_wait_substr(err, "attached", 10000, line, sizeof(line))) {
+		char *e = ls_test_slurp(err);
+
+		ls_test_kill(app);
+		ls_test_kill(ls);
+		ck_abort_msg("%s: loopscope did not attach: %s", tag, e ? e : "");
+	}
+	if (wait_file) {
+		FILE *f = fopen(wait_file, "w");
+
+		ck_assert_ptr_nonnull(f);
+		fclose(f);
+	}
+	ck_assert_int_eq(ls_test_wait(app, 30000, &status), 0);
+	ck_assert_int_eq(status, 0);
+	/* The target is gone: loopscope prints the report and exits 6. */
+	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
+	if (status != 6) {
+		char *e = ls_test_slurp(err);
+
+		ck_abort_msg("%s: loopscope exited %d: %s", tag, status, e ? e : "");
+	}
+	json_object *rep = ls_test_json_last(out, "report");
+
+	ck_assert_ptr_nonnull(rep);
+	unlink(appout);
+	unlink(out);
+	unlink(err);
+	return rep;
+}
+
+/* The slow busy period of rep that holds culprit c, or NULL. */
+static json_object *period_of(json_object *rep, const struct culprit *c)
+{
+	json_object *slow = ls_test_jget(rep, "slow_busy");
+
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		uint64_t s = ls_test_ju64(e, "start_ns"), d = ls_test_ju64(e, "duration_ns");
+
+		if (s <= c->start_ns && s + d >= c->start_ns + c->duration_ns)
+			return e;
+	}
+	return NULL;
+}
+
+/* The heaviest stack of a kind: on_cpu by on_cpu_ns, off_cpu by blocked_ns. */
+static json_object *heaviest(json_object *period, const char *kind)
+{
+	json_object *stacks = ls_test_jget(period, "stacks"), *best = NULL;
+	uint64_t bw = 0;
+	bool on = !strcmp(kind, "on_cpu");
+
+	for (size_t i = 0; i < json_object_array_length(stacks); i++) {
+		json_object *s = json_object_array_get_idx(stacks, i);
+		uint64_t w = ls_test_ju64(s, on ? "on_cpu_ns" : "blocked_ns");
+
+		if (!strcmp(json_object_get_string(ls_test_jget(s, "kind")), kind) && w > bw) {
+			best = s;
+			bw = w;
+		}
+	}
+	return best;
+}
+
+static bool syscall_ok(const char *culprit, const char *sc)
+{
+	if (!sc)
+		return false;
+	if (!strcmp(culprit, "sleep"))
+		return !strcmp(sc, "clock_nanosleep") || !strcmp(sc, "nanosleep") ||
+		       !strcmp(sc, "select") || !strcmp(sc, "pselect6");
+	if (!strcmp(culprit, "pipe"))
+		return !strcmp(sc, "read");
+	if (!strcmp(culprit, "lock"))
+		return !strcmp(sc, "futex");
+	return false;
+}
+
+/* The checks on one culprit's period; runnable_vs_wait adds the schedstat one. */
+static void check_culprit(const char *py, json_object *rep, const struct culprit *c,
+			  bool runnable_vs_wait)
+{
+	json_object *p = period_of(rep, c), *st, *frames, *top;
+	bool spin = !strcmp(c->name, "spin");
+	const char *fn, *sc = NULL;
+	int line;
+	bool line_ok = false;
+
+	ck_assert_msg(p, "%s: %s: no slow busy period holds it", py, c->name);
+	st = heaviest(p, spin ? "on_cpu" : "off_cpu");
+	ck_assert_msg(st, "%s: %s: no %s stack", py, c->name, spin ? "on-CPU" : "off-CPU");
+	frames = ls_test_jget(st, "frames");
+	ck_assert_msg(json_object_array_length(frames) > 0, "%s: %s: empty stack (error %s)", py,
+		      c->name, json_object_get_string(ls_test_jget(st, "error")));
+	top = json_object_array_get_idx(frames, 0);
+	fn = json_object_get_string(ls_test_jget(top, "function"));
+	line = json_object_get_int(ls_test_jget(top, "line"));
+	for (int i = 0; i < c->nlines; i++)
+		line_ok |= line == c->lines[i];
+	ck_assert_msg(fn && !strcmp(fn, c->function) && line_ok,
+		      "%s: %s: innermost frame %s line %d, expected %s line %d", py, c->name,
+		      fn ? fn : "?", line, c->function, c->lines[0]);
+	if (!spin) {
+		sc = json_object_get_string(ls_test_jget(st, "syscall"));
+		ck_assert_msg(syscall_ok(c->name, sc), "%s: %s: blocked in %s", py, c->name,
+			      sc ? sc : "(none)");
+	}
+	uint64_t on = ls_test_ju64(p, "on_cpu_ns");
+	uint64_t off = ls_test_ju64(p, "blocked_ns") + ls_test_ju64(p, "runnable_ns");
+	uint64_t app_off = c->duration_ns > c->on_cpu_ns ? c->duration_ns - c->on_cpu_ns : 0;
+
+	ck_assert_msg(absdiff(on, c->on_cpu_ns) <= bound(c->duration_ns),
+		      "%s: %s: on CPU %llu ns, the app's thread_time says %llu ns", py, c->name,
+		      (unsigned long long)on, (unsigned long long)c->on_cpu_ns);
+	ck_assert_msg(absdiff(off, app_off) <= bound(c->duration_ns),
+		      "%s: %s: off CPU %llu ns, the app's perf_counter - thread_time says %llu ns",
+		      py, c->name, (unsigned long long)off, (unsigned long long)app_off);
+	if (runnable_vs_wait) {
+		uint64_t run = ls_test_ju64(p, "runnable_ns");
+
+		ck_assert_msg(absdiff(run, c->wait_ns) <= bound(c->wait_ns),
+			      "%s: %s: runnable %llu ns, schedstat wait %llu ns", py, c->name,
+			      (unsigned long long)run, (unsigned long long)c->wait_ns);
+	}
+	fprintf(stderr, "it_stacks: %s: %-5s %s:%d%s%s on %llu/%llu off %llu/%llu us (ours/app)%s\n",
+		py, c->name, fn, line, sc ? " in " : "", sc ? sc : "",
+		(unsigned long long)on / 1000, (unsigned long long)c->on_cpu_ns / 1000,
+		(unsigned long long)off / 1000, (unsigned long long)app_off / 1000,
+		runnable_vs_wait ? "" : "");
+	if (runnable_vs_wait)
+		fprintf(stderr, "it_stacks: %s: %-5s runnable %llu us, schedstat wait %llu us\n", py,
+			c->name, (unsigned long long)ls_test_ju64(p, "runnable_ns") / 1000,
+			(unsigned long long)c->wait_ns / 1000);
+}
+
+START_TEST(test_culprits_named_with_syscall_and_split)
+{
+	const char *py = py_list.path[_i];
+	char applog[128], wait_file[128];
+	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file, NULL };
+	struct culprit c[8];
+	json_object *rep;
+	int n;
+
+	ls_test_tmp(applog, sizeof(applog), "culprits");
+	ls_test_tmp(wait_file, sizeof(wait_file), "go");
+	unlink(wait_file);
+	rep = attach_run(app_argv, wait_file, "100ms", py);
+	n = load_culprits(applog, c, 8);
+	ck_assert_int_eq(n, 4);
+	for (int i = 0; i < n; i++)
+		check_culprit(py, rep, &c[i], false);
+	json_object_put(rep);
+	unlink(applog);
+	unlink(wait_file);
+}
+END_TEST
+
+/* The loop thread and a CPU hog share CPU 0: the spin culprit (150 ms of
+ * CPU time) takes ~300 ms, half of it runnable but not running. One
+ * interpreter is enough (this is the scheduler programs' test): Debian's
+ * when present, else the first found. */
+START_TEST(test_runnable_matches_schedstat_wait_under_a_hog)
+{
+	const char *py = py_list.path[0];
+	char applog[128], wait_file[128];
+	char *app_argv[] = { "/usr/bin/taskset", "-c", "0", (char *)py, CULPRITS, "--log", applog,
+			     "--wait-file", wait_file, NULL };
+	char *hog_argv[] = { "/usr/bin/taskset", "-c", "0", "/bin/sh", "-c",
+			     "while :; do :; done", NULL };
+	struct culprit c[8];
+	json_object *rep;
+	pid_t hog;
+	int n;
+
+	ls_test_tmp(applog, sizeof(applog), "culprits");
+	ls_test_tmp(wait_file, sizeof(wait_file), "go");
+	unlink(wait_file);
+	hog = ls_test_spawn(hog_argv, NULL, NULL);
+	ck_assert_int_gt(hog, 0);
+	rep = attach_run(app_argv, wait_file, "100ms", "hog");
+	ls_test_kill(hog);
+	n = load_culprits(applog, c, 8);
+	ck_assert_int_eq(n, 4);
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(c[i].name, "spin")) {
+			ck_assert_msg(c[i].wait_ns > 50 * MS,
+				      "the hog did not compete: schedstat wait %llu ns",
+				      (unsigned long long)c[i].wait_ns);
+			check_culprit(py, rep, &c[i], true);
+		}
+	}
+	json_object_put(rep);
+	unlink(applog);
+	unlink(wait_file);
+}
+END_TEST
+
+/* 5 ms blocks every 50 ms, threshold 100 ms: stacks start at 25 ms into a
+ * busy period, which never comes. */
+START_TEST(test_no_stack_walk_while_healthy)
+{
+	const char *py = py_list.path[0];
+	char applog[128];
+	char *app_argv[] = { (char *)py, BLOCKING, "--log", applog, "--every", "0.05", "--sleep",
+			     "0.005", "--duration", "2", NULL };
+	json_object *rep, *stacks;
+
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	rep = attach_run(app_argv, NULL, "100ms", "healthy");
+	stacks = ls_test_jget(rep, "stacks");
+	ck_assert_ptr_nonnull(stacks);
+	ck_assert_uint_eq(json_object_array_length(ls_test_jget(rep, "slow_busy")), 0);
+	ck_assert_msg(ls_test_ju64(stacks, "walks") == 0, "%llu stack walks in a healthy loop",
+		      (unsigned long long)ls_test_ju64(stacks, "walks"));
+	fprintf(stderr, "it_stacks: healthy loop (5 ms blocks, threshold 100 ms): 0 stack walks\n");
+	json_object_put(rep);
+	unlink(applog);
+}
+END_TEST
+
+/* 100 extra Python frames: the innermost LS_STACK_MAX (64) are kept, the
+ * stack is marked truncated, and the culprit is still its innermost frame. */
+START_TEST(test_deep_stack_is_truncated)
+{
+	const char *py = py_list.path[0];
+	char applog[128], wait_file[128];
+	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file,
+			     "--only", "sleep", "--depth", "100", NULL };
+	struct culprit c[2];
+	json_object *rep, *st;
+
+	ls_test_tmp(applog, sizeof(applog), "culprits");
+	ls_test_tmp(wait_file, sizeof(wait_file), "go");
+	unlink(wait_file);
+	rep = attach_run(app_argv, wait_file, "100ms", "deep");
+	ck_assert_int_eq(load_culprits(applog, c, 2), 1);
+	check_culprit(py, rep, &c[0], false);
+	st = heaviest(period_of(rep, &c[0]), "off_cpu");
+	ck_assert_int_eq(json_object_array_length(ls_test_jget(st, "frames")), 64);
+	ck_assert(json_object_get_boolean(ls_test_jget(st, "truncated")));
+	json_object_put(rep);
+	unlink(applog);
+	unlink(wait_file);
+}
+END_TEST
+
+/* CPython 3.7 has no stack walker offsets: one line says stacks are off
+ * and why, and slow periods still come with their syscall and times. */
+START_TEST(test_unsupported_python_keeps_syscall_and_times)
+{
+	char applog[128], appout[128], out[128], err[128], spid[32], line[256];
+	char *app_argv[] = { py_list.py37, BLOCKING, "--log", applog, "--every", "0.4", "--sleep",
+			     "0.15", "--duration", "1.5", NULL };
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "15s", "--json", "-q", NULL };
+	json_object *rep, *slow, *e;
+	pid_t app, ls;
+	int status;
+
+	if (!py_list.py37[0]) {
+		fprintf(stderr, "it_stacks: SKIP the unsupported-version test: no pyenv 3.7\n");
+		return;
+	}
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
+	ls = ls_test_spawn(argv, out, err);
+	ck_assert_int_eq(ls_test_wait(app, 30000, &status), 0);
+	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
+	ck_assert_int_eq(status, 6);
+	ck_assert_int_eq(ls_test_wait_substr(err, "no Python stacks", 0, line, sizeof(line)), 0);
+	ck_assert_msg(strstr(line, "3.7"), "the line does not say why: %s", line);
+	rep = ls_test_json_last(out, "report");
+	slow = ls_test_jget(rep, "slow_busy");
+	ck_assert_int_ge(json_object_array_length(slow), 1);
+	e = json_object_array_get_idx(slow, 0);
+	ck_assert_ptr_nonnull(json_object_get_string(ls_test_jget(e, "blocked_syscall")));
+	ck_assert_int_ge(ls_test_ju64(e, "blocked_ns"), 140 * MS);
+	ck_assert_int_eq(json_object_array_length(ls_test_jget(e, "stacks")), 0);
+	fprintf(stderr, "it_stacks: 3.7: \"%s\"; slow period still blocked %llu us in %s\n", line,
+		(unsigned long long)ls_test_ju64(e, "blocked_ns") / 1000,
+		json_object_get_string(ls_test_jget(e, "blocked_syscall")));
+	json_object_put(rep);
+	unlink(applog);
+	unlink(appout);
+	unlink(out);
+	unlink(err);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_stacks");
+	TCase *tc = tcase_create("stacks");
+
+	/* 3.8 on: the stack walker's offsets table starts there. */
+	ls_test_discover_pythons("it_stacks", 8, &py_list);
+	if (py_list.n == 0) {
+		fprintf(stderr, "it_stacks: no Python interpreter to test\n");
+		return EXIT_FAILURE;
+	}
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_culprits_named_with_syscall_and_split, 0, py_list.n);
+	tcase_add_test(tc, test_runnable_matches_schedstat_wait_under_a_hog);
+	tcase_add_test(tc, test_no_stack_walk_while_healthy);
+	tcase_add_test(tc, test_deep_stack_is_truncated);
+	tcase_add_test(tc, test_unsupported_python_keeps_syscall_and_times);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
