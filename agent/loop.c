@@ -193,6 +193,10 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 		cur = next;
 		if (bpf_map_lookup_elem(tfd, &cur, st) || st->tgid != (__u32)pid)
 			continue;
+		/* Its armed stack walk will not happen: keep the kernel's
+		 * count of armed threads right (the sys_exit program's gate). */
+		if (st->walk_pending)
+			__atomic_fetch_sub(&l->skel->bss->pending_walks, 1, __ATOMIC_SEQ_CST);
 		if (n == cap) {
 			__u32 *grown = realloc(doomed, (cap = cap ? cap * 2 : 16) * sizeof(*doomed));
 

@@ -29,6 +29,7 @@ __u64 lost_events;
  * than this, ns; 0 = off. .data, set by user space before load. */
 __u64 stack_after_ns;
 __u64 pending_walks; /* threads with walk_pending set, machine-wide */
+__u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -91,6 +92,8 @@ static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, boo
 	init = bpf_map_lookup_elem(&zero_stats, &zero);
 	if (!init)
 		return NULL;
+	if (st && st->walk_pending) /* the dead thread's armed walk */
+		__sync_fetch_and_add(&pending_walks, -1);
 	bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
 	st = bpf_map_lookup_elem(&threads, &tid);
 	if (st) {
@@ -205,6 +208,9 @@ static __always_inline void poll_exit(void)
 	st->off_since_ns = 0;
 	st->cur_blocked_ns = 0;
 	st->cur_runnable_ns = 0;
+	st->carry_blocked_ns = 0;
+	st->carry_runnable_ns = 0;
+	st->carry_syscall = -1;
 	st->cur_top_block_ns = 0;
 	st->cur_top_syscall = -1;
 }
@@ -376,6 +382,11 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 			st->off_state = LS_OFF_BLOCKED;
 			st->off_syscall = regs ? (__s32)BPF_CORE_READ(regs, orig_ax) : -1;
 		}
+		if (st->walk_pending) { /* its walk has not come yet: keep its time */
+			st->carry_blocked_ns += st->ep_blocked_ns;
+			st->carry_runnable_ns += st->ep_runnable_ns;
+			st->carry_syscall = st->ep_syscall;
+		}
 		st->ep_start_ns = now;
 		st->ep_syscall = st->off_syscall;
 		st->ep_blocked_ns = 0;
@@ -393,12 +404,21 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		}
 		st->off_since_ns = 0;
 		/* Stacks: take this episode's stack in the thread's own
-		 * context, soon (see "Stacks" below). */
+		 * context as it leaves its syscall (see "Stacks" below); a
+		 * preemption, or an episode soon after the last walk, goes
+		 * with the next stack taken instead. */
 		if (stack_after_ns && !st->walk_pending &&
 		    now - st->poll_exit_ns >= stack_after_ns &&
 		    bpf_map_lookup_elem(&py_procs, &st->tgid)) {
-			st->walk_pending = 1;
-			__sync_fetch_and_add(&pending_walks, 1);
+			if (st->ep_syscall < 0 || now - st->last_walk_ns < sample_period_ns) {
+				st->carry_blocked_ns += st->ep_blocked_ns;
+				st->carry_runnable_ns += st->ep_runnable_ns;
+				if (st->ep_blocked_ns)
+					st->carry_syscall = st->ep_syscall;
+			} else {
+				st->walk_pending = 1;
+				__sync_fetch_and_add(&pending_walks, 1);
+			}
 		}
 	}
 	return 0;
@@ -430,8 +450,11 @@ int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
  *    switch-in runs in another task's context, where its memory cannot be
  *    read. So the switch-in only arms walk_pending, and the stack is taken
  *    in the thread's own context as it returns from the syscall it blocked
- *    in (tp_btf/sys_exit, before any Python code runs again), or, for a
- *    preemption (no syscall), at its next cpu-clock sample.
+ *    in (tp_btf/sys_exit, before any Python code runs again). The time of a
+ *    preemption (no syscall), or of an episode less than a sampling period
+ *    after the thread's last walk, is carried to the next stack taken
+ *    (st->carry_*), which bounds walks to about two per period per thread
+ *    however often a starved or chatty thread switches.
  * pending_walks counts armed threads machine-wide, so the sys_exit program,
  * which runs at every syscall exit on the machine, returns after one load
  * when nothing is armed.
@@ -446,7 +469,6 @@ int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
  * state" pointers are not used: they are NULL while the thread has
  * released the GIL, which is exactly while it is blocked.
  */
-__u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
 __u64 stack_walks;         /* walks done: the "no work when healthy" proof */
 __u64 stack_walk_errors;   /* walks that found no frames */
 
@@ -589,39 +611,55 @@ fail:
 	__sync_fetch_and_add(&stack_walk_errors, 1);
 }
 
+static __always_inline void output(struct ls_stack_event *ev)
+{
+	__u64 size = LS_STACK_EVENT_HDR + (__u64)(ev->nframes & (LS_STACK_MAX - 1)) *
+		sizeof(struct ls_stack_frame);
+
+	if (ev->nframes >= LS_STACK_MAX)
+		size = sizeof(*ev);
+	if (bpf_ringbuf_output(&events, ev, size, 0))
+		__sync_fetch_and_add(&lost_events, 1);
+}
+
+/* Take the thread's stack and send it: an on-CPU sample, or the off-CPU
+ * episode just ended. Carried off-CPU time goes with it (on a sample, as a
+ * second, off-CPU record of the same stack). */
 static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, __u32 tid,
 				       __u32 kind, __u64 now)
 {
 	struct ls_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &slot);
-	__u64 size;
 
 	if (!ev)
 		return;
 	ev->type = LS_EV_STACK;
 	ev->tgid = st->tgid;
 	ev->tid = tid;
-	ev->kind = kind;
 	ev->busy_start_ns = st->poll_exit_ns;
+	walk_stack(ev, st->tgid, tid);
+	st->last_walk_ns = now;
 	if (kind == LS_STACK_ON_CPU) {
+		ev->kind = LS_STACK_ON_CPU;
 		ev->time_ns = now;
 		ev->weight_ns = sample_period_ns;
 		ev->blocked_ns = 0;
 		ev->runnable_ns = 0;
 		ev->syscall = -1;
+		output(ev);
+		if (!st->carry_blocked_ns && !st->carry_runnable_ns)
+			return;
+		ev->syscall = st->carry_blocked_ns ? st->carry_syscall : -1;
 	} else {
-		ev->time_ns = st->ep_start_ns;
-		ev->blocked_ns = st->ep_blocked_ns;
-		ev->runnable_ns = st->ep_runnable_ns;
-		ev->weight_ns = st->ep_blocked_ns + st->ep_runnable_ns;
 		ev->syscall = st->ep_syscall;
 	}
-	walk_stack(ev, st->tgid, tid);
-	size = LS_STACK_EVENT_HDR + (__u64)(ev->nframes & (LS_STACK_MAX - 1)) *
-		sizeof(struct ls_stack_frame);
-	if (ev->nframes >= LS_STACK_MAX)
-		size = sizeof(*ev);
-	if (bpf_ringbuf_output(&events, ev, size, 0))
-		__sync_fetch_and_add(&lost_events, 1);
+	ev->kind = LS_STACK_OFF_CPU;
+	ev->time_ns = kind == LS_STACK_ON_CPU ? now : st->ep_start_ns;
+	ev->blocked_ns = st->carry_blocked_ns + (kind == LS_STACK_ON_CPU ? 0 : st->ep_blocked_ns);
+	ev->runnable_ns = st->carry_runnable_ns + (kind == LS_STACK_ON_CPU ? 0 : st->ep_runnable_ns);
+	ev->weight_ns = ev->blocked_ns + ev->runnable_ns;
+	st->carry_blocked_ns = 0;
+	st->carry_runnable_ns = 0;
+	output(ev);
 }
 
 /* Drop an armed walk (the busy period ended, or the walk was done). */
@@ -650,7 +688,7 @@ int BPF_PROG(ls_stack_sys_exit, struct pt_regs *regs, long ret)
 	disarm(st);
 	if (st->in_poll || !st->poll_exit_ns)
 		return 0;
-	emit_stack(0, st, tid, LS_STACK_OFF_CPU, 0);
+	emit_stack(0, st, tid, LS_STACK_OFF_CPU, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -669,12 +707,6 @@ int ls_stack_sample(void *ctx)
 	if (!bpf_map_lookup_elem(&py_procs, &tgid))
 		return 0; /* no Python stack to take here */
 	now = bpf_ktime_get_ns();
-	if (st->walk_pending) {
-		/* A preemption's episode: the stack it was preempted at is
-		 * (about) the one it runs now. */
-		disarm(st);
-		emit_stack(1, st, tid, LS_STACK_OFF_CPU, now);
-	}
 	if (now - st->poll_exit_ns < stack_after_ns)
 		return 0;
 	emit_stack(1, st, tid, LS_STACK_ON_CPU, now);

@@ -61,12 +61,19 @@ struct ls_thread_stats {
 	/* Python stacks of slow busy periods (bpf/loop.bpf.c, "Stacks"): the
 	 * off-CPU episode in progress or just ended, whose stack is taken when
 	 * the thread next runs in its own context. */
-	__u32 walk_pending;      /* 1: take the stack at the next sys_exit / sample */
+	__u32 walk_pending;      /* 1: take the stack at the next sys_exit */
 	__s32 ep_syscall;        /* syscall the episode blocked in, -1 none */
+	__s32 carry_syscall;     /* the last carried episode's syscall, -1 none */
 	__u32 pad3;
 	__u64 ep_start_ns;       /* left the CPU at */
 	__u64 ep_blocked_ns;     /* of the episode: sleeping in the kernel */
 	__u64 ep_runnable_ns;    /* of the episode: waiting for a CPU */
+	/* Off-CPU time of episodes whose stack was not taken (preemptions, and
+	 * episodes less than a sampling period after the last walk): it goes
+	 * with the next stack taken, so walks stay under two per period. */
+	__u64 carry_blocked_ns;
+	__u64 carry_runnable_ns;
+	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */
