@@ -18,8 +18,8 @@
  *    busy period also holds asyncio's own work of that iteration: < 1 ms).
  * With the loop thread and a CPU hog pinned to one CPU, the runnable time
  * must be within max(10 %, 5 ms) of the thread's schedstat wait.
- * A loop whose busy periods stay far below the threshold costs no stack
- * walk at all (the report's stacks.walks is 0).
+ * A loop whose busy periods stay below a quarter of the threshold (where
+ * stacks start) costs no stack walk at all (the report's stacks.walks is 0).
  */
 #include <check.h>
 #include <stdbool.h>
@@ -315,9 +315,33 @@ START_TEST(test_no_stack_walk_while_healthy)
 	stacks = ls_test_jget(rep, "stacks");
 	ck_assert_ptr_nonnull(stacks);
 	ck_assert_uint_eq(json_object_array_length(ls_test_jget(rep, "slow_busy")), 0);
-	ck_assert_msg(ls_test_ju64(stacks, "walks") == 0, "%llu stack walks in a healthy loop",
-		      (unsigned long long)ls_test_ju64(stacks, "walks"));
-	fprintf(stderr, "it_stacks: healthy loop (5 ms blocks, threshold 100 ms): 0 stack walks\n");
+	/* The claim holds for busy periods below the stack-after time (25 ms
+	 * here). A machine loaded enough to stretch a 5 ms block past 25 ms
+	 * (seen at load average 11 on 2 cores, other suites beside this one)
+	 * takes stacks there, rightly: said, not failed. */
+	json_object *threads = ls_test_jget(rep, "threads");
+	uint64_t busy_max = 0;
+
+	for (size_t i = 0; i < json_object_array_length(threads); i++) {
+		uint64_t m = ls_test_ju64(ls_test_jget(json_object_array_get_idx(threads, i), "busy"),
+					  "max_ns");
+
+		busy_max = m > busy_max ? m : busy_max;
+	}
+	ck_assert_int_gt(busy_max, 0);
+	if (busy_max >= 25 * MS) {
+		fprintf(stderr, "it_stacks: healthy-loop claim not checked: a busy period reached "
+			"%llu us (overloaded machine); %llu walks\n",
+			(unsigned long long)busy_max / 1000,
+			(unsigned long long)ls_test_ju64(stacks, "walks"));
+	} else {
+		ck_assert_msg(ls_test_ju64(stacks, "walks") == 0,
+			      "%llu stack walks in a healthy loop (busy max %llu us)",
+			      (unsigned long long)ls_test_ju64(stacks, "walks"),
+			      (unsigned long long)busy_max / 1000);
+		fprintf(stderr, "it_stacks: healthy loop (busy max %llu us, threshold 100 ms): "
+			"0 stack walks\n", (unsigned long long)busy_max / 1000);
+	}
 	json_object_put(rep);
 	unlink(applog);
 }
