@@ -208,7 +208,11 @@ char *ls_pyname_format(const struct ls_cb_key *k, const struct ls_cb_name *nm, c
 		snprintf(buf, len, "<%s>", nm->qualname);
 		break;
 	case LS_CB_CONTEXT:
-		snprintf(buf, len, "<context enter/exit callback>");
+		/* Its name, when known, came from its stack (the key has none). */
+		if (nm->qualname[0])
+			snprintf(buf, len, "%s()%s", nm->qualname, where);
+		else
+			snprintf(buf, len, "<context enter/exit callback>");
 		break;
 	default:
 		snprintf(buf, len, "%s()%s", nm->qualname, where);

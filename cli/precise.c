@@ -95,6 +95,53 @@ static bool py_task_step_name(const struct ls_cb_name *nm, const struct ls_stack
 	return false;
 }
 
+/* Whether frame f runs a loop rather than a callback: asyncio.run and its
+ * Runner (asyncio/runners.py), uvloop.run, BaseEventLoop.run_forever /
+ * run_until_complete / _run_once, Handle._run (asyncio/events.py). uvloop's
+ * own loop is Cython: no frame of it shows. */
+static bool driver_frame(const struct ls_pyframe *f)
+{
+	const char *q = strrchr(f->qualname, '.');
+
+	q = q ? q + 1 : f->qualname;
+	return ends_with(f->filename, "asyncio/runners.py") ||
+	       ends_with(f->filename, "uvloop/__init__.py") ||
+	       (ends_with(f->filename, "asyncio/base_events.py") &&
+		(!strcmp(q, "run_forever") || !strcmp(q, "run_until_complete") ||
+		 !strcmp(q, "_run_once"))) ||
+	       (ends_with(f->filename, "asyncio/events.py") && !strcmp(q, "_run"));
+}
+
+/* A callback that C code ran between PyContext_Enter and PyContext_Exit
+ * (uvloop's Handles: LS_CB_CONTEXT) is not passed to either. Its stack
+ * names it: the frame called by the innermost loop-driving frame (or, when
+ * the loop was started from module level, by the outermost frame) is the
+ * callback's, or its coroutine's for a Task step. */
+static bool context_name(const struct ls_stack_summary *st, struct ls_cb_name *out)
+{
+	const struct ls_stack_agg *a = NULL;
+
+	for (size_t s = 0; st && s < st->n && !a; s++)
+		if (st->stacks[s].nframes >= 2 && !st->stacks[s].truncated)
+			a = &st->stacks[s];
+	if (!a)
+		return false;
+	int callee = a->nframes - 2; /* inside the outermost frame */
+
+	for (int i = 1; i < a->nframes; i++) {
+		if (driver_frame(&a->frames[i])) {
+			callee = i - 1;
+			break;
+		}
+	}
+	if (driver_frame(&a->frames[callee]))
+		return false;
+	snprintf(out->qualname, sizeof(out->qualname), "%s", a->frames[callee].qualname);
+	snprintf(out->filename, sizeof(out->filename), "%s", a->frames[callee].filename);
+	out->firstlineno = a->frames[callee].firstlineno;
+	return true;
+}
+
 static json_object *callback_json_named(const struct ls_cb_key *k, const struct ls_cb_name *nm)
 {
 	json_object *o = json_object_new_object();
@@ -114,12 +161,14 @@ static json_object *callback_json(struct cli_precise *p, const struct ls_cb_key 
 	return callback_json_named(k, name_of(p, k));
 }
 
-/* Slow callback i's key and name: a pure-Python Task's step as its Task. */
+/* Slow callback i's key and name: a pure-Python Task's step as its Task,
+ * a context callback (uvloop) as the callable its stack shows. */
 static const struct ls_cb_name *slow_name(struct cli_precise *p, size_t i, struct ls_cb_key *k)
 {
 	*k = p->slow[i].key;
 	if (p->slow_names && p->slow_names[i].qualname[0]) {
-		k->kind = LS_CB_TASK;
+		if (k->kind != LS_CB_CONTEXT)
+			k->kind = LS_CB_TASK;
 		return &p->slow_names[i];
 	}
 	return name_of(p, k);
@@ -169,7 +218,10 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		if (grown && gs && gn) {
 			p->slow[p->nslow] = *e;
 			memset(&p->slow_names[p->nslow], 0, sizeof(*gn));
-			py_task_step_name(name_of(p, &e->key), &st, &p->slow_names[p->nslow]);
+			if (e->key.kind == LS_CB_CONTEXT)
+				context_name(&st, &p->slow_names[p->nslow]);
+			else
+				py_task_step_name(name_of(p, &e->key), &st, &p->slow_names[p->nslow]);
 			p->slow_stacks[p->nslow++] = st; /* owned by the list now */
 			memset(&st, 0, sizeof(st));
 		}

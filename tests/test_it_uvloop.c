@@ -9,8 +9,10 @@
  * blocks 120 ms in a Task step, logging each with its own perf_counter
  * duration. Every one inside the attach window must be exactly one slow
  * "context" callback that contains it, within max(2%, 200 us) of the app's
- * duration, and inside a slow busy period; there must be no other slow
- * "context" callback (uvloop's idle handle around them is a dispatcher).
+ * duration, named by its stack as the app names it (the function, or the
+ * Task's coroutine: qualname, file, first line), and inside a slow busy
+ * period; there must be no other slow "context" callback (uvloop's idle
+ * handle around them is a dispatcher).
  *
  * Eager tasks (pyenv 3.12 and 3.13, asyncio's own loop, --eager): the first
  * step of a task made by asyncio.eager_task_factory blocks 100 ms inside
@@ -90,6 +92,8 @@ static uint64_t tolerance(uint64_t d)
 struct blk {
 	uint64_t start, dur;
 	char kind[16];
+	char qualname[64], file[256];
+	int line;
 };
 
 static int read_app_log(const char *path, struct blk *b)
@@ -105,6 +109,11 @@ static int read_app_log(const char *path, struct blk *b)
 		b[n].start = ls_test_ju64(o, "start_ns");
 		b[n].dur = ls_test_ju64(o, "duration_ns");
 		snprintf(b[n].kind, sizeof(b[n].kind), "%s", k ? json_object_get_string(k) : "");
+		snprintf(b[n].qualname, sizeof(b[n].qualname), "%s",
+			 json_object_get_string(ls_test_jget(o, "qualname")));
+		snprintf(b[n].file, sizeof(b[n].file), "%s",
+			 json_object_get_string(ls_test_jget(o, "file")));
+		b[n].line = json_object_get_int(ls_test_jget(o, "line"));
 		n++;
 		json_object_put(o);
 	}
@@ -215,7 +224,10 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 				      "uvloop %s: context callback %llu ns vs the app's own %llu ns",
 				      blk[b].kind, (unsigned long long)ed,
 				      (unsigned long long)blk[b].dur);
-			ck_assert_str_eq(jstr(e, "name"), "<context enter/exit callback>");
+			/* Named by its stack: the callable, or a Task's coroutine. */
+			ck_assert_str_eq(jstr(e, "qualname"), blk[b].qualname);
+			ck_assert_str_eq(jstr(e, "file"), blk[b].file);
+			ck_assert_int_eq(json_object_get_int(ls_test_jget(e, "line")), blk[b].line);
 		}
 		ck_assert_msg(found == 1, "uvloop %s at %llu: %d context callbacks hold it", blk[b].kind,
 			      (unsigned long long)blk[b].start, found);

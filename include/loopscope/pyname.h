@@ -39,7 +39,9 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 
 /* A person's name for a callback: "Task handle_request() app.py:42",
  * "slow_handler() app.py:45", "Conn.on_data() app.py:12",
- * "partial(fetch) app.py:30", "print (builtin)", "<SomeType>". */
+ * "partial(fetch) app.py:30", "print (builtin)", "<SomeType>"; a context
+ * callback (LS_CB_CONTEXT) "spin_soon() app.py:12" when nm names it (from
+ * its stack: the key does not), else "<context enter/exit callback>". */
 char *ls_pyname_format(const struct ls_cb_key *k, const struct ls_cb_name *nm, char *buf,
 		       size_t len);
 
