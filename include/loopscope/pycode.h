@@ -96,7 +96,7 @@ void ls_pycode_cache_free(struct ls_pycode_cache *c);
  *          or says no line table format;
  *  -EACCES / -EPERM  not allowed to read the process's memory (ptrace
  *          access mode, e.g. not root and another user's process);
- *  -ENOMEM out of memory.
+ *  -ENOMEM out of memory; other -errno from opening /proc/PID/mem (-EMFILE).
  * The target keeps running while it is read: a code object freed meanwhile
  * can give -EFAULT, -EINVAL or names of whatever replaced it, never a crash.
  *
