@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loopscope/run.h"
@@ -328,6 +329,71 @@ START_TEST(test_ci_example_names_the_blocking_test)
 }
 END_TEST
 
+/* A sync pytest test that runs its own loop (asyncio.run) is not a Task of
+ * pytest-asyncio: its slow callback is named by its stack, in precise mode
+ * (a slow Task handler()) and in light mode (a busy period, whose name,
+ * file and line are the culprit's frame: the time.sleep line). */
+START_TEST(test_sync_test_named_by_its_stack)
+{
+	static const char *src =
+		"import asyncio\n"
+		"import time\n"
+		"\n"
+		"\n"
+		"async def handler():\n"
+		"    time.sleep(0.15)\n"
+		"\n"
+		"\n"
+		"def test_runs_its_own_loop():\n"
+		"    asyncio.run(handler())\n";
+	const char *modes[] = { "precise", "light" };
+	char dir[128], file[200], json[128];
+	FILE *f;
+
+	ls_test_tmp(dir, sizeof(dir), "pytestdir");
+	unlink(dir); /* ls_test_tmp made a file of that name */
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(file, sizeof(file), "%s/test_sync_loop.py", dir);
+	f = fopen(file, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(src, f);
+	fclose(f);
+	for (int m = 0; m < 2; m++) {
+		struct ls_test_out o = { 0 };
+
+		ls_test_tmp(json, sizeof(json), "json");
+		char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--mode",
+				 (char *)modes[m], "--json-out", json, "--", PY, "-m", "pytest",
+				 "-q", "-p", "no:cacheprovider", file, NULL };
+		ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+		json_object *rep = load_json(json), *slow = ls_test_jget(rep, "slow");
+		ck_assert_int_eq((int)json_object_array_length(slow), 1);
+		json_object *e = json_object_array_get_idx(slow, 0);
+		const char *test = json_object_get_string(ls_test_jget(e, "test"));
+		const char *why = json_object_get_string(ls_test_jget(e, "why"));
+		const char *name = json_object_get_string(ls_test_jget(e, "name"));
+
+		ck_assert_msg(test && !strcmp(test, "test_sync_loop.py::test_runs_its_own_loop"),
+			      "%s: test: %s", modes[m], test ? test : "(null)");
+		ck_assert_msg(why && strstr(why, "blocked in clock_nanosleep <- handler test_sync_loop.py:6"),
+			      "%s: why: %s", modes[m], why ? why : "(null)");
+		if (m == 1) {
+			ck_assert_str_eq(name, "busy period in handler()");
+			ck_assert_int_eq(json_object_get_int(ls_test_jget(e, "line")), 6);
+		} else {
+			ck_assert_str_eq(name, "Task handler() test_sync_loop.py:5");
+		}
+		fprintf(stderr, "it_run: sync test, %s mode: %s, test %s, why: %.80s...\n", modes[m],
+			name, test, why);
+		json_object_put(rep);
+		unlink(json);
+		ls_test_out_free(&o);
+	}
+	unlink(file);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_run");
@@ -352,6 +418,7 @@ int main(void)
 	tcase_add_test(tc, test_lag_gate_on_a_c_loop);
 	tcase_add_test(tc, test_sigterm_is_forwarded_to_cmd);
 	tcase_add_test(tc, test_ci_example_names_the_blocking_test);
+	tcase_add_test(tc, test_sync_test_named_by_its_stack);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }
