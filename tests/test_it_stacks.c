@@ -86,8 +86,8 @@ static int load_culprits(const char *path, struct culprit *c, int max)
 /* Run app_argv (a target that prints "pid N" and, with --wait-file W,
  * starts its work once W exists) under `loopscope attach --json` with
  * extra arguments; returns the report (json_object_put it). */
-static json_object *attach_run(char **app_argv, const char *wait_file, const char *threshold,
-			       const char *tag)
+static json_object *attach_run_folded(char **app_argv, const char *wait_file,
+				      const char *threshold, const char *tag, const char *folded)
 {
 	char appout[128], out[128], err[128], spid[32], line[256];
 	pid_t app, ls;
@@ -97,7 +97,8 @@ static json_object *attach_run(char **app_argv, const char *wait_file, const cha
 	ls_test_tmp(err, sizeof(err), "err");
 	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "15s", "--json", "-q",
-			 "--threshold", (char *)threshold, NULL };
+			 "--threshold", (char *)threshold, folded ? "--folded" : NULL,
+			 (char *)folded, NULL };
 
 	ls = ls_test_spawn(argv, out, err);
 	ck_assert_int_gt(ls, 0);
@@ -130,6 +131,12 @@ static json_object *attach_run(char **app_argv, const char *wait_file, const cha
 	unlink(out);
 	unlink(err);
 	return rep;
+}
+
+static json_object *attach_run(char **app_argv, const char *wait_file, const char *threshold,
+			       const char *tag)
+{
+	return attach_run_folded(app_argv, wait_file, threshold, tag, NULL);
 }
 
 /* The slow busy period of rep that holds culprit c, or NULL. */
@@ -242,19 +249,59 @@ START_TEST(test_culprits_named_with_syscall_and_split)
 	const char *py = py_list.path[_i];
 	char applog[128], wait_file[128];
 	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file, NULL };
+	char folded[128];
 	struct culprit c[8];
 	json_object *rep;
 	int n;
 
 	ls_test_tmp(applog, sizeof(applog), "culprits");
 	ls_test_tmp(wait_file, sizeof(wait_file), "go");
+	ls_test_tmp(folded, sizeof(folded), "folded");
 	unlink(wait_file);
-	rep = attach_run(app_argv, wait_file, "100ms", py);
+	rep = attach_run_folded(app_argv, wait_file, "100ms", py, folded);
 	n = load_culprits(applog, c, 8);
 	ck_assert_int_eq(n, 4);
 	for (int i = 0; i < n; i++)
 		check_culprit(py, rep, &c[i], false);
 	json_object_put(rep);
+	/* --folded: "comm;outer;...;inner;[mark] weight_us" lines, heaviest
+	 * first; each culprit's leaf frame and mark is there with about its
+	 * time (on CPU: sampled, so only above half of it). */
+	static const char *leaf[4][2] = {
+		{ "sleep_culprit_(culprits.py:%d);[blocked:_", "sleep" },
+		{ "spin_culprit_(culprits.py:%d);[on-CPU] ", "spin" },
+		{ "pipe_culprit_(culprits.py:%d);[blocked:_read] ", "pipe" },
+		{ "lock_culprit_(culprits.py:%d);[blocked:_futex] ", "lock" },
+	};
+	char *text = ls_test_slurp(folded);
+
+	ck_assert_ptr_nonnull(text);
+	for (int k = 0; k < 4; k++) {
+		const struct culprit *cu = NULL;
+		char want[128];
+		uint64_t us = 0;
+
+		for (int i = 0; i < n; i++)
+			if (!strcmp(c[i].name, leaf[k][1]))
+				cu = &c[i];
+		ck_assert_ptr_nonnull(cu);
+		snprintf(want, sizeof(want), leaf[k][0], cu->lines[0]);
+		char *copy = strdup(text), *save = NULL;
+
+		for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			if (strstr(l, want))
+				us += strtoull(strrchr(l, ' ') + 1, NULL, 10);
+		free(copy);
+		/* Its time of that kind: on CPU for the spin (thread_time),
+		 * blocked for the others (at most their wall time). */
+		uint64_t kind_ns = k == 1 ? cu->on_cpu_ns : cu->duration_ns - cu->on_cpu_ns;
+
+		ck_assert_msg(us * 1000 >= kind_ns / 2 && us * 1000 <= kind_ns * 11 / 10 + 5 * MS,
+			      "%s: folded %s: %llu us for %llu us of the culprit", py, want,
+			      (unsigned long long)us, (unsigned long long)kind_ns / 1000);
+	}
+	free(text);
+	unlink(folded);
 	unlink(applog);
 	unlink(wait_file);
 }
