@@ -188,38 +188,48 @@ static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t 
 	snprintf(s->name, sizeof(s->name), "busy period");
 }
 
-/* The pytest node id of the outermost test* function in a test_*.py or
- * *_test.py file on the stack (a sync test that runs its own loop), into
- * out; "" when there is none. */
+/* The pytest node id of function qualname in file ("test_app.py::Cls::test_x")
+ * into out when it is a test: a test* function in a test_*.py or *_test.py
+ * file; else "". */
+static void pytest_node(const char *file, const char *qualname, char *out, size_t len)
+{
+	const char *base = strrchr(file, '/'), *fn, *dot;
+	size_t blen;
+
+	out[0] = '\0';
+	base = base ? base + 1 : file;
+	blen = strlen(base);
+	if (blen < 4 || strcmp(base + blen - 3, ".py"))
+		return;
+	if (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py")))
+		return;
+	dot = strrchr(qualname, '.');
+	fn = dot ? dot + 1 : qualname;
+	if (strncmp(fn, "test", 4))
+		return;
+	snprintf(out, len, "%s::", base);
+	for (const char *c = qualname; *c && strlen(out) + 3 < len; c++) {
+		size_t n = strlen(out);
+
+		if (*c == '.') {
+			memcpy(out + n, "::", 3);
+		} else {
+			out[n] = *c;
+			out[n + 1] = '\0';
+		}
+	}
+}
+
+/* The pytest node id of the outermost test function on the heaviest
+ * stack of st (a sync test that runs its own loop), into out; "" when there
+ * is none. */
 static void pytest_from_stack(const struct ls_stack_summary *st, char *out, size_t len)
 {
 	const struct ls_stack_agg *a = st->n ? &st->stacks[0] : NULL;
 
 	out[0] = '\0';
-	for (int i = a ? (int)a->nframes - 1 : -1; i >= 0; i--) {
-		const struct ls_pyframe *f = &a->frames[i];
-		const char *base = strrchr(f->filename, '/'), *fn = strrchr(f->qualname, '.');
-		size_t blen;
-
-		base = base ? base + 1 : f->filename;
-		fn = fn ? fn + 1 : f->qualname;
-		blen = strlen(base);
-		if (strncmp(fn, "test", 4) || blen < 4 || strcmp(base + blen - 3, ".py") ||
-		    (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py"))))
-			continue;
-		snprintf(out, len, "%s::", base);
-		for (const char *c = f->qualname; *c && strlen(out) + 3 < len; c++) {
-			size_t n = strlen(out);
-
-			if (*c == '.') {
-				memcpy(out + n, "::", 3);
-			} else {
-				out[n] = *c;
-				out[n + 1] = '\0';
-			}
-		}
-		return;
-	}
+	for (int i = a ? (int)a->nframes - 1 : -1; i >= 0 && !out[0]; i--)
+		pytest_node(a->frames[i].filename, a->frames[i].qualname, out, len);
 }
 
 /* What the stacks of a slow event say: why, the test, and for a busy
@@ -364,39 +374,14 @@ static void reap_gone(struct run *run, struct ls_loop *loop)
 	}
 }
 
-/* pytest names a test FILE::[Class::]function; pytest-asyncio runs each
- * async test as a Task of the test coroutine, so a slow Task step whose code
- * is a test* function in a test_*.py / *_test.py file is that test. */
+/* pytest-asyncio runs each async test as a Task of the test coroutine, so a
+ * slow Task step of a test function is that test. */
 static void pytest_name(const struct ls_cb_key *k, const struct ls_cb_name *nm, char *out,
 			size_t len)
 {
-	const char *base = strrchr(nm->filename, '/'), *fn, *dot;
-	size_t blen;
-
 	out[0] = '\0';
-	base = base ? base + 1 : nm->filename;
-	blen = strlen(base);
-	if (k->kind != LS_CB_TASK || blen < 4 || strcmp(base + blen - 3, ".py"))
-		return;
-	if (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py")))
-		return;
-	dot = strrchr(nm->qualname, '.');
-	fn = dot ? dot + 1 : nm->qualname;
-	if (strncmp(fn, "test", 4))
-		return;
-	snprintf(out, len, "%s::", base);
-	for (const char *c = nm->qualname; *c && strlen(out) + 3 < len; c++) {
-		size_t n = strlen(out);
-
-		if (*c == '.') {
-			out[n] = ':';
-			out[n + 1] = ':';
-			out[n + 2] = '\0';
-		} else {
-			out[n] = *c;
-			out[n + 1] = '\0';
-		}
-	}
+	if (k->kind == LS_CB_TASK)
+		pytest_node(nm->filename, nm->qualname, out, len);
 }
 
 static bool allowed(const struct ls_run_result *r, const struct ls_run_slow *s)
