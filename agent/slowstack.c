@@ -394,6 +394,17 @@ char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_peri
 	return buf;
 }
 
+void ls_slowstack_busy_times(const struct ls_slow_busy_event *e, struct ls_period_times *t)
+{
+	uint64_t off = e->blocked_ns + e->runnable_ns;
+
+	t->on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0;
+	t->blocked_ns = e->blocked_ns;
+	t->top_block_ns = e->top_block_ns;
+	t->top_syscall = e->top_syscall;
+	t->runnable_ns = e->runnable_ns;
+}
+
 void ls_slowstack_times(const struct ls_stack_summary *sum, struct ls_period_times *t)
 {
 	const struct ls_stack_agg *top = heaviest(sum, LS_STACK_OFF_CPU, true);

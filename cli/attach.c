@@ -162,14 +162,9 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 static char *why_slow(const struct ls_slow_busy_event *e, const struct ls_stack_summary *st,
 		      int max_frames, char *buf, size_t len)
 {
-	uint64_t off = e->blocked_ns + e->runnable_ns;
-	struct ls_period_times t = {
-		.on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0,
-		.blocked_ns = e->blocked_ns,
-		.top_block_ns = e->top_block_ns,
-		.top_syscall = e->top_syscall,
-		.runnable_ns = e->runnable_ns,
-	};
+	struct ls_period_times t;
+
+	ls_slowstack_busy_times(e, &t);
 
 	return ls_slowstack_text(st, &t, max_frames, buf, len);
 }

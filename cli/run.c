@@ -257,14 +257,9 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	struct run *run = ctx;
 	struct ls_stack_summary st;
 	char comm[16];
-	uint64_t off = e->blocked_ns + e->runnable_ns;
-	struct ls_period_times t = {
-		.on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0,
-		.blocked_ns = e->blocked_ns,
-		.top_block_ns = e->top_block_ns,
-		.top_syscall = e->top_syscall,
-		.runnable_ns = e->runnable_ns,
-	};
+	struct ls_period_times t;
+
+	ls_slowstack_busy_times(e, &t);
 
 	add_slow(run->r, LS_RUN_SLOW_BUSY, (pid_t)e->tgid, (pid_t)e->tid, e->start_ns,
 		 e->duration_ns);

@@ -99,6 +99,9 @@ struct ls_period_times {
 char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_period_times *t,
 			int max_frames, char *buf, size_t len);
 
+/* The times of slow busy period e (exact: from the scheduler programs). */
+void ls_slowstack_busy_times(const struct ls_slow_busy_event *e, struct ls_period_times *t);
+
 /* The times of a period known only by its stacks: sampled on-CPU time,
  * blocked and runnable time of its off-CPU episodes (the heaviest blocked
  * stack's syscall as top_syscall, its time as top_block_ns). */
