@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Integration: `bench/run --quick --out DIR` (the benchmark harness, a
- * script) runs to completion within 120 s, exits 0, and writes a markdown
- * report with a table for each workload, plus its raw JSON, into DIR (not
- * docs/BENCHMARKS.md). Afterwards none of the processes it started is left:
- * its apps (bench/apps/...), loopscope, bpftrace, wrk, refloop.
+ * Integration: `bench/run --smoke --out DIR` (the benchmark harness, a
+ * script; about 20 s on an idle 2-core VM: every workload, every variant and
+ * every agent-cost row kind once, briefly) runs to completion within 120 s
+ * (the margin is for a loaded machine), exits 0, and writes a markdown
+ * report with a table for each workload and the agent-cost table, plus its
+ * raw JSON, into DIR (not docs/BENCHMARKS.md). Afterwards none of the
+ * processes it started is left: its apps (bench/apps/...), loopscope,
+ * bpftrace, wrk, refloop.
  *
  * On timeout the harness gets SIGTERM (its handler kills everything it
  * started) and then SIGKILL (its children have PR_SET_PDEATHSIG).
@@ -84,7 +87,7 @@ static int count_left(void)
 /* Run bench/run to completion or LIMIT_MS, then SIGTERM, then SIGKILL. */
 static int run_bench(const char *dir, const char *log, int *timed_out)
 {
-	char *argv[] = { BENCH, "--quick", "--out", (char *)dir, NULL };
+	char *argv[] = { BENCH, "--smoke", "--out", (char *)dir, NULL };
 	long long deadline = now_ms() + LIMIT_MS;
 	pid_t pid;
 
@@ -137,18 +140,25 @@ START_TEST(test_bench_quick)
 	static const char *workloads[] = {
 		"Callback storm", "Timer-heavy", "aiohttp hello world", "Reference C loop",
 	};
+	static const char *agent_rows[] = {
+		"| Python 3.11 | bare (no observer) |", "| Python 3.11 | light |",
+		"| Python 3.11 | light, every event |", "| Python 3.11 | precise |",
+		"| Python 3.11 | precise, every event |", "| C loop | light |",
+	};
 	int rc, timed_out, left, before = count_left();
+	long long t0 = now_ms(), wall_ms;
 	char *text, *logtext;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(md, sizeof(md), "%s/BENCHMARKS.md", dir);
 	snprintf(log, sizeof(log), "%s/run.log", dir);
 	rc = run_bench(dir, log, &timed_out);
+	wall_ms = now_ms() - t0;
 	logtext = ls_test_slurp(log);
 	left = count_left() - before;
-	ck_assert_msg(!timed_out, "bench/run --quick took over %d s: %s", LIMIT_MS / 1000,
+	ck_assert_msg(!timed_out, "bench/run --smoke took over %d s: %s", LIMIT_MS / 1000,
 		      logtext ? logtext : "");
-	ck_assert_msg(rc == 0, "bench/run --quick exited %d: %s", rc, logtext ? logtext : "");
+	ck_assert_msg(rc == 0, "bench/run --smoke exited %d: %s", rc, logtext ? logtext : "");
 	ck_assert_msg(left <= 0, "%d processes of bench/run left behind", left);
 	text = ls_test_slurp(md);
 	ck_assert_msg(text, "no %s", md);
@@ -159,8 +169,14 @@ START_TEST(test_bench_quick)
 			      workloads[i]);
 	ck_assert_msg(strstr(text, "| bare |") && strstr(text, "| light |") &&
 		      strstr(text, "| precise |"), "variant rows missing in %s", md);
+	ck_assert_msg(strstr(text, "## Agent cost at fixed event rates"),
+		      "no agent-cost section in %s", md);
+	for (size_t i = 0; i < sizeof(agent_rows) / sizeof(agent_rows[0]); i++)
+		ck_assert_msg(strstr(text, agent_rows[i]), "%s lacks agent-cost row '%s'", md,
+			      agent_rows[i]);
 	ck_assert_msg(json_files(dir) == 1, "expected one raw JSON file in %s", dir);
-	printf("bench smoke: %s", logtext ? strstr(logtext, "loopscope bench") ?
+	printf("bench smoke: %.1f s wall; %s", wall_ms / 1000.0,
+	       logtext ? strstr(logtext, "loopscope bench") ?
 	       strstr(logtext, "loopscope bench") : logtext : "");
 	free(text);
 	free(logtext);
