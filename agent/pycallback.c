@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
 #include "pycallback.skel.h"
 
@@ -27,6 +28,7 @@ struct ls_pycb {
 	ls_slow_callback_fn on_slow;
 	void *ctx;
 	int delivered;
+	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 	struct py_target targets[LS_MAX_PY_TARGETS];
 	int ntargets;
 };
@@ -41,6 +43,9 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 			p->on_slow(data, p->ctx);
 		p->delivered++;
 	}
+	/* Ends the poll under a flood (see agent/loop.c on_ring_record). */
+	if ((p->delivered & 63) == 63 && ls_sys_now_ns() >= p->consume_until_ns)
+		return -EAGAIN;
 	return 0;
 }
 
@@ -159,7 +164,12 @@ int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 	int err;
 
 	p->delivered = 0;
+	/* At most 50 ms reading records (plus the wait): see ls_loop_poll. */
+	p->consume_until_ns = ls_sys_now_ns() +
+			      (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000 + 50000000ULL;
 	err = ring_buffer__poll(p->rb, timeout_ms);
+	if (err == -EAGAIN)
+		return p->delivered;
 	return err < 0 ? err : p->delivered;
 }
 

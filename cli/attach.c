@@ -696,8 +696,7 @@ int cli_attach(int argc, char **argv)
 	err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 	if (err)
 		goto snapshot_failed;
-	while (ls_loop_poll(loop, 0) > 0)
-		;
+	ls_loop_drain(loop, 300);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
 	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {

@@ -700,8 +700,7 @@ int cli_run(int argc, char **argv)
 	}
 	child_pid_for_signals = 0;
 	run.r->end_ns = ls_sys_now_ns();
-	while (ls_loop_poll(loop, 0) > 0)
-		;
+	ls_loop_drain(loop, 300);
 	cli_precise_poll(&run.precise);
 	if (WIFSIGNALED(status)) {
 		run.r->cmd_exit = -1;

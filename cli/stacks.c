@@ -103,8 +103,7 @@ void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_
 	if (!cs || !cs->col)
 		return;
 	if (drain && cs->loop)
-		while (ls_loop_poll(cs->loop, 0) > 0)
-			;
+		ls_loop_drain(cs->loop, 20);
 	if (ls_slowstack_take(cs->col, tgid, tid, from_ns, to_ns, sum))
 		return;
 	if (cs->folded && ls_folded_add(cs->folded, comm, sum))

@@ -118,11 +118,17 @@ uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors);
 /* Change the slow threshold (ns) at run time. */
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
 
-/* Wait up to timeout_ms for events and deliver them to on_slow_busy and
- * on_proc.
+/* Wait up to timeout_ms for events and deliver them to on_slow_busy,
+ * on_proc and on_stack, spending at most about 50 ms reading them (a
+ * flooding target cannot keep the caller there).
  * Returns the number delivered, or a negative errno (-EINTR when a signal
  * interrupted the wait: not an error for callers that loop). */
 int ls_loop_poll(struct ls_loop *l, int timeout_ms);
+
+/* Deliver what the ring buffer holds now, for at most max_ms ms (a target
+ * that floods it would otherwise keep the caller reading forever). Returns
+ * the number delivered. */
+int ls_loop_drain(struct ls_loop *l, int max_ms);
 
 /* Copy every tracked thread's stats. *out is malloc'd (free() it), *n its
  * length, *now_ns the time of the copy. 0 or -ENOMEM / map read errors. */
