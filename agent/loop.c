@@ -28,6 +28,7 @@ struct ls_loop {
 	void *ctx, *stack_ctx;
 	int delivered;
 	uint64_t consume_until_ns; /* one poll stops consuming at this time */
+	int stacks_err;            /* why stacks asked for could not be set up */
 	struct bpf_link **sample_links; /* one cpu-clock program per CPU */
 	int nsample;
 };
@@ -106,6 +107,51 @@ static int attach_sampling(struct ls_loop *l)
 	return err;
 }
 
+/* Open, load and attach bpf/loop.bpf.c into l->skel, with or without the
+ * stack programs. 0, or -errno with nothing left attached. */
+static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
+		     const struct bpf_object_open_opts *oopts, bool stacks)
+{
+	int err;
+
+	l->skel = loop_bpf__open_opts(oopts);
+	if (!l->skel)
+		return -errno;
+	l->skel->data->slow_threshold_ns =
+		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
+	if (!opts || !opts->follow_children) {
+		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
+		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
+	}
+	if (stacks) {
+		unsigned int hz = opts->sample_hz ? opts->sample_hz : 1000;
+
+		if (hz > 10000)
+			hz = 10000;
+		l->skel->bss->stack_after_ns = opts->stack_after_ns;
+		l->skel->data->sample_period_ns = 1000000000ULL / hz;
+	} else {
+		bpf_program__set_autoload(l->skel->progs.ls_stack_sys_exit, false);
+		bpf_program__set_autoload(l->skel->progs.ls_stack_sample, false);
+		bpf_program__set_autoload(l->skel->progs.ls_stack_thread_exit, false);
+	}
+	err = loop_bpf__load(l->skel);
+	if (!err)
+		err = loop_bpf__attach(l->skel);
+	if (!err && stacks)
+		err = attach_sampling(l);
+	if (err) {
+		for (int i = 0; i < l->nsample; i++)
+			bpf_link__destroy(l->sample_links[i]);
+		free(l->sample_links);
+		l->sample_links = NULL;
+		l->nsample = 0;
+		loop_bpf__destroy(l->skel);
+		l->skel = NULL;
+	}
+	return err;
+}
+
 int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 {
 	struct ls_loop *l;
@@ -122,39 +168,15 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 
 	LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = opts ? opts->btf_path : NULL);
 
-	l->skel = loop_bpf__open_opts(&oopts);
-	if (!l->skel) {
-		err = -errno;
-		goto cleanup;
+	err = load_skel(l, opts, &oopts, opts && opts->stack_after_ns);
+	if (err && opts && opts->stack_after_ns) {
+		/* Stacks are an extra: without them (an older kernel's verifier,
+		 * no perf events) the loop figures still come. */
+		l->stacks_err = err;
+		err = load_skel(l, opts, &oopts, false);
 	}
-	l->skel->data->slow_threshold_ns =
-		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
-	if (!opts || !opts->follow_children) {
-		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
-		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
-	}
-	if (opts && opts->stack_after_ns) {
-		unsigned int hz = opts->sample_hz ? opts->sample_hz : 1000;
-
-		if (hz > 10000)
-			hz = 10000;
-		l->skel->bss->stack_after_ns = opts->stack_after_ns;
-		l->skel->data->sample_period_ns = 1000000000ULL / hz;
-	} else {
-		bpf_program__set_autoload(l->skel->progs.ls_stack_sys_exit, false);
-		bpf_program__set_autoload(l->skel->progs.ls_stack_sample, false);
-	}
-	err = loop_bpf__load(l->skel);
 	if (err)
 		goto cleanup;
-	err = loop_bpf__attach(l->skel);
-	if (err)
-		goto cleanup;
-	if (opts && opts->stack_after_ns) {
-		err = attach_sampling(l);
-		if (err)
-			goto cleanup;
-	}
 	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_ring_record, l, NULL);
 	if (!l->rb) {
 		err = -errno;
@@ -228,12 +250,28 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 		       const struct ls_py_offsets *off)
 {
-	struct ls_stack_proc pp = { .runtime_addr = runtime_addr, .off = *off };
+	struct ls_stack_proc pp = { .runtime_addr = runtime_addr };
 	__u32 key = (__u32)pid;
 
+	if (!off) {
+		if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key) && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	pp.off = *off;
 	if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp, BPF_ANY))
 		return errno == E2BIG ? -E2BIG : -errno;
 	return 0;
+}
+
+int ls_loop_stacks_error(const struct ls_loop *l)
+{
+	return l->stacks_err;
+}
+
+uint64_t ls_loop_lost_stack_events(struct ls_loop *l)
+{
+	return l->skel->bss->lost_stack_events;
 }
 
 uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors)

@@ -14,8 +14,14 @@ struct py_row {
 	const struct ls_py_offsets *off;
 };
 
+/* A stack event as kept: when it arrived, and a copy of it. */
+struct kept {
+	uint64_t arrived_ns;
+	struct ls_stack_event ev;
+};
+
 struct ls_slowstack {
-	struct ls_stack_event **ev; /* ring of KEEP_MAX copies, oldest at head */
+	struct kept **ev;           /* ring of KEEP_MAX copies, oldest at head */
 	size_t head, n;
 	uint64_t dropped;
 	struct py_row *rows;
@@ -78,19 +84,19 @@ int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_p
 }
 
 /* Slot i of the ring (0 = oldest). */
-static struct ls_stack_event **slot(struct ls_slowstack *s, size_t i)
+static struct kept **slot(struct ls_slowstack *s, size_t i)
 {
 	return &s->ev[(s->head + i) % KEEP_MAX];
 }
 
 /* Drop the events for which drop() is true; keep the others in order. */
-static void compact(struct ls_slowstack *s, bool (*drop)(const struct ls_stack_event *, const void *),
+static void compact(struct ls_slowstack *s, bool (*drop)(const struct kept *, const void *),
 		    const void *arg)
 {
 	size_t w = 0;
 
 	for (size_t r = 0; r < s->n; r++) {
-		struct ls_stack_event *e = *slot(s, r);
+		struct kept *e = *slot(s, r);
 
 		if (drop(e, arg)) {
 			free(e);
@@ -103,9 +109,9 @@ static void compact(struct ls_slowstack *s, bool (*drop)(const struct ls_stack_e
 	s->n = w;
 }
 
-static bool drop_pid(const struct ls_stack_event *e, const void *arg)
+static bool drop_pid(const struct kept *k, const void *arg)
 {
-	return e->tgid == *(const uint32_t *)arg;
+	return k->ev.tgid == *(const uint32_t *)arg;
 }
 
 void ls_slowstack_forget(struct ls_slowstack *s, pid_t pid)
@@ -124,14 +130,17 @@ void ls_slowstack_forget(struct ls_slowstack *s, pid_t pid)
 
 void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e)
 {
-	size_t size = LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]);
-	struct ls_stack_event *copy = malloc(sizeof(*copy));
+	struct kept *copy;
 
+	if (e->nframes > LS_STACK_MAX)
+		return; /* not a record bpf/loop.bpf.c makes */
+	copy = malloc(sizeof(*copy));
 	if (!copy) {
 		s->dropped++;
 		return;
 	}
-	memcpy(copy, e, size);
+	copy->arrived_ns = ls_sys_now_ns();
+	memcpy(&copy->ev, e, LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]));
 	if (s->n == KEEP_MAX) {
 		free(*slot(s, 0));
 		*slot(s, 0) = NULL;
@@ -147,9 +156,9 @@ uint64_t ls_slowstack_dropped(const struct ls_slowstack *s)
 	return s->dropped;
 }
 
-static bool drop_old(const struct ls_stack_event *e, const void *arg)
+static bool drop_old(const struct kept *k, const void *arg)
 {
-	return e->time_ns < *(const uint64_t *)arg;
+	return k->arrived_ns < *(const uint64_t *)arg;
 }
 
 void ls_slowstack_prune(struct ls_slowstack *s, uint64_t before_ns)
@@ -188,6 +197,44 @@ static int cmp_weight(const void *pa, const void *pb)
 	return wa < wb ? 1 : wa > wb ? -1 : 0;
 }
 
+static bool same_frames(const struct ls_stack_agg *a, const struct ls_stack_agg *b)
+{
+	if (a->kind != b->kind || a->syscall != b->syscall || a->nframes != b->nframes ||
+	    a->truncated != b->truncated || a->error != b->error)
+		return false;
+	for (uint16_t f = 0; f < a->nframes; f++)
+		if (a->frames[f].line != b->frames[f].line ||
+		    strcmp(a->frames[f].qualname, b->frames[f].qualname) ||
+		    strcmp(a->frames[f].filename, b->frames[f].filename))
+			return false;
+	return true;
+}
+
+/* Stacks differ by instruction, people read lines: merge the stacks whose
+ * frames have the same function, file and line. */
+static void merge_by_line(struct ls_stack_summary *sum)
+{
+	size_t w = 0;
+
+	for (size_t r = 0; r < sum->n; r++) {
+		struct ls_stack_agg *a = &sum->stacks[r];
+		size_t k;
+
+		for (k = 0; k < w && !same_frames(&sum->stacks[k], a); k++)
+			;
+		if (k == w) {
+			sum->stacks[w++] = *a;
+			continue;
+		}
+		sum->stacks[k].on_cpu_ns += a->on_cpu_ns;
+		sum->stacks[k].blocked_ns += a->blocked_ns;
+		sum->stacks[k].runnable_ns += a->runnable_ns;
+		sum->stacks[k].events += a->events;
+		free(a->frames);
+	}
+	sum->n = w;
+}
+
 int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint64_t from_ns,
 		      uint64_t to_ns, struct ls_stack_summary *out)
 {
@@ -197,7 +244,7 @@ int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint6
 
 	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; i < s->n; i++) {
-		const struct ls_stack_event *e = *slot(s, i);
+		const struct ls_stack_event *e = &(*slot(s, i))->ev;
 		struct ls_stack_agg *a = NULL;
 
 		if (e->tgid != tgid || e->tid != tid || e->time_ns < from_ns || e->time_ns > to_ns)
@@ -271,7 +318,15 @@ int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint6
 		ls_slowstack_summary_free(out);
 		return err;
 	}
+	merge_by_line(out);
 	qsort(out->stacks, out->n, sizeof(*out->stacks), cmp_weight);
+	/* The heaviest are kept; the rest only count in the totals. */
+	for (size_t k = LS_SUMMARY_STACKS_MAX; k < out->n; k++) {
+		free(out->stacks[k].frames);
+		out->dropped++;
+	}
+	if (out->n > LS_SUMMARY_STACKS_MAX)
+		out->n = LS_SUMMARY_STACKS_MAX;
 	return 0;
 }
 
@@ -340,6 +395,23 @@ static const struct ls_stack_agg *heaviest(const struct ls_stack_summary *sum, u
 	return best;
 }
 
+/* A cut at a byte count may split a UTF-8 character (names are UTF-8):
+ * drop an incomplete one at the end. */
+static void utf8_trim(char *buf)
+{
+	size_t n = strlen(buf), i = n, need;
+
+	while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80 && n - i < 3)
+		i--;
+	if (i == 0 || (unsigned char)buf[i - 1] < 0xC0)
+		return; /* ends in ASCII, or no lead byte found */
+	unsigned char lead = (unsigned char)buf[i - 1];
+
+	need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+	if (n - (i - 1) < need)
+		buf[i - 1] = '\0';
+}
+
 char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_period_times *t,
 			int max_frames, char *buf, size_t len)
 {
@@ -391,6 +463,7 @@ char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_peri
 		if (pos < len && a)
 			pos = put_frames(a, max_frames, buf, pos, len);
 	}
+	utf8_trim(buf);
 	return buf;
 }
 
@@ -410,13 +483,15 @@ void ls_slowstack_times(const struct ls_stack_summary *sum, struct ls_period_tim
 	const struct ls_stack_agg *top = heaviest(sum, LS_STACK_OFF_CPU, true);
 
 	memset(t, 0, sizeof(*t));
+	/* Stacks do not tell single blocks apart: the heaviest blocked
+	 * stack's syscall names all the blocked time. */
 	t->top_syscall = top ? top->syscall : -1;
-	t->top_block_ns = top ? top->blocked_ns : 0;
 	for (size_t i = 0; sum && i < sum->n; i++) {
 		t->on_cpu_ns += sum->stacks[i].on_cpu_ns;
 		t->blocked_ns += sum->stacks[i].blocked_ns;
 		t->runnable_ns += sum->stacks[i].runnable_ns;
 	}
+	t->top_block_ns = t->blocked_ns;
 }
 
 json_object *ls_slowstack_json(const struct ls_stack_summary *sum)

@@ -22,13 +22,18 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* Run-time settings: .data, written by user space after load. */
 __u64 slow_threshold_ns = 100000000ULL;
 
-/* Ring buffer records that did not fit (user space reports them). */
+/* Ring buffer records that did not fit (user space reports them): slow
+ * events and proc events; stack records apart. */
 __u64 lost_events;
+__u64 lost_stack_events;
 
 /* Stacks (see "Stacks" at the end): take Python stacks in busy periods older
  * than this, ns; 0 = off. .data, set by user space before load. */
 __u64 stack_after_ns;
 __u64 pending_walks; /* threads with walk_pending set, machine-wide */
+/* Walks in one busy period, at most: a thread that stopped polling (its
+ * loop ended, and it went on with other work) stays "busy" for ever. */
+#define LS_PERIOD_WALKS_MAX 4096
 __u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
 
 struct {
@@ -211,6 +216,7 @@ static __always_inline void poll_exit(void)
 	st->carry_blocked_ns = 0;
 	st->carry_runnable_ns = 0;
 	st->carry_syscall = -1;
+	st->period_walks = 0;
 	st->cur_top_block_ns = 0;
 	st->cur_top_syscall = -1;
 }
@@ -381,6 +387,12 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 
 			st->off_state = LS_OFF_BLOCKED;
 			st->off_syscall = regs ? (__s32)BPF_CORE_READ(regs, orig_ax) : -1;
+			/* Stopped (SIGSTOP, a debugger) or traced: orig_ax
+			 * is the last syscall, not one in progress, and no
+			 * sys_exit follows (include/linux/sched.h __TASK_STOPPED
+			 * 0x4, __TASK_TRACED 0x8). */
+			if (prev_state & (0x4 | 0x8))
+				st->off_syscall = -1;
 		}
 		if (st->walk_pending) { /* its walk has not come yet: keep its time */
 			st->carry_blocked_ns += st->ep_blocked_ns;
@@ -409,6 +421,7 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		 * with the next stack taken instead. */
 		if (stack_after_ns && !st->walk_pending &&
 		    now - st->poll_exit_ns >= stack_after_ns &&
+		    st->period_walks < LS_PERIOD_WALKS_MAX &&
 		    bpf_map_lookup_elem(&py_procs, &st->tgid)) {
 			if (st->ep_syscall < 0 || now - st->last_walk_ns < sample_period_ns) {
 				st->carry_blocked_ns += st->ep_blocked_ns;
@@ -473,13 +486,24 @@ __u64 stack_walks;         /* walks done: the "no work when healthy" proof */
 __u64 stack_walk_errors;   /* walks that found no frames */
 
 
-/* tid -> its PyThreadState, found once by the list walk, re-checked on use. */
+/* tid -> its PyThreadState, found once by the list walk and re-checked on
+ * use; or, when the walk found none, when it last looked (the walk is not
+ * repeated within a second: a C thread of a Python process has none). */
+struct tstate_cache {
+	__u64 tstate;
+	__u64 missed_ns;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LS_MAX_THREADS);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct tstate_cache);
 } tstates SEC(".maps");
+
+/* Thread states looked at in one walk of an interpreter's list, at most. */
+#define LS_MAX_PY_THREADS 4096
+#define LS_TSTATE_RETRY_NS 1000000000ULL
 
 /* Where a stack event is built: slot 0 for tracepoint context, slot 1 for
  * the perf_event program, which may interrupt a tracepoint program on the
@@ -500,30 +524,51 @@ static __always_inline __u64 read_ptr(__u64 addr)
 	return v;
 }
 
-/* The PyThreadState of the current thread, or 0. */
+struct tstate_walk {
+	const struct ls_stack_proc *pp;
+	__u64 ts, fsbase, found;
+};
+
+static int tstate_one(__u32 i, struct tstate_walk *w)
+{
+	if (!w->ts)
+		return 1;
+	if (read_ptr(w->ts + w->pp->off.tstate_thread_id) == w->fsbase) {
+		w->found = w->ts;
+		return 1;
+	}
+	w->ts = read_ptr(w->ts + w->pp->off.tstate_next);
+	return 0;
+}
+
+/* The PyThreadState of the current thread, or 0. The main interpreter's
+ * list: _PyRuntime.interpreters.main, which follows interpreters.head in
+ * struct pyinterpreters on 3.8-3.13 (internal/pycore_pystate.h 3.8,
+ * internal/pycore_runtime.h 3.9-3.13: a lock or PyMutex, head, main);
+ * interpreters.head is the newest interpreter, not the main one. New
+ * thread states are prepended, so a loop thread started first is last. */
 static __always_inline __u64 find_tstate(const struct ls_stack_proc *pp, __u32 tid)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 fsbase = task->thread.fsbase;
-	__u64 *cached, ts, interp;
+	struct tstate_walk w = { .pp = pp, .fsbase = task->thread.fsbase };
+	struct tstate_cache *cached, fresh = {};
+	__u64 interp, now = bpf_ktime_get_ns();
 
 	cached = bpf_map_lookup_elem(&tstates, &tid);
-	if (cached && *cached &&
-	    read_ptr(*cached + pp->off.tstate_thread_id) == fsbase)
-		return *cached;
-
-	interp = read_ptr(pp->runtime_addr + pp->off.runtime_interpreters_head);
-	if (!interp)
+	if (cached && cached->tstate &&
+	    read_ptr(cached->tstate + pp->off.tstate_thread_id) == w.fsbase)
+		return cached->tstate;
+	if (cached && !cached->tstate && now - cached->missed_ns < LS_TSTATE_RETRY_NS)
 		return 0;
-	ts = read_ptr(interp + pp->off.interp_threads_head);
-	for (int i = 0; i < 64 && ts; i++) {
-		if (read_ptr(ts + pp->off.tstate_thread_id) == fsbase) {
-			bpf_map_update_elem(&tstates, &tid, &ts, BPF_ANY);
-			return ts;
-		}
-		ts = read_ptr(ts + pp->off.tstate_next);
+	interp = read_ptr(pp->runtime_addr + pp->off.runtime_interpreters_head + 8);
+	if (interp) {
+		w.ts = read_ptr(interp + pp->off.interp_threads_head);
+		bpf_loop(LS_MAX_PY_THREADS, tstate_one, &w, 0);
 	}
-	return 0;
+	fresh.tstate = w.found;
+	fresh.missed_ns = w.found ? 0 : now;
+	bpf_map_update_elem(&tstates, &tid, &fresh, BPF_ANY);
+	return w.found;
 }
 
 struct walk_ctx {
@@ -599,7 +644,10 @@ static __always_inline void walk_stack(struct ls_stack_event *ev, __u32 tgid, __
 	c.pp = pp;
 	c.ev = ev;
 	c.frame = frame;
-	bpf_loop(LS_STACK_MAX + 8, walk_one, &c, 0);
+	/* Shim frames (3.12+: one per C-to-Python call) take turns too. */
+	bpf_loop(2 * LS_STACK_MAX, walk_one, &c, 0);
+	if (c.frame)
+		ev->truncated = 1; /* frames left when the turns ran out */
 	if (c.n == 0 && frame) {
 		ev->error = LS_STACK_READ;
 		goto fail;
@@ -619,7 +667,7 @@ static __always_inline void output(struct ls_stack_event *ev)
 	if (ev->nframes >= LS_STACK_MAX)
 		size = sizeof(*ev);
 	if (bpf_ringbuf_output(&events, ev, size, 0))
-		__sync_fetch_and_add(&lost_events, 1);
+		__sync_fetch_and_add(&lost_stack_events, 1);
 }
 
 /* Take the thread's stack and send it: an on-CPU sample, or the off-CPU
@@ -629,9 +677,16 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 				       __u32 kind, __u64 now)
 {
 	struct ls_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &slot);
+	/* Taken first: the cpu-clock program may interrupt this one (it runs
+	 * in hard interrupt context) and take the carry itself. */
+	__u64 carry_blocked = st->carry_blocked_ns, carry_runnable = st->carry_runnable_ns;
+	__s32 carry_syscall = st->carry_syscall;
 
+	st->carry_blocked_ns = 0;
+	st->carry_runnable_ns = 0;
 	if (!ev)
 		return;
+	st->period_walks++;
 	ev->type = LS_EV_STACK;
 	ev->tgid = st->tgid;
 	ev->tid = tid;
@@ -646,19 +701,21 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 		ev->runnable_ns = 0;
 		ev->syscall = -1;
 		output(ev);
-		if (!st->carry_blocked_ns && !st->carry_runnable_ns)
+		if (!carry_blocked && !carry_runnable)
 			return;
-		ev->syscall = st->carry_blocked_ns ? st->carry_syscall : -1;
+		ev->time_ns = now;
+		ev->blocked_ns = carry_blocked;
+		ev->runnable_ns = carry_runnable;
+		ev->syscall = carry_blocked ? carry_syscall : -1;
 	} else {
-		ev->syscall = st->ep_syscall;
+		ev->time_ns = st->ep_start_ns;
+		ev->blocked_ns = carry_blocked + st->ep_blocked_ns;
+		ev->runnable_ns = carry_runnable + st->ep_runnable_ns;
+		ev->syscall = st->ep_blocked_ns ? st->ep_syscall :
+			      carry_blocked ? carry_syscall : -1;
 	}
 	ev->kind = LS_STACK_OFF_CPU;
-	ev->time_ns = kind == LS_STACK_ON_CPU ? now : st->ep_start_ns;
-	ev->blocked_ns = st->carry_blocked_ns + (kind == LS_STACK_ON_CPU ? 0 : st->ep_blocked_ns);
-	ev->runnable_ns = st->carry_runnable_ns + (kind == LS_STACK_ON_CPU ? 0 : st->ep_runnable_ns);
 	ev->weight_ns = ev->blocked_ns + ev->runnable_ns;
-	st->carry_blocked_ns = 0;
-	st->carry_runnable_ns = 0;
 	output(ev);
 }
 
@@ -707,8 +764,26 @@ int ls_stack_sample(void *ctx)
 	if (!bpf_map_lookup_elem(&py_procs, &tgid))
 		return 0; /* no Python stack to take here */
 	now = bpf_ktime_get_ns();
-	if (now - st->poll_exit_ns < stack_after_ns)
+	if (now - st->poll_exit_ns < stack_after_ns || st->period_walks >= LS_PERIOD_WALKS_MAX)
 		return 0;
 	emit_stack(1, st, tid, LS_STACK_ON_CPU, now);
+	return 0;
+}
+
+/* A thread that exits with a walk armed (it slept in a signal, core dump or
+ * exit path, not in a syscall that returns) never reaches sys_exit: give
+ * its count back. BTF tracepoint sched_process_exit(p, group_dead)
+ * (kernel/exit.c do_exit), for every exiting thread: filtered first. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ls_stack_thread_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tid = BPF_CORE_READ(p, pid), tgid = BPF_CORE_READ(p, tgid);
+	struct ls_thread_stats *st;
+
+	if (!pending_walks)
+		return 0;
+	st = bpf_map_lookup_elem(&threads, &tid);
+	if (st && st->tgid == tgid)
+		disarm(st);
 	return 0;
 }

@@ -197,7 +197,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	char b1[32], b2[32];
 
 	cli_stacks_take(&a->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
-			false, name, &st);
+			false, true, name, &st);
 	if (a->nslow < MAX_SLOW_KEPT) {
 		if (!a->slow)
 			a->slow = calloc(MAX_SLOW_KEPT, sizeof(*a->slow));
@@ -605,7 +605,7 @@ int cli_attach(int argc, char **argv)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
-	a.stacks.loop = loop;
+	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
 	for (int i = 0; i < a.npids; i++)
 		cli_stacks_add(&a.stacks, a.pids[i]);
@@ -686,8 +686,9 @@ int cli_attach(int argc, char **argv)
 			nprev = ncur;
 			cur = NULL;
 			prev_ns = now_ns;
-			cli_stacks_prune(&a.stacks, now_ns);
 		}
+		if (now_ns >= next_tick)
+			cli_stacks_prune(&a.stacks, now_ns);
 		while (next_tick <= now_ns)
 			next_tick += a.interval_ns;
 	}
@@ -703,10 +704,12 @@ int cli_attach(int argc, char **argv)
 		fprintf(stderr, "loopscope: no loop thread seen in any target\n");
 		ret = LS_EXIT_NO_LOOP;
 	} else {
-		ret = folded_failed ? LS_EXIT_ERROR : LS_EXIT_OK;
+		ret = LS_EXIT_OK;
 		for (int i = 0; i < a.npids; i++)
 			if (a.exited[i])
 				ret = LS_EXIT_TARGET_EXITED;
+		if (folded_failed)
+			ret = LS_EXIT_ERROR; /* the file asked for is not there */
 	}
 	goto cleanup;
 snapshot_failed:

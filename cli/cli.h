@@ -51,6 +51,7 @@ struct cli_stacks {
 	struct ls_loop *loop;       /* the session whose stack events these are */
 	struct ls_slowstack *col;
 	struct ls_folded *folded;   /* with --folded FILE */
+	int nprocs;                 /* processes whose stacks can be walked */
 	const char *folded_path;
 };
 
@@ -60,19 +61,26 @@ int cli_stacks_init(struct cli_stacks *cs);
 /* Options for ls_loop_open: stacks in busy periods older than a quarter of
  * the threshold, sampled at 1 kHz, into cs. */
 void cli_stacks_loop_opts(struct cli_stacks *cs, uint64_t threshold_ns, struct ls_loop_opts *o);
+/* The session is open: stacks come from loop l, unless their programs
+ * could not be set up (then one line on stderr says so, and they are off). */
+void cli_stacks_opened(struct cli_stacks *cs, struct ls_loop *l);
 /* Resolve pid's CPython and let the walker read its stacks: true when it
  * can; else false and, unless quiet, one line on stderr saying why. */
 bool cli_stacks_add(struct cli_stacks *cs, pid_t pid);
 /* Same, for a target ls_py_resolve has already resolved. */
 bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t);
+/* Stop walking pid's stacks and forget them (it exec'd: its old image's
+ * offsets no longer apply). */
 void cli_stacks_remove(struct cli_stacks *cs, pid_t pid);
 /* The stacks of tid over [from_ns, to_ns] into *sum (empty when stacks are
  * off); with drain, first read stack events still in the loop's ring buffer
- * (callers outside that ring buffer's own callbacks: precise mode). Folded
- * output accumulates them, under thread name comm. */
+ * (callers outside that ring buffer's own callbacks: precise mode). With
+ * fold, --folded output accumulates them, under thread name comm (slow busy
+ * periods fold; the slow callbacks inside them would count twice). */
 void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_t from_ns,
-		     uint64_t to_ns, bool drain, const char *comm, struct ls_stack_summary *sum);
-/* Drop events older than 10 s before now_ns. */
+		     uint64_t to_ns, bool drain, bool fold, const char *comm,
+		     struct ls_stack_summary *sum);
+/* Drop events that arrived more than 10 s before now_ns. */
 void cli_stacks_prune(struct cli_stacks *cs, uint64_t now_ns);
 /* Write --folded FILE (when asked): 0, or 1 after one line on stderr. */
 int cli_stacks_write_folded(struct cli_stacks *cs);

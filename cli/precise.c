@@ -202,7 +202,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 
 		ls_target_thread_name((pid_t)e->key.tgid, (pid_t)e->tid, comm, sizeof(comm));
 		cli_stacks_take(p->stacks, e->key.tgid, e->tid, e->start_ns,
-				e->start_ns + e->duration_ns, true, comm, &st);
+				e->start_ns + e->duration_ns, true, false, comm, &st);
 	}
 	if (p->nslow < MAX_SLOW_KEPT) {
 		struct ls_slow_callback_event *grown = realloc(p->slow, (p->nslow + 1) * sizeof(*e));

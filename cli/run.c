@@ -158,8 +158,10 @@ static void on_proc(const struct ls_proc_event *e, void *ctx)
 	struct proc_state *st = &run->st[p - run->r->procs];
 	struct ls_run_process *parent = proc_find(run->r, (pid_t)e->ppid);
 
-	if (e->type == LS_EV_EXEC)
+	if (e->type == LS_EV_EXEC) {
 		read_cmdline(p->pid, p->cmdline, sizeof(p->cmdline));
+		cli_stacks_remove(&run->stacks, p->pid); /* resolved again below */
+	}
 	/* A new program, or a fork of a Python process that does not exec
 	 * (multiprocessing's fork, pre-fork servers): the parent's uprobes are
 	 * filtered to the parent's pid, the child needs its own. */
@@ -265,7 +267,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		 e->duration_ns);
 	ls_target_thread_name((pid_t)e->tgid, (pid_t)e->tid, comm, sizeof(comm));
 	cli_stacks_take(&run->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
-			false, comm, &st);
+			false, true, comm, &st);
 	if (run->r->nslow && run->r->slow[run->r->nslow - 1].start_ns == e->start_ns)
 		explain(&run->r->slow[run->r->nslow - 1], &st, &t);
 	ls_slowstack_summary_free(&st);
@@ -565,6 +567,10 @@ static int parse_args(struct run *run, int argc, char **argv)
 		fprintf(stderr, "loopscope: run needs a command: loopscope run [OPTIONS] -- CMD [ARGS...]\n");
 		return -EINVAL;
 	}
+	if (run->stacks.folded_path && !run->stacks.enabled) {
+		fprintf(stderr, "loopscope: --folded needs stacks (drop --no-stacks)\n");
+		return -EINVAL;
+	}
 	for (int i = optind; i < argc; i++) {
 		size_t len = strlen(r->cmd);
 
@@ -628,7 +634,7 @@ int cli_run(int argc, char **argv)
 	run.precise.quiet = true; /* no lines on stdout: CMD owns it */
 	run.precise.quiet_resolve = run.quiet;
 	run.precise.threshold_ns = run.threshold_ns;
-	run.stacks.loop = loop;
+	cli_stacks_opened(&run.stacks, loop);
 	run.precise.stacks = run.stacks.enabled ? &run.stacks : NULL;
 
 	if (pipe2(go, O_CLOEXEC) || pipe2(execerr, O_CLOEXEC)) {

@@ -47,6 +47,18 @@ void cli_stacks_loop_opts(struct cli_stacks *cs, uint64_t threshold_ns, struct l
 	o->stack_ctx = cs;
 }
 
+void cli_stacks_opened(struct cli_stacks *cs, struct ls_loop *l)
+{
+	int err;
+
+	cs->loop = l;
+	if (!cs->enabled || !(err = ls_loop_stacks_error(l)))
+		return;
+	fprintf(stderr, "loopscope: no Python stacks: their BPF programs could not be set up (%s); "
+		"slow periods keep their syscall and times\n", strerror(-err));
+	cs->enabled = false;
+}
+
 bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t)
 {
 	const struct ls_py_offsets *off = ls_py_offsets_for(t->major, t->minor);
@@ -70,6 +82,7 @@ bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t
 				strerror(-err));
 		return false;
 	}
+	cs->nprocs++;
 	return true;
 }
 
@@ -92,12 +105,15 @@ bool cli_stacks_add(struct cli_stacks *cs, pid_t pid)
 
 void cli_stacks_remove(struct cli_stacks *cs, pid_t pid)
 {
+	if (cs->loop && cs->enabled)
+		ls_loop_set_python(cs->loop, pid, 0, NULL);
 	if (cs->col)
 		ls_slowstack_forget(cs->col, pid);
 }
 
 void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_t from_ns,
-		     uint64_t to_ns, bool drain, const char *comm, struct ls_stack_summary *sum)
+		     uint64_t to_ns, bool drain, bool fold, const char *comm,
+		     struct ls_stack_summary *sum)
 {
 	memset(sum, 0, sizeof(*sum));
 	if (!cs || !cs->col)
@@ -106,7 +122,7 @@ void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_
 		ls_loop_drain(cs->loop, 20);
 	if (ls_slowstack_take(cs->col, tgid, tid, from_ns, to_ns, sum))
 		return;
-	if (cs->folded && ls_folded_add(cs->folded, comm, sum))
+	if (fold && cs->folded && ls_folded_add(cs->folded, comm, sum))
 		fprintf(stderr, "loopscope: out of memory for --folded\n");
 }
 
@@ -148,15 +164,21 @@ void cli_stacks_report(struct cli_stacks *cs, json_object *jr)
 	if (jr) {
 		json_object *o = json_object_new_object();
 
+		json_object_object_add(o, "processes", json_object_new_int(cs->nprocs));
 		cli_jadd_u64(o, "walks", walks);
 		cli_jadd_u64(o, "walks_without_frames", errors);
 		cli_jadd_u64(o, "events_dropped", cs->col ? ls_slowstack_dropped(cs->col) : 0);
+		cli_jadd_u64(o, "events_lost", ls_loop_lost_stack_events(cs->loop));
 		json_object_object_add(jr, "stacks", o);
 		return;
 	}
 	if (walks)
 		printf("  Python stacks: %llu taken in slow periods (%llu without frames)\n",
 		       (unsigned long long)walks, (unsigned long long)errors);
+	if (ls_loop_lost_stack_events(cs->loop))
+		printf("  LOST %llu stack records: the ring buffer was full (stacks of some slow "
+		       "periods are partial)\n",
+		       (unsigned long long)ls_loop_lost_stack_events(cs->loop));
 }
 
 void cli_stacks_close(struct cli_stacks *cs)

@@ -226,12 +226,46 @@ static void check_culprit(const char *py, json_object *rep, const struct culprit
 	ck_assert_msg(absdiff(off, app_off) <= bound(c->duration_ns),
 		      "%s: %s: off CPU %llu ns, the app's perf_counter - thread_time says %llu ns",
 		      py, c->name, (unsigned long long)off, (unsigned long long)app_off);
+	/* The stacks themselves carry the culprit's time: a block is one
+	 * off-CPU episode, with its stack, blocked then runnable once woken;
+	 * a spin's samples start a quarter of the threshold (25 ms) in. */
+	if (!spin) {
+		uint64_t st_off = ls_test_ju64(st, "blocked_ns") + ls_test_ju64(st, "runnable_ns");
+
+		ck_assert_msg(absdiff(st_off, app_off) <= bound(c->duration_ns),
+			      "%s: %s: its stack holds %llu ns off CPU, the app says %llu ns", py,
+			      c->name, (unsigned long long)st_off, (unsigned long long)app_off);
+	} else {
+		uint64_t sampled = 0, lo = c->on_cpu_ns > 25 * MS ? (c->on_cpu_ns - 25 * MS) * 9 / 10 : 0;
+		json_object *stacks = ls_test_jget(p, "stacks");
+
+		for (size_t i = 0; i < json_object_array_length(stacks); i++) {
+			json_object *s = json_object_array_get_idx(stacks, i);
+			json_object *f0 = json_object_array_get_idx(ls_test_jget(s, "frames"), 0);
+
+			if (f0 && !strcmp(json_object_get_string(ls_test_jget(f0, "function")), c->function))
+				sampled += ls_test_ju64(s, "on_cpu_ns");
+		}
+		ck_assert_msg(sampled >= lo && sampled <= c->on_cpu_ns * 11 / 10 + 5 * MS,
+			      "%s: spin: %llu ns of on-CPU samples in it, thread_time %llu ns", py,
+			      (unsigned long long)sampled, (unsigned long long)c->on_cpu_ns);
+	}
 	if (runnable_vs_wait) {
-		uint64_t run = ls_test_ju64(p, "runnable_ns");
+		uint64_t run = ls_test_ju64(p, "runnable_ns"), st_run = 0;
+		json_object *stacks = ls_test_jget(p, "stacks");
 
 		ck_assert_msg(absdiff(run, c->wait_ns) <= bound(c->wait_ns),
 			      "%s: %s: runnable %llu ns, schedstat wait %llu ns", py, c->name,
 			      (unsigned long long)run, (unsigned long long)c->wait_ns);
+		/* The stacks' runnable time (preemptions carried to the next
+		 * sample) is part of it, from 25 ms in. */
+		for (size_t i = 0; i < json_object_array_length(stacks); i++)
+			st_run += ls_test_ju64(json_object_array_get_idx(stacks, i), "runnable_ns");
+		ck_assert_msg(st_run <= run + MS &&
+			      st_run >= (c->wait_ns > 25 * MS ? (c->wait_ns - 25 * MS) / 2 : 0),
+			      "%s: %s: stacks hold %llu ns runnable of %llu ns (schedstat %llu ns)", py,
+			      c->name, (unsigned long long)st_run, (unsigned long long)run,
+			      (unsigned long long)c->wait_ns);
 	}
 	fprintf(stderr, "it_stacks: %s: %-5s %s:%d%s%s on %llu/%llu off %llu/%llu us (ours/app)%s\n",
 		py, c->name, fn, line, sc ? " in " : "", sc ? sc : "",
@@ -361,6 +395,8 @@ START_TEST(test_no_stack_walk_while_healthy)
 	rep = attach_run(app_argv, NULL, "100ms", "healthy");
 	stacks = ls_test_jget(rep, "stacks");
 	ck_assert_ptr_nonnull(stacks);
+	/* The walker was set up for the app: zero walks means something. */
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(stacks, "processes")), 1);
 	ck_assert_uint_eq(json_object_array_length(ls_test_jget(rep, "slow_busy")), 0);
 	/* The claim holds for busy periods below the stack-after time (25 ms
 	 * here). A machine loaded enough to stretch a 5 ms block past 25 ms
@@ -394,14 +430,17 @@ START_TEST(test_no_stack_walk_while_healthy)
 }
 END_TEST
 
-/* 100 extra Python frames: the innermost LS_STACK_MAX (64) are kept, the
- * stack is marked truncated, and the culprit is still its innermost frame. */
+/* 100 extra levels, each a call through C (reduce(): on 3.12+ a shim frame
+ * between Python ones, which the walk skips but which take its turns): the
+ * innermost LS_STACK_MAX (64) frames are kept, the stack is marked
+ * truncated, and the culprit is still its innermost frame. On every
+ * interpreter. */
 START_TEST(test_deep_stack_is_truncated)
 {
-	const char *py = py_list.path[0];
+	const char *py = py_list.path[_i];
 	char applog[128], wait_file[128];
 	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file,
-			     "--only", "sleep", "--depth", "100", NULL };
+			     "--only", "sleep", "--depth", "100", "--via-c", NULL };
 	struct culprit c[2];
 	json_object *rep, *st;
 
@@ -414,6 +453,37 @@ START_TEST(test_deep_stack_is_truncated)
 	st = heaviest(period_of(rep, &c[0]), "off_cpu");
 	ck_assert_int_eq(json_object_array_length(ls_test_jget(st, "frames")), 64);
 	ck_assert(json_object_get_boolean(ls_test_jget(st, "truncated")));
+	json_object_put(rep);
+	unlink(applog);
+	unlink(wait_file);
+}
+END_TEST
+
+/* 100 idle threads started before the loop: the loop thread's state is the
+ * last of 101 in the interpreter's list (new ones are prepended), and its
+ * stack is still found. And a shallow stack through C is complete (not
+ * truncated: it ends at <module>). */
+START_TEST(test_loop_thread_found_among_many)
+{
+	const char *py = py_list.path[_i];
+	char applog[128], wait_file[128];
+	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file,
+			     "--only", "sleep", "--threads", "100", "--depth", "3", "--via-c", NULL };
+	struct culprit c[2];
+	json_object *rep, *st, *frames;
+
+	ls_test_tmp(applog, sizeof(applog), "culprits");
+	ls_test_tmp(wait_file, sizeof(wait_file), "go");
+	unlink(wait_file);
+	rep = attach_run(app_argv, wait_file, "100ms", "threads");
+	ck_assert_int_eq(load_culprits(applog, c, 2), 1);
+	check_culprit(py, rep, &c[0], false);
+	st = heaviest(period_of(rep, &c[0]), "off_cpu");
+	frames = ls_test_jget(st, "frames");
+	ck_assert(!json_object_get_boolean(ls_test_jget(st, "truncated")));
+	ck_assert_str_eq(json_object_get_string(ls_test_jget(
+		json_object_array_get_idx(frames, json_object_array_length(frames) - 1), "function")),
+		"<module>");
 	json_object_put(rep);
 	unlink(applog);
 	unlink(wait_file);
@@ -479,7 +549,8 @@ int main(void)
 	tcase_add_loop_test(tc, test_culprits_named_with_syscall_and_split, 0, py_list.n);
 	tcase_add_test(tc, test_runnable_matches_schedstat_wait_under_a_hog);
 	tcase_add_test(tc, test_no_stack_walk_while_healthy);
-	tcase_add_test(tc, test_deep_stack_is_truncated);
+	tcase_add_loop_test(tc, test_deep_stack_is_truncated, 0, py_list.n);
+	tcase_add_loop_test(tc, test_loop_thread_found_among_many, 0, py_list.n);
 	tcase_add_test(tc, test_unsupported_python_keeps_syscall_and_times);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);

@@ -24,10 +24,14 @@ loop is otherwise healthy: busy periods far below 10 ms.
 
 With --wait-file F the culprits start only once F exists (a test creates it
 when loopscope is attached). --rounds N repeats the four N times; --only
-NAME runs one of them; --depth N runs each N Python calls deep (nest()).
+NAME runs one of them; --depth N runs each N Python calls deep (nest()),
+--via-c each of those calls through C (reduce(), so that 3.12+ puts a shim
+frame between the Python ones); --threads N starts N idle threads first (the
+loop thread's state is then the last of N+1 in the interpreter's list).
 """
 import argparse
 import asyncio
+import functools
 import json
 import os
 import threading
@@ -114,10 +118,16 @@ def hold_lock(lock, held, block):
         time.sleep(block)
 
 
+VIA_C = False
+
+
 def nest(depth, fn, *args):
-    """Call fn(*args) under depth more Python frames."""
+    """Call fn(*args) under depth more Python frames (via C: reduce())."""
     if depth <= 0:
         return fn(*args)
+    if VIA_C:
+        # reduce() is C, and lets StopIteration through (map would end).
+        return functools.reduce(lambda _a, _b: nest(depth - 1, fn, *args), [0, 0])
     return nest(depth - 1, fn, *args)
 
 
@@ -181,4 +191,12 @@ if __name__ == "__main__":
     p.add_argument("--wait-file")
     p.add_argument("--only", choices=["sleep", "spin", "pipe", "lock"])
     p.add_argument("--depth", type=int, default=0)
-    asyncio.run(main(p.parse_args()))
+    p.add_argument("--via-c", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    VIA_C = a.via_c
+    idle = threading.Event()
+    for _ in range(a.threads):
+        threading.Thread(target=idle.wait, daemon=True).start()
+    asyncio.run(main(a))
+    idle.set()

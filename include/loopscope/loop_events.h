@@ -74,6 +74,7 @@ struct ls_thread_stats {
 	__u64 carry_blocked_ns;
 	__u64 carry_runnable_ns;
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
+	__u64 period_walks;      /* walks in the busy period in progress */
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */

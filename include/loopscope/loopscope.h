@@ -93,9 +93,12 @@ struct ls_loop_opts {
 /* Load bpf/loop.bpf.c and attach its six syscall tracepoints, the
  * sched_switch/sched_wakeup programs (on- and off-CPU time of busy periods),
  * plus the sched_process_fork/exec programs when following (they do nothing
- * until a target is added). Returns 0 and *out, or a negative errno
- * from libbpf: -EPERM without the capabilities, -ENOENT/-EINVAL when the
- * kernel lacks a tracepoint or BTF. Nothing stays attached on error. */
+ * until a target is added), and with stack_after_ns the stack programs
+ * (cpu-clock on every CPU, sys_exit, sched_process_exit); when those fail,
+ * the session opens without them (ls_loop_stacks_error says why). Returns
+ * 0 and *out, or a negative errno from libbpf: -EPERM without the
+ * capabilities, -ENOENT/-EINVAL when the kernel lacks a tracepoint or BTF.
+ * Nothing stays attached on error. */
 int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out);
 
 /* Start (add) or stop (remove) measuring every thread of process pid.
@@ -106,10 +109,19 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid);
 
 /* Let the stack walker read process pid's Python stacks: runtime_addr is
  * the run-time address of its _PyRuntime, off its CPython's offsets row
- * (py_offsets.h). 0, or -E2BIG (LS_MAX_TARGETS processes), or another
- * negative errno from the map update. ls_loop_remove_target forgets it. */
+ * (py_offsets.h); off NULL forgets pid (it exec'd another program). 0, or
+ * -E2BIG (LS_MAX_TARGETS processes), or another negative errno from the map
+ * update. ls_loop_remove_target forgets it too. */
 int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 		       const struct ls_py_offsets *off);
+
+/* 0 when the stacks asked for (stack_after_ns) are on; else the -errno
+ * that kept them off (their programs did not load or attach: the session
+ * runs without them). */
+int ls_loop_stacks_error(const struct ls_loop *l);
+
+/* Stack records the ring buffer could not take (full). */
+uint64_t ls_loop_lost_stack_events(struct ls_loop *l);
 
 /* Stack walks done in the kernel since open, and those that found no
  * frames (no thread state for the thread, memory unreadable). */

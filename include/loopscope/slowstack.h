@@ -36,11 +36,15 @@ struct ls_stack_agg {
 	struct ls_pyframe *frames; /* innermost first */
 };
 
-/* The stacks of one slow period, heaviest (on_cpu + blocked + runnable)
- * first. */
+/* Distinct stacks kept for one slow period (the heaviest). */
+#define LS_SUMMARY_STACKS_MAX 16
+
+/* The stacks of one slow period, merged by function, file and line of each
+ * frame, heaviest (on_cpu + blocked + runnable) first. */
 struct ls_stack_summary {
 	struct ls_stack_agg *stacks;
 	size_t n;
+	size_t dropped;      /* lighter distinct stacks beyond LS_SUMMARY_STACKS_MAX */
 	uint64_t on_cpu_ns;  /* sum of on_cpu_ns: the sampled part */
 	uint64_t off_cpu_ns; /* sum of blocked_ns + runnable_ns */
 };
@@ -55,9 +59,9 @@ void ls_slowstack_free(struct ls_slowstack *s);
 int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_py_offsets *off);
 void ls_slowstack_forget(struct ls_slowstack *s, pid_t pid);
 
-/* Keep a copy of stack event e (header and e->nframes frames). At most
- * 16384 events are kept; beyond, the oldest go (counted: *dropped of
- * ls_slowstack_dropped). */
+/* Keep a copy of stack event e (header and e->nframes frames; a record
+ * with more than LS_STACK_MAX frames is ignored). At most 16384 events are
+ * kept; beyond, the oldest go (counted: ls_slowstack_dropped). */
 void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e);
 uint64_t ls_slowstack_dropped(const struct ls_slowstack *s);
 
@@ -71,7 +75,9 @@ int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint6
 		      uint64_t to_ns, struct ls_stack_summary *out);
 void ls_slowstack_summary_free(struct ls_stack_summary *sum);
 
-/* Drop the events taken before before_ns (CLOCK_MONOTONIC ns). */
+/* Drop the events that arrived (ls_slowstack_add) before before_ns
+ * (CLOCK_MONOTONIC ns): a stack event is kept until its period has had
+ * time to end, however long ago the period began. */
 void ls_slowstack_prune(struct ls_slowstack *s, uint64_t before_ns);
 
 /* One frame as "slow_handler app.py:45" (the file's base name; "?" parts
