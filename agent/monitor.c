@@ -47,6 +47,7 @@ struct ls_mon {
 	uint64_t next_tick_ns, next_scan_ns, window_end_ns;
 	bool limit_logged;
 	pid_t self;
+	char self_exe[256];          /* other loopscope agents are never targets */
 };
 
 static void logf_(struct ls_mon *m, const char *fmt, ...)
@@ -354,6 +355,8 @@ static void consider(struct ls_mon *m, pid_t pid)
 	proc_info(pid, &pi);
 	if (!pi.exe[0] && !pi.cmdline[0])
 		return; /* gone already, or a kernel thread */
+	if (pi.exe[0] && !strcmp(pi.exe, m->self_exe))
+		return; /* another loopscoped (its command line may name the rule) */
 	r = match_rules(m, pid, &pi);
 	if (r < 0)
 		return;
@@ -667,6 +670,11 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	m->log = log;
 	m->log_ctx = log_ctx;
 	m->self = getpid();
+	{
+		ssize_t n = readlink("/proc/self/exe", m->self_exe, sizeof(m->self_exe) - 1);
+
+		m->self_exe[n > 0 ? n : 0] = '\0';
+	}
 	pthread_mutex_init(&m->lock, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
 	if (!m->slow) {
