@@ -6,6 +6,7 @@
  * the CMake glob of the library leaves this file out. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,11 @@ int main(int argc, char **argv)
 		print_rules(&cfg);
 		return LS_EXIT_OK;
 	}
+	/* Snapshots of the BPF maps are large (16 KiB a thread) and short-lived:
+	 * a fixed mmap threshold gives them back to the kernel when freed,
+	 * where glibc's adaptive one would keep them resident after the first
+	 * free (mallopt(3)): RSS then follows the number of targets. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	libbpf_set_print(libbpf_quiet);
 	sa.sa_handler = on_signal; /* no SA_RESTART: waits return EINTR */
 	sigaction(SIGINT, &sa, NULL);

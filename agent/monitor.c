@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* loopscoped's monitoring engine: rules, discovery, per-target state. */
 #include <dirent.h>
+#include <malloc.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -48,6 +49,19 @@ struct ls_mon {
 	bool limit_logged;
 	pid_t self;
 	char self_exe[256];          /* other loopscope agents are never targets */
+	/* Precise-mode detaches run in a thread of their own: destroying a
+	 * uprobe link waits for RCU grace periods (measured here: ~0.7 s for
+	 * the four links of one target on Linux 6.18), which would stall
+	 * discovery and events for seconds under churn. pylock serializes
+	 * ls_pycb_add_target and ls_pycb_remove_target (the only calls that
+	 * touch the session's target table); polls and snapshots need not. */
+	pthread_mutex_t pylock;
+	pthread_mutex_t reap_lock;
+	pthread_cond_t reap_cond;
+	pthread_t reaper;
+	bool reaper_started, reaper_stop;
+	pid_t *reap_q;               /* pids whose uprobes are to go, oldest first */
+	size_t nreap, reap_cap;
 };
 
 static void logf_(struct ls_mon *m, const char *fmt, ...)
@@ -184,6 +198,7 @@ static void watch(struct ls_mon *m, pid_t pid, bool on)
 }
 
 static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
+static bool reap_pending(struct ls_mon *m, pid_t pid);
 
 /* Try precise mode on t: 0 when active; otherwise t->note says why. */
 static int try_precise(struct ls_mon *m, struct ls_mon_target *t)
@@ -218,7 +233,12 @@ static int try_precise(struct ls_mon *m, struct ls_mon_target *t)
 		snprintf(t->note, sizeof(t->note), "precise-mode BPF programs unavailable");
 		return -ENOTSUP;
 	}
+	/* The reaper is removing another target's uprobes (or this pid's
+	 * old ones, after an exec): come back shortly rather than wait. */
+	if (reap_pending(m, t->pid) || pthread_mutex_trylock(&m->pylock))
+		return -EBUSY;
 	err = ls_pycb_add_target(m->pycb, &py);
+	pthread_mutex_unlock(&m->pylock);
 	if (err) {
 		snprintf(t->note, sizeof(t->note), "cannot probe context_run in %.200s: %s", py.path,
 			 err == -E2BIG ? "too many precise-mode targets" : strerror(-err));
@@ -231,11 +251,77 @@ static int try_precise(struct ls_mon *m, struct ls_mon_target *t)
 	return 0;
 }
 
+static bool reap_pending(struct ls_mon *m, pid_t pid)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&m->reap_lock);
+	for (size_t i = 0; i < m->nreap && !found; i++)
+		found = m->reap_q[i] == pid;
+	pthread_mutex_unlock(&m->reap_lock);
+	return found;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct ls_mon *m = arg;
+
+	pthread_mutex_lock(&m->reap_lock);
+	for (;;) {
+		pid_t pid;
+
+		while (!m->nreap && !m->reaper_stop)
+			pthread_cond_wait(&m->reap_cond, &m->reap_lock);
+		if (m->reaper_stop)
+			break;
+		pid = m->reap_q[0];
+		pthread_mutex_unlock(&m->reap_lock);
+		pthread_mutex_lock(&m->pylock);
+		ls_pycb_remove_target(m->pycb, pid);
+		pthread_mutex_unlock(&m->pylock);
+		pthread_mutex_lock(&m->reap_lock);
+		/* Dequeued only now: reap_pending stays true until it is done. */
+		memmove(&m->reap_q[0], &m->reap_q[1], (m->nreap - 1) * sizeof(m->reap_q[0]));
+		m->nreap--;
+	}
+	pthread_mutex_unlock(&m->reap_lock);
+	return NULL;
+}
+
+/* Queue the removal of t's uprobes for the reaper thread (started on first
+ * use). When a thread or memory is short, remove them here instead. */
 static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
 {
-	if (t->precise && m->pycb)
-		ls_pycb_remove_target(m->pycb, t->pid);
+	bool queued = false;
+
+	if (!t->precise || !m->pycb) {
+		t->precise = false;
+		return;
+	}
 	t->precise = false;
+	pthread_mutex_lock(&m->reap_lock);
+	if (!m->reaper_started && pthread_create(&m->reaper, NULL, reaper_main, m) == 0)
+		m->reaper_started = true;
+	if (m->reaper_started && m->nreap == m->reap_cap) {
+		size_t cap = m->reap_cap ? m->reap_cap * 2 : 64;
+		pid_t *grown = realloc(m->reap_q, cap * sizeof(*grown));
+
+		if (grown) {
+			m->reap_q = grown;
+			m->reap_cap = cap;
+		}
+	}
+	if (m->reaper_started && m->nreap < m->reap_cap) {
+		m->reap_q[m->nreap++] = t->pid;
+		pthread_cond_signal(&m->reap_cond);
+		queued = true;
+	}
+	pthread_mutex_unlock(&m->reap_lock);
+	if (!queued) {
+		pthread_mutex_lock(&m->pylock);
+		ls_pycb_remove_target(m->pycb, t->pid);
+		pthread_mutex_unlock(&m->pylock);
+	}
 }
 
 /* Precise mode wanted but not active: resolve now, or schedule a retry. */
@@ -249,6 +335,10 @@ static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 	err = try_precise(m, t);
 	if (!err)
 		return;
+	if (err == -EBUSY) {
+		t->next_resolve_ns = now + 20000000ULL; /* not a try: 20 ms */
+		return;
+	}
 	t->resolve_tries++;
 	/* Not Python (yet), or no context_run (yet): an exec in progress may
 	 * still map libpython. Other errors are final. */
@@ -604,6 +694,8 @@ static void tick(struct ls_mon *m)
  * targets, retry precise-mode resolution. */
 static void housekeeping(struct ls_mon *m, uint64_t now)
 {
+	size_t before = m->ntargets;
+
 	ls_mon_lock(m);
 	for (size_t i = 0; i < m->ntargets;) {
 		struct ls_mon_target *t = &m->targets[i];
@@ -618,6 +710,10 @@ static void housekeeping(struct ls_mon *m, uint64_t now)
 		i++;
 	}
 	ls_mon_unlock(m);
+	/* Targets went away: give their memory back (a daemon under churn
+	 * would otherwise keep its high-water mark). */
+	if (m->ntargets < before)
+		malloc_trim(0);
 }
 
 int ls_mon_poll(struct ls_mon *m, int timeout_ms)
@@ -637,6 +733,17 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 		scan_proc(m);
 		m->next_scan_ns = now + m->cfg.scan_ns;
 	}
+	/* Precise-mode resolutions due (retries after an exec, or after the
+	 * reaper held the session). */
+	ls_mon_lock(m);
+	for (size_t i = 0; i < m->ntargets; i++) {
+		struct ls_mon_target *t = &m->targets[i];
+
+		if (t->mode == LS_MODE_PRECISE && !t->precise && !t->exited_ns &&
+		    t->resolve_tries < RESOLVE_TRIES && now >= t->next_resolve_ns)
+			resolve_step(m, t, now);
+	}
+	ls_mon_unlock(m);
 	if (now >= m->next_tick_ns) {
 		tick(m);
 		housekeeping(m, now);
@@ -676,6 +783,9 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 		m->self_exe[n > 0 ? n : 0] = '\0';
 	}
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->pylock, NULL);
+	pthread_mutex_init(&m->reap_lock, NULL);
+	pthread_cond_init(&m->reap_cond, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
 	if (!m->slow) {
 		e = -ENOMEM;
@@ -829,9 +939,15 @@ void ls_mon_close(struct ls_mon *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->ntargets; i++)
-		if (!m->targets[i].exited_ns && m->pycb)
-			ls_pycb_remove_target(m->pycb, m->targets[i].pid);
+	if (m->reaper_started) {
+		/* It finishes the removal in progress; ls_pycb_close takes
+		 * down the rest, queued or not. */
+		pthread_mutex_lock(&m->reap_lock);
+		m->reaper_stop = true;
+		pthread_cond_signal(&m->reap_cond);
+		pthread_mutex_unlock(&m->reap_lock);
+		pthread_join(m->reaper, NULL);
+	}
 	ring_buffer__free(m->disc_rb);
 	discover_bpf__destroy(m->disc);
 	ls_pycb_close(m->pycb);
@@ -841,6 +957,10 @@ void ls_mon_close(struct ls_mon *m)
 		free(m->targets[i].threads);
 	free(m->targets);
 	free(m->slow);
+	free(m->reap_q);
+	pthread_cond_destroy(&m->reap_cond);
+	pthread_mutex_destroy(&m->reap_lock);
+	pthread_mutex_destroy(&m->pylock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
