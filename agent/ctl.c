@@ -56,6 +56,7 @@ static json_object *target_json(const struct ls_mon_target *t)
 	json_object_object_add(o, "note", json_object_new_string(t->note));
 	json_object_object_add(o, "manual", json_object_new_boolean(t->manual));
 	jadd_u64(o, "attached_ns", t->attached_ns);
+	jadd_u64(o, "exec_ns", t->seen_ns);
 	jadd_u64(o, "exited_ns", t->exited_ns);
 	json_object_object_add(o, "threads", json_object_new_int((int)t->nthreads));
 	return o;

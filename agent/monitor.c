@@ -28,6 +28,12 @@ static const uint64_t resolve_delay_ns[RESOLVE_TRIES] = {
 	100000000ULL, 400000000ULL, 1000000000ULL, 3000000000ULL,
 };
 
+struct precise_job {
+	bool add;             /* set up precise mode, or take it down */
+	pid_t pid;
+	uint64_t attached_ns; /* which target of that pid (add) */
+};
+
 struct ls_mon {
 	struct ls_config cfg;
 	ls_mon_log_fn log;
@@ -49,19 +55,14 @@ struct ls_mon {
 	bool limit_logged;
 	pid_t self;
 	char self_exe[256];          /* other loopscope agents are never targets */
-	/* Precise-mode detaches run in a thread of their own: destroying a
-	 * uprobe link waits for RCU grace periods (measured here: ~0.7 s for
-	 * the four links of one target on Linux 6.18), which would stall
-	 * discovery and events for seconds under churn. pylock serializes
-	 * ls_pycb_add_target and ls_pycb_remove_target (the only calls that
-	 * touch the session's target table); polls and snapshots need not. */
+	/* The precise-mode worker (see job_add). */
 	pthread_mutex_t pylock;
-	pthread_mutex_t reap_lock;
-	pthread_cond_t reap_cond;
-	pthread_t reaper;
-	bool reaper_started, reaper_stop;
-	pid_t *reap_q;               /* pids whose uprobes are to go, oldest first */
-	size_t nreap, reap_cap;
+	pthread_mutex_t job_lock;
+	pthread_cond_t job_cond;
+	pthread_t worker;
+	bool worker_started, worker_stop;
+	struct precise_job *jobs;    /* oldest first */
+	size_t njobs, jobs_cap;
 };
 
 static void logf_(struct ls_mon *m, const char *fmt, ...)
@@ -198,160 +199,196 @@ static void watch(struct ls_mon *m, pid_t pid, bool on)
 }
 
 static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
-static bool reap_pending(struct ls_mon *m, pid_t pid);
 
-/* Try precise mode on t: 0 when active; otherwise t->note says why. */
-static int try_precise(struct ls_mon *m, struct ls_mon_target *t)
+/*
+ * Precise mode is set up and taken down by a worker thread, one job at a
+ * time in order, never by the engine's thread: resolving a CPython (ELF
+ * reading) and attaching uprobes take 10-500 ms under load, and destroying
+ * a target's uprobe links waits for RCU grace periods (~0.7 s for the four
+ * links of one target, measured on Linux 6.18). Done inline, a wave of
+ * execs stalled discovery and events for seconds. Jobs name a target by
+ * pid and attach time, so a finished job for a target that is gone (or a
+ * new process that reuses the pid) is recognized. pylock serializes the
+ * calls that touch the precise session's target table
+ * (ls_pycb_add_target / ls_pycb_remove_target); its ring buffer and map
+ * reads (ls_pycb_poll, ls_pycb_snapshot) need no lock.
+ */
+static struct ls_mon_target *find_target_at(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 {
-	struct ls_py_target py;
-	int err;
-
-	err = ls_py_resolve(t->pid, &py);
-	if (err) {
-		snprintf(t->note, sizeof(t->note), "%s", py.error);
-		return err;
-	}
-	t->py_major = py.major;
-	t->py_minor = py.minor;
-	if (!m->pycb && !m->pycb_failed) {
-		struct ls_pycb_opts o = {
-			.slow_threshold_ns = m->cfg.threshold_ns,
-			.on_slow_callback = on_slow_callback,
-			.ctx = m,
-			.btf_path = m->cfg.btf_path[0] ? m->cfg.btf_path : NULL,
-		};
-
-		err = ls_pycb_open(&o, &m->pycb);
-		if (err) {
-			m->pycb_failed = true;
-			m->pycb = NULL;
-			logf_(m, "loading the precise-mode BPF programs failed: %s; light mode for all",
-			      strerror(-err));
-		}
-	}
-	if (!m->pycb) {
-		snprintf(t->note, sizeof(t->note), "precise-mode BPF programs unavailable");
-		return -ENOTSUP;
-	}
-	/* The reaper is removing another target's uprobes (or this pid's
-	 * old ones, after an exec): come back shortly rather than wait. */
-	if (reap_pending(m, t->pid) || pthread_mutex_trylock(&m->pylock))
-		return -EBUSY;
-	err = ls_pycb_add_target(m->pycb, &py);
-	pthread_mutex_unlock(&m->pylock);
-	if (err) {
-		snprintf(t->note, sizeof(t->note), "cannot probe context_run in %.200s: %s", py.path,
-			 err == -E2BIG ? "too many precise-mode targets" : strerror(-err));
-		return err;
-	}
-	t->precise = true;
-	t->note[0] = '\0';
-	logf_(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", t->pid, t->comm,
-	      t->service, py.major, py.minor, py.path);
-	return 0;
-}
-
-static bool reap_pending(struct ls_mon *m, pid_t pid)
-{
-	bool found = false;
-
-	pthread_mutex_lock(&m->reap_lock);
-	for (size_t i = 0; i < m->nreap && !found; i++)
-		found = m->reap_q[i] == pid;
-	pthread_mutex_unlock(&m->reap_lock);
-	return found;
-}
-
-static void *reaper_main(void *arg)
-{
-	struct ls_mon *m = arg;
-
-	pthread_mutex_lock(&m->reap_lock);
-	for (;;) {
-		pid_t pid;
-
-		while (!m->nreap && !m->reaper_stop)
-			pthread_cond_wait(&m->reap_cond, &m->reap_lock);
-		if (m->reaper_stop)
-			break;
-		pid = m->reap_q[0];
-		pthread_mutex_unlock(&m->reap_lock);
-		pthread_mutex_lock(&m->pylock);
-		ls_pycb_remove_target(m->pycb, pid);
-		pthread_mutex_unlock(&m->pylock);
-		pthread_mutex_lock(&m->reap_lock);
-		/* Dequeued only now: reap_pending stays true until it is done. */
-		memmove(&m->reap_q[0], &m->reap_q[1], (m->nreap - 1) * sizeof(m->reap_q[0]));
-		m->nreap--;
-	}
-	pthread_mutex_unlock(&m->reap_lock);
+	for (size_t i = 0; i < m->ntargets; i++)
+		if (m->targets[i].pid == pid && m->targets[i].attached_ns == attached_ns &&
+		    !m->targets[i].exited_ns)
+			return &m->targets[i];
 	return NULL;
 }
 
-/* Queue the removal of t's uprobes for the reaper thread (started on first
- * use). When a thread or memory is short, remove them here instead. */
-static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
+static struct ls_pycb *pycb_of(struct ls_mon *m)
 {
-	bool queued = false;
+	return __atomic_load_n(&m->pycb, __ATOMIC_ACQUIRE);
+}
 
-	if (!t->precise || !m->pycb) {
-		t->precise = false;
-		return;
-	}
-	t->precise = false;
-	pthread_mutex_lock(&m->reap_lock);
-	if (!m->reaper_started && pthread_create(&m->reaper, NULL, reaper_main, m) == 0)
-		m->reaper_started = true;
-	if (m->reaper_started && m->nreap == m->reap_cap) {
-		size_t cap = m->reap_cap ? m->reap_cap * 2 : 64;
-		pid_t *grown = realloc(m->reap_q, cap * sizeof(*grown));
+/* Worker: the ADD job. Resolve and attach without the engine's lock, then
+ * record the outcome under it. */
+static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
+{
+	struct ls_py_target py;
+	struct ls_mon_target *t;
+	struct ls_pycb *pycb = pycb_of(m);
+	char note[400] = "";
+	int err;
 
-		if (grown) {
-			m->reap_q = grown;
-			m->reap_cap = cap;
+	err = ls_py_resolve(pid, &py);
+	if (err) {
+		snprintf(note, sizeof(note), "%s", py.error);
+	} else {
+		if (!pycb && !m->pycb_failed) {
+			struct ls_pycb_opts o = {
+				.slow_threshold_ns = m->cfg.threshold_ns,
+				.on_slow_callback = on_slow_callback,
+				.ctx = m,
+				.btf_path = m->cfg.btf_path[0] ? m->cfg.btf_path : NULL,
+			};
+
+			if (ls_pycb_open(&o, &pycb)) {
+				m->pycb_failed = true;
+				pycb = NULL;
+			} else {
+				__atomic_store_n(&m->pycb, pycb, __ATOMIC_RELEASE);
+			}
+		}
+		if (!pycb) {
+			snprintf(note, sizeof(note), "precise-mode BPF programs could not be loaded");
+			err = -ENOTSUP;
+		} else {
+			pthread_mutex_lock(&m->pylock);
+			err = ls_pycb_add_target(pycb, &py);
+			pthread_mutex_unlock(&m->pylock);
+			if (err)
+				snprintf(note, sizeof(note), "cannot probe context_run in %.200s: %s", py.path,
+					 err == -E2BIG ? "too many precise-mode targets" : strerror(-err));
 		}
 	}
-	if (m->reaper_started && m->nreap < m->reap_cap) {
-		m->reap_q[m->nreap++] = t->pid;
-		pthread_cond_signal(&m->reap_cond);
-		queued = true;
+	ls_mon_lock(m);
+	t = find_target_at(m, pid, attached_ns);
+	if (t && !err) {
+		t->precise = true;
+		t->py_major = py.major;
+		t->py_minor = py.minor;
+		t->note[0] = '\0';
+		logf_(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", (int)pid, t->comm,
+		      t->service, py.major, py.minor, py.path);
+	} else if (t) {
+		uint64_t now = ls_sys_now_ns();
+
+		snprintf(t->note, sizeof(t->note), "%s", note);
+		t->resolve_tries++;
+		/* Not Python (yet), or no context_run (yet): an exec in
+		 * progress may still map libpython. Other errors are final. */
+		if ((err == -ENOEXEC || err == -ENOENT) && t->resolve_tries < RESOLVE_TRIES) {
+			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries];
+		} else {
+			t->resolve_tries = RESOLVE_TRIES;
+			logf_(m, "pid %d (%s, service %s): %s; light mode", (int)pid, t->comm, t->service,
+			      t->note);
+		}
 	}
-	pthread_mutex_unlock(&m->reap_lock);
-	if (!queued) {
+	if (t)
+		t->precise_queued = false;
+	ls_mon_unlock(m);
+	if (!t && !err) {
+		/* It went away (or exec'd) while we attached: undo. */
 		pthread_mutex_lock(&m->pylock);
-		ls_pycb_remove_target(m->pycb, t->pid);
+		ls_pycb_remove_target(pycb, pid);
 		pthread_mutex_unlock(&m->pylock);
 	}
 }
 
-/* Precise mode wanted but not active: resolve now, or schedule a retry. */
+static void *worker_main(void *arg)
+{
+	struct ls_mon *m = arg;
+
+	pthread_mutex_lock(&m->job_lock);
+	for (;;) {
+		struct precise_job j;
+
+		while (!m->njobs && !m->worker_stop)
+			pthread_cond_wait(&m->job_cond, &m->job_lock);
+		if (m->worker_stop)
+			break;
+		j = m->jobs[0];
+		memmove(&m->jobs[0], &m->jobs[1], (m->njobs - 1) * sizeof(m->jobs[0]));
+		m->njobs--;
+		pthread_mutex_unlock(&m->job_lock);
+		if (j.add) {
+			job_add(m, j.pid, j.attached_ns);
+		} else if (pycb_of(m)) {
+			pthread_mutex_lock(&m->pylock);
+			ls_pycb_remove_target(pycb_of(m), j.pid);
+			pthread_mutex_unlock(&m->pylock);
+		}
+		pthread_mutex_lock(&m->job_lock);
+	}
+	pthread_mutex_unlock(&m->job_lock);
+	return NULL;
+}
+
+/* Queue a job; false when no worker or no memory (then the caller does
+ * without). */
+static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&m->job_lock);
+	if (!m->worker_started && pthread_create(&m->worker, NULL, worker_main, m) == 0)
+		m->worker_started = true;
+	if (m->worker_started && m->njobs == m->jobs_cap) {
+		size_t cap = m->jobs_cap ? m->jobs_cap * 2 : 64;
+		struct precise_job *grown = realloc(m->jobs, cap * sizeof(*grown));
+
+		if (grown) {
+			m->jobs = grown;
+			m->jobs_cap = cap;
+		}
+	}
+	if (m->worker_started && m->njobs < m->jobs_cap) {
+		m->jobs[m->njobs++] = (struct precise_job){ .add = add, .pid = pid,
+							     .attached_ns = attached_ns };
+		pthread_cond_signal(&m->job_cond);
+		ok = true;
+	}
+	pthread_mutex_unlock(&m->job_lock);
+	return ok;
+}
+
+/* Take t out of precise mode (its uprobes go in the worker). Engine lock
+ * held. */
+static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
+{
+	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0)) {
+		pthread_mutex_lock(&m->pylock);
+		ls_pycb_remove_target(pycb_of(m), t->pid);
+		pthread_mutex_unlock(&m->pylock);
+	}
+	t->precise = false;
+}
+
+/* Precise mode wanted but not active: queue its set-up when due. Engine
+ * lock held. */
 static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now)
 {
-	int err;
-
-	if (t->mode != LS_MODE_PRECISE || t->precise || t->exited_ns ||
+	if (t->mode != LS_MODE_PRECISE || t->precise || t->precise_queued || t->exited_ns ||
 	    t->resolve_tries >= RESOLVE_TRIES || now < t->next_resolve_ns)
 		return;
-	err = try_precise(m, t);
-	if (!err)
-		return;
-	if (err == -EBUSY) {
-		t->next_resolve_ns = now + 20000000ULL; /* not a try: 20 ms */
-		return;
+	if (queue_job(m, true, t->pid, t->attached_ns)) {
+		t->precise_queued = true;
+	} else {
+		t->resolve_tries = RESOLVE_TRIES;
+		snprintf(t->note, sizeof(t->note), "no thread for the precise-mode set-up");
 	}
-	t->resolve_tries++;
-	/* Not Python (yet), or no context_run (yet): an exec in progress may
-	 * still map libpython. Other errors are final. */
-	if ((err == -ENOEXEC || err == -ENOENT) && t->resolve_tries < RESOLVE_TRIES) {
-		t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries];
-		return;
-	}
-	t->resolve_tries = RESOLVE_TRIES;
-	logf_(m, "pid %d (%s, service %s): %s; light mode", t->pid, t->comm, t->service, t->note);
 }
 
 static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, const char *service,
-		      enum ls_mode mode, int rule, bool manual, char *err, size_t len)
+		      enum ls_mode mode, int rule, bool manual, uint64_t seen_ns, char *err, size_t len)
 {
 	struct ls_mon_target *t;
 	uint64_t now = ls_sys_now_ns();
@@ -392,6 +429,7 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, c
 	t->manual = manual;
 	t->rule = rule;
 	t->attached_ns = now;
+	t->seen_ns = seen_ns;
 	m->attached_total++;
 	watch(m, pid, true);
 	if (t->ns_pid != pid)
@@ -434,7 +472,7 @@ static int match_rules(const struct ls_mon *m, pid_t pid, const struct proc_info
 
 /* A process appeared (exec, fork of a target, /proc scan): attach it when
  * a rule matches. */
-static void consider(struct ls_mon *m, pid_t pid)
+static void consider(struct ls_mon *m, pid_t pid, uint64_t seen_ns)
 {
 	struct proc_info pi;
 	char err[256];
@@ -450,8 +488,8 @@ static void consider(struct ls_mon *m, pid_t pid)
 	r = match_rules(m, pid, &pi);
 	if (r < 0)
 		return;
-	e = add_target(m, pid, &pi, m->cfg.rules[r].service, m->cfg.rules[r].mode, r, false, err,
-		       sizeof(err));
+	e = add_target(m, pid, &pi, m->cfg.rules[r].service, m->cfg.rules[r].mode, r, false, seen_ns,
+		       err, sizeof(err));
 	if (e == -E2BIG) {
 		if (!m->limit_logged)
 			logf_(m, "%s; more matching processes are not monitored", err);
@@ -507,11 +545,11 @@ static int on_disc(void *ctx, void *data, size_t size)
 		if (t)
 			target_exec(m, t);
 		else
-			consider(m, (pid_t)e->tgid);
+			consider(m, (pid_t)e->tgid, e->ts_ns);
 		break;
 	case LS_DISC_FORK:
 		if (!t)
-			consider(m, (pid_t)e->tgid);
+			consider(m, (pid_t)e->tgid, e->ts_ns);
 		break;
 	case LS_DISC_EXIT:
 		if (t) {
@@ -537,7 +575,7 @@ static void scan_proc(struct ls_mon *m)
 
 		if (*end || pid <= 0)
 			continue;
-		consider(m, (pid_t)pid);
+		consider(m, (pid_t)pid, 0);
 	}
 	closedir(d);
 }
@@ -653,7 +691,7 @@ static void tick(struct ls_mon *m)
 
 	if (ls_loop_snapshot(m->loop, &v, &n, &now))
 		return;
-	if (m->pycb && ls_pycb_snapshot(m->pycb, &cb, &ncb))
+	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb))
 		ncb = 0;
 	w = malloc(sizeof(*w));
 	ls_mon_lock(m);
@@ -672,7 +710,7 @@ static void tick(struct ls_mon *m)
 		th->stats_ns = now;
 		th->has_stats = true;
 	}
-	if (m->pycb) {
+	if (pycb_of(m)) {
 		for (size_t i = 0; i < m->ntargets; i++)
 			if (!m->targets[i].exited_ns && m->targets[i].precise)
 				memset(&m->targets[i].callbacks, 0, sizeof(m->targets[i].callbacks));
@@ -725,16 +763,15 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 	 * (discovery within timeout_ms of an exec). */
 	err = ls_loop_poll(m->loop, timeout_ms);
 	e2 = ring_buffer__poll(m->disc_rb, 0);
-	if (m->pycb)
-		ls_pycb_poll(m->pycb, 0);
+	if (pycb_of(m))
+		ls_pycb_poll(pycb_of(m), 0);
 	now = ls_sys_now_ns();
 	if (now >= m->next_scan_ns) {
 		m->limit_logged = false;
 		scan_proc(m);
 		m->next_scan_ns = now + m->cfg.scan_ns;
 	}
-	/* Precise-mode resolutions due (retries after an exec, or after the
-	 * reaper held the session). */
+	/* Precise-mode set-ups due (new targets, retries after an exec). */
 	ls_mon_lock(m);
 	for (size_t i = 0; i < m->ntargets; i++) {
 		struct ls_mon_target *t = &m->targets[i];
@@ -784,8 +821,8 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	}
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->pylock, NULL);
-	pthread_mutex_init(&m->reap_lock, NULL);
-	pthread_cond_init(&m->reap_cond, NULL);
+	pthread_mutex_init(&m->job_lock, NULL);
+	pthread_cond_init(&m->job_cond, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
 	if (!m->slow) {
 		e = -ENOMEM;
@@ -851,7 +888,7 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 	if (strcmp(cfg->listen, m->cfg.listen) || strcmp(cfg->socket_path, m->cfg.socket_path) ||
 	    strcmp(cfg->btf_path, m->cfg.btf_path))
 		logf_(m, "reload: listen, socket and btf changes need a restart; kept the old ones");
-	if (cfg->threshold_ns != m->cfg.threshold_ns && m->pycb)
+	if (cfg->threshold_ns != m->cfg.threshold_ns && pycb_of(m))
 		logf_(m, "reload: the new threshold applies to busy periods now, to precise-mode "
 		      "callbacks after a restart");
 	ls_mon_lock(m);
@@ -915,8 +952,8 @@ int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode
 		return -EEXIST;
 	}
 	proc_info(pid, &pi);
-	return add_target(m, pid, &pi, service && *service ? service : "manual", mode, -1, true, err,
-			  len);
+	return add_target(m, pid, &pi, service && *service ? service : "manual", mode, -1, true, 0,
+			  err, len);
 }
 
 int ls_mon_detach(struct ls_mon *m, pid_t pid)
@@ -939,14 +976,14 @@ void ls_mon_close(struct ls_mon *m)
 {
 	if (!m)
 		return;
-	if (m->reaper_started) {
-		/* It finishes the removal in progress; ls_pycb_close takes
-		 * down the rest, queued or not. */
-		pthread_mutex_lock(&m->reap_lock);
-		m->reaper_stop = true;
-		pthread_cond_signal(&m->reap_cond);
-		pthread_mutex_unlock(&m->reap_lock);
-		pthread_join(m->reaper, NULL);
+	if (m->worker_started) {
+		/* It finishes the job in progress; ls_pycb_close takes down
+		 * every uprobe left, queued for removal or not. */
+		pthread_mutex_lock(&m->job_lock);
+		m->worker_stop = true;
+		pthread_cond_signal(&m->job_cond);
+		pthread_mutex_unlock(&m->job_lock);
+		pthread_join(m->worker, NULL);
 	}
 	ring_buffer__free(m->disc_rb);
 	discover_bpf__destroy(m->disc);
@@ -957,9 +994,9 @@ void ls_mon_close(struct ls_mon *m)
 		free(m->targets[i].threads);
 	free(m->targets);
 	free(m->slow);
-	free(m->reap_q);
-	pthread_cond_destroy(&m->reap_cond);
-	pthread_mutex_destroy(&m->reap_lock);
+	free(m->jobs);
+	pthread_cond_destroy(&m->job_cond);
+	pthread_mutex_destroy(&m->job_lock);
 	pthread_mutex_destroy(&m->pylock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -995,7 +1032,8 @@ const struct ls_mon_slow *ls_mon_slow_events(const struct ls_mon *m, size_t *n)
 
 uint64_t ls_mon_lost_events(const struct ls_mon *m)
 {
-	return ls_loop_lost_events(m->loop) + (m->pycb ? ls_pycb_lost_events(m->pycb) : 0) +
+	return ls_loop_lost_events(m->loop) + (pycb_of((struct ls_mon *)m) ?
+		ls_pycb_lost_events(pycb_of((struct ls_mon *)m)) : 0) +
 	       m->disc->bss->lost_events;
 }
 

@@ -44,6 +44,7 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 ppid)
 	e->tgid = tgid;
 	e->ppid = ppid;
 	e->pad = 0;
+	e->ts_ns = bpf_ktime_get_ns();
 	bpf_ringbuf_submit(e, 0);
 }
 

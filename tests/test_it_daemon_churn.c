@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -51,6 +52,29 @@ static int targets_listed(const char *sock)
 	return n;
 }
 
+/* attached_ns - exec_ns of pid in the daemon's list (its exec event to its
+ * attach), or UINT64_MAX when it is not listed. */
+static uint64_t attach_latency(json_object *list, pid_t pid)
+{
+	json_object *t, *e, *v;
+
+	if (!json_object_object_get_ex(list, "targets", &t))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(t); i++) {
+		e = json_object_array_get_idx(t, i);
+		if (json_object_object_get_ex(e, "pid", &v) && json_object_get_int(v) == pid) {
+			uint64_t at, ex;
+
+			json_object_object_get_ex(e, "attached_ns", &v);
+			at = json_object_get_uint64(v);
+			json_object_object_get_ex(e, "exec_ns", &v);
+			ex = json_object_get_uint64(v);
+			return ex && at > ex ? at - ex : 0;
+		}
+	}
+	return UINT64_MAX;
+}
+
 /* Start n short-lived apps (1.2 s each, one 120 ms block at 0.4 s). */
 static void start_apps(const char *dir, int first, int n, pid_t *pids)
 {
@@ -76,6 +100,13 @@ static void reap_all(pid_t *pids, int n)
 	}
 }
 
+/* Wait until the daemon holds at most `links` BPF links. */
+static void wait_links(pid_t daemon, int links, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms && ls_test_bpf_links_of(daemon) > links; t += 100)
+		usleep(100000);
+}
+
 /* Wait until the daemon lists no target (all exited, grace over). */
 static void wait_empty(const char *sock, int timeout_ms)
 {
@@ -92,7 +123,8 @@ START_TEST(test_churn_all_seen_no_leak)
 	char dir[] = "/tmp/loopscope-test-dchurn.XXXXXX", rule[600], sock[600], err_path[600],
 	     cmd[700], *log;
 	pid_t daemon, warm[5], apps[NCHURN];
-	int links0, links1, links_mid = 0, status, seen = 0, measured = 0;
+	int links0, links1, links_mid = 0, status, seen = 0, measured = 0, listed = 0, precise = 0;
+	uint64_t worst_ns = 0;
 	long rss0, rss1;
 	json_object *r, *ev;
 
@@ -108,12 +140,14 @@ START_TEST(test_churn_all_seen_no_leak)
 
 		daemon = ls_test_start_daemon(LOOPSCOPED, args, err_path, 20000);
 	}
-	/* Warm-up: the precise-mode BPF object loads with the first Python
-	 * target; the baseline is taken after it, with no target left. */
+	/* Links: the tracepoints only, before any target. Warm-up: the
+	 * precise-mode BPF object loads with the first Python target; the RSS
+	 * baseline is taken after it, once no target and no uprobe is left. */
+	links0 = ls_test_bpf_links_of(daemon);
 	start_apps(dir, 1000, 5, warm);
 	reap_all(warm, 5);
 	wait_empty(sock, 10000);
-	links0 = ls_test_bpf_links_of(daemon);
+	wait_links(daemon, links0, 60000);
 	rss0 = ls_test_rss_kb(daemon);
 	fprintf(stderr, "it_daemon_churn: baseline: %d BPF links, RSS %ld kB; machine: %d links\n",
 		links0, rss0, ls_test_bpf_links_total());
@@ -121,6 +155,17 @@ START_TEST(test_churn_all_seen_no_leak)
 	for (int w = 0; w < NCHURN / WAVE; w++) {
 		start_apps(dir, w * WAVE, WAVE, apps + w * WAVE);
 		usleep(400000);
+		/* Discovery latency: from the kernel's exec event to the
+		 * attach (CLOCK_MONOTONIC on both sides). */
+		r = ctl(sock, "{\"cmd\":\"list\"}");
+		for (int i = w * WAVE; i < (w + 1) * WAVE; i++) {
+			uint64_t lat = attach_latency(r, apps[i]);
+
+			if (lat != UINT64_MAX && lat > worst_ns)
+				worst_ns = lat;
+			listed += lat != UINT64_MAX;
+		}
+		json_object_put(r);
 		if (w == NCHURN / WAVE - 1)
 			links_mid = ls_test_bpf_links_of(daemon);
 	}
@@ -147,29 +192,38 @@ START_TEST(test_churn_all_seen_no_leak)
 	ck_assert(json_object_object_get_ex(r, "events", &ev));
 	fprintf(stderr, "it_daemon_churn: %zu slow events kept\n", json_object_array_length(ev));
 	for (int i = 0; i < NCHURN; i++) {
-		bool found = false;
+		bool found = false, named = false;
 
-		for (size_t j = 0; j < json_object_array_length(ev) && !found; j++) {
-			json_object *e = json_object_array_get_idx(ev, j), *pid;
+		for (size_t j = 0; j < json_object_array_length(ev); j++) {
+			json_object *e = json_object_array_get_idx(ev, j), *pid, *kind;
 
-			found = json_object_object_get_ex(e, "pid", &pid) &&
-				json_object_get_int(pid) == apps[i];
+			if (!json_object_object_get_ex(e, "pid", &pid) || json_object_get_int(pid) != apps[i])
+				continue;
+			found = true;
+			named |= json_object_object_get_ex(e, "kind", &kind) &&
+				 !strcmp(json_object_get_string(kind), "callback");
 		}
 		measured += found;
+		precise += named;
 		if (!found)
 			fprintf(stderr, "it_daemon_churn: pid %d: no slow event\n", apps[i]);
 	}
 	json_object_put(r);
-	fprintf(stderr, "it_daemon_churn: %d/%d attached, %d/%d measured; %d BPF links during the churn\n",
-		seen, NCHURN, measured, NCHURN, links_mid);
+	fprintf(stderr, "it_daemon_churn: %d/%d attached, %d/%d measured (%d with the slow callback "
+		"named in precise mode); %d BPF links during the churn\n",
+		seen, NCHURN, measured, NCHURN, precise, links_mid);
+	fprintf(stderr, "it_daemon_churn: %d listed 0.4 s after their wave started; slowest attach "
+		"%.1f ms after its exec\n", listed, (double)worst_ns / 1e6);
 	ck_assert_int_eq(seen, NCHURN);
+	ck_assert_int_eq(listed, NCHURN);
+	ck_assert_msg(worst_ns < 1000000000ULL, "an attach came %.1f ms after the exec",
+		      (double)worst_ns / 1e6);
 	ck_assert_int_eq(measured, NCHURN);
 
 	wait_empty(sock, 15000);
-	/* Uprobe links go in the daemon's reaper thread, one target at a time
-	 * (~0.7 s each here: RCU grace periods); wait for it. */
-	for (int t = 0; t < 900 && ls_test_bpf_links_of(daemon) > links0; t++)
-		usleep(100000);
+	/* Uprobe links go in the daemon's precise-mode worker, one target at
+	 * a time (~0.7 s each here: RCU grace periods); wait for it. */
+	wait_links(daemon, links0, 90000);
 	links1 = ls_test_bpf_links_of(daemon);
 	rss1 = ls_test_rss_kb(daemon);
 	fprintf(stderr, "it_daemon_churn: after: %d BPF links, RSS %ld kB (%+.1f%%); machine: %d links\n",

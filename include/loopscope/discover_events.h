@@ -13,7 +13,7 @@
 
 /* Processes whose forks and exits are reported (the monitored ones). */
 #define LS_DISC_MAX_WATCHED 4096
-/* Ring buffer bytes: 16-byte records, so 16384 events between two polls. */
+/* Ring buffer bytes: 24-byte records (+8 header), 8192 events between two polls. */
 #define LS_DISC_RINGBUF_BYTES (256 * 1024)
 
 enum ls_disc_type {
@@ -27,6 +27,7 @@ struct ls_disc_event {
 	__u32 tgid;  /* host pid namespace */
 	__u32 ppid;  /* FORK: the parent; else 0 */
 	__u32 pad;
+	__u64 ts_ns; /* bpf_ktime_get_ns() at the event: CLOCK_MONOTONIC */
 };
 
 #endif /* LOOPSCOPE_DISCOVER_EVENTS_H */

@@ -68,6 +68,7 @@ struct ls_mon_target {
 	bool manual;               /* attached through the control socket or -p */
 	int rule;                  /* index of the matching rule; -1 manual */
 	uint64_t attached_ns;
+	uint64_t seen_ns;          /* its exec (or fork) event; 0 when found by a /proc scan or by hand */
 	uint64_t exited_ns;        /* 0 while alive; series dropped at exited_ns + grace */
 	struct ls_hist callbacks;  /* precise mode: every callback's duration */
 	struct ls_mon_thread *threads;
@@ -75,6 +76,7 @@ struct ls_mon_target {
 	/* engine-private */
 	uint64_t next_resolve_ns;
 	int resolve_tries;
+	bool precise_queued;       /* a set-up job is queued or running */
 };
 
 enum ls_mon_slow_kind { LS_MON_SLOW_BUSY = 1, LS_MON_SLOW_CALLBACK = 2 };
