@@ -566,6 +566,37 @@ START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 }
 END_TEST
 
+/* ---- more matching processes than max_targets --------------------------------- */
+
+START_TEST(test_max_targets_limit)
+{
+	struct fx f;
+	char rule[200];
+	json_object *r, *t;
+
+	fx_init(&f);
+	fx_app(&f, "m1");
+	fx_app(&f, "m2");
+	fx_app(&f, "m3");
+	snprintf(rule, sizeof(rule), "service=many,cmdline=*%s/m*", f.dir);
+	{
+		char *args[] = { "--rule", rule, "--socket", f.sock, "--listen", "none", "--max-targets",
+				 "2", NULL };
+
+		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+	}
+	/* Two monitored, one line about the rest; the daemon goes on. */
+	ck_assert(log_has(&f, "2 targets already (max_targets); more matching processes are not "
+			      "monitored", 5000));
+	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	ck_assert(json_object_object_get_ex(r, "targets", &t));
+	ck_assert_int_eq(json_object_array_length(t), 2);
+	json_object_put(r);
+	stop_daemon(&f);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- bad input ---------------------------------------------------------------- */
 
 static int run_daemon(char **args, struct ls_test_out *o)
@@ -724,6 +755,7 @@ int main(void)
 	tcase_add_test(tc, test_container_target_in_own_pid_and_mount_ns);
 	tcase_add_test(tc, test_target_execs_non_python);
 	tcase_add_test(tc, test_sighup_reloads_keeping_histograms_sigterm_detaches);
+	tcase_add_test(tc, test_max_targets_limit);
 	tcase_add_test(tc, test_bad_input_exit_codes);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
