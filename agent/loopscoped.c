@@ -309,8 +309,13 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* Claim the port and the socket first: a second daemon fails before
-	 * loading anything. */
+	/* Privileges and kernel first (one clear line, exit 4 or 5), then the
+	 * port and the socket: a second daemon fails before loading anything. */
+	e = ls_sys_check(cfg.btf_path[0] ? cfg.btf_path : NULL, err, sizeof(err));
+	if (e) {
+		fprintf(stderr, "loopscoped: %s\n", err);
+		return e == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_UNSUPPORTED;
+	}
 	if (cfg.listen[0]) {
 		ls_config_parse_listen(cfg.listen, host, sizeof(host), &port);
 		e = ls_prom_start(NULL, host, port, &prom, err, sizeof(err));

@@ -723,6 +723,24 @@ START_TEST(test_bad_input_exit_codes)
 		assert_one_line(&o, "/nonexistent/loopscoped.conf: No such file or directory");
 		ls_test_out_free(&o);
 	}
+	/* Kernel without BTF (a missing --btf file): 5; not root: 4. */
+	{
+		char *args[] = { "--btf", "/nonexistent/vmlinux", "--listen", "none", "--socket", "none", NULL };
+
+		memset(&o, 0, sizeof(o));
+		ck_assert_int_eq(run_daemon(args, &o), LS_EXIT_UNSUPPORTED);
+		assert_one_line(&o, "kernel has no BTF");
+		ls_test_out_free(&o);
+	}
+	{
+		char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+				 LOOPSCOPED, "--listen", "none", "--socket", "none", NULL };
+
+		memset(&o, 0, sizeof(o));
+		ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), LS_EXIT_PERMISSION);
+		assert_one_line(&o, "need root or CAP_BPF and CAP_PERFMON");
+		ls_test_out_free(&o);
+	}
 	/* Flags */
 	static const char *bad_flags[][3] = {
 		{ "--rule", "service=x", "matches nothing" },
