@@ -254,6 +254,43 @@ START_TEST(test_status_and_control_socket)
 }
 END_TEST
 
+/* No daemon on the socket: status runs the engine in-process on -p. */
+START_TEST(test_status_in_process_without_daemon)
+{
+	struct fx f;
+	struct ls_test_out o = { 0 };
+	char pidtxt[16], *argv[] = { LOOPSCOPE, "status", "--socket", NULL, "-p", pidtxt, "-i", "1500ms",
+				     "--json", NULL };
+	json_object *s, *threads, *slow;
+	bool thread = false, blocked = false;
+	pid_t a;
+
+	fx_init(&f);
+	a = fx_app(&f, "alone");
+	snprintf(pidtxt, sizeof(pidtxt), "%d", a);
+	argv[3] = f.sock; /* nobody listens there */
+	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+	s = json_tokener_parse(o.stdout_text);
+	ck_assert_msg(s, "not JSON: %s", o.stdout_text);
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(s, "source")), "in-process");
+	ck_assert(json_object_object_get_ex(s, "threads", &threads));
+	for (size_t i = 0; i < json_object_array_length(threads); i++)
+		thread |= json_object_get_int(json_object_object_get(json_object_array_get_idx(threads, i),
+								     "pid")) == a;
+	ck_assert(json_object_object_get_ex(s, "slow", &slow));
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		uint64_t d = json_object_get_uint64(json_object_object_get(json_object_array_get_idx(slow, i),
+									   "duration_ns"));
+
+		blocked |= d >= 145000000ULL && d <= 160000000ULL;
+	}
+	ck_assert_msg(thread && blocked, "in-process status: %s", o.stdout_text);
+	json_object_put(s);
+	ls_test_out_free(&o);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- top under tmux --------------------------------------------------------- */
 
 /* The tmux server of the running test, killed at exit even when an
@@ -769,6 +806,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_status_and_control_socket);
+	tcase_add_test(tc, test_status_in_process_without_daemon);
 	tcase_add_test(tc, test_top_under_tmux);
 	tcase_add_test(tc, test_container_target_in_own_pid_and_mount_ns);
 	tcase_add_test(tc, test_target_execs_non_python);
