@@ -458,10 +458,10 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 		}
 		log = ls_test_slurp(f.err);
 		ck_assert_msg(busy, "pid %d: no 150 ms slow busy period; daemon log:\n%s", host_pid, log);
-		/* Known flake (REPORTED, not hidden): about 1 run in 3 inside
-		 * this suite, precise mode is active on the container's
-		 * interpreter but its uprobes report no callback; never seen
-		 * when run alone. Logged until it is understood. */
+		/* Known flake (docs/DAEMON.md, "Known limits"): twice, precise
+		 * mode was active on the container's interpreter but its
+		 * uprobes reported no callback, while other agents' uprobes
+		 * were live on the same binary. Logged until understood. */
 		if (!named)
 			fprintf(stderr, "it_daemon: WARNING: container pid %d: precise mode active but no "
 				"named slow callback (known flake)\n", host_pid);
