@@ -25,6 +25,11 @@ void cli_attach_usage(FILE *f);
 int cli_run(int argc, char **argv);
 void cli_run_usage(FILE *f);
 
+/* `loopscope top` (live view) and `loopscope status` (printed once):
+ * argv[0] is the command. An enum ls_exit code. (cli/top.c) */
+int cli_top(int argc, char **argv);
+int cli_status(int argc, char **argv);
+
 /* ---- output.c ---------------------------------------------------------- */
 
 /* libbpf's messages: silent (errors are reported by us, in one line),

@@ -17,6 +17,9 @@ static void usage(FILE *f)
 		"  attach -p PID[,PID...]   watch the loop threads of running processes\n"
 		"  run [GATES] -- CMD       run CMD under monitoring, following its children;\n"
 		"                           gate CI on slow callbacks and loop lag\n"
+		"  top                      live view of every loop loopscoped monitors (or of\n"
+		"                           local Python processes when no daemon runs)\n"
+		"  status                   the same, printed once\n"
 		"  help [COMMAND]           show help\n"
 		"\n"
 		"Options: -h, --help; -V, --version\n"
@@ -42,6 +45,11 @@ int main(int argc, char **argv)
 			cli_attach_usage(stdout);
 		else if (argc > 2 && !strcmp(argv[2], "run"))
 			cli_run_usage(stdout);
+		else if (argc > 2 && (!strcmp(argv[2], "top") || !strcmp(argv[2], "status"))) {
+			char *help[] = { argv[2], "--help", NULL };
+
+			return !strcmp(argv[2], "top") ? cli_top(2, help) : cli_status(2, help);
+		}
 		else
 			usage(stdout);
 		return LS_EXIT_OK;
@@ -50,6 +58,10 @@ int main(int argc, char **argv)
 		return cli_attach(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "top"))
+		return cli_top(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "status"))
+		return cli_status(argc - 1, argv + 1);
 	fprintf(stderr, "loopscope: unknown command '%s' (try 'loopscope --help')\n", argv[1]);
 	return LS_EXIT_USAGE;
 }

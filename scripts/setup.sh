@@ -9,9 +9,13 @@ PACKAGES=(
   # build
   clang llvm cmake make gcc pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
   libjson-c-dev libxml2-dev libseccomp-dev systemtap-sdt-dev
+  # loopscoped: HTTP exposition, config file
+  libmicrohttpd-dev libconfig-dev
   # tests
   check python3 python3-uvloop python3-aiohttp python3-jsonschema
   python3-pytest-asyncio libxml2-utils util-linux
+  # loopscoped tests: a real Prometheus (and promtool), tmux for `loopscope top`
+  prometheus tmux
   # benchmarks (bench/run and its smoke test): the tools users compare us with
   wrk bpftrace
 )

@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+/* Prometheus exposition: histograms converted to fixed `le` bounds, and the
+ * HTTP endpoint (libmicrohttpd, its own polling thread). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "loopscope/prom.h"
+
+/* 50 us .. 10 s in 1-2.5-5 steps: loop lag of a healthy asyncio loop is
+ * tens to hundreds of us; asyncio's slow_callback_duration is 100 ms. */
+const uint64_t ls_prom_bounds_ns[LS_PROM_NBUCKETS] = {
+	50000ULL, 100000ULL, 250000ULL, 500000ULL,
+	1000000ULL, 2500000ULL, 5000000ULL, 10000000ULL, 25000000ULL, 50000000ULL,
+	100000000ULL, 250000000ULL, 500000000ULL,
+	1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL,
+};
+static const char *const bound_text[LS_PROM_NBUCKETS] = {
+	"5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+	"0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+};
+
+void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCKETS],
+			  uint64_t *total)
+{
+	uint64_t cum = 0;
+	unsigned b = 0;
+
+	for (unsigned i = 0; i < LS_HIST_NSLOTS; i++) {
+		uint64_t lo = ls_hist_slot_lower(i), hi = ls_hist_slot_upper(i);
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		/* Bounds below this slot's midpoint are complete. */
+		while (b < LS_PROM_NBUCKETS && ls_prom_bounds_ns[b] < mid)
+			counts[b++] = cum;
+		cum += h->slots[i];
+	}
+	while (b < LS_PROM_NBUCKETS)
+		counts[b++] = cum;
+	*total = cum;
+}
+
+/* Label values: backslash, double quote and newline escaped (exposition
+ * format spec). */
+static void put_label(FILE *f, const char *name, const char *v, bool first)
+{
+	fprintf(f, "%s%s=\"", first ? "" : ",", name);
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(f, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+	fputc('"', f);
+}
+
+/* service, pid, comm and, for tid > 0, thread. */
+static void put_labels(FILE *f, const struct ls_mon_target *t, uint32_t tid)
+{
+	char buf[16];
+
+	put_label(f, "service", t->service, true);
+	snprintf(buf, sizeof(buf), "%d", (int)t->pid);
+	put_label(f, "pid", buf, false);
+	put_label(f, "comm", t->comm, false);
+	if (tid) {
+		snprintf(buf, sizeof(buf), "%u", tid);
+		put_label(f, "thread", buf, false);
+	}
+}
+
+static void put_hist(FILE *f, const char *name, const struct ls_mon_target *t, uint32_t tid,
+		     const struct ls_hist *h)
+{
+	uint64_t counts[LS_PROM_NBUCKETS], total;
+
+	ls_prom_hist_buckets(h, counts, &total);
+	for (int b = 0; b < LS_PROM_NBUCKETS; b++) {
+		fprintf(f, "%s_bucket{", name);
+		put_labels(f, t, tid);
+		fprintf(f, ",le=\"%s\"} %llu\n", bound_text[b], (unsigned long long)counts[b]);
+	}
+	fprintf(f, "%s_bucket{", name);
+	put_labels(f, t, tid);
+	fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)total);
+	fprintf(f, "%s_sum{", name);
+	put_labels(f, t, tid);
+	fprintf(f, "} %.9f\n", (double)h->sum / 1e9);
+	fprintf(f, "%s_count{", name);
+	put_labels(f, t, tid);
+	fprintf(f, "} %llu\n", (unsigned long long)total);
+}
+
+static void header(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+enum per_thread { H_LAG, H_BUSY, H_POLL, C_ITER, C_SLOW, G_UTIL };
+
+static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, const char *name)
+{
+	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+		const struct ls_mon_target *t = ls_mon_target_at(m, i);
+
+		for (size_t j = 0; j < t->nthreads; j++) {
+			const struct ls_mon_thread *th = &t->threads[j];
+			const struct ls_thread_stats *s = &th->stats;
+
+			if (!th->has_stats)
+				continue;
+			switch (what) {
+			case H_LAG: put_hist(f, name, t, th->tid, &s->lag); continue;
+			case H_BUSY: put_hist(f, name, t, th->tid, &s->busy); continue;
+			case H_POLL: put_hist(f, name, t, th->tid, &s->poll); continue;
+			default: break;
+			}
+			fprintf(f, "%s{", name);
+			put_labels(f, t, th->tid);
+			if (what == C_ITER)
+				fprintf(f, "} %llu\n", (unsigned long long)(s->polls ? s->polls - 1 : 0));
+			else if (what == C_SLOW)
+				fprintf(f, "} %llu\n", (unsigned long long)(t->mode == LS_MODE_PRECISE &&
+					t->py_major ? th->slow_callbacks : s->slow_busy));
+			else
+				fprintf(f, "} %.4f\n", th->win.utilization >= 0 ? th->win.utilization : 0.0);
+		}
+	}
+}
+
+int ls_prom_write(struct ls_mon *m, FILE *f)
+{
+	ls_mon_lock(m);
+	header(f, "loopscope_loop_lag_seconds", "histogram",
+	       "How late the loop served the timer it slept towards (timer lateness), per loop thread.");
+	put_thread_metric(f, m, H_LAG, "loopscope_loop_lag_seconds");
+	header(f, "loopscope_busy_seconds", "histogram",
+	       "Busy periods: from a poll's return to the next poll entry (callbacks and loop overhead).");
+	put_thread_metric(f, m, H_BUSY, "loopscope_busy_seconds");
+	header(f, "loopscope_poll_seconds", "histogram",
+	       "Time inside epoll_wait/epoll_pwait/epoll_pwait2 (idle).");
+	put_thread_metric(f, m, H_POLL, "loopscope_poll_seconds");
+	header(f, "loopscope_callback_duration_seconds", "histogram",
+	       "Duration of every asyncio callback (precise mode only), per process.");
+	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+		const struct ls_mon_target *t = ls_mon_target_at(m, i);
+
+		if (t->mode == LS_MODE_PRECISE && t->py_major)
+			put_hist(f, "loopscope_callback_duration_seconds", t, 0, &t->callbacks);
+	}
+	header(f, "loopscope_iterations_total", "counter",
+	       "Loop iterations (poll entry to poll entry).");
+	put_thread_metric(f, m, C_ITER, "loopscope_iterations_total");
+	header(f, "loopscope_slow_callbacks_total", "counter",
+	       "Callbacks longer than the threshold (precise mode); busy periods longer than it "
+	       "(light mode).");
+	put_thread_metric(f, m, C_SLOW, "loopscope_slow_callbacks_total");
+	header(f, "loopscope_loop_utilization_ratio", "gauge",
+	       "Busy / (busy + poll) over the last interval (event loop utilization).");
+	put_thread_metric(f, m, G_UTIL, "loopscope_loop_utilization_ratio");
+	header(f, "loopscope_target_info", "gauge",
+	       "One per monitored process: its pid inside its own pid namespace, mode, Python.");
+	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+		const struct ls_mon_target *t = ls_mon_target_at(m, i);
+		char buf[32];
+
+		fprintf(f, "loopscope_target_info{");
+		put_labels(f, t, 0);
+		snprintf(buf, sizeof(buf), "%d", (int)t->ns_pid);
+		put_label(f, "ns_pid", buf, false);
+		put_label(f, "mode", t->precise ? "precise" : "light", false);
+		if (t->py_major)
+			snprintf(buf, sizeof(buf), "%d.%d", t->py_major, t->py_minor);
+		else
+			snprintf(buf, sizeof(buf), "%s", "");
+		put_label(f, "python", buf, false);
+		put_label(f, "state", t->exited_ns ? "exited" : "running", false);
+		fprintf(f, "} 1\n");
+	}
+	header(f, "loopscope_lost_events_total", "counter",
+	       "Events the kernel-to-agent ring buffers could not take (they were full).");
+	fprintf(f, "loopscope_lost_events_total %llu\n", (unsigned long long)ls_mon_lost_events(m));
+	header(f, "loopscope_attached_total", "counter", "Processes attached since the agent started.");
+	fprintf(f, "loopscope_attached_total %llu\n", (unsigned long long)ls_mon_attached_total(m));
+	ls_mon_unlock(m);
+	return ferror(f) ? -EIO : 0;
+}
+
+/* ---- HTTP -------------------------------------------------------------------- */
+
+struct ls_prom_server {
+	struct MHD_Daemon *d;
+	struct ls_mon *m;
+	int port;
+};
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_len, void **state)
+{
+	struct ls_prom_server *s = cls;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char *buf = NULL;
+	size_t len = 0;
+	unsigned status = MHD_HTTP_OK;
+	const char *type = "text/plain; version=0.0.4; charset=utf-8";
+
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		static const char msg[] = "only GET\n";
+
+		r = MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+		ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	struct ls_mon *m = __atomic_load_n(&s->m, __ATOMIC_ACQUIRE);
+
+	if (!strcmp(url, "/metrics") && !m) {
+		buf = strdup("loopscoped is starting\n");
+		len = buf ? strlen(buf) : 0;
+		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	} else if (!strcmp(url, "/metrics")) {
+		FILE *f = open_memstream(&buf, &len);
+
+		if (!f)
+			return MHD_NO;
+		if (ls_prom_write(m, f))
+			status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		fclose(f);
+	} else if (!strcmp(url, "/")) {
+		buf = strdup("loopscoped: event-loop metrics at /metrics\n");
+		len = buf ? strlen(buf) : 0;
+	} else {
+		buf = strdup("not found; metrics are at /metrics\n");
+		len = buf ? strlen(buf) : 0;
+		status = MHD_HTTP_NOT_FOUND;
+	}
+	if (!buf)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", type);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+int ls_prom_start(struct ls_mon *m, const char *host, int port, struct ls_prom_server **out,
+		  char *err, size_t len)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct ls_prom_server *s;
+	socklen_t sl = sizeof(sa);
+	int fd, one = 1, e;
+
+	if (!strcmp(host, "*") || !strcmp(host, "0.0.0.0"))
+		sa.sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (!strcmp(host, "localhost"))
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		snprintf(err, len, "listen address '%s' is not an IPv4 address, localhost or *", host);
+		return -EINVAL;
+	}
+	/* Our own socket, so that "port in use" is reported as such. */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = -errno;
+		snprintf(err, len, "socket: %s", strerror(errno));
+		return e;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+		e = -errno;
+		if (e == -EADDRINUSE)
+			snprintf(err, len, "cannot listen on %s:%d: the port is in use", host, port);
+		else
+			snprintf(err, len, "cannot listen on %s:%d: %s", host, port, strerror(-e));
+		close(fd);
+		return e;
+	}
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->m = m;
+	s->port = ntohs(sa.sin_port);
+	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+				on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	if (!s->d) {
+		snprintf(err, len, "cannot start the HTTP server on %s:%d", host, port);
+		close(fd);
+		free(s);
+		return -EIO;
+	}
+	*out = s;
+	return 0;
+}
+
+void ls_prom_set_mon(struct ls_prom_server *s, struct ls_mon *m)
+{
+	__atomic_store_n(&s->m, m, __ATOMIC_RELEASE);
+}
+
+int ls_prom_port(const struct ls_prom_server *s)
+{
+	return s->port;
+}
+
+void ls_prom_stop(struct ls_prom_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->d); /* closes the listening socket too */
+	free(s);
+}

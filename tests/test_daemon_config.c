@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MIT
+/* Unit: loopscoped's config file and rule flags (agent/config.c), and the
+ * conversion of log-linear histograms to Prometheus buckets (agent/prom.c). */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loopscope/config.h"
+#include "loopscope/prom.h"
+#include "pythons.h"
+#include "spawn.h"
+
+/* Write text to a fresh temp file; its path into path. */
+static void write_conf(char *path, size_t len, const char *text)
+{
+	FILE *f;
+
+	ls_test_tmp(path, len, "conf");
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int load(const char *text, struct ls_config *c, char *err, size_t len)
+{
+	char path[128];
+	int e;
+
+	write_conf(path, sizeof(path), text);
+	ls_config_defaults(c);
+	err[0] = '\0';
+	e = ls_config_load(path, c, err, len);
+	unlink(path);
+	return e;
+}
+
+START_TEST(test_full_config_is_read)
+{
+	struct ls_config c;
+	char err[512];
+
+	ck_assert_int_eq(load("# a comment\n"
+			      "listen = \"0.0.0.0:9500\";\n"
+			      "socket = \"/tmp/x.sock\";\n"
+			      "threshold = \"50ms\";\n"
+			      "grace = \"0s\";\n"
+			      "max_targets = 100;\n"
+			      "rules = (\n"
+			      "  { service = \"api\"; cmdline = \"*gunicorn*\"; mode = \"precise\"; },\n"
+			      "  { service = \"batch\"; pid = 4242; },\n"
+			      "  { service = \"svc\"; cgroup = \"/system.slice/x.service\"; exe = \"*/python3*\"; }\n"
+			      ");\n", &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.listen, "0.0.0.0:9500");
+	ck_assert_str_eq(c.socket_path, "/tmp/x.sock");
+	ck_assert_uint_eq(c.threshold_ns, 50000000ULL);
+	ck_assert_uint_eq(c.grace_ns, 0);
+	ck_assert_uint_eq(c.interval_ns, 1000000000ULL); /* default kept */
+	ck_assert_int_eq(c.max_targets, 100);
+	ck_assert_int_eq(c.nrules, 3);
+	ck_assert_str_eq(c.rules[0].service, "api");
+	ck_assert_int_eq(c.rules[0].mode, LS_MODE_PRECISE);
+	ck_assert_int_eq(c.rules[0].line, 8);
+	ck_assert_int_eq(c.rules[1].pid, 4242);
+	ck_assert_int_eq(c.rules[1].mode, LS_MODE_LIGHT);
+	ck_assert_str_eq(c.rules[2].cgroup, "/system.slice/x.service");
+}
+END_TEST
+
+/* Each bad file: its error names the file's line. */
+START_TEST(test_errors_name_the_line)
+{
+	static const struct { const char *text; const char *want; } bad[] = {
+		{ "listen = \"1.2.3.4:80\";\nthreshold = = \"1s\";\n", ":2: syntax error" },
+		{ "\n\nthreshold = \"fast\";\n", ":3: threshold: invalid duration" },
+		{ "threshold = 100;\n", ":1: threshold: invalid duration" },
+		{ "listen = \"nocolon\";\n", ":1: listen: 'nocolon' is not HOST:PORT" },
+		{ "bogus = 1;\n", ":1: unknown setting 'bogus'" },
+		{ "rules = (\n { service = \"a\"; exe = \"*py*\"; },\n { service = \"b\";\n   mode = \"fast\"; exe = \"x\"; }\n);\n",
+		  ":4: rule 2: unknown mode 'fast'" },
+		{ "rules = ( { service = \"a\"; } );\n", ":1: rule 1 matches nothing" },
+		{ "rules = ( { service = \"a\"; pid = \"x\"; } );\n", ":1: rule 1: invalid pid 'x'" },
+		{ "rules = ( { service = \"a\"; colour = \"red\"; } );\n", "unknown rule key 'colour'" },
+		{ "max_targets = 0;\n", ":1: max_targets must be an integer 1-1024" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ls_config c;
+		char err[512];
+
+		ck_assert_int_eq(load(bad[i].text, &c, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, bad[i].want), "case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+		ck_assert_msg(!strchr(err, '\n'), "case %zu: more than one line: %s", i, err);
+	}
+}
+END_TEST
+
+START_TEST(test_missing_file_is_enoent)
+{
+	struct ls_config c;
+	char err[512];
+
+	ls_config_defaults(&c);
+	ck_assert_int_eq(ls_config_load("/nonexistent/loopscoped.conf", &c, err, sizeof(err)), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/loopscoped.conf"));
+}
+END_TEST
+
+START_TEST(test_rule_flags)
+{
+	struct ls_rule r;
+	char err[256];
+
+	ck_assert_int_eq(ls_config_parse_rule("service=api,exe=*python3*,mode=precise", &r, err,
+					      sizeof(err)), 0);
+	ck_assert_str_eq(r.service, "api");
+	ck_assert_str_eq(r.exe, "*python3*");
+	ck_assert_int_eq(r.mode, LS_MODE_PRECISE);
+	ck_assert_int_eq(ls_config_parse_rule("cmdline=*app.py*", &r, err, sizeof(err)), 0);
+	ck_assert_str_eq(r.service, "default");
+	ck_assert_int_eq(ls_config_parse_rule("service=x", &r, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "matches nothing"));
+	ck_assert_int_eq(ls_config_parse_rule("pid=abc", &r, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_rule("exe", &r, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_rule("exe=x,mode=fast", &r, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_rule_matching)
+{
+	struct ls_rule r;
+	char err[256];
+
+	ck_assert_int_eq(ls_config_parse_rule("exe=*/python3*,cmdline=* app.py*", &r, err, sizeof(err)), 0);
+	ck_assert(ls_rule_match(&r, 1, "/usr/bin/python3.11", "python3 app.py --x", ""));
+	ck_assert(!ls_rule_match(&r, 1, "/usr/bin/python3.11", "python3 other.py", ""));
+	ck_assert(!ls_rule_match(&r, 1, "/usr/bin/node", "node app.py", ""));
+	ck_assert(!ls_rule_match(&r, 1, "", "python3 app.py", "")); /* exe unreadable */
+	ck_assert_int_eq(ls_config_parse_rule("pid=42,cgroup=/system.slice/*", &r, err, sizeof(err)), 0);
+	ck_assert(ls_rule_match(&r, 42, "", "", "/system.slice/a.service"));
+	ck_assert(!ls_rule_match(&r, 43, "", "", "/system.slice/a.service"));
+	ck_assert(!ls_rule_match(&r, 42, "", "", "/user.slice/a.scope"));
+}
+END_TEST
+
+START_TEST(test_listen_parse)
+{
+	char host[64];
+	int port;
+
+	ck_assert_int_eq(ls_config_parse_listen("127.0.0.1:9466", host, sizeof(host), &port), 0);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 9466);
+	ck_assert_int_eq(ls_config_parse_listen("*:80", host, sizeof(host), &port), 0);
+	ck_assert_int_eq(ls_config_parse_listen("127.0.0.1", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("h:0", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("h:70000", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen(":80", host, sizeof(host), &port), -EINVAL);
+}
+END_TEST
+
+/* Buckets: exact far from a bound; within one slot of a bound either side. */
+START_TEST(test_prom_buckets_within_a_slot)
+{
+	struct ls_hist *h = calloc(1, sizeof(*h));
+	uint64_t counts[LS_PROM_NBUCKETS], total;
+	/* ns values and the index of the first bound at or above them (when
+	 * farther than 1/16 from any bound). */
+	static const struct { uint64_t v; int first; } cases[] = {
+		{ 1000, 0 },            /* 1 us <= 50 us */
+		{ 70000, 1 },           /* 70 us: le=100us */
+		{ 150000000, 11 },      /* 150 ms: le=0.25 */
+		{ 3000000000ULL, 15 },  /* 3 s: le=5 */
+		{ 20000000000ULL, 17 }, /* 20 s: +Inf only */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(h, 0, sizeof(*h));
+		ls_hist_record(h, cases[i].v);
+		ls_prom_hist_buckets(h, counts, &total);
+		ck_assert_uint_eq(total, 1);
+		for (int b = 0; b < LS_PROM_NBUCKETS; b++)
+			ck_assert_msg(counts[b] == (b >= cases[i].first), "value %llu bound %d: %llu",
+				      (unsigned long long)cases[i].v, b, (unsigned long long)counts[b]);
+	}
+	/* Near a bound: a value 1/16 above it is never counted below it, and
+	 * one 1/16 below is always counted. */
+	for (int b = 0; b < LS_PROM_NBUCKETS; b++) {
+		uint64_t bound = ls_prom_bounds_ns[b];
+
+		memset(h, 0, sizeof(*h));
+		ls_hist_record(h, bound + bound / 16 + 1);
+		ls_hist_record(h, bound - bound / 16 - 1);
+		ls_prom_hist_buckets(h, counts, &total);
+		ck_assert_uint_eq(counts[b], 1);
+	}
+	/* Cumulative and monotonic over many values. */
+	memset(h, 0, sizeof(*h));
+	for (uint64_t v = 1; v < 20000000000ULL; v = v * 3 / 2 + 1)
+		ls_hist_record(h, v);
+	ls_prom_hist_buckets(h, counts, &total);
+	for (int b = 1; b < LS_PROM_NBUCKETS; b++)
+		ck_assert_uint_ge(counts[b], counts[b - 1]);
+	ck_assert_uint_eq(total, h->count);
+	free(h);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("daemon_config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_test(tc, test_full_config_is_read);
+	tcase_add_test(tc, test_errors_name_the_line);
+	tcase_add_test(tc, test_missing_file_is_enoent);
+	tcase_add_test(tc, test_rule_flags);
+	tcase_add_test(tc, test_rule_matching);
+	tcase_add_test(tc, test_listen_parse);
+	tcase_add_test(tc, test_prom_buckets_within_a_slot);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
