@@ -324,6 +324,9 @@ static void *worker_main(void *arg)
 		} else if (pycb_of(m)) {
 			pthread_mutex_lock(&m->pylock);
 			ls_pycb_remove_target(pycb_of(m), j.pid);
+			/* Its callback histograms too: the map is shared by
+			 * every process, and churn would fill it. */
+			ls_pycb_forget_stats(pycb_of(m), j.pid);
 			pthread_mutex_unlock(&m->pylock);
 		}
 		pthread_mutex_lock(&m->job_lock);

@@ -159,6 +159,37 @@ void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid)
 	bpf_map_delete_elem(bpf_map__fd(p->skel->maps.py_procs), &key);
 }
 
+int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid)
+{
+	int fd = bpf_map__fd(p->skel->maps.cb_stats);
+	struct ls_cb_key cur, next, *doomed = NULL;
+	size_t n = 0, cap = 0;
+	bool first = true;
+	int err = 0;
+
+	/* Collect, then delete: deleting during the walk loses its place. */
+	while (bpf_map_get_next_key(fd, first ? NULL : &cur, &next) == 0) {
+		first = false;
+		cur = next;
+		if (cur.tgid != (__u32)pid)
+			continue;
+		if (n == cap) {
+			struct ls_cb_key *grown = realloc(doomed, (cap = cap ? cap * 2 : 16) * sizeof(*doomed));
+
+			if (!grown) {
+				err = -ENOMEM;
+				break;
+			}
+			doomed = grown;
+		}
+		doomed[n++] = cur;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &doomed[i]);
+	free(doomed);
+	return err;
+}
+
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 {
 	int err;

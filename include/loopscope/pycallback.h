@@ -63,6 +63,11 @@ int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t);
 /* Detach target pid (if present) and forget its offsets. */
 void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid);
 
+/* Drop process pid's per-callback histograms from the kernel's map (which
+ * holds LS_MAX_CALLBACKS of them, all processes together): for a monitor
+ * whose processes come and go. 0 or -ENOMEM. Snapshots no longer list them. */
+int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid);
+
 /* Deliver slow-callback events, waiting up to timeout_ms. The number
  * delivered, or a negative errno (-EINTR on a signal). */
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms);
