@@ -86,7 +86,7 @@ void cli_attach_usage(FILE *f)
 		"      --no-stacks           no Python stacks for slow periods (by default, CPython\n"
 		"                            3.8-3.13 loops get the culprit's stack, on and off\n"
 		"                            CPU, sampled at 1 kHz once a busy period passes a\n"
-		"                            quarter of the threshold: no cost while healthy)\n"
+		"                            quarter of the threshold: no walk while healthy)\n"
 		"      --folded FILE         write the slow periods' stacks to FILE in folded\n"
 		"                            format (flamegraph.pl, speedscope), weights in us\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
