@@ -2,7 +2,9 @@
 /* The epoll-level BPF session: load bpf/loop.bpf.c, attach, targets, slow
  * events, snapshots. libbpf skeleton life cycle: open -> load -> attach ->
  * destroy (libbpf-bootstrap). */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +31,9 @@ struct ls_loop {
 	int delivered;
 	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 	int stacks_err;            /* why stacks asked for could not be set up */
-	struct bpf_link **sample_links; /* one cpu-clock program per CPU */
-	int nsample;
+	bool sampling;                  /* stacks on: sample each target's threads */
+	struct sampled *sampled;        /* per target: its threads' cpu-clock events */
+	int nsampled;
 };
 
 static int on_ring_record(void *ctx, void *data, size_t size)
@@ -67,44 +70,101 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-/* A cpu-clock perf event on every online CPU (period sample_period_ns, all
- * tasks; the program filters), each running ls_stack_sample. */
-static int attach_sampling(struct ls_loop *l)
+/* A target's sampling: one cpu-clock perf event per thread that existed
+ * when it was added (pid = tid, any CPU, inherit: the threads it creates
+ * later get theirs from the kernel, and the BPF program with them), each
+ * running ls_stack_sample. A task-clock-like event ticks only while its
+ * thread runs: a loop that polls, or another process's CPU, costs no
+ * interrupt. */
+struct sampled {
+	pid_t pid;
+	struct bpf_link **links;
+	int n;
+};
+
+static void unsample(struct sampled *t)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	for (int i = 0; i < t->n; i++)
+		bpf_link__destroy(t->links[i]);
+	free(t->links);
+	t->links = NULL;
+	t->n = 0;
+}
+
+static int sample_target(struct ls_loop *l, pid_t pid)
+{
+	struct sampled *grown, *t;
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
 	int err = 0;
 
-	if (ncpu < 1)
-		ncpu = 1;
-	l->sample_links = calloc((size_t)ncpu, sizeof(*l->sample_links));
-	if (!l->sample_links)
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	grown = realloc(l->sampled, (l->nsampled + 1) * sizeof(*grown));
+	if (!grown) {
+		closedir(dir);
 		return -ENOMEM;
-	for (int cpu = 0; cpu < ncpu; cpu++) {
+	}
+	l->sampled = grown;
+	t = &l->sampled[l->nsampled];
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	while ((d = readdir(dir))) {
+		int tid = atoi(d->d_name), fd;
+		struct bpf_link **links;
 		struct perf_event_attr attr = {
 			.type = PERF_TYPE_SOFTWARE,
 			.config = PERF_COUNT_SW_CPU_CLOCK,
 			.size = sizeof(attr),
 			.sample_period = l->skel->data->sample_period_ns,
+			.inherit = 1,
 		};
-		int fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1,
-				      PERF_FLAG_FD_CLOEXEC);
 
+		if (tid <= 0)
+			continue;
+		fd = (int)syscall(__NR_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
-			if (errno == ENODEV)
-				continue; /* offline CPU */
+			if (errno == ESRCH)
+				continue; /* the thread is gone */
 			err = -errno;
 			break;
 		}
-		l->sample_links[l->nsample] =
-			bpf_program__attach_perf_event(l->skel->progs.ls_stack_sample, fd);
-		if (!l->sample_links[l->nsample]) {
+		links = realloc(t->links, (t->n + 1) * sizeof(*links));
+		if (!links) {
+			close(fd);
+			err = -ENOMEM;
+			break;
+		}
+		t->links = links;
+		t->links[t->n] = bpf_program__attach_perf_event(l->skel->progs.ls_stack_sample, fd);
+		if (!t->links[t->n]) {
 			err = -errno;
 			close(fd);
 			break;
 		}
-		l->nsample++;
+		t->n++;
 	}
-	return err;
+	closedir(dir);
+	if (err) {
+		unsample(t);
+		return err;
+	}
+	l->nsampled++;
+	return 0;
+}
+
+static void unsample_target(struct ls_loop *l, pid_t pid)
+{
+	for (int i = 0; i < l->nsampled; i++) {
+		if (l->sampled[i].pid == pid) {
+			unsample(&l->sampled[i]);
+			l->sampled[i] = l->sampled[--l->nsampled];
+			return;
+		}
+	}
 }
 
 /* Open, load and attach bpf/loop.bpf.c into l->skel, with or without the
@@ -138,14 +198,8 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 	err = loop_bpf__load(l->skel);
 	if (!err)
 		err = loop_bpf__attach(l->skel);
-	if (!err && stacks)
-		err = attach_sampling(l);
+	l->sampling = !err && stacks;
 	if (err) {
-		for (int i = 0; i < l->nsample; i++)
-			bpf_link__destroy(l->sample_links[i]);
-		free(l->sample_links);
-		l->sample_links = NULL;
-		l->nsample = 0;
 		loop_bpf__destroy(l->skel);
 		l->skel = NULL;
 	}
@@ -198,6 +252,14 @@ int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 	err = bpf_map_update_elem(bpf_map__fd(l->skel->maps.targets), &key, &one, BPF_ANY);
 	if (err)
 		return errno == E2BIG ? -E2BIG : -errno;
+	/* On-CPU stacks need its threads sampled; without, its off-CPU
+	 * stacks and every loop figure still come (ls_loop_stacks_error). */
+	if (l->sampling) {
+		unsample_target(l, pid);
+		err = sample_target(l, pid);
+		if (err && !l->stacks_err)
+			l->stacks_err = err;
+	}
 	return 0;
 }
 
@@ -212,6 +274,7 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 
 	if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.targets), &key) && errno != ENOENT)
 		err = -errno;
+	unsample_target(l, pid);
 	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key);
 	st = malloc(sizeof(*st));
 	if (!st)
@@ -354,9 +417,9 @@ void ls_loop_close(struct ls_loop *l)
 {
 	if (!l)
 		return;
-	for (int i = 0; i < l->nsample; i++)
-		bpf_link__destroy(l->sample_links[i]);
-	free(l->sample_links);
+	for (int i = 0; i < l->nsampled; i++)
+		unsample(&l->sampled[i]);
+	free(l->sampled);
 	ring_buffer__free(l->rb);
 	loop_bpf__destroy(l->skel);
 	free(l);

@@ -456,8 +456,9 @@ int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
  * Stacks: the Python stack of a loop thread inside a busy period already
  * older than stack_after_ns (0: stacks off), so that nothing is walked
  * while the loop is healthy. Three triggers:
- *  - cpu-clock sampling (ls_stack_sample, a perf_event program on every
- *    CPU): an on-CPU stack, weighted by the sampling period;
+ *  - cpu-clock sampling (ls_stack_sample, a perf_event program on each
+ *    thread of a target, inherited by the threads it makes): an on-CPU
+ *    stack, weighted by the sampling period;
  *  - the end of an off-CPU episode (sched_switch out, then back in): the
  *    thread's Python stack has not moved while it was off the CPU, but the
  *    switch-in runs in another task's context, where its memory cannot be

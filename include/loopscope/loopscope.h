@@ -80,7 +80,7 @@ struct ls_loop_opts {
 	ls_proc_fn on_proc;
 	/* Python stacks of slow busy periods (bpf/loop.bpf.c, "Stacks"): in a
 	 * busy period older than stack_after_ns, cpu-clock samples at
-	 * sample_hz on every CPU and the end of each off-CPU episode take the
+	 * sample_hz on each target's threads and the end of each off-CPU episode take the
 	 * thread's Python stack, delivered to on_stack. stack_after_ns 0: no
 	 * stacks (the sampling and sys_exit programs are not even loaded).
 	 * Stacks are walked only in processes given to ls_loop_set_python. */
@@ -94,7 +94,8 @@ struct ls_loop_opts {
  * sched_switch/sched_wakeup programs (on- and off-CPU time of busy periods),
  * plus the sched_process_fork/exec programs when following (they do nothing
  * until a target is added), and with stack_after_ns the stack programs
- * (cpu-clock on every CPU, sys_exit, sched_process_exit); when those fail,
+ * (sys_exit, sched_process_exit; cpu-clock events on each target's threads
+ * as targets are added); when those fail,
  * the session opens without them (ls_loop_stacks_error says why). Returns
  * 0 and *out, or a negative errno from libbpf: -EPERM without the
  * capabilities, -ENOENT/-EINVAL when the kernel lacks a tracepoint or BTF.
