@@ -18,6 +18,7 @@
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
+#include "loopscope/utf8.h"
 #include "discover.skel.h"
 
 /* Retries of precise-mode resolution after an exec: the interpreter's
@@ -130,6 +131,8 @@ static void proc_info(pid_t pid, struct proc_info *pi)
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	read_file(path, pi->comm, sizeof(pi->comm));
 	pi->comm[strcspn(pi->comm, "\n")] = '\0';
+	/* The kernel cuts comm at 15 bytes, maybe inside a character. */
+	ls_utf8_cut(pi->comm);
 	/* NSpid: the pid in each pid namespace, outermost first (proc(5)). */
 	pi->ns_pid = pid;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);

@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "loopscope/prom.h"
+#include "loopscope/utf8.h"
 
 /* 50 us .. 10 s in 1-2.5-5 steps: loop lag of a healthy asyncio loop is
  * tens to hundreds of us; asyncio's slow_callback_duration is 100 ms. */
@@ -46,19 +47,33 @@ void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCK
 	*total = cum;
 }
 
-/* Label values: backslash, double quote and newline escaped (exposition
- * format spec). */
+void ls_prom_label_value(FILE *f, const char *v)
+{
+	size_t n = strlen(v);
+
+	for (size_t i = 0; i < n;) {
+		size_t len = ls_utf8_len(v + i, n - i);
+
+		if (!len) {
+			fputs("\xef\xbf\xbd", f); /* U+FFFD REPLACEMENT CHARACTER */
+			i++;
+		} else if (v[i] == '\\' || v[i] == '"') {
+			fprintf(f, "\\%c", v[i]);
+			i++;
+		} else if (v[i] == '\n') {
+			fputs("\\n", f);
+			i++;
+		} else {
+			fwrite(v + i, 1, len, f);
+			i += len;
+		}
+	}
+}
+
 static void put_label(FILE *f, const char *name, const char *v, bool first)
 {
 	fprintf(f, "%s%s=\"", first ? "" : ",", name);
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			fprintf(f, "\\%c", *v);
-		else if (*v == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*v, f);
-	}
+	ls_prom_label_value(f, v);
 	fputc('"', f);
 }
 

@@ -28,6 +28,12 @@ extern const uint64_t ls_prom_bounds_ns[LS_PROM_NBUCKETS];
 void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCKETS],
 			  uint64_t *total);
 
+/* A label value as the text format wants it (exposition format spec):
+ * backslash, double quote and newline escaped, and valid UTF-8 (Prometheus
+ * rejects the whole page otherwise): each byte that does not start a valid
+ * character becomes U+FFFD. */
+void ls_prom_label_value(FILE *f, const char *v);
+
 /* Write the exposition of everything m monitors to f (holds m's lock
  * meanwhile). Returns 0 or -EIO when writing failed. */
 int ls_prom_write(struct ls_mon *m, FILE *f);
