@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,39 @@ static void stop_daemon(struct fx *f)
 	f->daemon = 0;
 }
 
+/* Connect, wait delay_ms, write text as is, read n answer lines (at most
+ * 5 s). */
+static int raw_lines(const char *sock, int delay_ms, const char *text, json_object **lines, int n)
+{
+	char buf[65536];
+	size_t len = 0;
+	int fd = ls_ctl_connect(sock), got = 0;
+
+	ck_assert_int_ge(fd, 0);
+	usleep((useconds_t)delay_ms * 1000);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *nl;
+		ssize_t r;
+
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		while (got < n && (nl = memchr(buf, '\n', len))) {
+			*nl = '\0';
+			lines[got++] = json_tokener_parse(buf);
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+	}
+	close(fd);
+	return got;
+}
+
 /* ---- control socket and status ------------------------------------------- */
 
 START_TEST(test_status_and_control_socket)
@@ -171,6 +205,44 @@ START_TEST(test_status_and_control_socket)
 	ck_assert(json_object_get_boolean(json_object_object_get(t, "manual")));
 	json_object_put(r);
 
+	{
+		/* A client that sends detach and hangs up: its answer goes
+		 * nowhere, never to the next client (which may get its fd and
+		 * asks only after the engine had time to answer). */
+		for (int round = 0; round < 3; round++) {
+			json_object *l[1] = { 0 };
+			int fd = ls_ctl_connect(f.sock);
+			const char *d = "{\"cmd\":\"detach\",\"pid\":999999999}\n";
+
+			ck_assert_int_ge(fd, 0);
+			ck_assert_int_eq(write(fd, d, strlen(d)), (ssize_t)strlen(d));
+			close(fd);
+			ck_assert_int_eq(raw_lines(f.sock, 250, "{\"cmd\":\"list\"}\n", l, 1), 1);
+			ck_assert_msg(json_object_object_get_ex(l[0], "targets", NULL),
+				      "another client's answer: %s", json_object_to_json_string(l[0]));
+			json_object_put(l[0]);
+		}
+	}
+
+	{
+		/* Answers in the order of the requests, in one write: detach and
+		 * attach (run by the engine's thread), then list (answered by
+		 * the socket's thread), which must show the new attach. */
+		json_object *l[3] = { 0 };
+
+		snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}\n"
+			 "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc\",\"mode\":\"precise\"}\n"
+			 "{\"cmd\":\"list\"}\n", b, b);
+		ck_assert_int_eq(raw_lines(f.sock, 0, req, l, 3), 3);
+		for (int i = 0; i < 2; i++)
+			ck_assert_msg(json_object_get_boolean(json_object_object_get(l[i], "ok")) &&
+				      !json_object_object_get_ex(l[i], "targets", NULL),
+				      "answer %d: %s", i, json_object_to_json_string(l[i]));
+		ck_assert_msg(target_of(l[2], b), "list before the attach: %s",
+			      json_object_to_json_string(l[2]));
+		for (int i = 0; i < 3; i++)
+			json_object_put(l[i]);
+	}
 	/* errors: one line each, never a crash */
 	static const struct { const char *req, *want; } bad[] = {
 		{ "{\"cmd\":\"attach\",\"pid\":999999999}", "no such process" },
