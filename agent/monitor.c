@@ -393,6 +393,8 @@ static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 	}
 }
 
+static void free_target_at(struct ls_mon *m, size_t i);
+
 static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, const char *service,
 		      enum ls_mode mode, int rule, bool manual, uint64_t seen_ns, char *err, size_t len)
 {
@@ -411,6 +413,12 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, c
 		return e;
 	}
 	ls_mon_lock(m);
+	/* The same pid in its grace period (it exec'd out of the rules and
+	 * back, the pid was reused, a reload dropped its rule and it is
+	 * attached by hand): its series would be the new one's, twice. */
+	for (size_t i = m->ntargets; i-- > 0;)
+		if (m->targets[i].pid == pid && m->targets[i].exited_ns)
+			free_target_at(m, i);
 	if (m->ntargets == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 32;
 		struct ls_mon_target *grown = realloc(m->targets, cap * sizeof(*grown));
@@ -964,18 +972,23 @@ int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode
 
 int ls_mon_detach(struct ls_mon *m, pid_t pid)
 {
+	struct ls_mon_target *t;
+	bool found = false;
+
 	ls_mon_lock(m);
-	for (size_t i = 0; i < m->ntargets; i++) {
+	/* The live entry first (its probes go), then every entry of the pid
+	 * (one in its grace period may be there too). */
+	t = find_target(m, pid);
+	if (t)
+		retire_target(m, t, "detached on request");
+	for (size_t i = m->ntargets; i-- > 0;) {
 		if (m->targets[i].pid != pid)
 			continue;
-		if (!m->targets[i].exited_ns)
-			retire_target(m, &m->targets[i], "detached on request");
 		free_target_at(m, i);
-		ls_mon_unlock(m);
-		return 0;
+		found = true;
 	}
 	ls_mon_unlock(m);
-	return -ENOENT;
+	return found ? 0 : -ENOENT;
 }
 
 void ls_mon_close(struct ls_mon *m)

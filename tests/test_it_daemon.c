@@ -706,6 +706,104 @@ START_TEST(test_max_targets_limit)
 }
 END_TEST
 
+/* ---- one pid, one set of series ------------------------------------------------ */
+
+/* Lines of a Prometheus page that repeat a series (name and labels) of
+ * pid; 0 when every series is there once. */
+static int duplicate_series(const char *page, pid_t pid, int *nseries)
+{
+	char needle[32], *copy = strdup(page), *save = NULL, **seen = NULL;
+	int n = 0, dups = 0;
+
+	snprintf(needle, sizeof(needle), "pid=\"%d\"", (int)pid);
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *sp = strrchr(l, ' ');
+
+		if (l[0] == '#' || !sp || !strstr(l, needle))
+			continue;
+		*sp = '\0';
+		for (int i = 0; i < n; i++)
+			if (!strcmp(seen[i], l)) {
+				fprintf(stderr, "it_daemon: duplicate series %s\n", l);
+				dups++;
+			}
+		seen = realloc(seen, (size_t)(n + 1) * sizeof(*seen));
+		seen[n++] = l;
+	}
+	*nseries = n;
+	free(seen);
+	free(copy);
+	return dups;
+}
+
+START_TEST(test_reload_drops_rule_then_manual_attach_no_duplicates)
+{
+	struct fx f;
+	char conf[160], listen[64], req[200], *page = NULL;
+	FILE *c;
+	json_object *r;
+	pid_t a;
+	int port, n = 0, st;
+
+	fx_init(&f);
+	a = fx_app(&f, "dup");
+	port = ls_test_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
+	c = fopen(conf, "w");
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+		   "rules = ( { service = \"svc\"; cmdline = \"*%s/dup*\"; } );\n", f.sock, listen, f.dir);
+	fclose(c);
+	{
+		char *args[] = { "-c", conf, NULL };
+
+		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+	}
+	usleep(600000);
+	/* The rule goes; the process stays in its grace period (30 s) ... */
+	c = fopen(conf, "w");
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n", f.sock, listen);
+	fclose(c);
+	kill(f.daemon, SIGHUP);
+	ck_assert(log_has(&f, "no rule matches it any more; detached", 5000));
+	/* ... and is attached by hand under the same service. */
+	snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"svc\"}", a);
+	r = ctl(f.sock, req);
+	ck_assert_msg(json_object_get_boolean(json_object_object_get(r, "ok")), "%s",
+		      json_object_to_json_string(r));
+	json_object_put(r);
+	usleep(600000); /* windows of the new entry */
+	st = ls_test_http_get(port, "/metrics", &page, 5000);
+	ck_assert_int_eq(st, 200);
+	ck_assert_int_eq(duplicate_series(page, a, &n), 0);
+	ck_assert_msg(n > 0, "no series of pid %d:\n%s", a, page);
+	free(page);
+	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	ck_assert_int_eq(json_object_array_length(json_object_object_get(r, "targets")), 1);
+	json_object_put(r);
+	/* detach: gone from the list and the page, and detached for real. */
+	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}", a);
+	r = ctl(f.sock, req);
+	ck_assert(json_object_get_boolean(json_object_object_get(r, "ok")));
+	json_object_put(r);
+	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	ck_assert_ptr_null(target_of(r, a));
+	json_object_put(r);
+	r = ctl(f.sock, req);
+	ck_assert(!json_object_get_boolean(json_object_object_get(r, "ok"))); /* not monitored */
+	json_object_put(r);
+	st = ls_test_http_get(port, "/metrics", &page, 5000);
+	ck_assert_int_eq(st, 200);
+	duplicate_series(page, a, &n);
+	ck_assert_msg(n == 0, "series of pid %d after detach:\n%s", a, page);
+	free(page);
+	stop_daemon(&f);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- bad input ---------------------------------------------------------------- */
 
 static int run_daemon(char **args, struct ls_test_out *o)
@@ -884,6 +982,7 @@ int main(void)
 	tcase_add_test(tc, test_target_execs_non_python);
 	tcase_add_test(tc, test_sighup_reloads_keeping_histograms_sigterm_detaches);
 	tcase_add_test(tc, test_max_targets_limit);
+	tcase_add_test(tc, test_reload_drops_rule_then_manual_attach_no_duplicates);
 	tcase_add_test(tc, test_bad_input_exit_codes);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
