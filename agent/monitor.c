@@ -275,6 +275,7 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 	t = find_target_at(m, pid, attached_ns);
 	if (t && !err) {
 		t->precise = true;
+		t->ever_precise = true;
 		t->py_major = py.major;
 		t->py_minor = py.minor;
 		t->note[0] = '\0';
@@ -376,6 +377,10 @@ static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
 		pthread_mutex_unlock(&m->pylock);
 	}
 	t->precise = false;
+	/* The session forgets its histograms with its probes (the worker's
+	 * ls_pycb_forget_stats): a later set-up counts from zero again. */
+	free(t->cb_last);
+	t->cb_last = NULL;
 }
 
 /* Precise mode wanted but not active: queue its set-up when due. Engine
@@ -471,6 +476,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 static void free_target_at(struct ls_mon *m, size_t i)
 {
 	free(m->targets[i].threads);
+	free(m->targets[i].cb_last);
 	memmove(&m->targets[i], &m->targets[i + 1], (m->ntargets - i - 1) * sizeof(m->targets[0]));
 	m->ntargets--;
 }
@@ -695,18 +701,43 @@ static void summarize(const struct ls_thread_window *w, struct ls_mon_window *ou
 	out->slow = w->slow_busy;
 }
 
+/* The session's histograms of t's callbacks now (cur) against the last
+ * snapshot: add what is new to t->callbacks. The session's figures only go
+ * down when it forgot them (precise mode taken down and set up again):
+ * then all of cur is new. */
+static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
+{
+	if (!t->cb_last && !(t->cb_last = calloc(1, sizeof(*t->cb_last))))
+		return;
+	if (cur->count < t->cb_last->count)
+		memset(t->cb_last, 0, sizeof(*t->cb_last));
+	ls_hist_sub(t->cb_last, cur, t->cb_last);
+	if (t->callbacks.max < cur->max)
+		t->callbacks.max = cur->max;
+	{
+		uint64_t max = t->callbacks.max;
+
+		ls_hist_merge(&t->callbacks, t->cb_last);
+		t->callbacks.max = max;
+	}
+	*t->cb_last = *cur;
+}
+
 static void tick(struct ls_mon *m)
 {
 	struct ls_thread_stats *v = NULL;
 	struct ls_cb_entry *cb = NULL;
 	struct ls_thread_window *w;
+	struct ls_hist *cur = NULL;
 	size_t n = 0, ncb = 0;
+	bool cb_ok = false;
 	uint64_t now;
 
 	if (ls_loop_snapshot(m->loop, &v, &n, &now))
 		return;
-	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb))
-		ncb = 0;
+	/* A failed snapshot leaves the callback histograms as they were. */
+	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb) == 0)
+		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
 	w = malloc(sizeof(*w));
 	ls_mon_lock(m);
 	for (size_t i = 0; w && i < n; i++) {
@@ -724,19 +755,20 @@ static void tick(struct ls_mon *m)
 		th->stats_ns = now;
 		th->has_stats = true;
 	}
-	if (pycb_of(m)) {
-		for (size_t i = 0; i < m->ntargets; i++)
-			if (!m->targets[i].exited_ns && m->targets[i].precise)
-				memset(&m->targets[i].callbacks, 0, sizeof(m->targets[i].callbacks));
-		for (size_t i = 0; i < ncb; i++) {
-			struct ls_mon_target *t = find_target(m, (pid_t)cb[i].key.tgid);
+	for (size_t i = 0; cb_ok && i < m->ntargets; i++) {
+		struct ls_mon_target *t = &m->targets[i];
 
-			if (t && t->precise)
-				ls_hist_merge(&t->callbacks, &cb[i].stats.duration);
-		}
+		if (t->exited_ns || !t->precise)
+			continue;
+		memset(cur, 0, sizeof(*cur));
+		for (size_t j = 0; j < ncb; j++)
+			if ((pid_t)cb[j].key.tgid == t->pid)
+				ls_hist_merge(cur, &cb[j].stats.duration);
+		add_callbacks(t, cur);
 	}
 	m->window_end_ns = now;
 	ls_mon_unlock(m);
+	free(cur);
 	free(w);
 	free(v);
 	free(cb);
@@ -1009,8 +1041,10 @@ void ls_mon_close(struct ls_mon *m)
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
 	ls_pyname_cache_free(m->names);
-	for (size_t i = 0; i < m->ntargets; i++)
+	for (size_t i = 0; i < m->ntargets; i++) {
 		free(m->targets[i].threads);
+		free(m->targets[i].cb_last);
+	}
 	free(m->targets);
 	free(m->slow);
 	free(m->jobs);

@@ -804,6 +804,101 @@ START_TEST(test_reload_drops_rule_then_manual_attach_no_duplicates)
 }
 END_TEST
 
+/* ---- counters never go down ------------------------------------------------------ */
+
+/* Sum of the values of metric name (exactly: "name{") for pid on a page;
+ * -1 when there is none. */
+static double metric_of(const char *page, const char *name, pid_t pid)
+{
+	char head[128], lab[32];
+	double sum = -1;
+	size_t hl;
+
+	snprintf(head, sizeof(head), "%s{", name);
+	snprintf(lab, sizeof(lab), "pid=\"%d\"", (int)pid);
+	hl = strlen(head);
+	for (const char *l = page; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		const char *end = strchr(l, '\n'), *sp;
+		char line[1024];
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+
+		if (strncmp(l, head, hl) || len >= sizeof(line))
+			continue;
+		memcpy(line, l, len);
+		line[len] = '\0';
+		sp = strrchr(line, ' ');
+		if (!strstr(line, lab) || !sp)
+			continue;
+		sum = (sum < 0 ? 0 : sum) + atof(sp + 1);
+	}
+	return sum;
+}
+
+START_TEST(test_counters_never_decrease_light_to_precise)
+{
+	static const char *const names[] = { "loopscope_slow_callbacks_total",
+		"loopscope_slow_busy_periods_total", "loopscope_callback_duration_seconds_count",
+		"loopscope_iterations_total" };
+	struct fx f;
+	char conf[160], listen[64], needle[128], *page = NULL;
+	double last[4] = { -1, -1, -1, -1 };
+	FILE *c;
+	pid_t a;
+	int port;
+	bool precise = false;
+
+	fx_init(&f);
+	a = fx_app(&f, "mode");
+	port = ls_test_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
+	c = fopen(conf, "w");
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+		   "rules = ( { service = \"m\"; cmdline = \"*%s/mode*\"; } );\n", f.sock, listen, f.dir);
+	fclose(c);
+	{
+		char *args[] = { "-c", conf, NULL };
+
+		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+	}
+	/* Light mode, scraped every 200 ms until a slow busy period; then
+	 * precise mode (SIGHUP) until a slow callback: no counter goes down. */
+	for (int i = 0; i < 100; i++) {
+		usleep(200000);
+		ck_assert_int_eq(ls_test_http_get(port, "/metrics", &page, 5000), 200);
+		for (int k = 0; k < 4; k++) {
+			double v = metric_of(page, names[k], a);
+
+			ck_assert_msg(v >= last[k], "%s of pid %d went from %.0f to %.0f (scrape %d%s)",
+				      names[k], a, last[k], v, i, precise ? ", precise" : "");
+			last[k] = v;
+		}
+		free(page);
+		page = NULL;
+		if (!precise && last[1] >= 2) {
+			c = fopen(conf, "w");
+			ck_assert_ptr_nonnull(c);
+			fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+				   "rules = ( { service = \"m\"; cmdline = \"*%s/mode*\"; mode = \"precise\"; } );\n",
+				f.sock, listen, f.dir);
+			fclose(c);
+			kill(f.daemon, SIGHUP);
+			precise = true;
+		}
+		if (precise && last[0] >= 1 && last[2] > 0)
+			break;
+	}
+	snprintf(needle, sizeof(needle), "pid %d (python3, service m): precise mode", a);
+	ck_assert(log_has(&f, needle, 100));
+	ck_assert_msg(precise && last[0] >= 1 && last[2] > 0,
+		      "no slow callback counted in precise mode: %.0f slow callbacks, %.0f callbacks",
+		      last[0], last[2]);
+	stop_daemon(&f);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- bad input ---------------------------------------------------------------- */
 
 static int run_daemon(char **args, struct ls_test_out *o)
@@ -983,6 +1078,7 @@ int main(void)
 	tcase_add_test(tc, test_sighup_reloads_keeping_histograms_sigterm_detaches);
 	tcase_add_test(tc, test_max_targets_limit);
 	tcase_add_test(tc, test_reload_drops_rule_then_manual_attach_no_duplicates);
+	tcase_add_test(tc, test_counters_never_decrease_light_to_precise);
 	tcase_add_test(tc, test_bad_input_exit_codes);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
