@@ -33,6 +33,7 @@ struct precise_job {
 	bool add;             /* set up precise mode, or take it down */
 	pid_t pid;
 	uint64_t attached_ns; /* which target of that pid (add) */
+	uint64_t gen;         /* and which of its lives (add): ls_mon_target.gen */
 };
 
 struct ls_mon {
@@ -62,7 +63,7 @@ struct ls_mon {
 	pthread_cond_t job_cond;
 	pthread_t worker;
 	bool worker_started, worker_stop;
-	struct precise_job *jobs;    /* oldest first */
+	struct precise_job *jobs;    /* oldest first; set-ups are served first */
 	size_t njobs, jobs_cap;
 };
 
@@ -232,12 +233,13 @@ static struct ls_pycb *pycb_of(struct ls_mon *m)
 
 /* Worker: the ADD job. Resolve and attach without the engine's lock, then
  * record the outcome under it. */
-static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
+static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t gen)
 {
 	struct ls_py_target py;
 	struct ls_mon_target *t;
 	struct ls_pycb *pycb = pycb_of(m);
 	char note[400] = "";
+	bool stale;
 	int err;
 
 	err = ls_py_resolve(pid, &py);
@@ -273,7 +275,12 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 	}
 	ls_mon_lock(m);
 	t = find_target_at(m, pid, attached_ns);
-	if (t && !err) {
+	/* It exec'd or changed mode meanwhile: what we set up is not what it
+	 * wants now. Undo; the engine queues a new set-up if one is due. */
+	stale = !t || t->gen != gen;
+	if (t && stale) {
+		/* nothing recorded */
+	} else if (t && !err) {
 		t->precise = true;
 		t->ever_precise = true;
 		t->py_major = py.major;
@@ -299,12 +306,31 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 	if (t)
 		t->precise_queued = false;
 	ls_mon_unlock(m);
-	if (!t && !err) {
-		/* It went away (or exec'd) while we attached: undo. */
+	if (stale && !err) {
 		pthread_mutex_lock(&m->pylock);
 		ls_pycb_remove_target(pycb, pid);
+		ls_pycb_forget_stats(pycb, pid);
 		pthread_mutex_unlock(&m->pylock);
 	}
+}
+
+/* The job to run next (job_lock held, njobs > 0): the oldest set-up, so
+ * that a new target's callbacks are named without waiting behind uprobe
+ * removals (~0.7 s each); but a removal for the same pid queued before it
+ * goes first (the pid exec'd or was reused: its old probes go before the
+ * new ones come). Removals when no set-up waits. */
+static size_t next_job(struct ls_mon *m)
+{
+	size_t a;
+
+	for (a = 0; a < m->njobs && !m->jobs[a].add; a++)
+		;
+	if (a == m->njobs)
+		return 0;
+	for (size_t i = 0; i < a; i++)
+		if (m->jobs[i].pid == m->jobs[a].pid)
+			return i;
+	return a;
 }
 
 static void *worker_main(void *arg)
@@ -314,17 +340,19 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&m->job_lock);
 	for (;;) {
 		struct precise_job j;
+		size_t k;
 
 		while (!m->njobs && !m->worker_stop)
 			pthread_cond_wait(&m->job_cond, &m->job_lock);
 		if (m->worker_stop)
 			break;
-		j = m->jobs[0];
-		memmove(&m->jobs[0], &m->jobs[1], (m->njobs - 1) * sizeof(m->jobs[0]));
+		k = next_job(m);
+		j = m->jobs[k];
+		memmove(&m->jobs[k], &m->jobs[k + 1], (m->njobs - k - 1) * sizeof(m->jobs[0]));
 		m->njobs--;
 		pthread_mutex_unlock(&m->job_lock);
 		if (j.add) {
-			job_add(m, j.pid, j.attached_ns);
+			job_add(m, j.pid, j.attached_ns, j.gen);
 		} else if (pycb_of(m)) {
 			pthread_mutex_lock(&m->pylock);
 			ls_pycb_remove_target(pycb_of(m), j.pid);
@@ -341,7 +369,7 @@ static void *worker_main(void *arg)
 
 /* Queue a job; false when no worker or no memory (then the caller does
  * without). */
-static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns)
+static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns, uint64_t gen)
 {
 	bool ok = false;
 
@@ -359,7 +387,7 @@ static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_n
 	}
 	if (m->worker_started && m->njobs < m->jobs_cap) {
 		m->jobs[m->njobs++] = (struct precise_job){ .add = add, .pid = pid,
-							     .attached_ns = attached_ns };
+							     .attached_ns = attached_ns, .gen = gen };
 		pthread_cond_signal(&m->job_cond);
 		ok = true;
 	}
@@ -371,12 +399,13 @@ static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_n
  * held. */
 static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
 {
-	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0)) {
+	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0, 0)) {
 		pthread_mutex_lock(&m->pylock);
 		ls_pycb_remove_target(pycb_of(m), t->pid);
 		pthread_mutex_unlock(&m->pylock);
 	}
 	t->precise = false;
+	t->gen++;
 	/* The session forgets its histograms with its probes (the worker's
 	 * ls_pycb_forget_stats): a later set-up counts from zero again. */
 	free(t->cb_last);
@@ -390,7 +419,7 @@ static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 	if (t->mode != LS_MODE_PRECISE || t->precise || t->precise_queued || t->exited_ns ||
 	    t->resolve_tries >= RESOLVE_TRIES || now < t->next_resolve_ns)
 		return;
-	if (queue_job(m, true, t->pid, t->attached_ns)) {
+	if (queue_job(m, true, t->pid, t->attached_ns, t->gen)) {
 		t->precise_queued = true;
 	} else {
 		t->resolve_tries = RESOLVE_TRIES;
@@ -967,6 +996,7 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 			if (t->mode == LS_MODE_LIGHT) {
 				stop_precise(m, t);
 			} else {
+				t->gen++;
 				t->resolve_tries = 0;
 				t->next_resolve_ns = 0;
 				resolve_step(m, t, ls_sys_now_ns());

@@ -899,6 +899,79 @@ START_TEST(test_counters_never_decrease_light_to_precise)
 }
 END_TEST
 
+/* ---- precise-mode set-ups before uprobe removals ------------------------------- */
+
+static bool is_precise(const char *sock, pid_t pid)
+{
+	json_object *r = ctl(sock, "{\"cmd\":\"list\"}"), *t = target_of(r, pid);
+	bool p = t && json_object_get_boolean(json_object_object_get(t, "precise"));
+
+	json_object_put(r);
+	return p;
+}
+
+/* Three precise targets detached (each one's uprobe links take 0.15-0.7 s
+ * to go: RCU grace periods), then a new one attached in precise mode: its
+ * set-up does not wait for the removals. Seen in the daemon's links: when
+ * the new target is precise, the old targets' links are not all gone. */
+START_TEST(test_setup_not_behind_removals)
+{
+	struct fx f;
+	char rule[200], req[600], needle[128];
+	json_object *l[4] = { 0 };
+	pid_t old[3], fresh;
+	uint64_t t0, dt = 0;
+	int links_at = -1, links_end, prev = -1;
+
+	fx_init(&f);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "old%d", i);
+		old[i] = fx_app(&f, name);
+	}
+	fresh = fx_app(&f, "fresh");
+	snprintf(rule, sizeof(rule), "service=q,cmdline=*%s/old*,mode=precise", f.dir);
+	start_daemon_rule(&f, rule);
+	for (int i = 0; i < 3; i++) {
+		snprintf(needle, sizeof(needle), "pid %d (python3, service q): precise mode", old[i]);
+		ck_assert(log_has(&f, needle, 15000));
+	}
+	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}\n{\"cmd\":\"detach\",\"pid\":%d}\n"
+		 "{\"cmd\":\"detach\",\"pid\":%d}\n{\"cmd\":\"attach\",\"pid\":%d,\"mode\":\"precise\"}\n",
+		 old[0], old[1], old[2], fresh);
+	t0 = ls_sys_now_ns();
+	ck_assert_int_eq(raw_lines(f.sock, 0, req, l, 4), 4);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_msg(json_object_get_boolean(json_object_object_get(l[i], "ok")), "answer %d: %s", i,
+			      json_object_to_json_string(l[i]));
+		json_object_put(l[i]);
+	}
+	while ((dt = ls_sys_now_ns() - t0) < 10000000000ULL) {
+		if (is_precise(f.sock, fresh)) {
+			links_at = ls_test_bpf_links_of(f.daemon);
+			break;
+		}
+		usleep(10000);
+	}
+	ck_assert_msg(links_at >= 0, "no precise mode 10 s after the attach");
+	/* The links once every removal is done. */
+	for (int i = 0; i < 50; i++) {
+		usleep(200000);
+		links_end = ls_test_bpf_links_of(f.daemon);
+		if (links_end == prev)
+			break;
+		prev = links_end;
+	}
+	fprintf(stderr, "it_daemon: precise mode %.0f ms after the attach, 3 removals queued before "
+		"it: %d links then, %d when they were done\n", (double)dt / 1e6, links_at, links_end);
+	ck_assert_msg(links_at > links_end, "the set-up waited for the removals: %d links then, %d after",
+		      links_at, links_end);
+	stop_daemon(&f);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- bad input ---------------------------------------------------------------- */
 
 static int run_daemon(char **args, struct ls_test_out *o)
@@ -1079,6 +1152,7 @@ int main(void)
 	tcase_add_test(tc, test_max_targets_limit);
 	tcase_add_test(tc, test_reload_drops_rule_then_manual_attach_no_duplicates);
 	tcase_add_test(tc, test_counters_never_decrease_light_to_precise);
+	tcase_add_test(tc, test_setup_not_behind_removals);
 	tcase_add_test(tc, test_bad_input_exit_codes);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);

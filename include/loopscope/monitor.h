@@ -81,6 +81,8 @@ struct ls_mon_target {
 	int resolve_tries;
 	bool precise_queued;       /* a set-up job is queued or running */
 	struct ls_hist *cb_last;   /* the session's figures at the last snapshot */
+	uint64_t gen;              /* bumped at exec and mode change: a set-up job
+				    * started before is stale */
 };
 
 enum ls_mon_slow_kind { LS_MON_SLOW_BUSY = 1, LS_MON_SLOW_CALLBACK = 2 };
