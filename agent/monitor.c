@@ -25,8 +25,9 @@
  * shared library is mapped by the dynamic loader a little after the exec
  * event, so a first failure is not final. */
 #define RESOLVE_TRIES 4
-static const uint64_t resolve_delay_ns[RESOLVE_TRIES] = {
-	100000000ULL, 400000000ULL, 1000000000ULL, 3000000000ULL,
+/* Before the 2nd, 3rd and 4th try (the 1st is at once). */
+static const uint64_t resolve_delay_ns[RESOLVE_TRIES - 1] = {
+	400000000ULL, 1000000000ULL, 3000000000ULL,
 };
 
 struct precise_job {
@@ -296,7 +297,7 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 		/* Not Python (yet), or no context_run (yet): an exec in
 		 * progress may still map libpython. Other errors are final. */
 		if ((err == -ENOEXEC || err == -ENOENT) && t->resolve_tries < RESOLVE_TRIES) {
-			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries];
+			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries - 1];
 		} else {
 			t->resolve_tries = RESOLVE_TRIES;
 			logf_(m, "pid %d (%s, service %s): %s; light mode", (int)pid, t->comm, t->service,

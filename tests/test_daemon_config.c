@@ -86,6 +86,10 @@ START_TEST(test_errors_name_the_line)
 		{ "rules = ( { service = \"a\"; pid = \"x\"; } );\n", ":1: rule 1: invalid pid 'x'" },
 		{ "rules = ( { service = \"a\"; colour = \"red\"; } );\n", "unknown rule key 'colour'" },
 		{ "max_targets = 0;\n", ":1: max_targets must be an integer 1-1024" },
+		{ "interval = \"5ms\";\n", ":1: interval: invalid duration" },
+		{ "scan = \"1us\";\n", ":1: scan: invalid duration" },
+		{ "listen = \"example.com:9466\";\n", ":1: listen: 'example.com:9466' is not HOST:PORT" },
+		{ "listen = \"[::1]:9466\";\n", ":1: listen: '[::1]:9466' is not HOST:PORT" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -160,6 +164,10 @@ START_TEST(test_listen_parse)
 	ck_assert_int_eq(ls_config_parse_listen("h:0", host, sizeof(host), &port), -EINVAL);
 	ck_assert_int_eq(ls_config_parse_listen("h:70000", host, sizeof(host), &port), -EINVAL);
 	ck_assert_int_eq(ls_config_parse_listen(":80", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("localhost:80", host, sizeof(host), &port), 0);
+	ck_assert_int_eq(ls_config_parse_listen("0.0.0.0:80", host, sizeof(host), &port), 0);
+	ck_assert_int_eq(ls_config_parse_listen("example.com:80", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("::1:80", host, sizeof(host), &port), -EINVAL);
 }
 END_TEST
 
@@ -187,14 +195,15 @@ START_TEST(test_prom_buckets_within_a_slot)
 			ck_assert_msg(counts[b] == (b >= cases[i].first), "value %llu bound %d: %llu",
 				      (unsigned long long)cases[i].v, b, (unsigned long long)counts[b]);
 	}
-	/* Near a bound: a value 1/16 above it is never counted below it, and
-	 * one 1/16 below is always counted. */
+	/* Near a bound: a value more than half a slot (1/32 of the bound)
+	 * above it is never counted below it, and one more than 1/32 below is
+	 * always counted. */
 	for (int b = 0; b < LS_PROM_NBUCKETS; b++) {
 		uint64_t bound = ls_prom_bounds_ns[b];
 
 		memset(h, 0, sizeof(*h));
-		ls_hist_record(h, bound + bound / 16 + 1);
-		ls_hist_record(h, bound - bound / 16 - 1);
+		ls_hist_record(h, bound + bound / 32 + 1);
+		ls_hist_record(h, bound - bound / 32 - 1);
 		ls_prom_hist_buckets(h, counts, &total);
 		ck_assert_uint_eq(counts[b], 1);
 	}

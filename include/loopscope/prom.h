@@ -22,9 +22,9 @@ extern const uint64_t ls_prom_bounds_ns[LS_PROM_NBUCKETS];
 /* Cumulative counts of h at each bound of ls_prom_bounds_ns (counts[i] =
  * values <= bound i), from the log-linear slots: a slot wholly below a
  * bound counts, and the one slot a bound falls inside counts when its
- * midpoint is <= the bound. So a value within one slot width (1/16 of
- * its magnitude) of a bound may be counted on the other side of it; values
- * farther away never are. *total gets the count (+Inf and _count). */
+ * midpoint is <= the bound. So a value within half a slot width (at
+ * most 1/32 of the bound) of a bound may be counted on the other side of
+ * it; values farther away never are. *total gets the count (+Inf and _count). */
 void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCKETS],
 			  uint64_t *total);
 
