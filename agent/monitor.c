@@ -361,6 +361,7 @@ static void *worker_main(void *arg)
 			 * every process, and churn would fill it. */
 			ls_pycb_forget_stats(pycb_of(m), j.pid);
 			pthread_mutex_unlock(&m->pylock);
+			logf_(m, "pid %d: precise-mode uprobes removed", (int)j.pid);
 		}
 		pthread_mutex_lock(&m->job_lock);
 	}
