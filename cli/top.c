@@ -41,7 +41,7 @@ struct view {
 	uint64_t slow_after;
 };
 
-static volatile sig_atomic_t stop_signal, resized, suspended;
+static volatile sig_atomic_t stop_signal, resized, suspended, continued;
 
 static void on_signal(int sig)
 {
@@ -49,6 +49,8 @@ static void on_signal(int sig)
 		resized = 1;
 	else if (sig == SIGTSTP)
 		suspended = 1;
+	else if (sig == SIGCONT)
+		continued = resized = 1;
 	else
 		stop_signal = sig;
 }
@@ -440,6 +442,7 @@ int cli_top(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGWINCH, &sa, NULL);
 	sigaction(SIGTSTP, &sa, NULL);
+	sigaction(SIGCONT, &sa, NULL);
 	ret = open_source(&v);
 	if (ret)
 		return ret;
@@ -474,6 +477,12 @@ int cli_top(int argc, char **argv)
 			signal(SIGTSTP, SIG_DFL);
 			raise(SIGTSTP);
 			sigaction(SIGTSTP, &sa, NULL);
+			continued = 1;
+		}
+		if (continued) {
+			/* Back from a stop (ours above, or SIGSTOP): the shell
+			 * may have reset the terminal meanwhile. */
+			continued = 0;
 			if (tty_set)
 				tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 			fputs("\033[?1049h\033[?25l", stdout);
