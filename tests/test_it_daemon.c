@@ -976,6 +976,58 @@ START_TEST(test_setup_not_behind_removals)
 }
 END_TEST
 
+/* ---- a set-up whose target changed meanwhile --------------------------------- */
+
+/* A precise rule, then at once (while the worker loads the precise-mode
+ * programs and probes the target: 0.3-1 s) a reload that makes it light:
+ * the set-up, done for a target that no longer wants it, is undone. */
+START_TEST(test_setup_undone_when_mode_changed_meanwhile)
+{
+	struct fx f;
+	char conf[160], needle[128];
+	FILE *c;
+	pid_t a;
+
+	fx_init(&f);
+	a = fx_app(&f, "gen");
+	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
+	c = fopen(conf, "w");
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"\";\n"
+		   "rules = ( { service = \"g\"; cmdline = \"*%s/gen*\"; mode = \"precise\"; } );\n",
+		f.sock, f.dir);
+	fclose(c);
+	{
+		char *args[] = { "-c", conf, NULL };
+
+		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+	}
+	c = fopen(conf, "w");
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"\";\n"
+		   "rules = ( { service = \"g\"; cmdline = \"*%s/gen*\"; mode = \"light\"; } );\n",
+		f.sock, f.dir);
+	fclose(c);
+	kill(f.daemon, SIGHUP);
+	ck_assert(log_has(&f, "reloaded: 1 rule, 1 target", 5000));
+	snprintf(needle, sizeof(needle), "pid %d (python3, service g): precise mode", a);
+	if (log_has(&f, needle, 1))
+		fprintf(stderr, "it_daemon: the set-up ended before the reload; nothing to undo\n");
+	/* Light from now on, whenever the worker is done. */
+	for (int i = 0; i < 20; i++) {
+		json_object *r = ctl(f.sock, "{\"cmd\":\"list\"}"), *t = target_of(r, a);
+
+		ck_assert_ptr_nonnull(t);
+		ck_assert_msg(!json_object_get_boolean(json_object_object_get(t, "precise")),
+			      "precise mode active after the reload to light: %s", json_object_to_json_string(t));
+		json_object_put(r);
+		usleep(100000);
+	}
+	stop_daemon(&f);
+	fx_done(&f);
+}
+END_TEST
+
 /* ---- bad input ---------------------------------------------------------------- */
 
 static int run_daemon(char **args, struct ls_test_out *o)
@@ -1171,6 +1223,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_drops_rule_then_manual_attach_no_duplicates);
 	tcase_add_test(tc, test_counters_never_decrease_light_to_precise);
 	tcase_add_test(tc, test_setup_not_behind_removals);
+	tcase_add_test(tc, test_setup_undone_when_mode_changed_meanwhile);
 	tcase_add_test(tc, test_bad_input_exit_codes);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
