@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* loopscoped's config file (libconfig, which reports syntax errors with
  * their line) and the flag forms of the same settings. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <libconfig.h>
@@ -43,6 +44,7 @@ const char *ls_config_mode_name(enum ls_mode mode)
 int ls_config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
 {
 	const char *colon = strrchr(s, ':');
+	struct in_addr a;
 	char *end;
 	long p;
 
@@ -54,6 +56,8 @@ int ls_config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
 		return -EINVAL;
 	memcpy(host, s, (size_t)(colon - s));
 	host[colon - s] = '\0';
+	if (strcmp(host, "*") && strcmp(host, "localhost") && inet_pton(AF_INET, host, &a) != 1)
+		return -EINVAL; /* the HTTP server binds IPv4 only (agent/prom.c) */
 	*port = (int)p;
 	return 0;
 }
@@ -205,16 +209,16 @@ static int load_rule(config_setting_t *g, int idx, struct ls_rule *r, const char
 	return 0;
 }
 
-static int load_duration(config_setting_t *s, uint64_t *ns, bool zero_ok, const char *path,
+static int load_duration(config_setting_t *s, uint64_t *ns, uint64_t min, const char *path,
 			 char *err, size_t len)
 {
 	const char *v = want_string(s);
 	uint64_t x;
 
-	if (!v || ls_duration_parse(v, &x) || (!zero_ok && x == 0))
+	if (!v || ls_duration_parse(v, &x) || x < min)
 		return fail(err, len, path, (int)config_setting_source_line(s),
-			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\")",
-			    config_setting_name(s));
+			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\"%s)",
+			    config_setting_name(s), min >= LS_CFG_MIN_PERIOD_NS ? "; at least 10ms" : "");
 	*ns = x;
 	return 0;
 }
@@ -253,7 +257,8 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 			} else if (!strcmp(key, "listen")) {
 				if (*v && ls_config_parse_listen(v, host, sizeof(host), &port))
 					ret = fail(err, len, path, line,
-						   "listen: '%s' is not HOST:PORT (\"127.0.0.1:9466\"; \"\" disables)", v);
+						   "listen: '%s' is not HOST:PORT, HOST an IPv4 address, localhost or * "
+					   "(\"127.0.0.1:9466\"; \"\" disables)", v);
 				else if (copy_str(c->listen, sizeof(c->listen), v))
 					ret = fail(err, len, path, line, "listen: too long");
 			} else if (copy_str(!strcmp(key, "socket") ? c->socket_path : c->btf_path,
@@ -261,13 +266,13 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 				ret = fail(err, len, path, line, "%s: path too long", key);
 			}
 		} else if (!strcmp(key, "threshold")) {
-			ret = load_duration(s, &c->threshold_ns, false, path, err, len);
+			ret = load_duration(s, &c->threshold_ns, 1, path, err, len);
 		} else if (!strcmp(key, "interval")) {
-			ret = load_duration(s, &c->interval_ns, false, path, err, len);
+			ret = load_duration(s, &c->interval_ns, LS_CFG_MIN_PERIOD_NS, path, err, len);
 		} else if (!strcmp(key, "grace")) {
-			ret = load_duration(s, &c->grace_ns, true, path, err, len);
+			ret = load_duration(s, &c->grace_ns, 0, path, err, len);
 		} else if (!strcmp(key, "scan")) {
-			ret = load_duration(s, &c->scan_ns, false, path, err, len);
+			ret = load_duration(s, &c->scan_ns, LS_CFG_MIN_PERIOD_NS, path, err, len);
 		} else if (!strcmp(key, "max_targets")) {
 			if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 1 ||
 			    config_setting_get_int(s) > 1024)

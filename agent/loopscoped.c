@@ -147,6 +147,11 @@ static int parse_flags(int argc, char **argv, struct flags *fl)
 					optarg);
 				return LS_EXIT_USAGE;
 			}
+			if ((c == 'i' || c == 's') && *dur < LS_CFG_MIN_PERIOD_NS) {
+				fprintf(stderr, "loopscoped: --%s must be at least 10ms\n",
+					c == 'i' ? "interval" : "scan");
+				return LS_EXIT_USAGE;
+			}
 			fl->grace_set |= c == 'g';
 			break;
 		case 'M': {

@@ -18,20 +18,23 @@
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
+#include "loopscope/utf8.h"
 #include "discover.skel.h"
 
 /* Retries of precise-mode resolution after an exec: the interpreter's
  * shared library is mapped by the dynamic loader a little after the exec
  * event, so a first failure is not final. */
 #define RESOLVE_TRIES 4
-static const uint64_t resolve_delay_ns[RESOLVE_TRIES] = {
-	100000000ULL, 400000000ULL, 1000000000ULL, 3000000000ULL,
+/* Before the 2nd, 3rd and 4th try (the 1st is at once). */
+static const uint64_t resolve_delay_ns[RESOLVE_TRIES - 1] = {
+	400000000ULL, 1000000000ULL, 3000000000ULL,
 };
 
 struct precise_job {
 	bool add;             /* set up precise mode, or take it down */
 	pid_t pid;
 	uint64_t attached_ns; /* which target of that pid (add) */
+	uint64_t gen;         /* and which of its lives (add): ls_mon_target.gen */
 };
 
 struct ls_mon {
@@ -61,7 +64,7 @@ struct ls_mon {
 	pthread_cond_t job_cond;
 	pthread_t worker;
 	bool worker_started, worker_stop;
-	struct precise_job *jobs;    /* oldest first */
+	struct precise_job *jobs;    /* oldest first; set-ups are served first */
 	size_t njobs, jobs_cap;
 };
 
@@ -130,6 +133,8 @@ static void proc_info(pid_t pid, struct proc_info *pi)
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	read_file(path, pi->comm, sizeof(pi->comm));
 	pi->comm[strcspn(pi->comm, "\n")] = '\0';
+	/* The kernel cuts comm at 15 bytes, maybe inside a character. */
+	ls_utf8_cut(pi->comm);
 	/* NSpid: the pid in each pid namespace, outermost first (proc(5)). */
 	pi->ns_pid = pid;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -229,12 +234,13 @@ static struct ls_pycb *pycb_of(struct ls_mon *m)
 
 /* Worker: the ADD job. Resolve and attach without the engine's lock, then
  * record the outcome under it. */
-static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
+static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t gen)
 {
 	struct ls_py_target py;
 	struct ls_mon_target *t;
 	struct ls_pycb *pycb = pycb_of(m);
 	char note[400] = "";
+	bool stale;
 	int err;
 
 	err = ls_py_resolve(pid, &py);
@@ -270,8 +276,14 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 	}
 	ls_mon_lock(m);
 	t = find_target_at(m, pid, attached_ns);
-	if (t && !err) {
+	/* It exec'd or changed mode meanwhile: what we set up is not what it
+	 * wants now. Undo; the engine queues a new set-up if one is due. */
+	stale = !t || t->gen != gen;
+	if (t && stale) {
+		/* nothing recorded */
+	} else if (t && !err) {
 		t->precise = true;
+		t->ever_precise = true;
 		t->py_major = py.major;
 		t->py_minor = py.minor;
 		t->note[0] = '\0';
@@ -285,7 +297,7 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 		/* Not Python (yet), or no context_run (yet): an exec in
 		 * progress may still map libpython. Other errors are final. */
 		if ((err == -ENOEXEC || err == -ENOENT) && t->resolve_tries < RESOLVE_TRIES) {
-			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries];
+			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries - 1];
 		} else {
 			t->resolve_tries = RESOLVE_TRIES;
 			logf_(m, "pid %d (%s, service %s): %s; light mode", (int)pid, t->comm, t->service,
@@ -295,12 +307,31 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 	if (t)
 		t->precise_queued = false;
 	ls_mon_unlock(m);
-	if (!t && !err) {
-		/* It went away (or exec'd) while we attached: undo. */
+	if (stale && !err) {
 		pthread_mutex_lock(&m->pylock);
 		ls_pycb_remove_target(pycb, pid);
+		ls_pycb_forget_stats(pycb, pid);
 		pthread_mutex_unlock(&m->pylock);
 	}
+}
+
+/* The job to run next (job_lock held, njobs > 0): the oldest set-up, so
+ * that a new target's callbacks are named without waiting behind uprobe
+ * removals (~0.7 s each); but a removal for the same pid queued before it
+ * goes first (the pid exec'd or was reused: its old probes go before the
+ * new ones come). Removals when no set-up waits. */
+static size_t next_job(struct ls_mon *m)
+{
+	size_t a;
+
+	for (a = 0; a < m->njobs && !m->jobs[a].add; a++)
+		;
+	if (a == m->njobs)
+		return 0;
+	for (size_t i = 0; i < a; i++)
+		if (m->jobs[i].pid == m->jobs[a].pid)
+			return i;
+	return a;
 }
 
 static void *worker_main(void *arg)
@@ -310,17 +341,19 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&m->job_lock);
 	for (;;) {
 		struct precise_job j;
+		size_t k;
 
 		while (!m->njobs && !m->worker_stop)
 			pthread_cond_wait(&m->job_cond, &m->job_lock);
 		if (m->worker_stop)
 			break;
-		j = m->jobs[0];
-		memmove(&m->jobs[0], &m->jobs[1], (m->njobs - 1) * sizeof(m->jobs[0]));
+		k = next_job(m);
+		j = m->jobs[k];
+		memmove(&m->jobs[k], &m->jobs[k + 1], (m->njobs - k - 1) * sizeof(m->jobs[0]));
 		m->njobs--;
 		pthread_mutex_unlock(&m->job_lock);
 		if (j.add) {
-			job_add(m, j.pid, j.attached_ns);
+			job_add(m, j.pid, j.attached_ns, j.gen);
 		} else if (pycb_of(m)) {
 			pthread_mutex_lock(&m->pylock);
 			ls_pycb_remove_target(pycb_of(m), j.pid);
@@ -328,6 +361,7 @@ static void *worker_main(void *arg)
 			 * every process, and churn would fill it. */
 			ls_pycb_forget_stats(pycb_of(m), j.pid);
 			pthread_mutex_unlock(&m->pylock);
+			logf_(m, "pid %d: precise-mode uprobes removed", (int)j.pid);
 		}
 		pthread_mutex_lock(&m->job_lock);
 	}
@@ -337,7 +371,7 @@ static void *worker_main(void *arg)
 
 /* Queue a job; false when no worker or no memory (then the caller does
  * without). */
-static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns)
+static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns, uint64_t gen)
 {
 	bool ok = false;
 
@@ -355,7 +389,7 @@ static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_n
 	}
 	if (m->worker_started && m->njobs < m->jobs_cap) {
 		m->jobs[m->njobs++] = (struct precise_job){ .add = add, .pid = pid,
-							     .attached_ns = attached_ns };
+							     .attached_ns = attached_ns, .gen = gen };
 		pthread_cond_signal(&m->job_cond);
 		ok = true;
 	}
@@ -367,12 +401,17 @@ static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_n
  * held. */
 static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
 {
-	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0)) {
+	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0, 0)) {
 		pthread_mutex_lock(&m->pylock);
 		ls_pycb_remove_target(pycb_of(m), t->pid);
 		pthread_mutex_unlock(&m->pylock);
 	}
 	t->precise = false;
+	t->gen++;
+	/* The session forgets its histograms with its probes (the worker's
+	 * ls_pycb_forget_stats): a later set-up counts from zero again. */
+	free(t->cb_last);
+	t->cb_last = NULL;
 }
 
 /* Precise mode wanted but not active: queue its set-up when due. Engine
@@ -382,13 +421,15 @@ static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 	if (t->mode != LS_MODE_PRECISE || t->precise || t->precise_queued || t->exited_ns ||
 	    t->resolve_tries >= RESOLVE_TRIES || now < t->next_resolve_ns)
 		return;
-	if (queue_job(m, true, t->pid, t->attached_ns)) {
+	if (queue_job(m, true, t->pid, t->attached_ns, t->gen)) {
 		t->precise_queued = true;
 	} else {
 		t->resolve_tries = RESOLVE_TRIES;
 		snprintf(t->note, sizeof(t->note), "no thread for the precise-mode set-up");
 	}
 }
+
+static void free_target_at(struct ls_mon *m, size_t i);
 
 static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, const char *service,
 		      enum ls_mode mode, int rule, bool manual, uint64_t seen_ns, char *err, size_t len)
@@ -408,6 +449,12 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, c
 		return e;
 	}
 	ls_mon_lock(m);
+	/* The same pid in its grace period (it exec'd out of the rules and
+	 * back, the pid was reused, a reload dropped its rule and it is
+	 * attached by hand): its series would be the new one's, twice. */
+	for (size_t i = m->ntargets; i-- > 0;)
+		if (m->targets[i].pid == pid && m->targets[i].exited_ns)
+			free_target_at(m, i);
 	if (m->ntargets == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 32;
 		struct ls_mon_target *grown = realloc(m->targets, cap * sizeof(*grown));
@@ -460,6 +507,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 static void free_target_at(struct ls_mon *m, size_t i)
 {
 	free(m->targets[i].threads);
+	free(m->targets[i].cb_last);
 	memmove(&m->targets[i], &m->targets[i + 1], (m->ntargets - i - 1) * sizeof(m->targets[0]));
 	m->ntargets--;
 }
@@ -684,18 +732,43 @@ static void summarize(const struct ls_thread_window *w, struct ls_mon_window *ou
 	out->slow = w->slow_busy;
 }
 
+/* The session's histograms of t's callbacks now (cur) against the last
+ * snapshot: add what is new to t->callbacks. The session's figures only go
+ * down when it forgot them (precise mode taken down and set up again):
+ * then all of cur is new. */
+static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
+{
+	if (!t->cb_last && !(t->cb_last = calloc(1, sizeof(*t->cb_last))))
+		return;
+	if (cur->count < t->cb_last->count)
+		memset(t->cb_last, 0, sizeof(*t->cb_last));
+	ls_hist_sub(t->cb_last, cur, t->cb_last);
+	if (t->callbacks.max < cur->max)
+		t->callbacks.max = cur->max;
+	{
+		uint64_t max = t->callbacks.max;
+
+		ls_hist_merge(&t->callbacks, t->cb_last);
+		t->callbacks.max = max;
+	}
+	*t->cb_last = *cur;
+}
+
 static void tick(struct ls_mon *m)
 {
 	struct ls_thread_stats *v = NULL;
 	struct ls_cb_entry *cb = NULL;
 	struct ls_thread_window *w;
+	struct ls_hist *cur = NULL;
 	size_t n = 0, ncb = 0;
+	bool cb_ok = false;
 	uint64_t now;
 
 	if (ls_loop_snapshot(m->loop, &v, &n, &now))
 		return;
-	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb))
-		ncb = 0;
+	/* A failed snapshot leaves the callback histograms as they were. */
+	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb) == 0)
+		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
 	w = malloc(sizeof(*w));
 	ls_mon_lock(m);
 	for (size_t i = 0; w && i < n; i++) {
@@ -713,19 +786,20 @@ static void tick(struct ls_mon *m)
 		th->stats_ns = now;
 		th->has_stats = true;
 	}
-	if (pycb_of(m)) {
-		for (size_t i = 0; i < m->ntargets; i++)
-			if (!m->targets[i].exited_ns && m->targets[i].precise)
-				memset(&m->targets[i].callbacks, 0, sizeof(m->targets[i].callbacks));
-		for (size_t i = 0; i < ncb; i++) {
-			struct ls_mon_target *t = find_target(m, (pid_t)cb[i].key.tgid);
+	for (size_t i = 0; cb_ok && i < m->ntargets; i++) {
+		struct ls_mon_target *t = &m->targets[i];
 
-			if (t && t->precise)
-				ls_hist_merge(&t->callbacks, &cb[i].stats.duration);
-		}
+		if (t->exited_ns || !t->precise)
+			continue;
+		memset(cur, 0, sizeof(*cur));
+		for (size_t j = 0; j < ncb; j++)
+			if ((pid_t)cb[j].key.tgid == t->pid)
+				ls_hist_merge(cur, &cb[j].stats.duration);
+		add_callbacks(t, cur);
 	}
 	m->window_end_ns = now;
 	ls_mon_unlock(m);
+	free(cur);
 	free(w);
 	free(v);
 	free(cb);
@@ -924,6 +998,7 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 			if (t->mode == LS_MODE_LIGHT) {
 				stop_precise(m, t);
 			} else {
+				t->gen++;
 				t->resolve_tries = 0;
 				t->next_resolve_ns = 0;
 				resolve_step(m, t, ls_sys_now_ns());
@@ -961,18 +1036,23 @@ int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode
 
 int ls_mon_detach(struct ls_mon *m, pid_t pid)
 {
+	struct ls_mon_target *t;
+	bool found = false;
+
 	ls_mon_lock(m);
-	for (size_t i = 0; i < m->ntargets; i++) {
+	/* The live entry first (its probes go), then every entry of the pid
+	 * (one in its grace period may be there too). */
+	t = find_target(m, pid);
+	if (t)
+		retire_target(m, t, "detached on request");
+	for (size_t i = m->ntargets; i-- > 0;) {
 		if (m->targets[i].pid != pid)
 			continue;
-		if (!m->targets[i].exited_ns)
-			retire_target(m, &m->targets[i], "detached on request");
 		free_target_at(m, i);
-		ls_mon_unlock(m);
-		return 0;
+		found = true;
 	}
 	ls_mon_unlock(m);
-	return -ENOENT;
+	return found ? 0 : -ENOENT;
 }
 
 void ls_mon_close(struct ls_mon *m)
@@ -993,8 +1073,10 @@ void ls_mon_close(struct ls_mon *m)
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
 	ls_pyname_cache_free(m->names);
-	for (size_t i = 0; i < m->ntargets; i++)
+	for (size_t i = 0; i < m->ntargets; i++) {
 		free(m->targets[i].threads);
+		free(m->targets[i].cb_last);
+	}
 	free(m->targets);
 	free(m->slow);
 	free(m->jobs);

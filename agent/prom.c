@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "loopscope/prom.h"
+#include "loopscope/utf8.h"
 
 /* 50 us .. 10 s in 1-2.5-5 steps: loop lag of a healthy asyncio loop is
  * tens to hundreds of us; asyncio's slow_callback_duration is 100 ms. */
@@ -46,19 +47,33 @@ void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCK
 	*total = cum;
 }
 
-/* Label values: backslash, double quote and newline escaped (exposition
- * format spec). */
+void ls_prom_label_value(FILE *f, const char *v)
+{
+	size_t n = strlen(v);
+
+	for (size_t i = 0; i < n;) {
+		size_t len = ls_utf8_len(v + i, n - i);
+
+		if (!len) {
+			fputs("\xef\xbf\xbd", f); /* U+FFFD REPLACEMENT CHARACTER */
+			i++;
+		} else if (v[i] == '\\' || v[i] == '"') {
+			fprintf(f, "\\%c", v[i]);
+			i++;
+		} else if (v[i] == '\n') {
+			fputs("\\n", f);
+			i++;
+		} else {
+			fwrite(v + i, 1, len, f);
+			i += len;
+		}
+	}
+}
+
 static void put_label(FILE *f, const char *name, const char *v, bool first)
 {
 	fprintf(f, "%s%s=\"", first ? "" : ",", name);
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			fprintf(f, "\\%c", *v);
-		else if (*v == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*v, f);
-	}
+	ls_prom_label_value(f, v);
 	fputc('"', f);
 }
 
@@ -104,7 +119,7 @@ static void header(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-enum per_thread { H_LAG, H_BUSY, H_POLL, C_ITER, C_SLOW, G_UTIL };
+enum per_thread { H_LAG, H_BUSY, H_POLL, C_ITER, C_SLOW_BUSY, C_SLOW_CB, G_UTIL };
 
 static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, const char *name)
 {
@@ -115,7 +130,7 @@ static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, c
 			const struct ls_mon_thread *th = &t->threads[j];
 			const struct ls_thread_stats *s = &th->stats;
 
-			if (!th->has_stats)
+			if (!th->has_stats || (what == C_SLOW_CB && !t->ever_precise))
 				continue;
 			switch (what) {
 			case H_LAG: put_hist(f, name, t, th->tid, &s->lag); continue;
@@ -127,9 +142,10 @@ static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, c
 			put_labels(f, t, th->tid);
 			if (what == C_ITER)
 				fprintf(f, "} %llu\n", (unsigned long long)(s->polls ? s->polls - 1 : 0));
-			else if (what == C_SLOW)
-				fprintf(f, "} %llu\n", (unsigned long long)(t->mode == LS_MODE_PRECISE &&
-					t->py_major ? th->slow_callbacks : s->slow_busy));
+			else if (what == C_SLOW_BUSY)
+				fprintf(f, "} %llu\n", (unsigned long long)s->slow_busy);
+			else if (what == C_SLOW_CB)
+				fprintf(f, "} %llu\n", (unsigned long long)th->slow_callbacks);
 			else
 				fprintf(f, "} %.4f\n", th->win.utilization >= 0 ? th->win.utilization : 0.0);
 		}
@@ -153,16 +169,18 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
 		const struct ls_mon_target *t = ls_mon_target_at(m, i);
 
-		if (t->mode == LS_MODE_PRECISE && t->py_major)
+		if (t->ever_precise)
 			put_hist(f, "loopscope_callback_duration_seconds", t, 0, &t->callbacks);
 	}
 	header(f, "loopscope_iterations_total", "counter",
 	       "Loop iterations (poll entry to poll entry).");
 	put_thread_metric(f, m, C_ITER, "loopscope_iterations_total");
+	header(f, "loopscope_slow_busy_periods_total", "counter",
+	       "Busy periods longer than the threshold (every mode).");
+	put_thread_metric(f, m, C_SLOW_BUSY, "loopscope_slow_busy_periods_total");
 	header(f, "loopscope_slow_callbacks_total", "counter",
-	       "Callbacks longer than the threshold (precise mode); busy periods longer than it "
-	       "(light mode).");
-	put_thread_metric(f, m, C_SLOW, "loopscope_slow_callbacks_total");
+	       "Callbacks longer than the threshold (precise mode; from its first set-up on).");
+	put_thread_metric(f, m, C_SLOW_CB, "loopscope_slow_callbacks_total");
 	header(f, "loopscope_loop_utilization_ratio", "gauge",
 	       "Busy / (busy + poll) over the last interval (event loop utilization).");
 	put_thread_metric(f, m, G_UTIL, "loopscope_loop_utilization_ratio");

@@ -41,12 +41,16 @@ struct view {
 	uint64_t slow_after;
 };
 
-static volatile sig_atomic_t stop_signal, resized;
+static volatile sig_atomic_t stop_signal, resized, suspended, continued;
 
 static void on_signal(int sig)
 {
 	if (sig == SIGWINCH)
 		resized = 1;
+	else if (sig == SIGTSTP)
+		suspended = 1;
+	else if (sig == SIGCONT)
+		continued = resized = 1;
 	else
 		stop_signal = sig;
 }
@@ -335,7 +339,7 @@ static void wait_for(struct view *v, uint64_t ns, int key_fd, bool *key_q)
 {
 	uint64_t end = ls_sys_now_ns() + ns;
 
-	while (!stop_signal && !resized) {
+	while (!stop_signal && !resized && !suspended) {
 		uint64_t now = ls_sys_now_ns();
 		int ms;
 
@@ -437,6 +441,8 @@ int cli_top(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGWINCH, &sa, NULL);
+	sigaction(SIGTSTP, &sa, NULL);
+	sigaction(SIGCONT, &sa, NULL);
 	ret = open_source(&v);
 	if (ret)
 		return ret;
@@ -460,6 +466,28 @@ int cli_top(int argc, char **argv)
 		int rows, shown, nloops;
 
 		resized = 0;
+		if (suspended) {
+			/* Ctrl-Z: the shell's screen and modes back while stopped,
+			 * ours again after SIGCONT (the default action stops us). */
+			suspended = 0;
+			fputs("\033[?25h\033[?1049l", stdout);
+			fflush(stdout);
+			if (tty_set)
+				tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+			signal(SIGTSTP, SIG_DFL);
+			raise(SIGTSTP);
+			sigaction(SIGTSTP, &sa, NULL);
+			continued = 1;
+		}
+		if (continued) {
+			/* Back from a stop (ours above, or SIGSTOP): the shell
+			 * may have reset the terminal meanwhile. */
+			continued = 0;
+			if (tty_set)
+				tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+			fputs("\033[?1049h\033[?25l", stdout);
+			fflush(stdout);
+		}
 		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row < 8)
 			ws.ws_row = 24;
 		rows = ws.ws_row;

@@ -10,6 +10,7 @@
 
 #include "loopscope/config.h"
 #include "loopscope/prom.h"
+#include "loopscope/utf8.h"
 #include "pythons.h"
 #include "spawn.h"
 
@@ -85,6 +86,10 @@ START_TEST(test_errors_name_the_line)
 		{ "rules = ( { service = \"a\"; pid = \"x\"; } );\n", ":1: rule 1: invalid pid 'x'" },
 		{ "rules = ( { service = \"a\"; colour = \"red\"; } );\n", "unknown rule key 'colour'" },
 		{ "max_targets = 0;\n", ":1: max_targets must be an integer 1-1024" },
+		{ "interval = \"5ms\";\n", ":1: interval: invalid duration" },
+		{ "scan = \"1us\";\n", ":1: scan: invalid duration" },
+		{ "listen = \"example.com:9466\";\n", ":1: listen: 'example.com:9466' is not HOST:PORT" },
+		{ "listen = \"[::1]:9466\";\n", ":1: listen: '[::1]:9466' is not HOST:PORT" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -159,6 +164,10 @@ START_TEST(test_listen_parse)
 	ck_assert_int_eq(ls_config_parse_listen("h:0", host, sizeof(host), &port), -EINVAL);
 	ck_assert_int_eq(ls_config_parse_listen("h:70000", host, sizeof(host), &port), -EINVAL);
 	ck_assert_int_eq(ls_config_parse_listen(":80", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("localhost:80", host, sizeof(host), &port), 0);
+	ck_assert_int_eq(ls_config_parse_listen("0.0.0.0:80", host, sizeof(host), &port), 0);
+	ck_assert_int_eq(ls_config_parse_listen("example.com:80", host, sizeof(host), &port), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_listen("::1:80", host, sizeof(host), &port), -EINVAL);
 }
 END_TEST
 
@@ -186,14 +195,15 @@ START_TEST(test_prom_buckets_within_a_slot)
 			ck_assert_msg(counts[b] == (b >= cases[i].first), "value %llu bound %d: %llu",
 				      (unsigned long long)cases[i].v, b, (unsigned long long)counts[b]);
 	}
-	/* Near a bound: a value 1/16 above it is never counted below it, and
-	 * one 1/16 below is always counted. */
+	/* Near a bound: a value more than half a slot (1/32 of the bound)
+	 * above it is never counted below it, and one more than 1/32 below is
+	 * always counted. */
 	for (int b = 0; b < LS_PROM_NBUCKETS; b++) {
 		uint64_t bound = ls_prom_bounds_ns[b];
 
 		memset(h, 0, sizeof(*h));
-		ls_hist_record(h, bound + bound / 16 + 1);
-		ls_hist_record(h, bound - bound / 16 - 1);
+		ls_hist_record(h, bound + bound / 32 + 1);
+		ls_hist_record(h, bound - bound / 32 - 1);
 		ls_prom_hist_buckets(h, counts, &total);
 		ck_assert_uint_eq(counts[b], 1);
 	}
@@ -209,6 +219,59 @@ START_TEST(test_prom_buckets_within_a_slot)
 }
 END_TEST
 
+static char *label_text(const char *v)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(f);
+	ls_prom_label_value(f, v);
+	fclose(f);
+	return buf;
+}
+
+/* Label values are valid UTF-8 whatever the name holds: a comm cut by the
+ * kernel inside a character, stray bytes, an overlong form, a surrogate. */
+START_TEST(test_prom_label_values_are_utf8)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "python3", "python3" },
+		{ "a\"b\\c\nd", "a\\\"b\\\\c\\nd" },
+		{ "caf\xc3\xa9-\xe6\x97\xa5\xf0\x9f\x90\x8d", "caf\xc3\xa9-\xe6\x97\xa5\xf0\x9f\x90\x8d" },
+		{ "worker-\xe6\x97", "worker-\xef\xbf\xbd\xef\xbf\xbd" }, /* cut inside */
+		{ "x\xffy", "x\xef\xbf\xbdy" },
+		{ "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd" },          /* overlong '/' */
+		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* surrogate */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = label_text(cases[i].in);
+
+		ck_assert_msg(!strcmp(got, cases[i].out), "case %zu: got '%s'", i, got);
+		free(got);
+	}
+}
+END_TEST
+
+/* A comm the kernel cut at 15 bytes inside a character loses that
+ * character's start; complete names are kept. */
+START_TEST(test_utf8_cut_at_a_character)
+{
+	char a[] = "snake-\xf0\x9f\x90\x8d\xf0\x9f\x90", b[] = "caf\xc3\xa9", c[] = "ab\xc3",
+	     d[] = "plain";
+
+	ls_utf8_cut(a);
+	ls_utf8_cut(b);
+	ls_utf8_cut(c);
+	ls_utf8_cut(d);
+	ck_assert_str_eq(a, "snake-\xf0\x9f\x90\x8d");
+	ck_assert_str_eq(b, "caf\xc3\xa9");
+	ck_assert_str_eq(c, "ab");
+	ck_assert_str_eq(d, "plain");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("daemon_config");
@@ -221,6 +284,8 @@ int main(void)
 	tcase_add_test(tc, test_rule_matching);
 	tcase_add_test(tc, test_listen_parse);
 	tcase_add_test(tc, test_prom_buckets_within_a_slot);
+	tcase_add_test(tc, test_prom_label_values_are_utf8);
+	tcase_add_test(tc, test_utf8_cut_at_a_character);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

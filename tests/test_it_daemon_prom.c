@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "daemon.h"
+#include "loopscope/ctl.h"
 #include "loopscope/loopscope.h"
 #include "pythons.h"
 #include "spawn.h"
@@ -82,7 +83,7 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 	char dir[] = "/tmp/loopscope-test-dprom.XXXXXX", path[512], rule[600], listen[64],
 	     prom_listen[64], target[64], out[2][128], spid[2][32], err_path[600], prom_err[600],
 	     *body = NULL, *cfgtext;
-	pid_t apps[2] = { 0 }, daemon = 0, prom = 0;
+	pid_t apps[2] = { 0 }, daemon = 0, prom = 0, odd = 0;
 	int port, pport, st, n, pids[16], status;
 	double v0[2][2], vals[16];
 	FILE *f;
@@ -114,6 +115,35 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 		daemon = ls_test_start_daemon(LOOPSCOPED, args, err_path, 20000);
 	}
 
+	/* A process whose name the kernel cuts inside a character (16 bytes
+	 * of "sleepy-" and three CJK characters: comm keeps 15), attached by
+	 * hand with a service name that is not UTF-8: the page must stay
+	 * valid UTF-8 for promtool and Prometheus. */
+	{
+		char link[600], sock[600], req[200];
+		char *argv[] = { link, "60", NULL };
+		json_object *r = NULL, *o;
+		int fd;
+
+		snprintf(link, sizeof(link), "%s/sleepy-\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5", dir);
+		ck_assert_int_eq(symlink("/bin/sleep", link), 0);
+		odd = ls_test_spawn(argv, NULL, NULL);
+		ck_assert_int_gt(odd, 0);
+		usleep(100000);
+		snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+		snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"odd\"}", odd);
+		o = json_tokener_parse(req);
+		/* The service's bytes go raw: json-c writes what it was given. */
+		json_object_object_add(o, "service", json_object_new_string("odd-\xff\xe6"));
+		fd = ls_ctl_connect(sock);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(ls_ctl_call(fd, o, &r, 5000), 0);
+		ck_assert_msg(json_object_get_boolean(json_object_object_get(r, "ok")), "attach: %s",
+			      json_object_to_json_string(r));
+		json_object_put(r);
+		json_object_put(o);
+		close(fd);
+	}
 	/* promtool accepts the exposition (once both apps have a loop thread). */
 	for (int tries = 0; tries < 50; tries++) {
 		free(body);
@@ -123,6 +153,14 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 		    strstr(body, "loopscope_loop_lag_seconds_bucket"))
 			break;
 		usleep(100000);
+	}
+	{
+		const char *info = strstr(body, "loopscope_target_info{");
+
+		ck_assert_msg(strstr(body, "comm=\"sleepy-\xe6\x97\xa5\xe6\x97\xa5\""),
+			      "the cut name is not cut at a character: %.600s", info ? info : "");
+		ck_assert_msg(strstr(body, "service=\"odd-\xef\xbf\xbd\xef\xbf\xbd\""),
+			      "invalid bytes of the service not replaced: %.600s", info ? info : "");
 	}
 	ck_assert_msg(strstr(body, "loopscope_loop_lag_seconds_bucket"), "no lag histogram: %s", body);
 	snprintf(path, sizeof(path), "%s/metrics.txt", dir);
@@ -235,6 +273,7 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 	ls_test_kill(prom);
 	ls_test_kill(apps[0]);
 	ls_test_kill(apps[1]);
+	ls_test_kill(odd);
 	{
 		char cmd[600];
 

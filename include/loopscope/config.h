@@ -60,6 +60,9 @@ void ls_config_defaults(struct ls_config *c);
  * (cannot open), -EINVAL (syntax or a bad value), with one line for a
  * person in err (len bytes) naming the file and line:
  * "loopscoped.conf:12: rule 2: unknown mode 'fast' (light or precise)". */
+/* Smallest interval and scan period: below, the engine would spin. */
+#define LS_CFG_MIN_PERIOD_NS 10000000ULL
+
 int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len);
 
 /* Parse a rule written as a flag, "service=api,exe=*python3*,mode=precise"
@@ -69,7 +72,8 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 int ls_config_parse_rule(const char *spec, struct ls_rule *r, char *err, size_t len);
 
 /* Split "HOST:PORT" (HOST an IPv4 address, "localhost" or "*"; PORT
- * 1-65535) into host (at least 64 bytes) and *port. 0 or -EINVAL. */
+ * 1-65535) into host (at least 64 bytes) and *port. 0 or -EINVAL (also
+ * for a host name or an IPv6 address: the HTTP server binds IPv4). */
 int ls_config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
 
 /* "light" / "precise" -> mode; -EINVAL otherwise. */

@@ -32,8 +32,10 @@ json_object *ls_ctl_handle(struct ls_mon *m, json_object *req);
 struct ls_ctl_server;
 
 /* Listen on path (mode 0600; its directory is created 0755 when missing)
- * and serve read-only requests in a thread; attach/detach are queued for
- * ls_ctl_server_run_pending. m may be NULL (see ls_ctl_server_set_mon).
+ * and serve requests in a thread, the only one that writes to clients;
+ * attach/detach are queued for ls_ctl_server_run_pending, and a client
+ * that sent one is not read further until its answer went out (answers
+ * keep the order of the requests). m may be NULL (see ls_ctl_server_set_mon).
  * A path that exists: a socket a live daemon
  * answers on is -EADDRINUSE; a stale socket is replaced; anything else is
  * -EEXIST. Other -errno from socket/bind. err gets one line. */
@@ -44,7 +46,9 @@ int ls_ctl_server_start(struct ls_mon *m, const char *path, struct ls_ctl_server
  * answered "starting"; the socket is claimed before the engine loads). */
 void ls_ctl_server_set_mon(struct ls_ctl_server *s, struct ls_mon *m);
 
-/* Run queued attach/detach requests (call from the ls_mon_poll thread). */
+/* Run queued attach/detach requests (call from the ls_mon_poll thread);
+ * their answers go back to the server thread, which sends them to the
+ * clients that asked, if they are still connected. */
 void ls_ctl_server_run_pending(struct ls_ctl_server *s);
 
 /* Stop serving, unlink the socket, free. NULL is fine. */

@@ -70,13 +70,19 @@ struct ls_mon_target {
 	uint64_t attached_ns;
 	uint64_t seen_ns;          /* its exec (or fork) event; 0 when found by a /proc scan or by hand */
 	uint64_t exited_ns;        /* 0 while alive; series dropped at exited_ns + grace */
-	struct ls_hist callbacks;  /* precise mode: every callback's duration */
+	struct ls_hist callbacks;  /* precise mode: every callback's duration, cumulative
+				    * (deltas of the session's snapshots; never decreases) */
+	bool ever_precise;         /* precise mode was active once: callbacks and the
+				    * threads' slow_callbacks are exported from then on */
 	struct ls_mon_thread *threads;
 	size_t nthreads;
 	/* engine-private */
 	uint64_t next_resolve_ns;
 	int resolve_tries;
 	bool precise_queued;       /* a set-up job is queued or running */
+	struct ls_hist *cb_last;   /* the session's figures at the last snapshot */
+	uint64_t gen;              /* bumped at exec and mode change: a set-up job
+				    * started before is stale */
 };
 
 enum ls_mon_slow_kind { LS_MON_SLOW_BUSY = 1, LS_MON_SLOW_CALLBACK = 2 };

@@ -22,11 +22,17 @@ extern const uint64_t ls_prom_bounds_ns[LS_PROM_NBUCKETS];
 /* Cumulative counts of h at each bound of ls_prom_bounds_ns (counts[i] =
  * values <= bound i), from the log-linear slots: a slot wholly below a
  * bound counts, and the one slot a bound falls inside counts when its
- * midpoint is <= the bound. So a value within one slot width (1/16 of
- * its magnitude) of a bound may be counted on the other side of it; values
- * farther away never are. *total gets the count (+Inf and _count). */
+ * midpoint is <= the bound. So a value within half a slot width (at
+ * most 1/32 of the bound) of a bound may be counted on the other side of
+ * it; values farther away never are. *total gets the count (+Inf and _count). */
 void ls_prom_hist_buckets(const struct ls_hist *h, uint64_t counts[LS_PROM_NBUCKETS],
 			  uint64_t *total);
+
+/* A label value as the text format wants it (exposition format spec):
+ * backslash, double quote and newline escaped, and valid UTF-8 (Prometheus
+ * rejects the whole page otherwise): each byte that does not start a valid
+ * character becomes U+FFFD. */
+void ls_prom_label_value(FILE *f, const char *v);
 
 /* Write the exposition of everything m monitors to f (holds m's lock
  * meanwhile). Returns 0 or -EIO when writing failed. */
