@@ -32,6 +32,8 @@ struct ls_loop {
 	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 	int stacks_err;            /* why stacks asked for could not be set up */
 	bool sampling;                  /* stacks on: sample each target's threads */
+	bool follow;                    /* targets' children become targets */
+	struct bpf_link *sys_exit_link; /* attached with the first Python target */
 	struct sampled *sampled;        /* per target: its threads' cpu-clock events */
 	int nsampled;
 };
@@ -190,6 +192,9 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 			hz = 10000;
 		l->skel->bss->stack_after_ns = opts->stack_after_ns;
 		l->skel->data->sample_period_ns = 1000000000ULL / hz;
+		/* It runs at every syscall exit of the machine: attached only
+		 * once a process has Python stacks to take (ls_loop_set_python). */
+		bpf_program__set_autoattach(l->skel->progs.ls_stack_sys_exit, false);
 	} else {
 		bpf_program__set_autoload(l->skel->progs.ls_stack_sys_exit, false);
 		bpf_program__set_autoload(l->skel->progs.ls_stack_sample, false);
@@ -216,6 +221,7 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 		return -ENOMEM;
 	l->on_slow_busy = opts ? opts->on_slow_busy : NULL;
 	l->on_proc = opts ? opts->on_proc : NULL;
+	l->follow = opts && opts->follow_children;
 	l->on_stack = opts ? opts->on_stack : NULL;
 	l->ctx = opts ? opts->ctx : NULL;
 	l->stack_ctx = opts && opts->stack_ctx ? opts->stack_ctx : l->ctx;
@@ -243,6 +249,14 @@ cleanup:
 	return err < 0 ? err : -EINVAL;
 }
 
+static bool has_python(struct ls_loop *l, pid_t pid)
+{
+	struct ls_stack_proc pp;
+	__u32 key = (__u32)pid;
+
+	return bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp) == 0;
+}
+
 int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 {
 	__u32 key = (__u32)pid;
@@ -252,9 +266,11 @@ int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 	err = bpf_map_update_elem(bpf_map__fd(l->skel->maps.targets), &key, &one, BPF_ANY);
 	if (err)
 		return errno == E2BIG ? -E2BIG : -errno;
-	/* On-CPU stacks need its threads sampled; without, its off-CPU
-	 * stacks and every loop figure still come (ls_loop_stacks_error). */
-	if (l->sampling) {
+	/* On-CPU stacks need its threads sampled (a process with Python stacks
+	 * set up, or, when following, any: its Python descendants inherit the
+	 * events); without, its off-CPU stacks and every loop figure still
+	 * come (ls_loop_stacks_error). */
+	if (l->sampling && (l->follow || has_python(l, pid))) {
 		unsample_target(l, pid);
 		err = sample_target(l, pid);
 		if (err && !l->stacks_err)
@@ -324,6 +340,11 @@ int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 	pp.off = *off;
 	if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp, BPF_ANY))
 		return errno == E2BIG ? -E2BIG : -errno;
+	if (l->sampling && !l->sys_exit_link) {
+		l->sys_exit_link = bpf_program__attach(l->skel->progs.ls_stack_sys_exit);
+		if (!l->sys_exit_link && !l->stacks_err)
+			l->stacks_err = -errno; /* off-CPU stacks will not come */
+	}
 	return 0;
 }
 
@@ -420,6 +441,7 @@ void ls_loop_close(struct ls_loop *l)
 	for (int i = 0; i < l->nsampled; i++)
 		unsample(&l->sampled[i]);
 	free(l->sampled);
+	bpf_link__destroy(l->sys_exit_link);
 	ring_buffer__free(l->rb);
 	loop_bpf__destroy(l->skel);
 	free(l);
