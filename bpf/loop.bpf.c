@@ -74,6 +74,16 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* Drop an armed walk (the busy period ended, the walk was done, or the
+ * thread is gone). */
+static __always_inline void disarm(struct ls_thread_stats *st)
+{
+	if (st->walk_pending) {
+		st->walk_pending = 0;
+		__sync_fetch_and_add(&pending_walks, -1);
+	}
+}
+
 /* The calling thread's stats if its process is a target, else NULL.
  * Filter first: one hash lookup for every other process on the machine
  * (filtered: the caller did it already). */
@@ -97,8 +107,8 @@ static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, boo
 	init = bpf_map_lookup_elem(&zero_stats, &zero);
 	if (!init)
 		return NULL;
-	if (st && st->walk_pending) /* the dead thread's armed walk */
-		__sync_fetch_and_add(&pending_walks, -1);
+	if (st)
+		disarm(st); /* the dead thread's armed walk */
 	bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
 	st = bpf_map_lookup_elem(&threads, &tid);
 	if (st) {
@@ -205,10 +215,7 @@ static __always_inline void poll_exit(void)
 	}
 	st->in_poll = 0;
 	st->poll_exit_ns = now;
-	if (st->walk_pending) { /* an armed walk of the last busy period */
-		st->walk_pending = 0;
-		__sync_fetch_and_add(&pending_walks, -1);
-	}
+	disarm(st); /* an armed walk of the last busy period */
 	/* A new busy period: its off-CPU accounting starts from zero. */
 	st->off_since_ns = 0;
 	st->cur_blocked_ns = 0;
@@ -720,14 +727,6 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 	output(ev);
 }
 
-/* Drop an armed walk (the busy period ended, or the walk was done). */
-static __always_inline void disarm(struct ls_thread_stats *st)
-{
-	if (st->walk_pending) {
-		st->walk_pending = 0;
-		__sync_fetch_and_add(&pending_walks, -1);
-	}
-}
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(ls_stack_sys_exit, struct pt_regs *regs, long ret)
