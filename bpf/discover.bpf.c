@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * Process discovery for loopscoped (include/loopscope/discover_events.h):
+ * Process discovery for loopscoped (include/loopscope/abi/discover_events.h):
  * every exec on the machine, and forks and exits of watched processes, to a
  * ring buffer. BTF tracepoints (include/trace/events/sched.h, Linux 6.18):
  * sched_process_exec(struct task_struct *p, pid_t old_pid,
@@ -14,7 +14,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
-#include "loopscope/discover_events.h"
+#include "loopscope/abi/discover_events.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 

@@ -15,7 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
-#include "loopscope/loop_events.h"
+#include "loopscope/abi/loop_events.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 

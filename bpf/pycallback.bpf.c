@@ -41,7 +41,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "loopscope/pycallback_events.h"
+#include "loopscope/abi/pycallback_events.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 

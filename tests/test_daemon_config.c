@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-/* Unit: loopscoped's config file and rule flags (agent/config.c), and the
- * conversion of log-linear histograms to Prometheus buckets (agent/prom.c). */
+/* Unit: loopscoped's config file and rule flags (agent/daemon/config.c), and the
+ * conversion of log-linear histograms to Prometheus buckets (agent/daemon/prom.c). */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>

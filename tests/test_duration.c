@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Suite "duration": parsing and formatting of durations (agent/duration.c). */
+/* Suite "duration": parsing and formatting of durations (agent/core/duration.c). */
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>

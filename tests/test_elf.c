@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Suite "elf": the ELF reader (agent/elf.c) and the CPython resolver
- * (agent/pytarget.c). The tp_methods route to context_run is checked against
+ * Suite "elf": the ELF reader (agent/python/elf.c) and the CPython resolver
+ * (agent/python/pytarget.c). The tp_methods route to context_run is checked against
  * independent facts: the .symtab symbol of the unstripped pyenv builds, the
  * .eh_frame FDE of Debian's stripped python3.11, and live processes whose
  * memory at bias + vaddr must hold the file's bytes at the resolved offset.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Suite "hist": the log-linear histogram of loopscope/hist.h (slot math shared
- * with BPF) and its user-space operations (agent/hist.c).
+ * with BPF) and its user-space operations (agent/core/hist.c).
  *
  * The percentile bound checked here is the documented one: the estimate of
  * the value of nearest rank ceil(q/100 * n) is within 1/32 of it, relative

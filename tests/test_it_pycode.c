@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Suite "it_pycode": ls_pycode_frame (agent/pycode.c) against CPython's own
+ * Suite "it_pycode": ls_pycode_frame (agent/python/pycode.c) against CPython's own
  * line numbers, on every interpreter present (Debian's stripped
  * /usr/bin/python3.11, pyenv 3.8-3.13; older pyenv versions are skipped by
  * name: loopscope supports 3.8 on).
@@ -40,7 +40,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 #include "loopscope/pycode.h"
 #include "loopscope/pytarget.h"
 #include "pythons.h"

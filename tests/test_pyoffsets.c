@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Suite "pyoffsets": the generated offset table (agent/py_offsets_table.c,
- * include/loopscope/py_offsets.h) checked against live interpreters.
+ * Suite "pyoffsets": the generated offset table (agent/python/py_offsets_table.c,
+ * include/loopscope/abi/py_offsets.h) checked against live interpreters.
  *
  * For every CPython 3.8-3.13 under /root/.pyenv/versions, and for Debian's
  * /usr/bin/python3.11 (a different build of the same minor version: it must
@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 #include "spawn.h"
 
 #define PYENV "/root/.pyenv/versions"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Suite "run_report": the reports of `loopscope run` (agent/run_report.c),
+/* Suite "run_report": the reports of `loopscope run` (agent/gate/run_report.c),
  * read back by real parsers: the JSON against docs/run-report.schema.json
  * (python3-jsonschema), the JUnit XML by xmllint and python3's xml.etree,
  * the GitHub annotations compared line by line. */

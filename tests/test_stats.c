@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Unit: aggregation of per-thread loop stats (agent/stats.c) on hand-made
+/* Unit: aggregation of per-thread loop stats (agent/core/stats.c) on hand-made
  * states whose answers are computed by hand. */
 #include <check.h>
 #include <stdlib.h>

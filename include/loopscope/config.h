@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loopscoped's configuration (agent/config.c): the config file (libconfig
+ * loopscoped's configuration (agent/daemon/config.c): the config file (libconfig
  * syntax, documented in docs/DAEMON.md) and the flags that say the same.
  * Which processes to monitor is a list of rules; a process is a target when
  * a rule matches it (the first matching rule gives its service label and
@@ -55,7 +55,8 @@ struct ls_config {
  * rules. */
 void ls_config_defaults(struct ls_config *c);
 
-/* Read the config file at path into c (on top of what c holds: call
+/* (agent/daemon/config_file.c, libconfig: loopscoped only.)
+ * Read the config file at path into c (on top of what c holds: call
  * ls_config_defaults first; its rules are appended). 0; or -ENOENT/-EACCES
  * (cannot open), -EINVAL (syntax or a bad value), with one line for a
  * person in err (len bytes) naming the file and line:
@@ -75,6 +76,17 @@ int ls_config_parse_rule(const char *spec, struct ls_rule *r, char *err, size_t 
  * 1-65535) into host (at least 64 bytes) and *port. 0 or -EINVAL (also
  * for a host name or an IPv6 address: the HTTP server binds IPv4). */
 int ls_config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* One key=value of a rule (keys as ls_config_parse_rule), from a flag or
+ * the file, into r. 0 or -EINVAL with one line in err (len bytes). */
+int ls_rule_set(struct ls_rule *r, const char *key, const char *val, char *err, size_t len);
+
+/* Does r have a matcher (pid, exe, cmdline or cgroup)? */
+bool ls_rule_has_matcher(const struct ls_rule *r);
+
+/* Copy the string v into dst (cap bytes). 0, or -ENAMETOOLONG when it does
+ * not fit (dst unchanged). */
+int ls_config_copy_str(char *dst, size_t cap, const char *v);
 
 /* "light" / "precise" -> mode; -EINVAL otherwise. */
 int ls_config_parse_mode(const char *s, enum ls_mode *mode);

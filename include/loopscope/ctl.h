@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loopscoped's control socket (agent/ctl.c): a Unix stream socket, mode
+ * loopscoped's control socket (agent/daemon/ctl.c): a Unix stream socket, mode
  * 0600 and owned by root, speaking JSON lines: the client writes one JSON
  * object per line, the daemon answers each with one JSON object on one
  * line. The protocol is documented in docs/DAEMON.md:

@@ -122,7 +122,7 @@ static inline __attribute__((always_inline)) void ls_hist_add_shared(struct ls_h
 	}
 }
 #else
-/* User-space operations (agent/hist.c). */
+/* User-space operations (agent/core/hist.c). */
 
 /* Add value v (any unit; ns for durations) to h. */
 void ls_hist_record(struct ls_hist *h, __u64 v);

@@ -14,7 +14,7 @@
 
 #include "loopscope/duration.h"
 #include "loopscope/hist.h"
-#include "loopscope/loop_events.h"
+#include "loopscope/abi/loop_events.h"
 
 /* Exit codes of every loopscope command (documented in README and --help). */
 enum ls_exit {
@@ -28,7 +28,7 @@ enum ls_exit {
 	LS_EXIT_NO_LOOP = 7,      /* no target thread polled during the run */
 };
 
-/* ---- system checks (agent/sys.c) ---------------------------------------- */
+/* ---- system checks (agent/core/sys.c) ---------------------------------------- */
 
 /* Check what BPF tracing needs on this machine, fixing what can be fixed:
  * kernel BTF (btf_path, or /sys/kernel/btf/vmlinux when NULL) and tracefs, mounted at
@@ -45,7 +45,7 @@ void ls_sys_syscall_name(int nr, char *buf, size_t len);
 /* CLOCK_MONOTONIC now, ns. */
 uint64_t ls_sys_now_ns(void);
 
-/* ---- targets (agent/target.c) ------------------------------------------- */
+/* ---- targets (agent/core/target.c) ------------------------------------------- */
 
 /* 0 if process pid exists (a zombie counts as exited), -ESRCH if not. */
 int ls_target_alive(pid_t pid);
@@ -59,7 +59,7 @@ void ls_target_thread_name(pid_t tgid, pid_t tid, char *buf, size_t len);
  * -EINVAL on an empty item, a non-number, a pid <= 0 or more than max pids. */
 int ls_target_parse_pids(const char *s, pid_t *pids, int max);
 
-/* ---- the epoll-level BPF session (agent/loop.c) --------------------------- */
+/* ---- the epoll-level BPF session (agent/session/loop.c) --------------------------- */
 
 struct ls_loop;
 
@@ -154,7 +154,7 @@ uint64_t ls_loop_lost_events(struct ls_loop *l);
 /* Detach every program, free every map. NULL is fine. */
 void ls_loop_close(struct ls_loop *l);
 
-/* ---- aggregation (agent/stats.c) ----------------------------------------- */
+/* ---- aggregation (agent/core/stats.c) ----------------------------------------- */
 
 /* One loop thread over a window [from_ns, to_ns]. */
 struct ls_thread_window {

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The monitoring engine of loopscoped (agent/monitor.c): rules, process
+ * The monitoring engine of loopscoped (agent/daemon/monitor.c): rules, process
  * discovery (exec/fork/exit events from bpf/discover.bpf.c plus /proc
  * scans), per-target state, light or precise mode per target, windows and
- * cumulative histograms for the exporters (agent/prom.c, agent/ctl.c).
+ * cumulative histograms for the exporters (agent/daemon/prom.c, agent/daemon/ctl.c).
  *
  * Threads: ls_mon_poll and the functions that change targets are called
  * from one thread (the daemon's main loop). Other threads (the HTTP server,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Prometheus exposition of loopscoped (agent/prom.c): the text format
+ * Prometheus exposition of loopscoped (agent/daemon/prom.c): the text format
  * (version 0.0.4) over HTTP (libmicrohttpd). Metric names, labels and the
  * fixed histogram bucket bounds are documented in docs/PROMETHEUS.md.
  */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* CPython precise mode (agent/pycallback.c): a uprobe and a uretprobe on
+/* CPython precise mode (agent/session/pycallback.c): a uprobe and a uretprobe on
  * context_run per target process (and entry uprobes on PyContext_Enter/Exit,
  * for uvloop); every asyncio callback's duration, per callback (struct
  * ls_cb_key), and an event for each slow one. */
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "loopscope/pycallback_events.h"
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/pytarget.h"
 
 struct ls_pycb;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Python frames from outside (agent/pycode.c): turn (pid, code object
+ * Python frames from outside (agent/python/pycode.c): turn (pid, code object
  * address, instruction byte offset), as a stack walker records them, into a
  * qualified name, a file name and the line being executed, by reading the
  * target's memory through /proc/PID/mem.
@@ -32,7 +32,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 
 /* Line tables longer than this are cached (and decoded) up to this many
  * bytes only: offsets they do not reach have line -1. 64 KiB covers a

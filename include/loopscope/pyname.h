@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Names of Python callbacks (agent/pyname.c): code objects and strings read
+/* Names of Python callbacks (agent/python/pyname.c): code objects and strings read
  * from the target's memory once each and cached. */
 #ifndef LOOPSCOPE_PYNAME_H
 #define LOOPSCOPE_PYNAME_H
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "loopscope/pycallback_events.h"
+#include "loopscope/abi/pycallback_events.h"
 
 struct ls_cb_name {
 	char qualname[256]; /* "Handler.on_request", "slow_handler", ml_name, tp_name */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Resolution of a Python target without debug symbols (DESIGN.md, "Resolution
- * of a Python target"): the ELF reader (agent/elf.c, ls_elf_*) and the CPython
- * resolver built on it (agent/pytarget.c, ls_py_*). x86-64 ELF64 only.
+ * of a Python target"): the ELF reader (agent/python/elf.c, ls_elf_*) and the CPython
+ * resolver built on it (agent/python/pytarget.c, ls_py_*). x86-64 ELF64 only.
  *
  * Addresses: "vaddr" is a link-time virtual address (as in the ELF file, load
  * bias 0); a runtime address is bias + vaddr. "offset" is a byte offset in
@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* ---- ELF reader (agent/elf.c) ------------------------------------------- */
+/* ---- ELF reader (agent/python/elf.c) ------------------------------------------- */
 
 struct ls_elf;
 
@@ -81,7 +81,7 @@ int ls_elf_read_ptr(struct ls_elf *e, uint64_t vaddr, uint64_t *value);
  * there is no PT_LOAD. */
 int ls_elf_first_load(struct ls_elf *e, uint64_t *vaddr, uint64_t *offset);
 
-/* ---- CPython targets (agent/pytarget.c) --------------------------------- */
+/* ---- CPython targets (agent/python/pytarget.c) --------------------------------- */
 
 #define LS_PY_MIN_MINOR 8  /* 3.8: oldest supported (3.7 and below: -ENOTSUP) */
 #define LS_PY_MAX_MINOR 13 /* 3.13: newest with an offset table here */

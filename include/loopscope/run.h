@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `loopscope run [gates] [reports] -- CMD ARGS...`: the result of one run,
- * built by cli/run.c and written by agent/run_report.c in each report format
+ * built by cli/run.c and written by agent/gate/run_report.c in each report format
  * (in the agent library so that unit tests can link the writers).
  */
 #ifndef LOOPSCOPE_RUN_H
@@ -80,7 +80,7 @@ struct ls_run_result {
 	int exit_code;           /* what `run` exits with */
 };
 
-/* Report writers (agent/run_report.c). Each returns 0 or -errno (file not
+/* Report writers (agent/gate/run_report.c). Each returns 0 or -errno (file not
  * writable, ENOMEM). path "-" writes to stdout. */
 int ls_run_write_json(const struct ls_run_result *r, const char *path);
 int ls_run_write_junit(const struct ls_run_result *r, const char *path);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Python stacks of slow periods (agent/slowstack.c): collects the stack
+ * Python stacks of slow periods (agent/python/slowstack.c): collects the stack
  * events of bpf/loop.bpf.c ("Stacks"), hands out those of one thread over
  * one slow period (a busy period, or a precise-mode callback), merged by
- * stack and symbolized (agent/pycode.c), and renders them as a line of
+ * stack and symbolized (agent/python/pycode.c), and renders them as a line of
  * text, JSON, or Brendan Gregg's folded format (flamegraph.pl, speedscope).
  */
 #ifndef LOOPSCOPE_SLOWSTACK_H
@@ -17,7 +17,7 @@
 
 #include <json-c/json.h>
 
-#include "loopscope/loop_events.h"
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/pycode.h"
 
 struct ls_slowstack;

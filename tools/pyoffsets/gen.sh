@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Regenerates agent/py_offsets_table.c (committed: the normal build needs no
+# Regenerates agent/python/py_offsets_table.c (committed: the normal build needs no
 # CPython headers) from the CPython builds under /root/.pyenv/versions (or
 # $PYENV_ROOT/versions): gen_pyoffsets.c is compiled once per interpreter
 # against its include/python3.X with -DPy_BUILD_CORE (3.13+ also links its
@@ -11,7 +11,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${1:-$root/agent/py_offsets_table.c}
+out=${1:-$root/agent/python/py_offsets_table.c}
 versions=${PYENV_ROOT:-/root/.pyenv}/versions
 cc=${CC:-cc}
 tmp=$(mktemp -d)
@@ -54,7 +54,7 @@ cat > "$tmp/out.c" <<HDR
  */
 #include <stddef.h>
 
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 
 static const struct ls_py_offsets rows[] = {
 HDR

@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loopscope/py_offsets.h" /* LS_PYOFF_* flags */
+#include "loopscope/abi/py_offsets.h" /* LS_PYOFF_* flags */
 
 #if PY_VERSION_HEX < 0x03080000 || PY_VERSION_HEX >= 0x030e0000
 #error "gen_pyoffsets: CPython 3.8-3.13 only"

@@ -43,7 +43,7 @@ static int on_ring_record(void *ctx, void *data, size_t size)
 			p->on_slow(data, p->ctx);
 		p->delivered++;
 	}
-	/* Ends the poll under a flood (see agent/loop.c on_ring_record). */
+	/* Ends the poll under a flood (see agent/session/loop.c on_ring_record). */
 	if ((p->delivered & 63) == 63 && ls_sys_now_ns() >= p->consume_until_ns)
 		return -EAGAIN;
 	return 0;

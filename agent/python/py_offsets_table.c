@@ -8,7 +8,7 @@
  */
 #include <stddef.h>
 
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 
 static const struct ls_py_offsets rows[] = {
 	/* generated from /root/.pyenv/versions/3.8.18/include/python3.8 (3.8.18) */

@@ -6,13 +6,13 @@
  * on the exported C API `PyContext_Enter` / `PyContext_Exit`, through which
  * uvloop runs every Handle and CPython 3.12+ runs an eager task's first
  * step (LS_CB_CONTEXT below). Shared by bpf/pycallback.bpf.c and
- * agent/pycallback.c.
+ * agent/session/pycallback.c.
  */
 #ifndef LOOPSCOPE_PYCALLBACK_EVENTS_H
 #define LOOPSCOPE_PYCALLBACK_EVENTS_H
 
 #include "loopscope/hist.h"
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 
 /* Distinct callbacks (key below) measured at once, all targets together. */
 #define LS_MAX_CALLBACKS 8192

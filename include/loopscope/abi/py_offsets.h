@@ -148,7 +148,7 @@ struct ls_py_offsets {
 };
 
 #ifndef __BPF__
-/* The row of CPython major.minor (agent/py_offsets_table.c, generated), or
+/* The row of CPython major.minor (agent/python/py_offsets_table.c, generated), or
  * NULL when that version is not supported (anything but 3.8-3.13). Patch
  * releases share their minor version's row. */
 const struct ls_py_offsets *ls_py_offsets_for(int major, int minor);

@@ -13,7 +13,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "loopscope/discover_events.h"
+#include "loopscope/abi/discover_events.h"
 #include "loopscope/monitor.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"

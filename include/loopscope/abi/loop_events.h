@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Epoll-level loop health: per-thread state and histograms kept by
- * bpf/loop.bpf.c, read by agent/loop.c. One definition for both sides.
+ * bpf/loop.bpf.c, read by agent/session/loop.c. One definition for both sides.
  *
  * Vocabulary (DESIGN.md): an iteration runs from one poll entry to the next;
  * poll time is spent inside epoll_wait/epoll_pwait/epoll_pwait2; busy time
@@ -13,7 +13,7 @@
 #define LOOPSCOPE_LOOP_EVENTS_H
 
 #include "loopscope/hist.h"
-#include "loopscope/py_offsets.h"
+#include "loopscope/abi/py_offsets.h"
 
 /* Threads tracked at once (all targets together). The map is not
  * preallocated: memory is spent only on threads that poll. */
@@ -140,7 +140,7 @@ struct ls_stack_proc {
 /* One Python frame as the walker found it: the code object and where in it.
  * instr is f_lasti (int) on 3.8-3.10 (bytes 3.8/3.9, code units 3.10), and
  * the instruction pointer (prev_instr 3.11/3.12, instr_ptr 3.13) on 3.11+:
- * agent/pystack.c turns it into a byte offset into the bytecode. */
+ * agent/python/slowstack.c turns it into a byte offset into the bytecode. */
 struct ls_stack_frame {
 	__u64 code;
 	__u64 instr;

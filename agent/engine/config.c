@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+/* loopscoped's config file (libconfig, which reports syntax errors with
+ * their line) and the flag forms of the same settings. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loopscope/config.h"
+#include "loopscope/duration.h"
+
+void ls_config_defaults(struct ls_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->listen, sizeof(c->listen), "%s", LS_CFG_DEFAULT_LISTEN);
+	snprintf(c->socket_path, sizeof(c->socket_path), "%s", LS_CFG_DEFAULT_SOCKET);
+	c->threshold_ns = 100000000ULL;
+	c->interval_ns = 1000000000ULL;
+	c->grace_ns = 30000000000ULL;
+	c->scan_ns = 10000000000ULL;
+	c->max_targets = 512;
+}
+
+int ls_config_parse_mode(const char *s, enum ls_mode *mode)
+{
+	if (!strcmp(s, "light"))
+		*mode = LS_MODE_LIGHT;
+	else if (!strcmp(s, "precise"))
+		*mode = LS_MODE_PRECISE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *ls_config_mode_name(enum ls_mode mode)
+{
+	return mode == LS_MODE_PRECISE ? "precise" : "light";
+}
+
+int ls_config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	struct in_addr a;
+	char *end;
+	long p;
+
+	if (!colon || colon == s || (size_t)(colon - s) >= hostlen)
+		return -EINVAL;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	if (strcmp(host, "*") && strcmp(host, "localhost") && inet_pton(AF_INET, host, &a) != 1)
+		return -EINVAL; /* the HTTP server binds IPv4 only (agent/daemon/prom.c) */
+	*port = (int)p;
+	return 0;
+}
+
+int ls_config_copy_str(char *dst, size_t cap, const char *v)
+{
+	if (strlen(v) >= cap)
+		return -ENAMETOOLONG;
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+bool ls_rule_has_matcher(const struct ls_rule *r)
+{
+	return r->pid || r->exe[0] || r->cmdline[0] || r->cgroup[0];
+}
+
+int ls_rule_set(struct ls_rule *r, const char *key, const char *val, char *err, size_t len)
+{
+	if (!strcmp(key, "service")) {
+		if (!*val || ls_config_copy_str(r->service, sizeof(r->service), val)) {
+			snprintf(err, len, "service must be 1-%zu characters", sizeof(r->service) - 1);
+			return -EINVAL;
+		}
+	} else if (!strcmp(key, "pid")) {
+		char *end;
+		long p;
+
+		errno = 0;
+		p = strtol(val, &end, 10);
+		if (errno || *end || end == val || p <= 0 || p > 0x3fffffff) {
+			snprintf(err, len, "invalid pid '%s'", val);
+			return -EINVAL;
+		}
+		r->pid = (pid_t)p;
+	} else if (!strcmp(key, "exe") || !strcmp(key, "cmdline") || !strcmp(key, "cgroup")) {
+		char *dst = !strcmp(key, "exe") ? r->exe : !strcmp(key, "cmdline") ? r->cmdline : r->cgroup;
+		size_t cap = !strcmp(key, "exe") ? sizeof(r->exe) :
+			     !strcmp(key, "cmdline") ? sizeof(r->cmdline) : sizeof(r->cgroup);
+
+		if (!*val || ls_config_copy_str(dst, cap, val)) {
+			snprintf(err, len, "%s pattern must be 1-%zu characters", key, cap - 1);
+			return -EINVAL;
+		}
+	} else if (!strcmp(key, "mode")) {
+		if (ls_config_parse_mode(val, &r->mode)) {
+			snprintf(err, len, "unknown mode '%s' (light or precise)", val);
+			return -EINVAL;
+		}
+	} else {
+		snprintf(err, len, "unknown rule key '%s' (service, pid, exe, cmdline, cgroup, mode)", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int ls_config_parse_rule(const char *spec, struct ls_rule *r, char *err, size_t len)
+{
+	char *copy = strdup(spec), *save = NULL, *item;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	memset(r, 0, sizeof(*r));
+	snprintf(r->service, sizeof(r->service), "default");
+	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '='), e[200];
+
+		if (!eq) {
+			snprintf(err, len, "rule '%s': '%s' is not KEY=VALUE", spec, item);
+			ret = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		if (ls_rule_set(r, item, eq + 1, e, sizeof(e))) {
+			snprintf(err, len, "rule '%s': %s", spec, e);
+			ret = -EINVAL;
+			break;
+		}
+	}
+	if (!ret && !ls_rule_has_matcher(r)) {
+		snprintf(err, len, "rule '%s' matches nothing: it needs pid, exe, cmdline or cgroup", spec);
+		ret = -EINVAL;
+	}
+	free(copy);
+	return ret;
+}
+
+bool ls_rule_match(const struct ls_rule *r, pid_t pid, const char *exe, const char *cmdline,
+		   const char *cgroup)
+{
+	if (r->pid && r->pid != pid)
+		return false;
+	if (r->exe[0] && (!exe[0] || fnmatch(r->exe, exe, 0)))
+		return false;
+	if (r->cmdline[0] && (!cmdline[0] || fnmatch(r->cmdline, cmdline, 0)))
+		return false;
+	if (r->cgroup[0] && (!cgroup[0] || fnmatch(r->cgroup, cgroup, 0)))
+		return false;
+	return true;
+}
