@@ -127,30 +127,30 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	json_object_object_add(o, "tid", json_object_new_int((int)w->tid));
 	json_object_object_add(o, "thread", json_object_new_string(thread_name(a, w->tgid, w->tid)));
 	json_object_object_add(o, "poll_syscall", json_object_new_string(ls_poll_kind_name(w->poll_kind)));
-	cli_jadd_u64(o, "window_ns", w->window_ns);
-	cli_jadd_u64(o, "polls", w->polls);
-	cli_jadd_u64(o, "iterations", w->iterations);
+	ls_json_add_u64(o, "window_ns", w->window_ns);
+	ls_json_add_u64(o, "polls", w->polls);
+	ls_json_add_u64(o, "iterations", w->iterations);
 	json_object_object_add(o, "iterations_per_s", json_object_new_double(w->iterations_per_s));
 	if (w->utilization >= 0)
 		json_object_object_add(o, "utilization", json_object_new_double(w->utilization));
 	else
 		json_object_object_add(o, "utilization", NULL);
-	cli_jadd_u64(o, "busy_now_ns", w->busy_now_ns);
-	cli_jadd_u64(o, "slow_busy", w->slow_busy);
-	cli_jadd_u64(o, "lag_missed", w->lag_missed);
-	cli_jadd_u64(o, "first_poll_enter_ns", w->first_enter_ns);
-	cli_jadd_u64(o, "last_poll_enter_ns", w->last_enter_ns);
+	ls_json_add_u64(o, "busy_now_ns", w->busy_now_ns);
+	ls_json_add_u64(o, "slow_busy", w->slow_busy);
+	ls_json_add_u64(o, "lag_missed", w->lag_missed);
+	ls_json_add_u64(o, "first_poll_enter_ns", w->first_enter_ns);
+	ls_json_add_u64(o, "last_poll_enter_ns", w->last_enter_ns);
 	json_object_object_add(o, "busy", cli_hist_json(&w->busy));
 	json_object_object_add(o, "poll", cli_hist_json(&w->poll));
 	json_object_object_add(o, "lag", cli_hist_json(&w->lag));
 	{
 		json_object *d = json_object_new_object();
 
-		cli_jadd_u64(d, "p50_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 50));
-		cli_jadd_u64(d, "p90_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 90));
-		cli_jadd_u64(d, "p99_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99));
-		cli_jadd_u64(d, "p999_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99.9));
-		cli_jadd_u64(d, "max_ns", w->busy.max);
+		ls_json_add_u64(d, "p50_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 50));
+		ls_json_add_u64(d, "p90_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 90));
+		ls_json_add_u64(d, "p99_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99));
+		ls_json_add_u64(d, "p999_ns", ls_stats_delay_percentile(&w->busy, w->poll.sum, 99.9));
+		ls_json_add_u64(d, "max_ns", w->busy.max);
 		json_object_object_add(o, "delay", d);
 	}
 	return o;
@@ -176,13 +176,13 @@ static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e,
 	uint64_t off = e->blocked_ns + e->runnable_ns;
 	char sc[64];
 
-	cli_jadd_u64(o, "on_cpu_ns", e->duration_ns > off ? e->duration_ns - off : 0);
-	cli_jadd_u64(o, "blocked_ns", e->blocked_ns);
-	cli_jadd_u64(o, "runnable_ns", e->runnable_ns);
+	ls_json_add_u64(o, "on_cpu_ns", e->duration_ns > off ? e->duration_ns - off : 0);
+	ls_json_add_u64(o, "blocked_ns", e->blocked_ns);
+	ls_json_add_u64(o, "runnable_ns", e->runnable_ns);
 	if (e->blocked_ns) {
 		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
 		json_object_object_add(o, "blocked_syscall", json_object_new_string(sc));
-		cli_jadd_u64(o, "blocked_syscall_ns", e->top_block_ns);
+		ls_json_add_u64(o, "blocked_syscall_ns", e->top_block_ns);
 	} else {
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
@@ -220,8 +220,8 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		json_object_object_add(o, "pid", json_object_new_int((int)e->tgid));
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		json_object_object_add(o, "thread", json_object_new_string(name));
-		cli_jadd_u64(o, "start_ns", e->start_ns);
-		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		ls_json_add_u64(o, "start_ns", e->start_ns);
+		ls_json_add_u64(o, "duration_ns", e->duration_ns);
 		why_slow_json(o, e, kept);
 		cli_print_json(o);
 	} else if (!a->quiet) {
@@ -271,7 +271,7 @@ static void print_interval(struct attach *a, const struct ls_thread_stats *now, 
 			json_object *o = window_json(a, &w);
 
 			json_object_object_add(o, "type", json_object_new_string("interval"));
-			cli_jadd_u64(o, "time_ns", now_ns);
+			ls_json_add_u64(o, "time_ns", now_ns);
 			cli_print_json(o);
 			continue;
 		}
@@ -347,10 +347,10 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 		jexited = json_object_new_array();
 		jnoloop = json_object_new_array();
 		json_object_object_add(jr, "type", json_object_new_string("report"));
-		cli_jadd_u64(jr, "start_ns", a->start_ns);
-		cli_jadd_u64(jr, "end_ns", now_ns);
-		cli_jadd_u64(jr, "duration_ns", now_ns - a->start_ns);
-		cli_jadd_u64(jr, "threshold_ns", a->threshold_ns);
+		ls_json_add_u64(jr, "start_ns", a->start_ns);
+		ls_json_add_u64(jr, "end_ns", now_ns);
+		ls_json_add_u64(jr, "duration_ns", now_ns - a->start_ns);
+		ls_json_add_u64(jr, "threshold_ns", a->threshold_ns);
 	} else {
 		printf("\n== loopscope report: %s, threshold %s ==\n",
 		       ls_duration_format(now_ns - a->start_ns, b1, sizeof(b1)),
@@ -406,8 +406,8 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			json_object_object_add(o, "pid", json_object_new_int((int)s->ev.tgid));
 			json_object_object_add(o, "tid", json_object_new_int((int)s->ev.tid));
 			json_object_object_add(o, "thread", json_object_new_string(s->thread));
-			cli_jadd_u64(o, "start_ns", s->ev.start_ns);
-			cli_jadd_u64(o, "duration_ns", s->ev.duration_ns);
+			ls_json_add_u64(o, "start_ns", s->ev.start_ns);
+			ls_json_add_u64(o, "duration_ns", s->ev.duration_ns);
 			why_slow_json(o, &s->ev, &s->stacks);
 			json_object_array_add(jslow, o);
 		} else {
@@ -447,8 +447,8 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 	if (a->json) {
 		json_object_object_add(jr, "threads", jthreads);
 		json_object_object_add(jr, "slow_busy", jslow);
-		cli_jadd_u64(jr, "slow_busy_not_kept", a->slow_dropped);
-		cli_jadd_u64(jr, "lost_events", lost);
+		ls_json_add_u64(jr, "slow_busy_not_kept", a->slow_dropped);
+		ls_json_add_u64(jr, "lost_events", lost);
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
 		cli_print_json(jr);

@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 
+#include "loopscope/json.h"
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
@@ -44,7 +45,6 @@ int cli_parse_duration(const char *opt, const char *val, uint64_t *ns);
 char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len);
 /* Print o as one JSON line on stdout and release it. */
 void cli_print_json(json_object *o);
-void cli_jadd_u64(json_object *o, const char *k, uint64_t v);
 /* {count, sum_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns} */
 json_object *cli_hist_json(const struct ls_hist *h);
 

@@ -28,22 +28,17 @@ void cli_print_json(json_object *o)
 	json_object_put(o);
 }
 
-void cli_jadd_u64(json_object *o, const char *k, uint64_t v)
-{
-	json_object_object_add(o, k, json_object_new_uint64(v));
-}
-
 json_object *cli_hist_json(const struct ls_hist *h)
 {
 	json_object *o = json_object_new_object();
 
-	cli_jadd_u64(o, "count", h->count);
-	cli_jadd_u64(o, "sum_ns", h->sum);
-	cli_jadd_u64(o, "p50_ns", ls_hist_percentile(h, 50));
-	cli_jadd_u64(o, "p90_ns", ls_hist_percentile(h, 90));
-	cli_jadd_u64(o, "p99_ns", ls_hist_percentile(h, 99));
-	cli_jadd_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
-	cli_jadd_u64(o, "max_ns", h->max);
+	ls_json_add_u64(o, "count", h->count);
+	ls_json_add_u64(o, "sum_ns", h->sum);
+	ls_json_add_u64(o, "p50_ns", ls_hist_percentile(h, 50));
+	ls_json_add_u64(o, "p90_ns", ls_hist_percentile(h, 90));
+	ls_json_add_u64(o, "p99_ns", ls_hist_percentile(h, 99));
+	ls_json_add_u64(o, "p999_ns", ls_hist_percentile(h, 99.9));
+	ls_json_add_u64(o, "max_ns", h->max);
 	return o;
 }
 

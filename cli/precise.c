@@ -241,8 +241,8 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 
 		json_object_object_add(o, "type", json_object_new_string("slow_callback"));
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
-		cli_jadd_u64(o, "start_ns", e->start_ns);
-		cli_jadd_u64(o, "duration_ns", e->duration_ns);
+		ls_json_add_u64(o, "start_ns", e->start_ns);
+		ls_json_add_u64(o, "duration_ns", e->duration_ns);
 		if (p->stacks)
 			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
 		cli_print_json(o);
@@ -406,8 +406,8 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object *o = callback_json_named(&key, nm);
 
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
-			cli_jadd_u64(o, "start_ns", p->slow[i].start_ns);
-			cli_jadd_u64(o, "duration_ns", p->slow[i].duration_ns);
+			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
+			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
 			if (p->stacks)
 				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
 			json_object_array_add(jslow, o);
@@ -428,8 +428,8 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		json_object_object_add(jr, "precise_targets", jt);
 		json_object_object_add(jr, "callbacks", jcb);
 		json_object_object_add(jr, "slow_callbacks", jslow);
-		cli_jadd_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
-		cli_jadd_u64(jr, "lost_callback_events", ls_pycb_lost_events(p->pycb));
+		ls_json_add_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
+		ls_json_add_u64(jr, "lost_callback_events", ls_pycb_lost_events(p->pycb));
 		free(v);
 		return;
 	}

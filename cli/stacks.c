@@ -165,10 +165,10 @@ void cli_stacks_report(struct cli_stacks *cs, json_object *jr)
 		json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "processes", json_object_new_int(cs->nprocs));
-		cli_jadd_u64(o, "walks", walks);
-		cli_jadd_u64(o, "walks_without_frames", errors);
-		cli_jadd_u64(o, "events_dropped", cs->col ? ls_slowstack_dropped(cs->col) : 0);
-		cli_jadd_u64(o, "events_lost", ls_loop_lost_stack_events(cs->loop));
+		ls_json_add_u64(o, "walks", walks);
+		ls_json_add_u64(o, "walks_without_frames", errors);
+		ls_json_add_u64(o, "events_dropped", cs->col ? ls_slowstack_dropped(cs->col) : 0);
+		ls_json_add_u64(o, "events_lost", ls_loop_lost_stack_events(cs->loop));
 		json_object_object_add(jr, "stacks", o);
 		return;
 	}

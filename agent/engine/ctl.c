@@ -14,13 +14,9 @@
 #include <unistd.h>
 
 #include "loopscope/ctl.h"
+#include "loopscope/json.h"
 
 #define MAX_CLIENTS 16
-
-static void jadd_u64(json_object *o, const char *k, uint64_t v)
-{
-	json_object_object_add(o, k, json_object_new_uint64(v));
-}
 
 static json_object *error_reply(const char *msg)
 {
@@ -56,9 +52,9 @@ static json_object *target_json(const struct ls_mon_target *t)
 	json_object_object_add(o, "python", json_object_new_string(ver));
 	json_object_object_add(o, "note", json_object_new_string(t->note));
 	json_object_object_add(o, "manual", json_object_new_boolean(t->manual));
-	jadd_u64(o, "attached_ns", t->attached_ns);
-	jadd_u64(o, "exec_ns", t->seen_ns);
-	jadd_u64(o, "exited_ns", t->exited_ns);
+	ls_json_add_u64(o, "attached_ns", t->attached_ns);
+	ls_json_add_u64(o, "exec_ns", t->seen_ns);
+	ls_json_add_u64(o, "exited_ns", t->exited_ns);
 	json_object_object_add(o, "threads", json_object_new_int((int)t->nthreads));
 	return o;
 }
@@ -80,10 +76,10 @@ static json_object *cmd_stats(struct ls_mon *m)
 	json_object *r = ok_reply(), *a = json_object_new_array();
 
 	ls_mon_lock(m);
-	jadd_u64(r, "time_ns", ls_mon_window_end_ns(m));
-	jadd_u64(r, "interval_ns", ls_mon_config(m)->interval_ns);
-	jadd_u64(r, "threshold_ns", ls_mon_config(m)->threshold_ns);
-	jadd_u64(r, "lost_events", ls_mon_lost_events(m));
+	ls_json_add_u64(r, "time_ns", ls_mon_window_end_ns(m));
+	ls_json_add_u64(r, "interval_ns", ls_mon_config(m)->interval_ns);
+	ls_json_add_u64(r, "threshold_ns", ls_mon_config(m)->threshold_ns);
+	ls_json_add_u64(r, "lost_events", ls_mon_lost_events(m));
 	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
 		const struct ls_mon_target *t = ls_mon_target_at(m, i);
 
@@ -103,21 +99,21 @@ static json_object *cmd_stats(struct ls_mon *m)
 			json_object_object_add(o, "mode", json_object_new_string(
 				t->precise ? "precise" : "light"));
 			json_object_object_add(o, "exited", json_object_new_boolean(t->exited_ns != 0));
-			jadd_u64(o, "window_ns", w->window_ns);
+			ls_json_add_u64(o, "window_ns", w->window_ns);
 			json_object_object_add(o, "iterations_per_s", json_object_new_double(w->iterations_per_s));
 			json_object_object_add(o, "utilization", json_object_new_double(w->utilization));
-			jadd_u64(o, "busy_p99_ns", w->busy_p99_ns);
-			jadd_u64(o, "busy_max_ns", w->busy_max_ns);
-			jadd_u64(o, "lag_p99_ns", w->lag_p99_ns);
-			jadd_u64(o, "lag_max_ns", w->lag_max_ns);
-			jadd_u64(o, "lag_count", w->lag_count);
-			jadd_u64(o, "delay_p99_ns", w->delay_p99_ns);
-			jadd_u64(o, "busy_now_ns", w->busy_now_ns);
-			jadd_u64(o, "slow_in_window", w->slow);
-			jadd_u64(o, "iterations_total", th->stats.polls ? th->stats.polls - 1 : 0);
-			jadd_u64(o, "slow_busy_total", th->stats.slow_busy);
-			jadd_u64(o, "slow_callbacks_total", th->slow_callbacks);
-			jadd_u64(o, "lag_p99_total_ns", ls_hist_percentile(&th->stats.lag, 99));
+			ls_json_add_u64(o, "busy_p99_ns", w->busy_p99_ns);
+			ls_json_add_u64(o, "busy_max_ns", w->busy_max_ns);
+			ls_json_add_u64(o, "lag_p99_ns", w->lag_p99_ns);
+			ls_json_add_u64(o, "lag_max_ns", w->lag_max_ns);
+			ls_json_add_u64(o, "lag_count", w->lag_count);
+			ls_json_add_u64(o, "delay_p99_ns", w->delay_p99_ns);
+			ls_json_add_u64(o, "busy_now_ns", w->busy_now_ns);
+			ls_json_add_u64(o, "slow_in_window", w->slow);
+			ls_json_add_u64(o, "iterations_total", th->stats.polls ? th->stats.polls - 1 : 0);
+			ls_json_add_u64(o, "slow_busy_total", th->stats.slow_busy);
+			ls_json_add_u64(o, "slow_callbacks_total", th->slow_callbacks);
+			ls_json_add_u64(o, "lag_p99_total_ns", ls_hist_percentile(&th->stats.lag, 99));
 			json_object_array_add(a, o);
 		}
 	}
@@ -144,20 +140,20 @@ static json_object *cmd_slow(struct ls_mon *m, json_object *req)
 		if (s[i].seq <= after)
 			continue;
 		o = json_object_new_object();
-		jadd_u64(o, "seq", s[i].seq);
+		ls_json_add_u64(o, "seq", s[i].seq);
 		json_object_object_add(o, "kind", json_object_new_string(
 			s[i].kind == LS_MON_SLOW_CALLBACK ? "callback" : "busy"));
 		json_object_object_add(o, "pid", json_object_new_int((int)s[i].pid));
 		json_object_object_add(o, "tid", json_object_new_int((int)s[i].tid));
 		json_object_object_add(o, "service", json_object_new_string(s[i].service));
 		json_object_object_add(o, "comm", json_object_new_string(s[i].comm));
-		jadd_u64(o, "start_ns", s[i].start_ns);
-		jadd_u64(o, "duration_ns", s[i].duration_ns);
+		ls_json_add_u64(o, "start_ns", s[i].start_ns);
+		ls_json_add_u64(o, "duration_ns", s[i].duration_ns);
 		json_object_object_add(o, "what", json_object_new_string(s[i].what));
 		json_object_array_add(a, o);
 	}
 	ls_mon_unlock(m);
-	jadd_u64(r, "last", last > after ? last : after);
+	ls_json_add_u64(r, "last", last > after ? last : after);
 	json_object_object_add(r, "events", a);
 	return r;
 }

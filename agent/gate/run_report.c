@@ -16,6 +16,7 @@
 #include <libxml/xmlwriter.h>
 
 #include "loopscope/duration.h"
+#include "loopscope/json.h"
 #include "loopscope/loopscope.h"
 #include "loopscope/run.h"
 
@@ -206,16 +207,6 @@ static int jadd_str(json_object *o, const char *k, const char *v, bool null_if_e
 	return 0;
 }
 
-static void jadd_u64(json_object *o, const char *k, uint64_t v)
-{
-	json_object_object_add(o, k, json_object_new_uint64(v));
-}
-
-static void jadd_i64(json_object *o, const char *k, int64_t v)
-{
-	json_object_object_add(o, k, json_object_new_int64(v));
-}
-
 static json_object *json_report(const struct ls_run_result *r)
 {
 	json_object *o = json_object_new_object(), *g, *allow, *procs, *slow, *v;
@@ -225,22 +216,22 @@ static json_object *json_report(const struct ls_run_result *r)
 		return NULL;
 	rc |= jadd_str(o, "loopscope_version", LS_VERSION, false);
 	rc |= jadd_str(o, "cmd", FIELD(r->cmd), false);
-	jadd_i64(o, "cmd_exit", r->cmd_exit);
-	jadd_i64(o, "cmd_signal", r->cmd_signal);
-	jadd_u64(o, "duration_ns", duration_ns(r));
+	ls_json_add_i64(o, "cmd_exit", r->cmd_exit);
+	ls_json_add_i64(o, "cmd_signal", r->cmd_signal);
+	ls_json_add_u64(o, "duration_ns", duration_ns(r));
 
 	g = json_object_new_object();
 	json_object_object_add(o, "gates", g);
 	if (r->fail_on_slow_ns > 0)
-		jadd_u64(g, "fail_on_slow_ns", r->fail_on_slow_ns);
+		ls_json_add_u64(g, "fail_on_slow_ns", r->fail_on_slow_ns);
 	else
 		json_object_object_add(g, "fail_on_slow_ns", NULL);
 	if (r->fail_on_lag_p99_ns > 0)
-		jadd_u64(g, "fail_on_lag_p99_ns", r->fail_on_lag_p99_ns);
+		ls_json_add_u64(g, "fail_on_lag_p99_ns", r->fail_on_lag_p99_ns);
 	else
 		json_object_object_add(g, "fail_on_lag_p99_ns", NULL);
 	if (r->max_slow >= 0)
-		jadd_i64(g, "max_slow", r->max_slow);
+		ls_json_add_i64(g, "max_slow", r->max_slow);
 	else
 		json_object_object_add(g, "max_slow", NULL);
 	allow = json_object_new_array();
@@ -264,15 +255,15 @@ static json_object *json_report(const struct ls_run_result *r)
 		json_object *jp = json_object_new_object();
 
 		json_object_array_add(procs, jp);
-		jadd_i64(jp, "pid", p->pid);
-		jadd_i64(jp, "ppid", p->ppid);
+		ls_json_add_i64(jp, "pid", p->pid);
+		ls_json_add_i64(jp, "ppid", p->ppid);
 		rc |= jadd_str(jp, "cmdline", FIELD(p->cmdline), false);
 		rc |= jadd_str(jp, "python", FIELD(p->python), true);
 		json_object_object_add(jp, "mode",
 				       json_object_new_string(p->precise ? "precise" : "epoll"));
-		jadd_i64(jp, "loop_threads", p->loop_threads);
-		jadd_u64(jp, "lag_p99_ns", p->lag_p99_ns);
-		jadd_u64(jp, "lag_p99_tid", p->lag_p99_tid);
+		ls_json_add_i64(jp, "loop_threads", p->loop_threads);
+		ls_json_add_u64(jp, "lag_p99_ns", p->lag_p99_ns);
+		ls_json_add_u64(jp, "lag_p99_tid", p->lag_p99_tid);
 	}
 
 	slow = json_object_new_array();
@@ -287,26 +278,26 @@ static json_object *json_report(const struct ls_run_result *r)
 		rc |= jadd_str(js, "name", FIELD(s->name), false);
 		rc |= jadd_str(js, "file", FIELD(s->file), true);
 		if (s->line > 0)
-			jadd_i64(js, "line", s->line);
+			ls_json_add_i64(js, "line", s->line);
 		else
 			json_object_object_add(js, "line", NULL);
 		rc |= jadd_str(js, "test", FIELD(s->test), true);
 		rc |= jadd_str(js, "why", FIELD(s->why), true);
-		jadd_i64(js, "pid", s->pid);
-		jadd_i64(js, "tid", s->tid);
-		jadd_u64(js, "start_ns", s->start_ns);
-		jadd_u64(js, "duration_ns", s->duration_ns);
+		ls_json_add_i64(js, "pid", s->pid);
+		ls_json_add_i64(js, "tid", s->tid);
+		ls_json_add_u64(js, "start_ns", s->start_ns);
+		ls_json_add_u64(js, "duration_ns", s->duration_ns);
 		json_object_object_add(js, "allowed", json_object_new_boolean(s->allowed));
 	}
-	jadd_i64(o, "slow_not_kept", r->slow_not_kept < 0 ? 0 : r->slow_not_kept);
-	jadd_u64(o, "lost_events", r->lost_events);
+	ls_json_add_i64(o, "slow_not_kept", r->slow_not_kept < 0 ? 0 : r->slow_not_kept);
+	ls_json_add_u64(o, "lost_events", r->lost_events);
 
 	v = json_object_new_object();
 	json_object_object_add(o, "verdict", v);
-	jadd_i64(v, "slow_counted", r->slow_counted);
+	ls_json_add_i64(v, "slow_counted", r->slow_counted);
 	json_object_object_add(v, "slow_gate_failed", json_object_new_boolean(r->slow_gate_failed));
 	json_object_object_add(v, "lag_gate_failed", json_object_new_boolean(r->lag_gate_failed));
-	jadd_i64(v, "exit_code", r->exit_code);
+	ls_json_add_i64(v, "exit_code", r->exit_code);
 
 	if (rc) {
 		json_object_put(o);
