@@ -19,8 +19,10 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* Run-time settings: .data, written by user space after load. */
-__u64 slow_threshold_ns = 100000000ULL;
+/* The slow threshold, ns: writable (.bss), not `const volatile`, because
+ * user space changes it after load (ls_loop_set_threshold, on the daemon's
+ * reload). Set before load too (its default: LS_DEFAULT_THRESHOLD_NS). */
+__u64 slow_threshold_ns;
 
 /* Ring buffer records that did not fit (user space reports them): slow
  * events and proc events; stack records apart. */
@@ -28,13 +30,15 @@ __u64 lost_events;
 __u64 lost_stack_events;
 
 /* Stacks (see "Stacks" at the end): take Python stacks in busy periods older
- * than this, ns; 0 = off. .data, set by user space before load. */
-__u64 stack_after_ns;
+ * than this, ns; 0 = off. Fixed at load (.rodata, set through
+ * skel->rodata before load): with 0 the verifier prunes the stack paths. */
+const volatile __u64 stack_after_ns;
 __u64 pending_walks; /* threads with walk_pending set, machine-wide */
 /* Walks in one busy period, at most: a thread that stopped polling (its
  * loop ended, and it went on with other work) stays "busy" for ever. */
 #define LS_PERIOD_WALKS_MAX 4096
-__u64 sample_period_ns = 1000000; /* .data: the cpu-clock period (weight) */
+/* The cpu-clock period (a sample's weight), ns; fixed at load (.rodata). */
+const volatile __u64 sample_period_ns = 1000000;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -45,7 +45,10 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-__u64 slow_threshold_ns = 100000000ULL;
+/* The slow threshold, ns: fixed at load (.rodata, set by user space before
+ * load; the daemon's reload does not change it: precise-mode callbacks
+ * take a new threshold after a restart, agent/engine/monitor.c). */
+const volatile __u64 slow_threshold_ns;
 __u64 lost_events;
 /* Callbacks deeper than LS_CB_MAX_DEPTH: counted, not timed. */
 __u64 too_deep;

@@ -477,7 +477,7 @@ static int parse_args(struct attach *a, int argc, char **argv)
 
 	a->interval_ns = 1000000000ULL;
 	a->stacks.enabled = true;
-	a->threshold_ns = 100000000ULL;
+	a->threshold_ns = LS_DEFAULT_THRESHOLD_NS;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
 		switch (c) {

@@ -489,7 +489,7 @@ static int parse_args(struct run *run, int argc, char **argv)
 	int c;
 
 	r->max_slow = -1;
-	run->threshold_ns = 100000000ULL;
+	run->threshold_ns = LS_DEFAULT_THRESHOLD_NS;
 	run->stacks.enabled = true;
 	run->annotations = gha && !strcmp(gha, "true");
 	optind = 1;

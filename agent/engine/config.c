@@ -17,7 +17,7 @@ void ls_config_defaults(struct ls_config *c)
 	memset(c, 0, sizeof(*c));
 	snprintf(c->listen, sizeof(c->listen), "%s", LS_CFG_DEFAULT_LISTEN);
 	snprintf(c->socket_path, sizeof(c->socket_path), "%s", LS_CFG_DEFAULT_SOCKET);
-	c->threshold_ns = 100000000ULL;
+	c->threshold_ns = LS_DEFAULT_THRESHOLD_NS;
 	c->interval_ns = 1000000000ULL;
 	c->grace_ns = 30000000000ULL;
 	c->scan_ns = 10000000000ULL;

@@ -17,7 +17,6 @@
 #include "loopscope/loopscope.h"
 #include "loop.skel.h"
 
-#define LS_DEFAULT_THRESHOLD_NS 100000000ULL
 /* What one ls_loop_poll spends reading records, at most (plus its wait). */
 #define LS_POLL_CONSUME_NS (50ULL * 1000000)
 
@@ -121,7 +120,7 @@ static int sample_target(struct ls_loop *l, pid_t pid)
 			.type = PERF_TYPE_SOFTWARE,
 			.config = PERF_COUNT_SW_CPU_CLOCK,
 			.size = sizeof(attr),
-			.sample_period = l->skel->data->sample_period_ns,
+			.sample_period = l->skel->rodata->sample_period_ns,
 			.inherit = 1,
 		};
 
@@ -179,7 +178,7 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 	l->skel = loop_bpf__open_opts(oopts);
 	if (!l->skel)
 		return -errno;
-	l->skel->data->slow_threshold_ns =
+	l->skel->bss->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
 	if (!opts || !opts->follow_children) {
 		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
@@ -190,8 +189,8 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 
 		if (hz > 10000)
 			hz = 10000;
-		l->skel->bss->stack_after_ns = opts->stack_after_ns;
-		l->skel->data->sample_period_ns = 1000000000ULL / hz;
+		l->skel->rodata->stack_after_ns = opts->stack_after_ns;
+		l->skel->rodata->sample_period_ns = 1000000000ULL / hz;
 		/* It runs at every syscall exit of the machine: attached only
 		 * once a process has Python stacks to take (ls_loop_set_python). */
 		bpf_program__set_autoattach(l->skel->progs.ls_stack_sys_exit, false);
@@ -367,7 +366,7 @@ uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors)
 
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns)
 {
-	l->skel->data->slow_threshold_ns = ns ? ns : LS_DEFAULT_THRESHOLD_NS;
+	l->skel->bss->slow_threshold_ns = ns ? ns : LS_DEFAULT_THRESHOLD_NS;
 }
 
 int ls_loop_poll(struct ls_loop *l, int timeout_ms)

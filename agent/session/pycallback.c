@@ -13,8 +13,6 @@
 #include "loopscope/pycallback.h"
 #include "pycallback.skel.h"
 
-#define LS_DEFAULT_THRESHOLD_NS 100000000ULL
-
 struct py_target {
 	pid_t pid;
 	struct bpf_link *enter, *exit;
@@ -65,7 +63,7 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 		err = -errno;
 		goto cleanup;
 	}
-	p->skel->data->slow_threshold_ns =
+	p->skel->rodata->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
 	/* Programs are attached per target (uprobes name a file). */
 	err = pycallback_bpf__load(p->skel);

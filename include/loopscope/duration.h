@@ -6,6 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Busy periods and callbacks longer than this are slow unless told
+ * otherwise (--threshold, the config file): asyncio's own
+ * slow_callback_duration, 100 ms. */
+#define LS_DEFAULT_THRESHOLD_NS 100000000ULL
+
 /* Parse a duration: a non-negative decimal number (digits, optionally '.'
  * and more digits: "1.5s", not ".5s" or "5.s") followed by a unit: ns, us,
  * ms, s, m, h, optionally after one space ("212.4 ms", as
