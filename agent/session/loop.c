@@ -16,19 +16,17 @@
 
 #include "loopscope/loopscope.h"
 #include "loop.skel.h"
+#include "maps.h"
+#include "ringbuf.h"
 
-/* What one ls_loop_poll spends reading records, at most (plus its wait). */
-#define LS_POLL_CONSUME_NS (50ULL * 1000000)
 
 struct ls_loop {
 	struct loop_bpf *skel;
-	struct ring_buffer *rb;
+	struct ls_ringbuf *rb;
 	ls_slow_busy_fn on_slow_busy;
 	ls_proc_fn on_proc;
 	ls_stack_fn on_stack;
 	void *ctx, *stack_ctx;
-	int delivered;
-	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 	int stacks_err;            /* why stacks asked for could not be set up */
 	bool sampling;                  /* stacks on: sample each target's threads */
 	bool follow;                    /* targets' children become targets */
@@ -37,38 +35,34 @@ struct ls_loop {
 	int nsampled;
 };
 
-static int on_ring_record(void *ctx, void *data, size_t size)
+/* A record of the ring buffer: true when delivered (ls_ringbuf_fn). */
+static bool on_ring_record(void *ctx, const void *data, size_t size)
 {
 	struct ls_loop *l = ctx;
 	const __u32 *type = data;
 
 	if (size < sizeof(*type))
-		return 0;
+		return false;
 	if (*type == LS_EV_SLOW_BUSY && size >= sizeof(struct ls_slow_busy_event)) {
 		if (l->on_slow_busy)
 			l->on_slow_busy(data, l->ctx);
-		l->delivered++;
+		return true;
 	} else if (*type == LS_EV_STACK && size >= LS_STACK_EVENT_HDR) {
 		const struct ls_stack_event *e = data;
 
 		if (size < LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]) ||
 		    e->nframes > LS_STACK_MAX)
-			return 0;
+			return false;
 		if (l->on_stack)
 			l->on_stack(e, l->stack_ctx);
-		l->delivered++;
+		return true;
 	} else if ((*type == LS_EV_FORK || *type == LS_EV_EXEC) &&
 		   size >= sizeof(struct ls_proc_event)) {
 		if (l->on_proc)
 			l->on_proc(data, l->ctx);
-		l->delivered++;
+		return true;
 	}
-	/* libbpf 1.1 consumes until it sees the ring empty, which a flooding
-	 * target never lets happen: a negative return ends the poll (this
-	 * record counts as read). The clock is read every 64 records. */
-	if ((l->delivered & 63) == 63 && ls_sys_now_ns() >= l->consume_until_ns)
-		return -EAGAIN;
-	return 0;
+	return false;
 }
 
 /* A target's sampling: one cpu-clock perf event per thread that existed
@@ -236,11 +230,9 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	}
 	if (err)
 		goto cleanup;
-	l->rb = ring_buffer__new(bpf_map__fd(l->skel->maps.events), on_ring_record, l, NULL);
-	if (!l->rb) {
-		err = -errno;
+	err = ls_ringbuf_open(bpf_map__fd(l->skel->maps.events), on_ring_record, l, &l->rb);
+	if (err)
 		goto cleanup;
-	}
 	*out = l;
 	return 0;
 cleanup:
@@ -281,46 +273,31 @@ int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 {
 	int tfd = bpf_map__fd(l->skel->maps.threads);
-	__u32 key = (__u32)pid, cur, next, *doomed = NULL;
+	__u32 key = (__u32)pid, *tids;
 	struct ls_thread_stats *st;
-	size_t n = 0, cap = 0;
-	bool first = true;
-	int err = 0;
+	size_t n;
+	int err = 0, e;
 
 	if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.targets), &key) && errno != ENOENT)
 		err = -errno;
 	unsample_target(l, pid);
 	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key);
-	st = malloc(sizeof(*st));
-	if (!st)
-		return -ENOMEM;
-	/* One walk collects the process's threads, then they are deleted:
-	 * deleting during the walk would lose its place in the hash. */
-	while (bpf_map_get_next_key(tfd, first ? NULL : &cur, &next) == 0) {
-		first = false;
-		cur = next;
-		if (bpf_map_lookup_elem(tfd, &cur, st) || st->tgid != (__u32)pid)
+	/* One dump finds the process's threads, then they are deleted:
+	 * deleting during a walk would lose its place in the hash. */
+	e = ls_map_dump(tfd, sizeof(*tids), sizeof(*st), (void **)&tids, (void **)&st, &n);
+	if (e)
+		return e;
+	for (size_t i = 0; i < n; i++) {
+		if (st[i].tgid != (__u32)pid)
 			continue;
 		/* Its armed stack walk will not happen: keep the kernel's
 		 * count of armed threads right (the sys_exit program's gate). */
-		if (st->walk_pending)
+		if (st[i].walk_pending)
 			__atomic_fetch_sub(&l->skel->bss->pending_walks, 1, __ATOMIC_SEQ_CST);
-		if (n == cap) {
-			__u32 *grown = realloc(doomed, (cap = cap ? cap * 2 : 16) * sizeof(*doomed));
-
-			if (!grown) {
-				err = -ENOMEM;
-				break;
-			}
-			doomed = grown;
-		}
-		doomed[n++] = cur;
+		bpf_map_delete_elem(tfd, &tids[i]);
+		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.tstates), &tids[i]);
 	}
-	for (size_t i = 0; i < n; i++) {
-		bpf_map_delete_elem(tfd, &doomed[i]);
-		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.tstates), &doomed[i]);
-	}
-	free(doomed);
+	free(tids);
 	free(st);
 	return err;
 }
@@ -371,18 +348,7 @@ void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns)
 
 int ls_loop_poll(struct ls_loop *l, int timeout_ms)
 {
-	int err;
-
-	l->delivered = 0;
-	/* At most this long consuming, once records come. */
-	l->consume_until_ns = ls_sys_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000 +
-			      LS_POLL_CONSUME_NS;
-	err = ring_buffer__poll(l->rb, timeout_ms);
-	if (err == -EAGAIN)
-		return l->delivered;
-	if (err < 0)
-		return err;
-	return l->delivered;
+	return ls_ringbuf_poll(l->rb, timeout_ms);
 }
 
 int ls_loop_drain(struct ls_loop *l, int max_ms)
@@ -401,31 +367,15 @@ int ls_loop_drain(struct ls_loop *l, int max_ms)
 int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_stats **out, size_t *n,
 		     uint64_t *now_ns)
 {
-	int tfd = bpf_map__fd(l->skel->maps.threads);
-	struct ls_thread_stats *v = NULL, *grown;
-	size_t len = 0, cap = 0;
-	__u32 cur, next;
-	bool first = true;
+	__u32 *tids;
+	int err;
 
 	*now_ns = ls_sys_now_ns();
-	while (bpf_map_get_next_key(tfd, first ? NULL : &cur, &next) == 0) {
-		first = false;
-		cur = next;
-		if (len == cap) {
-			cap = cap ? cap * 2 : 8;
-			grown = realloc(v, cap * sizeof(*v));
-			if (!grown) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = grown;
-		}
-		if (bpf_map_lookup_elem(tfd, &cur, &v[len]) == 0)
-			len++;
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	err = ls_map_dump(bpf_map__fd(l->skel->maps.threads), sizeof(*tids), sizeof(**out),
+			  (void **)&tids, (void **)out, n);
+	if (!err)
+		free(tids);
+	return err;
 }
 
 uint64_t ls_loop_lost_events(struct ls_loop *l)
@@ -441,7 +391,7 @@ void ls_loop_close(struct ls_loop *l)
 		unsample(&l->sampled[i]);
 	free(l->sampled);
 	bpf_link__destroy(l->sys_exit_link);
-	ring_buffer__free(l->rb);
+	ls_ringbuf_free(l->rb);
 	loop_bpf__destroy(l->skel);
 	free(l);
 }

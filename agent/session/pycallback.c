@@ -12,6 +12,8 @@
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
 #include "pycallback.skel.h"
+#include "maps.h"
+#include "ringbuf.h"
 
 struct py_target {
 	pid_t pid;
@@ -22,29 +24,24 @@ struct py_target {
 
 struct ls_pycb {
 	struct pycallback_bpf *skel;
-	struct ring_buffer *rb;
+	struct ls_ringbuf *rb;
 	ls_slow_callback_fn on_slow;
 	void *ctx;
-	int delivered;
-	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 	struct py_target targets[LS_MAX_PY_TARGETS];
 	int ntargets;
 };
 
-static int on_ring_record(void *ctx, void *data, size_t size)
+/* A record of the ring buffer: true when delivered (ls_ringbuf_fn). */
+static bool on_ring_record(void *ctx, const void *data, size_t size)
 {
 	struct ls_pycb *p = ctx;
 
-	if (size >= sizeof(struct ls_slow_callback_event) &&
-	    *(const __u32 *)data == LS_EV_SLOW_CALLBACK) {
-		if (p->on_slow)
-			p->on_slow(data, p->ctx);
-		p->delivered++;
-	}
-	/* Ends the poll under a flood (see agent/session/loop.c on_ring_record). */
-	if ((p->delivered & 63) == 63 && ls_sys_now_ns() >= p->consume_until_ns)
-		return -EAGAIN;
-	return 0;
+	if (size < sizeof(struct ls_slow_callback_event) ||
+	    *(const __u32 *)data != LS_EV_SLOW_CALLBACK)
+		return false;
+	if (p->on_slow)
+		p->on_slow(data, p->ctx);
+	return true;
 }
 
 int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
@@ -69,11 +66,9 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 	err = pycallback_bpf__load(p->skel);
 	if (err)
 		goto cleanup;
-	p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.events), on_ring_record, p, NULL);
-	if (!p->rb) {
-		err = -errno;
+	err = ls_ringbuf_open(bpf_map__fd(p->skel->maps.events), on_ring_record, p, &p->rb);
+	if (err)
 		goto cleanup;
-	}
 	*out = p;
 	return 0;
 cleanup:
@@ -160,72 +155,49 @@ void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid)
 int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid)
 {
 	int fd = bpf_map__fd(p->skel->maps.cb_stats);
-	struct ls_cb_key cur, next, *doomed = NULL;
-	size_t n = 0, cap = 0;
-	bool first = true;
-	int err = 0;
+	struct ls_cb_key *keys;
+	struct ls_cb_stats *stats;
+	size_t n;
+	int err;
 
-	/* Collect, then delete: deleting during the walk loses its place. */
-	while (bpf_map_get_next_key(fd, first ? NULL : &cur, &next) == 0) {
-		first = false;
-		cur = next;
-		if (cur.tgid != (__u32)pid)
-			continue;
-		if (n == cap) {
-			struct ls_cb_key *grown = realloc(doomed, (cap = cap ? cap * 2 : 16) * sizeof(*doomed));
-
-			if (!grown) {
-				err = -ENOMEM;
-				break;
-			}
-			doomed = grown;
-		}
-		doomed[n++] = cur;
-	}
+	/* Dump, then delete: deleting during a walk loses its place. */
+	err = ls_map_dump(fd, sizeof(*keys), sizeof(*stats), (void **)&keys, (void **)&stats, &n);
+	if (err)
+		return err;
 	for (size_t i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &doomed[i]);
-	free(doomed);
-	return err;
+		if (keys[i].tgid == (__u32)pid)
+			bpf_map_delete_elem(fd, &keys[i]);
+	free(keys);
+	free(stats);
+	return 0;
 }
 
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 {
-	int err;
-
-	p->delivered = 0;
-	/* At most 50 ms reading records (plus the wait): see ls_loop_poll. */
-	p->consume_until_ns = ls_sys_now_ns() +
-			      (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000 + 50000000ULL;
-	err = ring_buffer__poll(p->rb, timeout_ms);
-	if (err == -EAGAIN)
-		return p->delivered;
-	return err < 0 ? err : p->delivered;
+	return ls_ringbuf_poll(p->rb, timeout_ms);
 }
 
 int ls_pycb_snapshot(struct ls_pycb *p, struct ls_cb_entry **out, size_t *n)
 {
-	int fd = bpf_map__fd(p->skel->maps.cb_stats);
-	struct ls_cb_entry *v = NULL, *grown;
-	struct ls_cb_key cur, next;
-	size_t len = 0, cap = 0;
-	bool first = true;
+	struct ls_cb_key *keys;
+	struct ls_cb_stats *stats;
+	struct ls_cb_entry *v;
+	size_t len;
+	int err;
 
-	while (bpf_map_get_next_key(fd, first ? NULL : &cur, &next) == 0) {
-		first = false;
-		cur = next;
-		if (len == cap) {
-			cap = cap ? cap * 2 : 32;
-			grown = realloc(v, cap * sizeof(*v));
-			if (!grown) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = grown;
-		}
-		v[len].key = cur;
-		if (bpf_map_lookup_elem(fd, &cur, &v[len].stats) == 0)
-			len++;
+	err = ls_map_dump(bpf_map__fd(p->skel->maps.cb_stats), sizeof(*keys), sizeof(*stats),
+			  (void **)&keys, (void **)&stats, &len);
+	if (err)
+		return err;
+	v = malloc((len ? len : 1) * sizeof(*v));
+	for (size_t i = 0; v && i < len; i++) {
+		v[i].key = keys[i];
+		v[i].stats = stats[i];
 	}
+	free(keys);
+	free(stats);
+	if (!v)
+		return -ENOMEM;
 	*out = v;
 	*n = len;
 	return 0;
@@ -246,7 +218,7 @@ void ls_pycb_close(struct ls_pycb *p)
 		bpf_link__destroy(p->targets[i].ctx_enter);
 		bpf_link__destroy(p->targets[i].ctx_exit);
 	}
-	ring_buffer__free(p->rb);
+	ls_ringbuf_free(p->rb);
 	pycallback_bpf__destroy(p->skel);
 	free(p);
 }

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/* Reading a BPF hash map whole: batch lookups, else one key at a time. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+
+#include "maps.h"
+
+struct dump {
+	size_t key_size, value_size;
+	char *keys, *values;
+	size_t n, cap;
+};
+
+/* Room for at least `room` more entries than d->n. */
+static int reserve(struct dump *d, size_t room)
+{
+	size_t cap = d->cap ? d->cap : 32;
+	char *k, *v;
+
+	while (cap - d->n < room)
+		cap *= 2;
+	if (cap == d->cap)
+		return 0;
+	k = realloc(d->keys, cap * d->key_size);
+	if (!k)
+		return -ENOMEM;
+	d->keys = k;
+	v = realloc(d->values, cap * d->value_size);
+	if (!v)
+		return -ENOMEM;
+	d->values = v;
+	d->cap = cap;
+	return 0;
+}
+
+/* 0 when done, -EOPNOTSUPP when the kernel has no batch lookup for this map
+ * (nothing read: iterate instead), another -errno on error. */
+static int dump_batch(int fd, struct dump *d)
+{
+	uint64_t in = 0, out = 0; /* a hash map's batch token: a bucket index */
+	size_t room = 1;
+	bool first = true;
+	int err;
+
+	for (;;) {
+		__u32 count;
+
+		err = reserve(d, room);
+		if (err)
+			return err;
+		count = (__u32)(d->cap - d->n);
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, d->keys + d->n * d->key_size,
+					   d->values + d->n * d->value_size, &count, NULL);
+		err = err ? -errno : 0;
+		if (err == -ENOSPC) {
+			/* One bucket holds more entries than there is room
+			 * for (none was copied): the same bucket again, with
+			 * twice the room. */
+			in = out;
+			first = false;
+			room = (d->cap - d->n) * 2;
+			continue;
+		}
+		if (err && err != -ENOENT)
+			return first && (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP) ?
+				       -EOPNOTSUPP : err;
+		d->n += count;
+		if (err == -ENOENT)
+			return 0; /* the last buckets were read */
+		in = out;
+		first = false;
+		room = 1;
+	}
+}
+
+static int dump_iterate(int fd, struct dump *d)
+{
+	char *cur = malloc(d->key_size), *next = malloc(d->key_size);
+	bool first = true;
+	int err = 0;
+
+	if (!cur || !next) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (bpf_map_get_next_key(fd, first ? NULL : cur, next) == 0) {
+		first = false;
+		memcpy(cur, next, d->key_size);
+		err = reserve(d, 1);
+		if (err)
+			break;
+		memcpy(d->keys + d->n * d->key_size, cur, d->key_size);
+		if (bpf_map_lookup_elem(fd, cur, d->values + d->n * d->value_size) == 0)
+			d->n++;
+	}
+out:
+	free(cur);
+	free(next);
+	return err;
+}
+
+int ls_map_dump(int fd, size_t key_size, size_t value_size, void **keys, void **values, size_t *n)
+{
+	struct dump d = { .key_size = key_size, .value_size = value_size };
+	int err = dump_batch(fd, &d);
+
+	if (err == -EOPNOTSUPP) {
+		d.n = 0;
+		err = dump_iterate(fd, &d);
+	}
+	if (err) {
+		free(d.keys);
+		free(d.values);
+		return err;
+	}
+	*keys = d.keys;
+	*values = d.values;
+	*n = d.n;
+	return 0;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading a BPF hash map whole, for every session of this folder
+ * (agent/session/maps.c). */
+#ifndef LS_SESSION_MAPS_H
+#define LS_SESSION_MAPS_H
+
+#include <stddef.h>
+
+/* Copy every entry of the hash map fd (key_size-byte keys, value_size-byte
+ * values) into *keys and *values, two malloc'd arrays in the same order
+ * (free() both), and their length into *n.
+ * Batches of lookups (BPF_MAP_LOOKUP_BATCH, Linux 5.6+) when the kernel has
+ * them, else one key at a time (an entry deleted meanwhile is skipped), as
+ * libbpf-tools' map_helpers.c dump_hash. 0, or -ENOMEM, or a negative errno
+ * of the batch lookup other than the "not supported" ones. */
+int ls_map_dump(int fd, size_t key_size, size_t value_size, void **keys, void **values, size_t *n);
+
+#endif /* LS_SESSION_MAPS_H */
