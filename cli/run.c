@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli.h"
+#include "loopscope/procfs.h"
 #include "loopscope/run.h"
 
 /* How long after an exec a process is retried for a libpython mapping:
@@ -108,25 +109,6 @@ static struct ls_run_process *proc_find(struct ls_run_result *r, pid_t pid)
 	return NULL;
 }
 
-static void read_cmdline(pid_t pid, char *buf, size_t len)
-{
-	char path[64];
-	size_t n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	buf[0] = '\0';
-	f = fopen(path, "r");
-	if (f) {
-		n = fread(buf, 1, len - 1, f);
-		fclose(f);
-	}
-	for (size_t i = 0; i + 1 < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
-}
-
 static struct ls_run_process *proc_add(struct run *run, pid_t pid, pid_t ppid)
 {
 	struct ls_run_result *r = run->r;
@@ -141,7 +123,7 @@ static struct ls_run_process *proc_add(struct run *run, pid_t pid, pid_t ppid)
 	memset(&run->st[r->nprocs], 0, sizeof(run->st[0]));
 	p->pid = pid;
 	p->ppid = ppid;
-	read_cmdline(pid, p->cmdline, sizeof(p->cmdline));
+	ls_proc_cmdline(pid, p->cmdline, sizeof(p->cmdline));
 	r->nprocs++;
 	return p;
 }
@@ -159,7 +141,7 @@ static void on_proc(const struct ls_proc_event *e, void *ctx)
 	struct ls_run_process *parent = proc_find(run->r, (pid_t)e->ppid);
 
 	if (e->type == LS_EV_EXEC) {
-		read_cmdline(p->pid, p->cmdline, sizeof(p->cmdline));
+		ls_proc_cmdline(p->pid, p->cmdline, sizeof(p->cmdline));
 		cli_stacks_remove(&run->stacks, p->pid); /* resolved again below */
 	}
 	/* A new program, or a fork of a Python process that does not exec

@@ -15,6 +15,7 @@
 
 #include "loopscope/abi/discover_events.h"
 #include "loopscope/monitor.h"
+#include "loopscope/procfs.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
@@ -78,77 +79,6 @@ static void logf_(struct ls_mon *m, const char *fmt, ...)
 	va_end(ap);
 	if (m->log)
 		m->log(line, m->log_ctx);
-}
-
-/* ---- /proc ---------------------------------------------------------------- */
-
-static ssize_t read_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f) {
-		buf[0] = '\0';
-		return -1;
-	}
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return (ssize_t)n;
-}
-
-struct proc_info {
-	char exe[256], cmdline[512], cgroup[256], comm[16];
-	pid_t ns_pid;
-};
-
-static void proc_info(pid_t pid, struct proc_info *pi)
-{
-	char path[64], buf[4096], *p;
-	ssize_t n;
-
-	memset(pi, 0, sizeof(*pi));
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, pi->exe, sizeof(pi->exe) - 1);
-	pi->exe[n > 0 ? n : 0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	n = read_file(path, pi->cmdline, sizeof(pi->cmdline));
-	for (ssize_t i = 0; i + 1 < n; i++)
-		if (pi->cmdline[i] == '\0')
-			pi->cmdline[i] = ' ';
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	read_file(path, buf, sizeof(buf));
-	/* cgroup v2: the line "0::/path" (cgroups(7)). */
-	for (p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-		if (!strncmp(p, "0::", 3)) {
-			size_t l = strcspn(p + 3, "\n");
-
-			if (l >= sizeof(pi->cgroup))
-				l = sizeof(pi->cgroup) - 1;
-			memcpy(pi->cgroup, p + 3, l);
-			pi->cgroup[l] = '\0';
-			break;
-		}
-	}
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	read_file(path, pi->comm, sizeof(pi->comm));
-	pi->comm[strcspn(pi->comm, "\n")] = '\0';
-	/* The kernel cuts comm at 15 bytes, maybe inside a character. */
-	ls_utf8_cut(pi->comm);
-	/* NSpid: the pid in each pid namespace, outermost first (proc(5)). */
-	pi->ns_pid = pid;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	read_file(path, buf, sizeof(buf));
-	p = strstr(buf, "\nNSpid:");
-	if (p) {
-		char *end = p + 7 + strcspn(p + 7, "\n"), *last = NULL;
-
-		for (char *q = p + 7; q < end; q++)
-			if ((*q >= '0' && *q <= '9') && (q[-1] == ' ' || q[-1] == '\t'))
-				last = q;
-		if (last)
-			pi->ns_pid = (pid_t)atoi(last);
-	}
 }
 
 /* ---- targets -------------------------------------------------------------- */
@@ -431,7 +361,7 @@ static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 
 static void free_target_at(struct ls_mon *m, size_t i);
 
-static int add_target(struct ls_mon *m, pid_t pid, const struct proc_info *pi, const char *service,
+static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi, const char *service,
 		      enum ls_mode mode, int rule, bool manual, uint64_t seen_ns, char *err, size_t len)
 {
 	struct ls_mon_target *t;
@@ -513,7 +443,7 @@ static void free_target_at(struct ls_mon *m, size_t i)
 }
 
 /* The first rule matching pid, or -1. */
-static int match_rules(const struct ls_mon *m, pid_t pid, const struct proc_info *pi)
+static int match_rules(const struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi)
 {
 	for (int i = 0; i < m->cfg.nrules; i++)
 		if (ls_rule_match(&m->cfg.rules[i], pid, pi->exe, pi->cmdline, pi->cgroup))
@@ -525,13 +455,13 @@ static int match_rules(const struct ls_mon *m, pid_t pid, const struct proc_info
  * a rule matches. */
 static void consider(struct ls_mon *m, pid_t pid, uint64_t seen_ns)
 {
-	struct proc_info pi;
+	struct ls_proc_info pi;
 	char err[256];
 	int r, e;
 
 	if (pid == m->self || pid <= 0 || find_target(m, pid))
 		return;
-	proc_info(pid, &pi);
+	ls_proc_info(pid, &pi);
 	if (!pi.exe[0] && !pi.cmdline[0])
 		return; /* gone already, or a kernel thread */
 	if (pi.exe[0] && !strcmp(pi.exe, m->self_exe))
@@ -553,10 +483,10 @@ static void consider(struct ls_mon *m, pid_t pid, uint64_t seen_ns)
 /* A target exec'd: it may have become another program. */
 static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 {
-	struct proc_info pi;
+	struct ls_proc_info pi;
 	int r;
 
-	proc_info(t->pid, &pi);
+	ls_proc_info(t->pid, &pi);
 	r = t->manual ? -1 : match_rules(m, t->pid, &pi);
 	ls_mon_lock(m);
 	if (!t->manual && r < 0) {
@@ -980,12 +910,12 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 	ls_loop_set_threshold(m->loop, m->cfg.threshold_ns);
 	for (size_t i = 0; i < m->ntargets; i++) {
 		struct ls_mon_target *t = &m->targets[i];
-		struct proc_info pi;
+		struct ls_proc_info pi;
 		int r;
 
 		if (t->exited_ns || t->manual)
 			continue;
-		proc_info(t->pid, &pi);
+		ls_proc_info(t->pid, &pi);
 		r = match_rules(m, t->pid, &pi);
 		if (r < 0) {
 			retire_target(m, t, "no rule matches it any more");
@@ -1015,7 +945,7 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode mode,
 		  char *err, size_t len)
 {
-	struct proc_info pi;
+	struct ls_proc_info pi;
 
 	if (pid == m->self) {
 		snprintf(err, len, "pid %d is loopscoped itself", (int)pid);
@@ -1029,7 +959,7 @@ int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode
 		snprintf(err, len, "pid %d: already monitored", (int)pid);
 		return -EEXIST;
 	}
-	proc_info(pid, &pi);
+	ls_proc_info(pid, &pi);
 	return add_target(m, pid, &pi, service && *service ? service : "manual", mode, -1, true, 0,
 			  err, len);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/procfs.h"
 #include "loopscope/pycode.h"
 #include "loopscope/pyname.h"
 
@@ -255,31 +256,12 @@ static int line_at(const struct entry *e, enum fmt f, int64_t off)
 
 /* ---- the target's memory ----------------------------------------------- */
 
-static int open_mem(pid_t pid)
-{
-	char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ESRCH ? -ESRCH : -errno;
-	return fd;
-}
-
 /* 0; -ESRCH when the address space is gone (reads return nothing once the
  * process has exited, also through a file opened before); -EFAULT when
  * [addr, addr + len) is not all mapped. */
 static int rd(const struct proc *p, uint64_t addr, void *buf, size_t len)
 {
-	ssize_t n;
-
-	if (addr > (uint64_t)INT64_MAX - len)
-		return -EFAULT;
-	n = pread(p->fd, buf, len, (off_t)addr);
-	if (n == (ssize_t)len)
-		return 0;
-	return n == 0 ? -ESRCH : -EFAULT;
+	return ls_proc_mem_read(p->fd, addr, buf, len);
 }
 
 static uint64_t get_u64(const uint8_t *hdr, unsigned at)
@@ -386,7 +368,7 @@ static int get_proc(struct ls_pycode_cache *c, pid_t pid, struct proc **out, boo
 			return 0;
 		}
 	}
-	fd = open_mem(pid);
+	fd = ls_proc_mem_open(pid);
 	if (fd < 0)
 		return fd;
 	p = calloc(1, sizeof(*p));

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/procfs.h"
 #include "loopscope/pyname.h"
 
 struct ls_pyname_cache {
@@ -30,16 +31,9 @@ void ls_pyname_cache_free(struct ls_pyname_cache *c)
 	free(c);
 }
 
-static int read_mem(int fd, uint64_t addr, void *buf, size_t len)
-{
-	ssize_t n = pread(fd, buf, len, (off_t)addr);
-
-	return n == (ssize_t)len ? 0 : -EFAULT;
-}
-
 static int read_u64(int fd, uint64_t addr, uint64_t *v)
 {
-	return read_mem(fd, addr, v, sizeof(*v));
+	return ls_proc_mem_read(fd, addr, v, sizeof(*v));
 }
 
 /* Append code point cp as UTF-8. */
@@ -89,7 +83,7 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 	 * (Py_ssize_t) and the `state` bit field: interned bits 0-1, kind
 	 * bits 2-4 (1, 2 or 4 bytes per character), compact bit 5, ascii bit 6. */
 	if (read_u64(memfd, obj + off->unicode_length, &len) ||
-	    read_mem(memfd, obj + off->unicode_state, &state, sizeof(state)))
+	    ls_proc_mem_read(memfd, obj + off->unicode_state, &state, sizeof(state)))
 		return -EFAULT;
 	if (!(state & (1u << 5)))
 		return -ENOTSUP; /* legacy non-compact string: not used for names */
@@ -99,7 +93,7 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 	if (len > 256)
 		len = 256;
 	n = (size_t)len * kind;
-	if (read_mem(memfd, obj + ((state & (1u << 6)) ? off->ascii_data : off->compact_data), raw, n))
+	if (ls_proc_mem_read(memfd, obj + ((state & (1u << 6)) ? off->ascii_data : off->compact_data), raw, n))
 		return -EFAULT;
 	for (size_t i = 0; i < len; i++) {
 		uint32_t cp = kind == 1 ? raw[i] :
@@ -114,7 +108,7 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 
 static void read_cstr(int fd, uint64_t addr, char *out, size_t cap)
 {
-	ssize_t n = addr ? pread(fd, out, cap - 1, (off_t)addr) : -1;
+	ssize_t n = addr ? ls_proc_mem_read_some(fd, addr, out, cap - 1) : -1;
 
 	if (n <= 0) {
 		snprintf(out, cap, "?");
@@ -145,7 +139,7 @@ static void resolve(int fd, const struct ls_py_offsets *off, const struct ls_cb_
 	 * co_firstlineno (int). */
 	if (read_u64(fd, k->code + off->co_filename, &file) == 0)
 		ls_pyname_read_str(fd, off, file, nm->filename, sizeof(nm->filename));
-	if (read_mem(fd, k->code + off->co_firstlineno, &line, sizeof(line)) == 0)
+	if (ls_proc_mem_read(fd, k->code + off->co_firstlineno, &line, sizeof(line)) == 0)
 		nm->firstlineno = line;
 }
 
@@ -153,7 +147,6 @@ const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 					  const struct ls_py_offsets *off,
 					  const struct ls_cb_key *k)
 {
-	char path[64];
 	int fd;
 
 	for (size_t i = 0; i < c->n; i++)
@@ -175,8 +168,7 @@ const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 		c->names = nn;
 		c->cap = cap;
 	}
-	snprintf(path, sizeof(path), "/proc/%u/mem", k->tgid);
-	fd = open(path, O_RDONLY);
+	fd = ls_proc_mem_open((pid_t)k->tgid);
 	if (fd < 0)
 		return NULL; /* the process is gone: nothing to cache */
 	resolve(fd, off, k, &c->names[c->n]);
