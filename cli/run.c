@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli.h"
+#include "loopscope/gate.h"
 #include "loopscope/procfs.h"
 #include "loopscope/run.h"
 
@@ -363,26 +363,6 @@ static void pytest_name(const struct ls_cb_key *k, const struct ls_cb_name *nm, 
 		pytest_node(nm->filename, nm->qualname, out, len);
 }
 
-static bool allowed(const struct ls_run_result *r, const struct ls_run_slow *s)
-{
-	char where[300];
-	const char *base = strrchr(s->file, '/');
-
-	for (int i = 0; i < r->nallow; i++) {
-		if (fnmatch(r->allow[i], s->name, 0) == 0)
-			return true;
-		if (!s->file[0])
-			continue;
-		snprintf(where, sizeof(where), "%s:%d", s->file, s->line);
-		if (fnmatch(r->allow[i], where, 0) == 0)
-			return true;
-		snprintf(where, sizeof(where), "%s:%d", base ? base + 1 : s->file, s->line);
-		if (fnmatch(r->allow[i], where, 0) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* Collect slow callbacks (precise processes) in place of their busy
  * periods, the loop threads' lag, then the verdicts. */
 static void finish(struct run *run, struct ls_loop *loop)
@@ -430,21 +410,7 @@ static void finish(struct run *run, struct ls_loop *loop)
 			left[i] = !run->st[i].gone;
 		fold_loop_stats(run, loop, left);
 	}
-	for (int i = 0; i < r->nprocs; i++)
-		r->lag_gate_failed |= ls_run_lag_violates(r, &r->procs[i]);
-	for (int i = 0; i < r->nslow; i++) {
-		struct ls_run_slow *s = &r->slow[i];
-
-		s->allowed = allowed(r, s);
-		/* The same rule the report writers list violations by. */
-		if (ls_run_slow_counts(r, s))
-			r->slow_counted++;
-	}
-	/* Events past LS_RUN_MAX_SLOW were not kept: they count (whether an
-	 * --allow pattern would have matched them cannot be known). */
-	r->slow_counted += r->slow_not_kept;
-	if (r->fail_on_slow_ns || r->max_slow >= 0)
-		r->slow_gate_failed = r->slow_counted > (r->max_slow >= 0 ? r->max_slow : 0);
+	ls_gate_decide(r);
 }
 
 static int parse_args(struct run *run, int argc, char **argv)

@@ -16,6 +16,7 @@
 #include <libxml/xmlwriter.h>
 
 #include "loopscope/duration.h"
+#include "loopscope/gate.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"
 #include "loopscope/run.h"
@@ -25,21 +26,6 @@
 #endif
 
 /* ---- shared helpers ---------------------------------------------------- */
-
-bool ls_run_slow_counts(const struct ls_run_result *r, const struct ls_run_slow *s)
-{
-	return !s->allowed && s->duration_ns > r->fail_on_slow_ns;
-}
-
-bool ls_run_lag_violates(const struct ls_run_result *r, const struct ls_run_process *p)
-{
-	return r->fail_on_lag_p99_ns > 0 && p->lag_p99_ns > r->fail_on_lag_p99_ns;
-}
-
-static bool slow_gate_on(const struct ls_run_result *r)
-{
-	return r->fail_on_slow_ns > 0 || r->max_slow >= 0;
-}
 
 static uint64_t duration_ns(const struct ls_run_result *r)
 {
@@ -557,7 +543,7 @@ static void slow_failures(struct xw *x, const struct ls_run_result *r)
 		const struct ls_run_slow *s = &r->slow[i];
 		char start[32];
 
-		if (!ls_run_slow_counts(r, s))
+		if (!ls_gate_slow_counts(r, s))
 			continue;
 		slow_message(r, s, msg, sizeof(msg));
 		snprintf(start, sizeof(start), "%llu", (unsigned long long)s->start_ns);
@@ -668,7 +654,7 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 		for (int i = 0; r->lag_gate_failed && i < nprocs(r); i++) {
 			char msg[1024];
 
-			if (!ls_run_lag_violates(r, &r->procs[i]))
+			if (!ls_gate_lag_violates(r, &r->procs[i]))
 				continue;
 			lag_message(r, &r->procs[i], msg, sizeof(msg));
 			failure(&x, "loop-lag", msg, NULL);
@@ -687,7 +673,7 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 		free(b.s);
 		xw_end(&x);
 	}
-	if (!slow_gate_on(r) && !lag_on) {
+	if (!ls_gate_slow_on(r) && !lag_on) {
 		struct sbuf b = { 0 };
 
 		testcase_start(&x, "report", t);
@@ -746,11 +732,11 @@ void ls_run_print_annotations(const struct ls_run_result *r, FILE *f)
 	if (!base || !*base)
 		base = getcwd(cwd, sizeof(cwd));
 
-	if (slow_gate_on(r)) {
+	if (ls_gate_slow_on(r)) {
 		for (int i = 0; i < nslow(r); i++) {
 			const struct ls_run_slow *s = &r->slow[i];
 
-			if (!ls_run_slow_counts(r, s))
+			if (!ls_gate_slow_counts(r, s))
 				continue;
 			fputs(r->slow_gate_failed ? "::error " : "::warning ", f);
 			if (s->file[0]) {
@@ -780,7 +766,7 @@ void ls_run_print_annotations(const struct ls_run_result *r, FILE *f)
 		for (int i = 0; i < nprocs(r); i++) {
 			char msg[1024];
 
-			if (!ls_run_lag_violates(r, &r->procs[i]))
+			if (!ls_gate_lag_violates(r, &r->procs[i]))
 				continue;
 			lag_message(r, &r->procs[i], msg, sizeof(msg));
 			fputs("::error title=", f);
@@ -856,7 +842,7 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		fprintf(f, ", %d loop thread%s", p->loop_threads, p->loop_threads == 1 ? "" : "s");
 		if (p->lag_p99_ns)
 			fprintf(f, ", lag p99 %s (thread %u)%s", dur(p->lag_p99_ns, d, sizeof(d)),
-				p->lag_p99_tid, ls_run_lag_violates(r, p) ? " ABOVE GATE" : "");
+				p->lag_p99_tid, ls_gate_lag_violates(r, p) ? " ABOVE GATE" : "");
 		fputc('\n', f);
 	}
 
@@ -909,7 +895,7 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		fprintf(f, "  %llu events lost (ring buffer full): counts may be low\n",
 			(unsigned long long)r->lost_events);
 
-	if (!slow_gate_on(r) && r->fail_on_lag_p99_ns == 0) {
+	if (!ls_gate_slow_on(r) && r->fail_on_lag_p99_ns == 0) {
 		fprintf(f, "gates: none\n");
 	} else {
 		fprintf(f, "gates:\n");
@@ -930,7 +916,7 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 				gate_dur(r->fail_on_lag_p99_ns, g, sizeof(g)),
 				r->lag_gate_failed ? "FAIL" : "PASS");
 			for (int i = 0; i < nprocs(r); i++)
-				if (ls_run_lag_violates(r, &r->procs[i])) {
+				if (ls_gate_lag_violates(r, &r->procs[i])) {
 					lag_message(r, &r->procs[i], m, sizeof(m));
 					fprintf(f, "    %s\n", m);
 				}

@@ -99,12 +99,7 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f);
  * 0 or -errno. */
 int ls_run_check_writable(const char *path);
 
-/* The rules the writers apply, for cli/run.c to compute the verdicts with:
- * a slow event counts when it is not allowed and lasted more than
- * fail_on_slow_ns (every non-allowed one when that gate is off); a process
- * violates the lag gate when the gate is on and its lag_p99_ns is above
- * fail_on_lag_p99_ns. */
-bool ls_run_slow_counts(const struct ls_run_result *r, const struct ls_run_slow *s);
-bool ls_run_lag_violates(const struct ls_run_result *r, const struct ls_run_process *p);
+/* The verdicts (allowed, counted, gates failed) are decided by
+ * loopscope/gate.h; the writers only say what was decided. */
 
 #endif /* LOOPSCOPE_RUN_H */
