@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "loopscope/cbname.h"
 
 #define MAX_SLOW_KEPT 10000
 #define TOP_N 10
@@ -52,94 +53,6 @@ static const char *kind_name(uint32_t kind)
 				       "context" };
 
 	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "other";
-}
-
-static bool ends_with(const char *s, const char *tail)
-{
-	size_t n = strlen(s), t = strlen(tail);
-
-	return n >= t && !strcmp(s + n - t, tail);
-}
-
-/* A pure-Python Task's step (asyncio.tasks._PyTask, or any Task when the C
- * _asyncio module is missing) reaches context_run as the bound method
- * Task.__step, which does not say which coroutine it drives (the Task keeps
- * it in its instance dict, laid out differently in every version). Its
- * stack does: the frame called by the innermost Task.__step* frame of
- * asyncio/tasks.py (Task.__step, or __step_run_and_handle_result on 3.12+)
- * is the coroutine's. Fills *out with its name, file and first line; false
- * when k is not such a step or no stack shows it. */
-static bool py_task_step_name(const struct ls_cb_name *nm, const struct ls_stack_summary *st,
-			      struct ls_cb_name *out)
-{
-	if (!ends_with(nm->qualname, "Task.__step") || !ends_with(nm->filename, "asyncio/tasks.py"))
-		return false;
-	for (size_t s = 0; st && s < st->n; s++) {
-		const struct ls_stack_agg *a = &st->stacks[s];
-
-		for (int i = 1; i < a->nframes; i++) {
-			const struct ls_pyframe *f = &a->frames[i], *coro = &a->frames[i - 1];
-
-			/* 3.11+ code has qualnames ("Task.__step"); before,
-			 * only names ("__step"). */
-			if ((strncmp(f->qualname, "Task.__step", 11) &&
-			     strncmp(f->qualname, "__step", 6)) ||
-			    !ends_with(f->filename, "asyncio/tasks.py"))
-				continue;
-			snprintf(out->qualname, sizeof(out->qualname), "%s", coro->qualname);
-			snprintf(out->filename, sizeof(out->filename), "%s", coro->filename);
-			out->firstlineno = coro->firstlineno;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Whether frame f runs a loop rather than a callback: asyncio.run and its
- * Runner (asyncio/runners.py), uvloop.run, BaseEventLoop.run_forever /
- * run_until_complete / _run_once, Handle._run (asyncio/events.py). uvloop's
- * own loop is Cython: no frame of it shows. */
-static bool driver_frame(const struct ls_pyframe *f)
-{
-	const char *q = strrchr(f->qualname, '.');
-
-	q = q ? q + 1 : f->qualname;
-	return ends_with(f->filename, "asyncio/runners.py") ||
-	       ends_with(f->filename, "uvloop/__init__.py") ||
-	       (ends_with(f->filename, "asyncio/base_events.py") &&
-		(!strcmp(q, "run_forever") || !strcmp(q, "run_until_complete") ||
-		 !strcmp(q, "_run_once"))) ||
-	       (ends_with(f->filename, "asyncio/events.py") && !strcmp(q, "_run"));
-}
-
-/* A callback that C code ran between PyContext_Enter and PyContext_Exit
- * (uvloop's Handles: LS_CB_CONTEXT) is not passed to either. Its stack
- * names it: the frame called by the innermost loop-driving frame (or, when
- * the loop was started from module level, by the outermost frame) is the
- * callback's, or its coroutine's for a Task step. */
-static bool context_name(const struct ls_stack_summary *st, struct ls_cb_name *out)
-{
-	const struct ls_stack_agg *a = NULL;
-
-	for (size_t s = 0; st && s < st->n && !a; s++)
-		if (st->stacks[s].nframes >= 2 && !st->stacks[s].truncated)
-			a = &st->stacks[s];
-	if (!a)
-		return false;
-	int callee = a->nframes - 2; /* inside the outermost frame */
-
-	for (int i = 1; i < a->nframes; i++) {
-		if (driver_frame(&a->frames[i])) {
-			callee = i - 1;
-			break;
-		}
-	}
-	if (driver_frame(&a->frames[callee]))
-		return false;
-	snprintf(out->qualname, sizeof(out->qualname), "%s", a->frames[callee].qualname);
-	snprintf(out->filename, sizeof(out->filename), "%s", a->frames[callee].filename);
-	out->firstlineno = a->frames[callee].firstlineno;
-	return true;
 }
 
 static json_object *callback_json_named(const struct ls_cb_key *k, const struct ls_cb_name *nm)
@@ -219,9 +132,9 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 			p->slow[p->nslow] = *e;
 			memset(&p->slow_names[p->nslow], 0, sizeof(*gn));
 			if (e->key.kind == LS_CB_CONTEXT)
-				context_name(&st, &p->slow_names[p->nslow]);
+				ls_cbname_context(&st, &p->slow_names[p->nslow]);
 			else
-				py_task_step_name(name_of(p, &e->key), &st, &p->slow_names[p->nslow]);
+				ls_cbname_task_step(name_of(p, &e->key), &st, &p->slow_names[p->nslow]);
 			p->slow_stacks[p->nslow++] = st; /* owned by the list now */
 			memset(&st, 0, sizeof(st));
 		}

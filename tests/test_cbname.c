@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+/* Unit: naming callbacks by their stacks (agent/python/cbname.c) on
+ * hand-made names and stacks, innermost frame first as the walker gives
+ * them. */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "loopscope/cbname.h"
+#include "pythons.h"
+
+#define NFRAMES 8
+
+struct stack {
+	struct ls_pyframe frames[NFRAMES];
+	struct ls_stack_agg agg;
+	struct ls_stack_summary sum;
+};
+
+/* frames: "qualname@file:firstline", innermost first, NULL-terminated. */
+static void make(struct stack *s, const char *const *frames, bool truncated)
+{
+	int n = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (; frames[n]; n++) {
+		struct ls_pyframe *f = &s->frames[n];
+		char q[256], file[256];
+
+		ck_assert_int_lt(n, NFRAMES);
+		ck_assert_int_eq(sscanf(frames[n], "%255[^@]@%255[^:]:%d", q, file, &f->firstlineno), 3);
+		snprintf(f->qualname, sizeof(f->qualname), "%s", q);
+		snprintf(f->filename, sizeof(f->filename), "%s", file);
+	}
+	s->agg.frames = s->frames;
+	s->agg.nframes = (uint16_t)n;
+	s->agg.truncated = truncated;
+	s->sum.stacks = &s->agg;
+	s->sum.n = 1;
+}
+
+static const struct ls_cb_name py_step = {
+	.qualname = "Task.__step", .filename = "/usr/lib/python3.11/asyncio/tasks.py",
+	.firstlineno = 260,
+};
+
+START_TEST(test_task_step_is_named_by_its_coroutine)
+{
+	static const char *const frames[] = {
+		"sleep_culprit@/app/culprits.py:80",
+		"handler@/app/app.py:42",
+		"Task.__step_run_and_handle_result@/usr/lib/python3.12/asyncio/tasks.py:290",
+		"Task.__step@/usr/lib/python3.12/asyncio/tasks.py:260",
+		"Handle._run@/usr/lib/python3.12/asyncio/events.py:80",
+		NULL,
+	};
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, frames, false);
+	ck_assert(ls_cbname_task_step(&py_step, &s.sum, &out));
+	ck_assert_str_eq(out.qualname, "handler");
+	ck_assert_str_eq(out.filename, "/app/app.py");
+	ck_assert_int_eq(out.firstlineno, 42);
+}
+END_TEST
+
+START_TEST(test_task_step_before_311_has_names_only)
+{
+	static const char *const frames[] = {
+		"handler@/app/app.py:42",
+		"__step@/usr/lib/python3.10/asyncio/tasks.py:232",
+		NULL,
+	};
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, frames, false);
+	ck_assert(ls_cbname_task_step(&py_step, &s.sum, &out));
+	ck_assert_str_eq(out.qualname, "handler");
+}
+END_TEST
+
+START_TEST(test_task_step_needs_a_step_and_its_frame)
+{
+	static const char *const frames[] = { "handler@/app/app.py:42", NULL };
+	static const struct ls_cb_name other = { .qualname = "Handler.on_data",
+						 .filename = "/app/app.py" };
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, frames, false);
+	ck_assert(!ls_cbname_task_step(&other, &s.sum, &out)); /* not a Task step */
+	ck_assert(!ls_cbname_task_step(&py_step, &s.sum, &out)); /* no __step frame */
+	ck_assert(!ls_cbname_task_step(&py_step, NULL, &out));   /* no stacks */
+	ck_assert_str_eq(out.qualname, "");
+}
+END_TEST
+
+START_TEST(test_driver_frames)
+{
+	struct ls_pyframe f = { 0 };
+
+	snprintf(f.filename, sizeof(f.filename), "/usr/lib/python3.11/asyncio/base_events.py");
+	snprintf(f.qualname, sizeof(f.qualname), "BaseEventLoop.run_forever");
+	ck_assert(ls_cbname_driver_frame(&f));
+	snprintf(f.qualname, sizeof(f.qualname), "_run_once"); /* before 3.11: names */
+	ck_assert(ls_cbname_driver_frame(&f));
+	snprintf(f.qualname, sizeof(f.qualname), "BaseEventLoop.create_task");
+	ck_assert(!ls_cbname_driver_frame(&f));
+	snprintf(f.filename, sizeof(f.filename), "/usr/lib/python3.11/asyncio/events.py");
+	snprintf(f.qualname, sizeof(f.qualname), "Handle._run");
+	ck_assert(ls_cbname_driver_frame(&f));
+	snprintf(f.filename, sizeof(f.filename), "/venv/lib/uvloop/__init__.py");
+	snprintf(f.qualname, sizeof(f.qualname), "run");
+	ck_assert(ls_cbname_driver_frame(&f));
+	snprintf(f.filename, sizeof(f.filename), "/app/runners.py"); /* not asyncio's */
+	ck_assert(!ls_cbname_driver_frame(&f));
+}
+END_TEST
+
+START_TEST(test_context_callback_is_the_frame_under_the_loop)
+{
+	static const char *const frames[] = {
+		"spin@/app/app.py:10",
+		"on_timer@/app/app.py:20",
+		"run@/venv/lib/uvloop/__init__.py:100",
+		"<module>@/app/app.py:1",
+		NULL,
+	};
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, frames, false);
+	ck_assert(ls_cbname_context(&s.sum, &out));
+	ck_assert_str_eq(out.qualname, "on_timer");
+	ck_assert_int_eq(out.firstlineno, 20);
+}
+END_TEST
+
+START_TEST(test_context_callback_from_module_level)
+{
+	/* No driver frame: the frame called by the outermost one. */
+	static const char *const frames[] = {
+		"spin@/app/app.py:10",
+		"on_timer@/app/app.py:20",
+		"<module>@/app/app.py:1",
+		NULL,
+	};
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, frames, false);
+	ck_assert(ls_cbname_context(&s.sum, &out));
+	ck_assert_str_eq(out.qualname, "on_timer");
+}
+END_TEST
+
+START_TEST(test_context_needs_a_whole_stack)
+{
+	static const char *const deep[] = { "a@/app/a.py:1", "b@/app/a.py:2", NULL };
+	static const char *const one[] = { "a@/app/a.py:1", NULL };
+	static const char *const loop_only[] = {
+		"BaseEventLoop._run_once@/usr/lib/python3.11/asyncio/base_events.py:1800",
+		"BaseEventLoop.run_forever@/usr/lib/python3.11/asyncio/base_events.py:600",
+		NULL,
+	};
+	struct stack s;
+	struct ls_cb_name out = { 0 };
+
+	make(&s, deep, true); /* truncated */
+	ck_assert(!ls_cbname_context(&s.sum, &out));
+	make(&s, one, false); /* one frame */
+	ck_assert(!ls_cbname_context(&s.sum, &out));
+	make(&s, loop_only, false); /* the loop itself */
+	ck_assert(!ls_cbname_context(&s.sum, &out));
+	ck_assert(!ls_cbname_context(NULL, &out));
+	ck_assert_str_eq(out.qualname, "");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cbname");
+	TCase *tc = tcase_create("cbname");
+
+	tcase_add_test(tc, test_task_step_is_named_by_its_coroutine);
+	tcase_add_test(tc, test_task_step_before_311_has_names_only);
+	tcase_add_test(tc, test_task_step_needs_a_step_and_its_frame);
+	tcase_add_test(tc, test_driver_frames);
+	tcase_add_test(tc, test_context_callback_is_the_frame_under_the_loop);
+	tcase_add_test(tc, test_context_callback_from_module_level);
+	tcase_add_test(tc, test_context_needs_a_whole_stack);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
