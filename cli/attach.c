@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "loopscope/busywhy.h"
 #include "loopscope/loopscope.h"
 
 #define MAX_PIDS CLI_MAX_PIDS
@@ -156,39 +157,6 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	return o;
 }
 
-/* Where a slow busy period's time went, with its Python stacks: "150.2 ms
- * blocked in clock_nanosleep <- handler app.py:12 <- ...; 0.3 ms on CPU"
- * (ls_slowstack_text). */
-static char *why_slow(const struct ls_slow_busy_event *e, const struct ls_stack_summary *st,
-		      int max_frames, char *buf, size_t len)
-{
-	struct ls_period_times t;
-
-	ls_slowstack_busy_times(e, &t);
-
-	return ls_slowstack_text(st, &t, max_frames, buf, len);
-}
-
-/* The JSON fields of why_slow. */
-static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e,
-			  const struct ls_stack_summary *st)
-{
-	uint64_t off = e->blocked_ns + e->runnable_ns;
-	char sc[64];
-
-	ls_json_add_u64(o, "on_cpu_ns", e->duration_ns > off ? e->duration_ns - off : 0);
-	ls_json_add_u64(o, "blocked_ns", e->blocked_ns);
-	ls_json_add_u64(o, "runnable_ns", e->runnable_ns);
-	if (e->blocked_ns) {
-		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
-		json_object_object_add(o, "blocked_syscall", json_object_new_string(sc));
-		ls_json_add_u64(o, "blocked_syscall_ns", e->top_block_ns);
-	} else {
-		json_object_object_add(o, "blocked_syscall", NULL);
-	}
-	json_object_object_add(o, "stacks", ls_slowstack_json(st));
-}
-
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 {
 	struct attach *a = ctx;
@@ -222,7 +190,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		json_object_object_add(o, "thread", json_object_new_string(name));
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
-		why_slow_json(o, e, kept);
+		ls_busy_why_json(o, e, kept);
 		cli_print_json(o);
 	} else if (!a->quiet) {
 		char b3[32], why[2048];
@@ -231,7 +199,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
-		       name, why_slow(e, kept, 4, why, sizeof(why)));
+		       name, ls_busy_why(e, kept, 4, why, sizeof(why)));
 		fflush(stdout);
 	}
 	ls_slowstack_summary_free(&st);
@@ -408,7 +376,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			json_object_object_add(o, "thread", json_object_new_string(s->thread));
 			ls_json_add_u64(o, "start_ns", s->ev.start_ns);
 			ls_json_add_u64(o, "duration_ns", s->ev.duration_ns);
-			why_slow_json(o, &s->ev, &s->stacks);
+			ls_busy_why_json(o, &s->ev, &s->stacks);
 			json_object_array_add(jslow, o);
 		} else {
 			char why[4096];
@@ -416,7 +384,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			printf("    %s  busy %-9s  pid %u tid %u (%s): %s\n",
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
 			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
-			       s->thread, why_slow(&s->ev, &s->stacks, 8, why, sizeof(why)));
+			       s->thread, ls_busy_why(&s->ev, &s->stacks, 8, why, sizeof(why)));
 		}
 	}
 	if (!a->json && shown < a->nslow)

@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "loopscope/abi/discover_events.h"
+#include "loopscope/busywhy.h"
 #include "loopscope/monitor.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pycallback.h"
@@ -589,9 +590,6 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	struct ls_mon *m = ctx;
 	struct ls_mon_target *t;
 	struct ls_mon_slow s = { .kind = LS_MON_SLOW_BUSY };
-	uint64_t off = e->blocked_ns + e->runnable_ns;
-	char d[3][16], sc[64];
-	int n;
 
 	ls_mon_lock(m);
 	t = live_or_any(m, e->tgid);
@@ -601,16 +599,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	s.duration_ns = e->duration_ns;
 	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
 	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
-	n = snprintf(s.what, sizeof(s.what), "busy: %s on CPU",
-		     ls_duration_format(e->duration_ns > off ? e->duration_ns - off : 0, d[0], 16));
-	if (e->blocked_ns && n > 0 && (size_t)n < sizeof(s.what)) {
-		ls_sys_syscall_name(e->top_syscall, sc, sizeof(sc));
-		n += snprintf(s.what + n, sizeof(s.what) - (size_t)n, ", %s blocked in %s",
-			      ls_duration_format(e->blocked_ns, d[1], 16), sc);
-	}
-	if (e->runnable_ns && n > 0 && (size_t)n < sizeof(s.what))
-		snprintf(s.what + n, sizeof(s.what) - (size_t)n, ", %s waiting for a CPU",
-			 ls_duration_format(e->runnable_ns, d[2], 16));
+	ls_busy_why_brief(e, s.what, sizeof(s.what));
 	push_slow(m, &s);
 	ls_mon_unlock(m);
 }
