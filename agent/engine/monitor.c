@@ -10,18 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-
-#include "loopscope/abi/discover_events.h"
 #include "loopscope/busywhy.h"
+#include "loopscope/discover.h"
 #include "loopscope/monitor.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
 #include "loopscope/utf8.h"
-#include "discover.skel.h"
+#include "jobq.h"
 
 /* Retries of precise-mode resolution after an exec: the interpreter's
  * shared library is mapped by the dynamic loader a little after the exec
@@ -48,8 +45,7 @@ struct ls_mon {
 	struct ls_pycb *pycb;        /* NULL until a target needs precise mode */
 	bool pycb_failed;
 	struct ls_pyname_cache *names;
-	struct discover_bpf *disc;
-	struct ring_buffer *disc_rb;
+	struct ls_discover *disc;
 	struct ls_mon_target *targets;
 	size_t ntargets, cap;
 	struct ls_mon_slow *slow;    /* LS_MON_SLOW_KEPT, oldest first */
@@ -62,12 +58,7 @@ struct ls_mon {
 	char self_exe[256];          /* other loopscope agents are never targets */
 	/* The precise-mode worker (see job_add). */
 	pthread_mutex_t pylock;
-	pthread_mutex_t job_lock;
-	pthread_cond_t job_cond;
-	pthread_t worker;
-	bool worker_started, worker_stop;
-	struct precise_job *jobs;    /* oldest first; set-ups are served first */
-	size_t njobs, jobs_cap;
+	struct ls_jobq *jobs;        /* of struct precise_job; set-ups are served first */
 };
 
 static void logf_(struct ls_mon *m, const char *fmt, ...)
@@ -120,18 +111,6 @@ static struct ls_mon_thread *find_thread(struct ls_mon_target *t, uint32_t tid, 
 			      sizeof(grown[t->nthreads].name));
 	grown[t->nthreads].win.utilization = -1;
 	return &grown[t->nthreads++];
-}
-
-static void watch(struct ls_mon *m, pid_t pid, bool on)
-{
-	__u32 key = (__u32)pid;
-	__u8 one = 1;
-	int fd = bpf_map__fd(m->disc->maps.watched);
-
-	if (on)
-		bpf_map_update_elem(fd, &key, &one, BPF_ANY);
-	else
-		bpf_map_delete_elem(fd, &key);
 }
 
 static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
@@ -246,86 +225,52 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 	}
 }
 
-/* The job to run next (job_lock held, njobs > 0): the oldest set-up, so
- * that a new target's callbacks are named without waiting behind uprobe
- * removals (~0.7 s each); but a removal for the same pid queued before it
- * goes first (the pid exec'd or was reused: its old probes go before the
- * new ones come). Removals when no set-up waits. */
-static size_t next_job(struct ls_mon *m)
+/* The job to run next (ls_jobq_pick_fn): the oldest set-up, so that a new
+ * target's callbacks are named without waiting behind uprobe removals
+ * (~0.7 s each); but a removal for the same pid queued before it goes
+ * first (the pid exec'd or was reused: its old probes go before the new
+ * ones come). Removals when no set-up waits. */
+static size_t pick_job(const void *queued, size_t n, void *ctx)
 {
+	const struct precise_job *jobs = queued;
 	size_t a;
 
-	for (a = 0; a < m->njobs && !m->jobs[a].add; a++)
+	for (a = 0; a < n && !jobs[a].add; a++)
 		;
-	if (a == m->njobs)
+	if (a == n)
 		return 0;
 	for (size_t i = 0; i < a; i++)
-		if (m->jobs[i].pid == m->jobs[a].pid)
+		if (jobs[i].pid == jobs[a].pid)
 			return i;
 	return a;
 }
 
-static void *worker_main(void *arg)
+/* The worker runs one job (ls_jobq_run_fn). */
+static void run_job(void *job, void *ctx)
 {
-	struct ls_mon *m = arg;
+	const struct precise_job *j = job;
+	struct ls_mon *m = ctx;
 
-	pthread_mutex_lock(&m->job_lock);
-	for (;;) {
-		struct precise_job j;
-		size_t k;
-
-		while (!m->njobs && !m->worker_stop)
-			pthread_cond_wait(&m->job_cond, &m->job_lock);
-		if (m->worker_stop)
-			break;
-		k = next_job(m);
-		j = m->jobs[k];
-		memmove(&m->jobs[k], &m->jobs[k + 1], (m->njobs - k - 1) * sizeof(m->jobs[0]));
-		m->njobs--;
-		pthread_mutex_unlock(&m->job_lock);
-		if (j.add) {
-			job_add(m, j.pid, j.attached_ns, j.gen);
-		} else if (pycb_of(m)) {
-			pthread_mutex_lock(&m->pylock);
-			ls_pycb_remove_target(pycb_of(m), j.pid);
-			/* Its callback histograms too: the map is shared by
-			 * every process, and churn would fill it. */
-			ls_pycb_forget_stats(pycb_of(m), j.pid);
-			pthread_mutex_unlock(&m->pylock);
-			logf_(m, "pid %d: precise-mode uprobes removed", (int)j.pid);
-		}
-		pthread_mutex_lock(&m->job_lock);
+	if (j->add) {
+		job_add(m, j->pid, j->attached_ns, j->gen);
+	} else if (pycb_of(m)) {
+		pthread_mutex_lock(&m->pylock);
+		ls_pycb_remove_target(pycb_of(m), j->pid);
+		/* Its callback histograms too: the map is shared by every
+		 * process, and churn would fill it. */
+		ls_pycb_forget_stats(pycb_of(m), j->pid);
+		pthread_mutex_unlock(&m->pylock);
+		logf_(m, "pid %d: precise-mode uprobes removed", (int)j->pid);
 	}
-	pthread_mutex_unlock(&m->job_lock);
-	return NULL;
 }
 
 /* Queue a job; false when no worker or no memory (then the caller does
  * without). */
 static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns, uint64_t gen)
 {
-	bool ok = false;
+	struct precise_job j = { .add = add, .pid = pid, .attached_ns = attached_ns, .gen = gen };
 
-	pthread_mutex_lock(&m->job_lock);
-	if (!m->worker_started && pthread_create(&m->worker, NULL, worker_main, m) == 0)
-		m->worker_started = true;
-	if (m->worker_started && m->njobs == m->jobs_cap) {
-		size_t cap = m->jobs_cap ? m->jobs_cap * 2 : 64;
-		struct precise_job *grown = realloc(m->jobs, cap * sizeof(*grown));
-
-		if (grown) {
-			m->jobs = grown;
-			m->jobs_cap = cap;
-		}
-	}
-	if (m->worker_started && m->njobs < m->jobs_cap) {
-		m->jobs[m->njobs++] = (struct precise_job){ .add = add, .pid = pid,
-							     .attached_ns = attached_ns, .gen = gen };
-		pthread_cond_signal(&m->job_cond);
-		ok = true;
-	}
-	pthread_mutex_unlock(&m->job_lock);
-	return ok;
+	return m->jobs && ls_jobq_push(m->jobs, &j);
 }
 
 /* Take t out of precise mode (its uprobes go in the worker). Engine lock
@@ -412,7 +357,7 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi
 	t->attached_ns = now;
 	t->seen_ns = seen_ns;
 	m->attached_total++;
-	watch(m, pid, true);
+	ls_discover_watch(m->disc, pid, true);
 	if (t->ns_pid != pid)
 		logf_(m, "pid %d (%s, service %s, pid %d in its namespace): attached, %s mode",
 		      (int)pid, t->comm, t->service, (int)t->ns_pid, ls_config_mode_name(mode));
@@ -430,7 +375,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 {
 	stop_precise(m, t);
 	ls_loop_remove_target(m->loop, t->pid);
-	watch(m, t->pid, false);
+	ls_discover_watch(m->disc, t->pid, false);
 	t->exited_ns = ls_sys_now_ns();
 	logf_(m, "pid %d (%s, service %s): %s; detached", (int)t->pid, t->comm, t->service, why);
 }
@@ -513,27 +458,23 @@ static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 	ls_mon_unlock(m);
 }
 
-static int on_disc(void *ctx, void *data, size_t size)
+static void on_discover(enum ls_discover_what what, pid_t pid, uint64_t ts_ns, void *ctx)
 {
 	struct ls_mon *m = ctx;
-	const struct ls_disc_event *e = data;
-	struct ls_mon_target *t;
+	struct ls_mon_target *t = find_target(m, pid);
 
-	if (size < sizeof(*e))
-		return 0;
-	t = find_target(m, (pid_t)e->tgid);
-	switch (e->type) {
-	case LS_DISC_EXEC:
+	switch (what) {
+	case LS_DISCOVER_EXEC:
 		if (t)
 			target_exec(m, t);
 		else
-			consider(m, (pid_t)e->tgid, e->ts_ns);
+			consider(m, pid, ts_ns);
 		break;
-	case LS_DISC_FORK:
+	case LS_DISCOVER_FORK:
 		if (!t)
-			consider(m, (pid_t)e->tgid, e->ts_ns);
+			consider(m, pid, ts_ns);
 		break;
-	case LS_DISC_EXIT:
+	case LS_DISCOVER_EXIT:
 		if (t) {
 			ls_mon_lock(m);
 			retire_target(m, t, "exited");
@@ -541,7 +482,6 @@ static int on_disc(void *ctx, void *data, size_t size)
 		}
 		break;
 	}
-	return 0;
 }
 
 static void scan_proc(struct ls_mon *m)
@@ -758,7 +698,7 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 	/* The loop's ring buffer waits; the others are drained right after
 	 * (discovery within timeout_ms of an exec). */
 	err = ls_loop_poll(m->loop, timeout_ms);
-	e2 = ring_buffer__poll(m->disc_rb, 0);
+	e2 = ls_discover_poll(m->disc, 0);
 	if (pycb_of(m))
 		ls_pycb_poll(pycb_of(m), 0);
 	now = ls_sys_now_ns();
@@ -817,10 +757,9 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	}
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->pylock, NULL);
-	pthread_mutex_init(&m->job_lock, NULL);
-	pthread_cond_init(&m->job_cond, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
-	if (!m->slow) {
+	m->jobs = ls_jobq_new(sizeof(struct precise_job), run_job, pick_job, m);
+	if (!m->slow || !m->jobs) {
 		e = -ENOMEM;
 		snprintf(err, len, "out of memory");
 		goto cleanup;
@@ -834,29 +773,9 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 		snprintf(err, len, "loading BPF programs failed: %s", strerror(-e));
 		goto cleanup;
 	}
-	{
-		LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = btf);
-
-		m->disc = discover_bpf__open_opts(&oopts);
-		if (!m->disc) {
-			e = -errno;
-			snprintf(err, len, "opening the discovery BPF object failed: %s", strerror(-e));
-			goto cleanup;
-		}
-	}
-	e = discover_bpf__load(m->disc);
-	if (!e)
-		e = discover_bpf__attach(m->disc);
-	if (e) {
-		snprintf(err, len, "loading the discovery BPF programs failed: %s", strerror(-e));
+	e = ls_discover_open(btf, on_discover, m, &m->disc, err, len);
+	if (e)
 		goto cleanup;
-	}
-	m->disc_rb = ring_buffer__new(bpf_map__fd(m->disc->maps.disc_events), on_disc, m, NULL);
-	if (!m->disc_rb) {
-		e = -errno;
-		snprintf(err, len, "discovery ring buffer: %s", strerror(-e));
-		goto cleanup;
-	}
 	/* Exec events first, then the scan: a process that execs in between
 	 * is seen twice, and attached once. */
 	scan_proc(m);
@@ -978,17 +897,10 @@ void ls_mon_close(struct ls_mon *m)
 {
 	if (!m)
 		return;
-	if (m->worker_started) {
-		/* It finishes the job in progress; ls_pycb_close takes down
-		 * every uprobe left, queued for removal or not. */
-		pthread_mutex_lock(&m->job_lock);
-		m->worker_stop = true;
-		pthread_cond_signal(&m->job_cond);
-		pthread_mutex_unlock(&m->job_lock);
-		pthread_join(m->worker, NULL);
-	}
-	ring_buffer__free(m->disc_rb);
-	discover_bpf__destroy(m->disc);
+	/* The worker finishes the job in progress; ls_pycb_close takes down
+	 * every uprobe left, queued for removal or not. */
+	ls_jobq_free(m->jobs);
+	ls_discover_close(m->disc);
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
 	ls_pyname_cache_free(m->names);
@@ -998,9 +910,6 @@ void ls_mon_close(struct ls_mon *m)
 	}
 	free(m->targets);
 	free(m->slow);
-	free(m->jobs);
-	pthread_cond_destroy(&m->job_cond);
-	pthread_mutex_destroy(&m->job_lock);
 	pthread_mutex_destroy(&m->pylock);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -1038,7 +947,7 @@ uint64_t ls_mon_lost_events(const struct ls_mon *m)
 {
 	return ls_loop_lost_events(m->loop) + (pycb_of((struct ls_mon *)m) ?
 		ls_pycb_lost_events(pycb_of((struct ls_mon *)m)) : 0) +
-	       m->disc->bss->lost_events;
+	       ls_discover_lost_events(m->disc);
 }
 
 uint64_t ls_mon_attached_total(const struct ls_mon *m)

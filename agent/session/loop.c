@@ -230,7 +230,8 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	}
 	if (err)
 		goto cleanup;
-	err = ls_ringbuf_open(bpf_map__fd(l->skel->maps.events), on_ring_record, l, &l->rb);
+	err = ls_ringbuf_open(bpf_map__fd(l->skel->maps.events), on_ring_record, l,
+			      LS_RINGBUF_CONSUME_NS, &l->rb);
 	if (err)
 		goto cleanup;
 	*out = l;

@@ -66,7 +66,8 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 	err = pycallback_bpf__load(p->skel);
 	if (err)
 		goto cleanup;
-	err = ls_ringbuf_open(bpf_map__fd(p->skel->maps.events), on_ring_record, p, &p->rb);
+	err = ls_ringbuf_open(bpf_map__fd(p->skel->maps.events), on_ring_record, p,
+			      LS_RINGBUF_CONSUME_NS, &p->rb);
 	if (err)
 		goto cleanup;
 	*out = p;

@@ -12,6 +12,7 @@ struct ls_ringbuf {
 	struct ring_buffer *rb;
 	ls_ringbuf_fn fn;
 	void *ctx;
+	uint64_t budget_ns;        /* 0: none */
 	int delivered;
 	uint64_t consume_until_ns; /* one poll stops consuming at this time */
 };
@@ -25,12 +26,13 @@ static int on_record(void *ctx, void *data, size_t size)
 	/* libbpf 1.1 consumes until it sees the ring empty, which a flooding
 	 * target never lets happen: a negative return ends the poll (this
 	 * record counts as read). The clock is read every 64 records. */
-	if ((r->delivered & 63) == 63 && ls_sys_now_ns() >= r->consume_until_ns)
+	if (r->budget_ns && (r->delivered & 63) == 63 && ls_sys_now_ns() >= r->consume_until_ns)
 		return -EAGAIN;
 	return 0;
 }
 
-int ls_ringbuf_open(int map_fd, ls_ringbuf_fn fn, void *ctx, struct ls_ringbuf **out)
+int ls_ringbuf_open(int map_fd, ls_ringbuf_fn fn, void *ctx, uint64_t budget_ns,
+		    struct ls_ringbuf **out)
 {
 	struct ls_ringbuf *r = calloc(1, sizeof(*r));
 	int err;
@@ -39,6 +41,7 @@ int ls_ringbuf_open(int map_fd, ls_ringbuf_fn fn, void *ctx, struct ls_ringbuf *
 		return -ENOMEM;
 	r->fn = fn;
 	r->ctx = ctx;
+	r->budget_ns = budget_ns;
 	r->rb = ring_buffer__new(map_fd, on_record, r, NULL);
 	if (!r->rb) {
 		err = -errno;
@@ -55,7 +58,7 @@ int ls_ringbuf_poll(struct ls_ringbuf *r, int timeout_ms)
 
 	r->delivered = 0;
 	r->consume_until_ns = ls_sys_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000 +
-			      LS_RINGBUF_CONSUME_NS;
+			      r->budget_ns;
 	err = ring_buffer__poll(r->rb, timeout_ms);
 	if (err == -EAGAIN)
 		return r->delivered;
