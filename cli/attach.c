@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/loopscope.h"
 
@@ -205,7 +206,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	ls_slowstack_summary_free(&st);
 }
 
-static const struct ls_thread_stats *find_thread(const struct ls_thread_stats *v, size_t n,
+static const struct ls_thread_view *find_thread(const struct ls_thread_view *v, size_t n,
 						 uint32_t tid)
 {
 	for (size_t i = 0; i < n; i++)
@@ -222,14 +223,14 @@ static void print_header(void)
 	fflush(stdout);
 }
 
-static void print_interval(struct attach *a, const struct ls_thread_stats *now, size_t n,
-			   uint64_t now_ns, const struct ls_thread_stats *prev, size_t nprev,
+static void print_interval(struct attach *a, const struct ls_thread_view *now, size_t n,
+			   uint64_t now_ns, const struct ls_thread_view *prev, size_t nprev,
 			   uint64_t prev_ns)
 {
 	char t[32], busy_now[32], b[6][16];
 
 	for (size_t i = 0; i < n; i++) {
-		const struct ls_thread_stats *before = find_thread(prev, nprev, now[i].tid);
+		const struct ls_thread_view *before = find_thread(prev, nprev, now[i].tid);
 		struct ls_thread_window w;
 
 		ls_stats_window(&now[i], now_ns, before, before ? prev_ns : a->start_ns, &w);
@@ -300,7 +301,7 @@ static int pid_index(const struct attach *a, uint32_t pid)
 }
 
 /* The final report; returns the number of targets in which a loop thread was seen. */
-static int print_report(struct attach *a, const struct ls_thread_stats *v, size_t n,
+static int print_report(struct attach *a, const struct ls_thread_view *v, size_t n,
 			uint64_t now_ns, uint64_t lost)
 {
 	json_object *jr = NULL, *jthreads = NULL, *jslow = NULL, *jexited = NULL, *jnoloop = NULL;
@@ -520,7 +521,7 @@ int cli_attach(int argc, char **argv)
 	struct attach a = { 0 };
 	struct ls_loop_opts lopts = { 0 };
 	struct ls_loop *loop = NULL;
-	struct ls_thread_stats *prev = NULL, *cur = NULL;
+	struct ls_thread_view *prev = NULL, *cur = NULL;
 	size_t nprev = 0, ncur = 0;
 	uint64_t prev_ns, now_ns, next_tick, deadline;
 	struct sigaction sa = { 0 };

@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli.h"
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/gate.h"
 #include "loopscope/procfs.h"
 #include "loopscope/run.h"
@@ -297,7 +298,7 @@ static void resolve_pending(struct run *run)
 static void fold_loop_stats(struct run *run, struct ls_loop *loop, const bool *only)
 {
 	struct ls_run_result *r = run->r;
-	struct ls_thread_stats *v = NULL;
+	struct ls_thread_view *v = NULL;
 	size_t n = 0;
 	uint64_t now;
 

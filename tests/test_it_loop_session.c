@@ -36,7 +36,7 @@ END_TEST
 
 static int threads_of(struct ls_loop *l, pid_t pid)
 {
-	struct ls_thread_stats *v = NULL;
+	struct ls_thread_view *v = NULL;
 	size_t n = 0;
 	uint64_t now;
 	int k = 0;

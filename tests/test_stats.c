@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit: aggregation of per-thread loop stats (agent/core/stats.c) on hand-made
- * states whose answers are computed by hand. */
+ * views whose answers are computed by hand. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +10,9 @@
 
 #define MS 1000000ULL
 
-static struct ls_thread_stats *stats_new(void)
+static struct ls_thread_view *stats_new(void)
 {
-	struct ls_thread_stats *st = calloc(1, sizeof(*st));
+	struct ls_thread_view *st = calloc(1, sizeof(*st));
 
 	ck_assert_ptr_nonnull(st);
 	st->tgid = 10;
@@ -24,7 +24,7 @@ static struct ls_thread_stats *stats_new(void)
  * [0, 200 ms] busy 30 ms, poll 120 ms + the poll in progress since 150 ms. */
 START_TEST(test_window_counts_periods_in_progress)
 {
-	struct ls_thread_stats *st = stats_new();
+	struct ls_thread_view *st = stats_new();
 	struct ls_thread_window w;
 
 	for (int i = 0; i < 4; i++)
@@ -32,6 +32,7 @@ START_TEST(test_window_counts_periods_in_progress)
 	for (int i = 0; i < 3; i++)
 		ls_hist_record(&st->busy, 10 * MS);
 	st->polls = 5;
+	st->iterations = 4; /* as the session counts them: polls - 1 */
 	st->first_enter_ns = 0;
 	st->in_poll = 1;
 	st->poll_enter_ns = 150 * MS;
@@ -55,12 +56,13 @@ END_TEST
 /* Between two snapshots: only what happened in between. */
 START_TEST(test_window_between_snapshots)
 {
-	struct ls_thread_stats *a = stats_new(), *b;
+	struct ls_thread_view *a = stats_new(), *b;
 	struct ls_thread_window w;
 
 	ls_hist_record(&a->busy, 5 * MS);
 	ls_hist_record(&a->poll, 5 * MS);
 	a->polls = 2;
+	a->iterations = 1;
 	a->slow_busy = 1;
 	a->in_poll = 1;
 	a->poll_enter_ns = 10 * MS;
@@ -69,6 +71,7 @@ START_TEST(test_window_between_snapshots)
 	ls_hist_record(&b->poll, 20 * MS);    /* the poll from 10 to 30 ms */
 	ls_hist_record(&b->busy, 120 * MS);   /* 30 to 150 ms */
 	b->polls = 3;
+	b->iterations = 2;
 	b->slow_busy = 2;
 	b->poll_enter_ns = 150 * MS;          /* polling since */
 	ls_stats_window(b, 200 * MS, a, 20 * MS, &w);

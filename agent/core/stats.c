@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/loopscope.h"
 
 const char *ls_poll_kind_name(uint32_t kind)
@@ -17,7 +18,7 @@ const char *ls_poll_kind_name(uint32_t kind)
 
 /* Busy and poll time accumulated up to time t, counting the period in
  * progress at t (the histograms only hold finished periods). */
-static void time_split_at(const struct ls_thread_stats *st, uint64_t t,
+static void time_split_at(const struct ls_thread_view *st, uint64_t t,
 			  uint64_t *busy, uint64_t *poll)
 {
 	*busy = st->busy.sum;
@@ -30,8 +31,8 @@ static void time_split_at(const struct ls_thread_stats *st, uint64_t t,
 	}
 }
 
-void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
-		     const struct ls_thread_stats *before, uint64_t before_ns,
+void ls_stats_window(const struct ls_thread_view *now, uint64_t now_ns,
+		     const struct ls_thread_view *before, uint64_t before_ns,
 		     struct ls_thread_window *out)
 {
 	uint64_t busy1, poll1, busy0 = 0, poll0 = 0, polls0 = 0;
@@ -63,8 +64,9 @@ void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
 			out->window_ns = now_ns - now->first_enter_ns;
 	}
 	out->polls = now->polls - polls0;
-	/* Iterations complete at a poll entry that follows another one. */
-	out->iterations = before ? out->polls : (out->polls ? out->polls - 1 : 0);
+	/* Iterations complete at a poll entry that follows another one (the
+	 * session counts them since the start: now->iterations). */
+	out->iterations = before ? out->polls : now->iterations;
 	out->iterations_per_s = out->window_ns ?
 		(double)out->iterations * 1e9 / (double)out->window_ns : 0.0;
 	if (busy1 - busy0 + poll1 - poll0 > 0)

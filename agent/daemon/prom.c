@@ -128,7 +128,7 @@ static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, c
 
 		for (size_t j = 0; j < t->nthreads; j++) {
 			const struct ls_mon_thread *th = &t->threads[j];
-			const struct ls_thread_stats *s = &th->stats;
+			const struct ls_thread_view *s = &th->stats;
 
 			if (!th->has_stats || (what == C_SLOW_CB && !t->ever_precise))
 				continue;
@@ -141,7 +141,7 @@ static void put_thread_metric(FILE *f, struct ls_mon *m, enum per_thread what, c
 			fprintf(f, "%s{", name);
 			put_labels(f, t, th->tid);
 			if (what == C_ITER)
-				fprintf(f, "} %llu\n", (unsigned long long)(s->polls ? s->polls - 1 : 0));
+				fprintf(f, "} %llu\n", (unsigned long long)s->iterations);
 			else if (what == C_SLOW_BUSY)
 				fprintf(f, "} %llu\n", (unsigned long long)s->slow_busy);
 			else if (what == C_SLOW_CB)

@@ -110,7 +110,7 @@ static json_object *cmd_stats(struct ls_mon *m)
 			ls_json_add_u64(o, "delay_p99_ns", w->delay_p99_ns);
 			ls_json_add_u64(o, "busy_now_ns", w->busy_now_ns);
 			ls_json_add_u64(o, "slow_in_window", w->slow);
-			ls_json_add_u64(o, "iterations_total", th->stats.polls ? th->stats.polls - 1 : 0);
+			ls_json_add_u64(o, "iterations_total", th->stats.iterations);
 			ls_json_add_u64(o, "slow_busy_total", th->stats.slow_busy);
 			ls_json_add_u64(o, "slow_callbacks_total", th->slow_callbacks);
 			ls_json_add_u64(o, "lag_p99_total_ns", ls_hist_percentile(&th->stats.lag, 99));

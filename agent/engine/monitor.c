@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/discover.h"
 #include "loopscope/monitor.h"
@@ -615,7 +616,7 @@ static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
 
 static void tick(struct ls_mon *m)
 {
-	struct ls_thread_stats *v = NULL;
+	struct ls_thread_view *v = NULL;
 	struct ls_cb_entry *cb = NULL;
 	struct ls_thread_window *w;
 	struct ls_hist *cur = NULL;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/abi/py_offsets.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pycode.h"
 #include "loopscope/pyname.h"

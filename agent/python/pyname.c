@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/abi/py_offsets.h"
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pyname.h"
 

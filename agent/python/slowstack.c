@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/abi/loop_events.h"
+#include "loopscope/abi/py_offsets.h"
 #include "loopscope/loopscope.h"
 #include "loopscope/slowstack.h"
 

@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/loopscope.h"
 #include "loop.skel.h"
 #include "maps.h"
@@ -365,18 +366,52 @@ int ls_loop_drain(struct ls_loop *l, int max_ms)
 	return total;
 }
 
-int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_stats **out, size_t *n,
+/* The user-space view of a thread's kernel record: what callers may use,
+ * iterations counted here once (a poll entry that follows another one
+ * completes an iteration). */
+static void view_of(const struct ls_thread_stats *st, struct ls_thread_view *v)
+{
+	v->tgid = st->tgid;
+	v->tid = st->tid;
+	v->poll_kind = st->poll_kind;
+	v->in_poll = st->in_poll != 0;
+	v->thread_start = st->thread_start;
+	v->poll_enter_ns = st->poll_enter_ns;
+	v->poll_exit_ns = st->poll_exit_ns;
+	v->first_enter_ns = st->first_enter_ns;
+	v->polls = st->polls;
+	v->iterations = st->polls ? st->polls - 1 : 0;
+	v->slow_busy = st->slow_busy;
+	v->lag_missed = st->lag_missed;
+	v->busy = st->busy;
+	v->poll = st->poll;
+	v->lag = st->lag;
+}
+
+int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 		     uint64_t *now_ns)
 {
+	struct ls_thread_stats *st;
+	struct ls_thread_view *v;
 	__u32 *tids;
+	size_t len;
 	int err;
 
 	*now_ns = ls_sys_now_ns();
-	err = ls_map_dump(bpf_map__fd(l->skel->maps.threads), sizeof(*tids), sizeof(**out),
-			  (void **)&tids, (void **)out, n);
-	if (!err)
-		free(tids);
-	return err;
+	err = ls_map_dump(bpf_map__fd(l->skel->maps.threads), sizeof(*tids), sizeof(*st),
+			  (void **)&tids, (void **)&st, &len);
+	if (err)
+		return err;
+	v = malloc((len ? len : 1) * sizeof(*v));
+	for (size_t i = 0; v && i < len; i++)
+		view_of(&st[i], &v[i]);
+	free(tids);
+	free(st);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	*n = len;
+	return 0;
 }
 
 uint64_t ls_loop_lost_events(struct ls_loop *l)

@@ -14,7 +14,15 @@
 
 #include "loopscope/duration.h"
 #include "loopscope/hist.h"
-#include "loopscope/abi/loop_events.h"
+
+/* Records of the kernel side (loopscope/abi/loop_events.h), handed to the
+ * callbacks below as they come from the ring buffer; a callback that reads
+ * them includes that header. */
+struct ls_slow_busy_event;
+struct ls_proc_event;
+struct ls_stack_event;
+/* A CPython's offsets row (loopscope/abi/py_offsets.h). */
+struct ls_py_offsets;
 
 /* Exit codes of every loopscope command (documented in README and --help). */
 enum ls_exit {
@@ -143,9 +151,29 @@ int ls_loop_poll(struct ls_loop *l, int timeout_ms);
  * the number delivered. */
 int ls_loop_drain(struct ls_loop *l, int max_ms);
 
-/* Copy every tracked thread's stats. *out is malloc'd (free() it), *n its
- * length, *now_ns the time of the copy. 0 or -ENOMEM / map read errors. */
-int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_stats **out, size_t *n,
+/* One loop thread's figures, cumulative since its process became a target
+ * (a user-space view of the kernel's per-thread record). */
+struct ls_thread_view {
+	uint32_t tgid, tid;
+	uint32_t poll_kind;      /* enum ls_poll_kind of the last poll */
+	bool in_poll;            /* between a poll's entry and its return */
+	uint64_t thread_start;   /* the thread's start time: a reused tid starts afresh */
+	uint64_t poll_enter_ns;  /* entry of the current/last poll */
+	uint64_t poll_exit_ns;   /* return of the last poll: start of the busy period; 0 before the first */
+	uint64_t first_enter_ns; /* first poll entry seen */
+	uint64_t polls;          /* poll entries seen */
+	uint64_t iterations;     /* completed iterations: polls - 1 once the loop ran, else 0 */
+	uint64_t slow_busy;      /* busy periods longer than the threshold */
+	uint64_t lag_missed;     /* deadlines superseded before a poll returned at or after them */
+	struct ls_hist busy;     /* busy period lengths, ns */
+	struct ls_hist poll;     /* poll lengths, ns (polls whose entry was seen) */
+	struct ls_hist lag;      /* timer lateness, ns */
+};
+
+/* Copy every tracked thread's figures. *out is malloc'd (free() it), *n
+ * its length, *now_ns the time of the copy. 0 or -ENOMEM / map read
+ * errors. */
+int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 		     uint64_t *now_ns);
 
 /* Slow events the ring buffer could not take (it was full). */
@@ -178,8 +206,8 @@ struct ls_thread_window {
  * the measurement (before == NULL, before_ns = when the target was added).
  * Busy and poll time count the parts of periods still in progress at either
  * end, so utilization is exact over the window even while the loop is stuck. */
-void ls_stats_window(const struct ls_thread_stats *now, uint64_t now_ns,
-		     const struct ls_thread_stats *before, uint64_t before_ns,
+void ls_stats_window(const struct ls_thread_view *now, uint64_t now_ns,
+		     const struct ls_thread_view *before, uint64_t before_ns,
 		     struct ls_thread_window *out);
 
 /* Loop delay, as Node's monitorEventLoopDelay estimates it by sampling a

@@ -48,8 +48,8 @@ struct ls_mon_window {
 struct ls_mon_thread {
 	uint32_t tid;
 	char name[16];
-	bool has_stats;               /* stats is a copy from the kernel */
-	struct ls_thread_stats stats; /* cumulative since the target was added */
+	bool has_stats;               /* stats is a copy from the session */
+	struct ls_thread_view stats;  /* cumulative since the target was added */
 	uint64_t stats_ns;            /* when stats was copied */
 	uint64_t slow_callbacks;      /* precise mode: slow callback events of this thread */
 	struct ls_mon_window win;

@@ -32,7 +32,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "loopscope/abi/py_offsets.h"
+/* A CPython's offsets row (loopscope/abi/py_offsets.h, ls_py_offsets_for). */
+struct ls_py_offsets;
 
 /* Line tables longer than this are cached (and decoded) up to this many
  * bytes only: offsets they do not reach have line -1. 64 KiB covers a

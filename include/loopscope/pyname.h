@@ -7,7 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "loopscope/abi/pycallback_events.h"
+/* A callback's key (loopscope/abi/pycallback_events.h) and a CPython's
+ * offsets row (loopscope/abi/py_offsets.h): callers that fill them include
+ * those headers. */
+struct ls_cb_key;
+struct ls_py_offsets;
 
 struct ls_cb_name {
 	char qualname[256]; /* "Handler.on_request", "slow_handler", ml_name, tp_name */

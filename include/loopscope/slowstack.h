@@ -17,7 +17,10 @@
 
 #include <json-c/json.h>
 
-#include "loopscope/abi/loop_events.h"
+/* Kernel records (loopscope/abi/loop_events.h), read by callers that
+ * include it; here only pointed to. */
+struct ls_stack_event;
+struct ls_slow_busy_event;
 #include "loopscope/pycode.h"
 
 struct ls_slowstack;
