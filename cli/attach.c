@@ -429,26 +429,26 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 static int parse_args(struct attach *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
 		{ "pid", required_argument, NULL, 'p' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "interval", required_argument, NULL, 'i' },
-		{ "threshold", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
 		{ "btf", required_argument, NULL, 'b' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "no-stacks", no_argument, NULL, 'S' },
-		{ "folded", required_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	struct cli_common common;
 	int c, n;
 
+	cli_common_defaults(&common);
 	a->interval_ns = 1000000000ULL;
-	a->stacks.enabled = true;
-	a->threshold_ns = LS_DEFAULT_THRESHOLD_NS;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
+		n = cli_common_option(&common, c, optarg);
+		if (n < 0)
+			return n;
+		if (n > 0)
+			continue;
 		switch (c) {
 		case 'p':
 			n = ls_target_parse_pids(optarg, a->pids + a->npids, MAX_PIDS - a->npids);
@@ -467,31 +467,11 @@ static int parse_args(struct attach *a, int argc, char **argv)
 			if (cli_parse_duration("--interval", optarg, &a->interval_ns))
 				return -EINVAL;
 			break;
-		case 't':
-			if (cli_parse_duration("--threshold", optarg, &a->threshold_ns))
-				return -EINVAL;
-			break;
 		case 'j':
 			a->json = true;
 			break;
-		case 'q':
-			a->quiet = true;
-			break;
 		case 'b':
 			a->btf_path = optarg;
-			break;
-		case 'm':
-			if (strcmp(optarg, "light") && strcmp(optarg, "precise")) {
-				fprintf(stderr, "loopscope: invalid mode '%s' (light or precise)\n", optarg);
-				return -EINVAL;
-			}
-			a->want_precise = !strcmp(optarg, "precise");
-			break;
-		case 'S':
-			a->stacks.enabled = false;
-			break;
-		case 'F':
-			a->stacks.folded_path = optarg;
 			break;
 		case 'h':
 			cli_attach_usage(stdout);
@@ -509,10 +489,13 @@ static int parse_args(struct attach *a, int argc, char **argv)
 		fprintf(stderr, "loopscope: attach needs -p PID (try 'loopscope attach --help')\n");
 		return -EINVAL;
 	}
-	if (a->stacks.folded_path && !a->stacks.enabled) {
-		fprintf(stderr, "loopscope: --folded needs stacks (drop --no-stacks)\n");
+	if (cli_common_check(&common))
 		return -EINVAL;
-	}
+	a->threshold_ns = common.threshold_ns;
+	a->quiet = common.quiet;
+	a->want_precise = common.mode == CLI_MODE_PRECISE;
+	a->stacks.enabled = common.stacks;
+	a->stacks.folded_path = common.folded_path;
 	return 0;
 }
 

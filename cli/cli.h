@@ -31,6 +31,39 @@ void cli_run_usage(FILE *f);
 int cli_top(int argc, char **argv);
 int cli_status(int argc, char **argv);
 
+/* ---- options.c: the options attach and run share ------------------------ */
+
+enum cli_mode { CLI_MODE_DEFAULT, CLI_MODE_LIGHT, CLI_MODE_PRECISE };
+
+struct cli_common {
+	uint64_t threshold_ns;     /* --threshold DURATION (LS_DEFAULT_THRESHOLD_NS) */
+	enum cli_mode mode;        /* --mode light|precise; each command has its default */
+	bool quiet;                /* -q, --quiet */
+	bool stacks;               /* true unless --no-stacks */
+	const char *folded_path;   /* --folded FILE, NULL without */
+};
+
+/* The shared entries of a command's getopt_long table (put them first;
+ * their values are the short options of cli_common_option; -h is the
+ * command's own). */
+#define CLI_COMMON_OPTIONS                                        \
+	{ "threshold", required_argument, NULL, 't' },            \
+	{ "mode", required_argument, NULL, 'm' },                 \
+	{ "quiet", no_argument, NULL, 'q' },                      \
+	{ "no-stacks", no_argument, NULL, 'S' },                  \
+	{ "folded", required_argument, NULL, 'F' },               \
+	{ "help", no_argument, NULL, 'h' }
+
+/* c with every shared option at its default. */
+void cli_common_defaults(struct cli_common *c);
+/* Take option opt (getopt_long's return) with its argument arg when it is
+ * a shared one: 1 taken, 0 not a shared option (the command's own), or
+ * -EINVAL after one line on stderr (a malformed duration or mode). */
+int cli_common_option(struct cli_common *c, int opt, const char *arg);
+/* After parsing: 0, or -EINVAL after one line on stderr (--folded with
+ * --no-stacks). */
+int cli_common_check(const struct cli_common *c);
+
 /* ---- output.c ---------------------------------------------------------- */
 
 /* libbpf's messages: silent (errors are reported by us, in one line),

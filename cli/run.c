@@ -417,6 +417,7 @@ static void finish(struct run *run, struct ls_loop *loop)
 static int parse_args(struct run *run, int argc, char **argv)
 {
 	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
 		{ "fail-on-slow", required_argument, NULL, 's' },
 		{ "fail-on-lag-p99", required_argument, NULL, 'l' },
 		{ "max-slow", required_argument, NULL, 'n' },
@@ -424,26 +425,25 @@ static int parse_args(struct run *run, int argc, char **argv)
 		{ "json-out", required_argument, NULL, 'j' },
 		{ "junit", required_argument, NULL, 'u' },
 		{ "annotations", required_argument, NULL, 'A' },
-		{ "threshold", required_argument, NULL, 't' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "no-stacks", no_argument, NULL, 'S' },
-		{ "folded", required_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct ls_run_result *r = run->r;
 	const char *gha = getenv("GITHUB_ACTIONS");
+	struct cli_common common;
 	char *end;
-	int c;
+	int c, n;
 
+	cli_common_defaults(&common);
 	r->max_slow = -1;
-	run->threshold_ns = LS_DEFAULT_THRESHOLD_NS;
-	run->stacks.enabled = true;
 	run->annotations = gha && !strcmp(gha, "true");
 	optind = 1;
 	/* "+": stop at the first non-option, CMD's own flags are its own. */
 	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+		n = cli_common_option(&common, c, optarg);
+		if (n < 0)
+			return n;
+		if (n > 0)
+			continue;
 		switch (c) {
 		case 's':
 			if (cli_parse_duration("--fail-on-slow", optarg, &r->fail_on_slow_ns))
@@ -451,10 +451,6 @@ static int parse_args(struct run *run, int argc, char **argv)
 			break;
 		case 'l':
 			if (cli_parse_duration("--fail-on-lag-p99", optarg, &r->fail_on_lag_p99_ns))
-				return -EINVAL;
-			break;
-		case 't':
-			if (cli_parse_duration("--threshold", optarg, &run->threshold_ns))
 				return -EINVAL;
 			break;
 		case 'n':
@@ -486,22 +482,6 @@ static int parse_args(struct run *run, int argc, char **argv)
 			}
 			run->annotations = !strcmp(optarg, "github");
 			break;
-		case 'm':
-			if (strcmp(optarg, "light") && strcmp(optarg, "precise")) {
-				fprintf(stderr, "loopscope: invalid mode '%s' (light or precise)\n", optarg);
-				return -EINVAL;
-			}
-			run->light = !strcmp(optarg, "light");
-			break;
-		case 'q':
-			run->quiet = true;
-			break;
-		case 'S':
-			run->stacks.enabled = false;
-			break;
-		case 'F':
-			run->stacks.folded_path = optarg;
-			break;
 		case 'h':
 			cli_run_usage(stdout);
 			return 1;
@@ -510,16 +490,17 @@ static int parse_args(struct run *run, int argc, char **argv)
 			return -EINVAL;
 		}
 	}
-	if (r->fail_on_slow_ns)
-		run->threshold_ns = r->fail_on_slow_ns;
+	run->threshold_ns = r->fail_on_slow_ns ? r->fail_on_slow_ns : common.threshold_ns;
 	if (optind >= argc) {
 		fprintf(stderr, "loopscope: run needs a command: loopscope run [OPTIONS] -- CMD [ARGS...]\n");
 		return -EINVAL;
 	}
-	if (run->stacks.folded_path && !run->stacks.enabled) {
-		fprintf(stderr, "loopscope: --folded needs stacks (drop --no-stacks)\n");
+	if (cli_common_check(&common))
 		return -EINVAL;
-	}
+	run->light = common.mode == CLI_MODE_LIGHT;
+	run->quiet = common.quiet;
+	run->stacks.enabled = common.stacks;
+	run->stacks.folded_path = common.folded_path;
 	for (int i = optind; i < argc; i++) {
 		size_t len = strlen(r->cmd);
 
