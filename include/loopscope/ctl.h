@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loopscoped's control socket (agent/daemon/ctl.c): a Unix stream socket, mode
+ * loopscoped's control socket (agent/engine/ctl.c, the commands, and
+ * agent/engine/ctl_server.c): a Unix stream socket, mode
  * 0600 and owned by root, speaking JSON lines: the client writes one JSON
  * object per line, the daemon answers each with one JSON object on one
  * line. The protocol is documented in docs/DAEMON.md:
@@ -28,6 +29,10 @@
  * from the thread that runs ls_mon_poll when req may be one of them
  * (the server queues those for ls_ctl_server_run_pending). */
 json_object *ls_ctl_handle(struct ls_mon *m, json_object *req);
+
+/* The error answer {"ok":false,"error":msg} (msg: one line), a new JSON
+ * object the caller puts. */
+json_object *ls_ctl_error(const char *msg);
 
 struct ls_ctl_server;
 
