@@ -10,59 +10,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loopscope/abi/loop_events.h"
-#include "loopscope/busywhy.h"
 #include "loopscope/discover.h"
 #include "loopscope/monitor.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
-#include "loopscope/utf8.h"
+#include "engine.h"
 #include "jobq.h"
 
-/* Retries of precise-mode resolution after an exec: the interpreter's
- * shared library is mapped by the dynamic loader a little after the exec
- * event, so a first failure is not final. */
-#define RESOLVE_TRIES 4
-/* Before the 2nd, 3rd and 4th try (the 1st is at once). */
-static const uint64_t resolve_delay_ns[RESOLVE_TRIES - 1] = {
-	400000000ULL, 1000000000ULL, 3000000000ULL,
-};
-
-struct precise_job {
-	bool add;             /* set up precise mode, or take it down */
-	pid_t pid;
-	uint64_t attached_ns; /* which target of that pid (add) */
-	uint64_t gen;         /* and which of its lives (add): ls_mon_target.gen */
-};
-
-struct ls_mon {
-	struct ls_config cfg;
-	ls_mon_log_fn log;
-	void *log_ctx;
-	pthread_mutex_t lock;
-	struct ls_loop *loop;
-	struct ls_pycb *pycb;        /* NULL until a target needs precise mode */
-	bool pycb_failed;
-	struct ls_pyname_cache *names;
-	struct ls_discover *disc;
-	struct ls_mon_target *targets;
-	size_t ntargets, cap;
-	struct ls_mon_slow *slow;    /* LS_MON_SLOW_KEPT, oldest first */
-	size_t nslow;
-	uint64_t slow_seq;
-	uint64_t attached_total;
-	uint64_t next_tick_ns, next_scan_ns, window_end_ns;
-	bool limit_logged;
-	pid_t self;
-	char self_exe[256];          /* other loopscope agents are never targets */
-	/* The precise-mode worker (see job_add). */
-	pthread_mutex_t pylock;
-	struct ls_jobq *jobs;        /* of struct precise_job; set-ups are served first */
-};
-
-static void logf_(struct ls_mon *m, const char *fmt, ...)
+void ls_mon_log(struct ls_mon *m, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -76,7 +33,7 @@ static void logf_(struct ls_mon *m, const char *fmt, ...)
 
 /* ---- targets -------------------------------------------------------------- */
 
-static struct ls_mon_target *find_target(struct ls_mon *m, pid_t pid)
+struct ls_mon_target *ls_mon_find_target(struct ls_mon *m, pid_t pid)
 {
 	for (size_t i = 0; i < m->ntargets; i++)
 		if (m->targets[i].pid == pid && !m->targets[i].exited_ns)
@@ -93,7 +50,7 @@ static size_t alive_targets(const struct ls_mon *m)
 	return n;
 }
 
-static struct ls_mon_thread *find_thread(struct ls_mon_target *t, uint32_t tid, bool create)
+struct ls_mon_thread *ls_mon_find_thread(struct ls_mon_target *t, uint32_t tid, bool create)
 {
 	struct ls_mon_thread *grown;
 
@@ -112,198 +69,6 @@ static struct ls_mon_thread *find_thread(struct ls_mon_target *t, uint32_t tid, 
 			      sizeof(grown[t->nthreads].name));
 	grown[t->nthreads].win.utilization = -1;
 	return &grown[t->nthreads++];
-}
-
-static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
-
-/*
- * Precise mode is set up and taken down by a worker thread, one job at a
- * time in order, never by the engine's thread: resolving a CPython (ELF
- * reading) and attaching uprobes take 10-500 ms under load, and destroying
- * a target's uprobe links waits for RCU grace periods (~0.7 s for the four
- * links of one target, measured on Linux 6.18). Done inline, a wave of
- * execs stalled discovery and events for seconds. Jobs name a target by
- * pid and attach time, so a finished job for a target that is gone (or a
- * new process that reuses the pid) is recognized. pylock serializes the
- * calls that touch the precise session's target table
- * (ls_pycb_add_target / ls_pycb_remove_target); its ring buffer and map
- * reads (ls_pycb_poll, ls_pycb_snapshot) need no lock.
- */
-static struct ls_mon_target *find_target_at(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
-{
-	for (size_t i = 0; i < m->ntargets; i++)
-		if (m->targets[i].pid == pid && m->targets[i].attached_ns == attached_ns &&
-		    !m->targets[i].exited_ns)
-			return &m->targets[i];
-	return NULL;
-}
-
-static struct ls_pycb *pycb_of(struct ls_mon *m)
-{
-	return __atomic_load_n(&m->pycb, __ATOMIC_ACQUIRE);
-}
-
-/* Worker: the ADD job. Resolve and attach without the engine's lock, then
- * record the outcome under it. */
-static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t gen)
-{
-	struct ls_py_target py;
-	struct ls_mon_target *t;
-	struct ls_pycb *pycb = pycb_of(m);
-	char note[400] = "";
-	bool stale;
-	int err;
-
-	err = ls_py_resolve(pid, &py);
-	if (err) {
-		snprintf(note, sizeof(note), "%s", py.error);
-	} else {
-		if (!pycb && !m->pycb_failed) {
-			struct ls_pycb_opts o = {
-				.slow_threshold_ns = m->cfg.threshold_ns,
-				.on_slow_callback = on_slow_callback,
-				.ctx = m,
-				.btf_path = m->cfg.btf_path[0] ? m->cfg.btf_path : NULL,
-			};
-
-			if (ls_pycb_open(&o, &pycb)) {
-				m->pycb_failed = true;
-				pycb = NULL;
-			} else {
-				__atomic_store_n(&m->pycb, pycb, __ATOMIC_RELEASE);
-			}
-		}
-		if (!pycb) {
-			snprintf(note, sizeof(note), "precise-mode BPF programs could not be loaded");
-			err = -ENOTSUP;
-		} else {
-			pthread_mutex_lock(&m->pylock);
-			err = ls_pycb_add_target(pycb, &py);
-			pthread_mutex_unlock(&m->pylock);
-			if (err)
-				snprintf(note, sizeof(note), "cannot probe context_run in %.200s: %s", py.path,
-					 err == -E2BIG ? "too many precise-mode targets" : strerror(-err));
-		}
-	}
-	ls_mon_lock(m);
-	t = find_target_at(m, pid, attached_ns);
-	/* It exec'd or changed mode meanwhile: what we set up is not what it
-	 * wants now. Undo; the engine queues a new set-up if one is due. */
-	stale = !t || t->gen != gen;
-	if (t && stale) {
-		/* nothing recorded */
-	} else if (t && !err) {
-		t->precise = true;
-		t->ever_precise = true;
-		t->py_major = py.major;
-		t->py_minor = py.minor;
-		t->note[0] = '\0';
-		logf_(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", (int)pid, t->comm,
-		      t->service, py.major, py.minor, py.path);
-	} else if (t) {
-		uint64_t now = ls_sys_now_ns();
-
-		snprintf(t->note, sizeof(t->note), "%s", note);
-		t->resolve_tries++;
-		/* Not Python (yet), or no context_run (yet): an exec in
-		 * progress may still map libpython. Other errors are final. */
-		if ((err == -ENOEXEC || err == -ENOENT) && t->resolve_tries < RESOLVE_TRIES) {
-			t->next_resolve_ns = now + resolve_delay_ns[t->resolve_tries - 1];
-		} else {
-			t->resolve_tries = RESOLVE_TRIES;
-			logf_(m, "pid %d (%s, service %s): %s; light mode", (int)pid, t->comm, t->service,
-			      t->note);
-		}
-	}
-	if (t)
-		t->precise_queued = false;
-	ls_mon_unlock(m);
-	if (stale && !err) {
-		pthread_mutex_lock(&m->pylock);
-		ls_pycb_remove_target(pycb, pid);
-		ls_pycb_forget_stats(pycb, pid);
-		pthread_mutex_unlock(&m->pylock);
-	}
-}
-
-/* The job to run next (ls_jobq_pick_fn): the oldest set-up, so that a new
- * target's callbacks are named without waiting behind uprobe removals
- * (~0.7 s each); but a removal for the same pid queued before it goes
- * first (the pid exec'd or was reused: its old probes go before the new
- * ones come). Removals when no set-up waits. */
-static size_t pick_job(const void *queued, size_t n, void *ctx)
-{
-	const struct precise_job *jobs = queued;
-	size_t a;
-
-	for (a = 0; a < n && !jobs[a].add; a++)
-		;
-	if (a == n)
-		return 0;
-	for (size_t i = 0; i < a; i++)
-		if (jobs[i].pid == jobs[a].pid)
-			return i;
-	return a;
-}
-
-/* The worker runs one job (ls_jobq_run_fn). */
-static void run_job(void *job, void *ctx)
-{
-	const struct precise_job *j = job;
-	struct ls_mon *m = ctx;
-
-	if (j->add) {
-		job_add(m, j->pid, j->attached_ns, j->gen);
-	} else if (pycb_of(m)) {
-		pthread_mutex_lock(&m->pylock);
-		ls_pycb_remove_target(pycb_of(m), j->pid);
-		/* Its callback histograms too: the map is shared by every
-		 * process, and churn would fill it. */
-		ls_pycb_forget_stats(pycb_of(m), j->pid);
-		pthread_mutex_unlock(&m->pylock);
-		logf_(m, "pid %d: precise-mode uprobes removed", (int)j->pid);
-	}
-}
-
-/* Queue a job; false when no worker or no memory (then the caller does
- * without). */
-static bool queue_job(struct ls_mon *m, bool add, pid_t pid, uint64_t attached_ns, uint64_t gen)
-{
-	struct precise_job j = { .add = add, .pid = pid, .attached_ns = attached_ns, .gen = gen };
-
-	return m->jobs && ls_jobq_push(m->jobs, &j);
-}
-
-/* Take t out of precise mode (its uprobes go in the worker). Engine lock
- * held. */
-static void stop_precise(struct ls_mon *m, struct ls_mon_target *t)
-{
-	if (t->precise && pycb_of(m) && !queue_job(m, false, t->pid, 0, 0)) {
-		pthread_mutex_lock(&m->pylock);
-		ls_pycb_remove_target(pycb_of(m), t->pid);
-		pthread_mutex_unlock(&m->pylock);
-	}
-	t->precise = false;
-	t->gen++;
-	/* The session forgets its histograms with its probes (the worker's
-	 * ls_pycb_forget_stats): a later set-up counts from zero again. */
-	free(t->cb_last);
-	t->cb_last = NULL;
-}
-
-/* Precise mode wanted but not active: queue its set-up when due. Engine
- * lock held. */
-static void resolve_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now)
-{
-	if (t->mode != LS_MODE_PRECISE || t->precise || t->precise_queued || t->exited_ns ||
-	    t->resolve_tries >= RESOLVE_TRIES || now < t->next_resolve_ns)
-		return;
-	if (queue_job(m, true, t->pid, t->attached_ns, t->gen)) {
-		t->precise_queued = true;
-	} else {
-		t->resolve_tries = RESOLVE_TRIES;
-		snprintf(t->note, sizeof(t->note), "no thread for the precise-mode set-up");
-	}
 }
 
 static void free_target_at(struct ls_mon *m, size_t i);
@@ -360,12 +125,12 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi
 	m->attached_total++;
 	ls_discover_watch(m->disc, pid, true);
 	if (t->ns_pid != pid)
-		logf_(m, "pid %d (%s, service %s, pid %d in its namespace): attached, %s mode",
+		ls_mon_log(m, "pid %d (%s, service %s, pid %d in its namespace): attached, %s mode",
 		      (int)pid, t->comm, t->service, (int)t->ns_pid, ls_config_mode_name(mode));
 	else
-		logf_(m, "pid %d (%s, service %s): attached, %s mode", (int)pid, t->comm, t->service,
+		ls_mon_log(m, "pid %d (%s, service %s): attached, %s mode", (int)pid, t->comm, t->service,
 		      ls_config_mode_name(mode));
-	resolve_step(m, t, now);
+	ls_mon_precise_step(m, t, now);
 	ls_mon_unlock(m);
 	return 0;
 }
@@ -374,11 +139,11 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi
  * last figures for the grace period. Call with the lock held. */
 static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char *why)
 {
-	stop_precise(m, t);
+	ls_mon_precise_stop(m, t);
 	ls_loop_remove_target(m->loop, t->pid);
 	ls_discover_watch(m->disc, t->pid, false);
 	t->exited_ns = ls_sys_now_ns();
-	logf_(m, "pid %d (%s, service %s): %s; detached", (int)t->pid, t->comm, t->service, why);
+	ls_mon_log(m, "pid %d (%s, service %s): %s; detached", (int)t->pid, t->comm, t->service, why);
 }
 
 static void free_target_at(struct ls_mon *m, size_t i)
@@ -406,7 +171,7 @@ static void consider(struct ls_mon *m, pid_t pid, uint64_t seen_ns)
 	char err[256];
 	int r, e;
 
-	if (pid == m->self || pid <= 0 || find_target(m, pid))
+	if (pid == m->self || pid <= 0 || ls_mon_find_target(m, pid))
 		return;
 	ls_proc_info(pid, &pi);
 	if (!pi.exe[0] && !pi.cmdline[0])
@@ -420,10 +185,10 @@ static void consider(struct ls_mon *m, pid_t pid, uint64_t seen_ns)
 		       err, sizeof(err));
 	if (e == -E2BIG) {
 		if (!m->limit_logged)
-			logf_(m, "%s; more matching processes are not monitored", err);
+			ls_mon_log(m, "%s; more matching processes are not monitored", err);
 		m->limit_logged = true;
 	} else if (e) {
-		logf_(m, "%s", err);
+		ls_mon_log(m, "%s", err);
 	}
 }
 
@@ -450,19 +215,19 @@ static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 		t->rule = r;
 	}
 	/* The old image's uprobes are gone with it; resolve the new one. */
-	stop_precise(m, t);
+	ls_mon_precise_stop(m, t);
 	t->py_major = t->py_minor = 0;
 	t->resolve_tries = 0;
 	t->next_resolve_ns = 0;
-	logf_(m, "pid %d (%s, service %s): exec'd %s", (int)t->pid, t->comm, t->service, t->exe);
-	resolve_step(m, t, ls_sys_now_ns());
+	ls_mon_log(m, "pid %d (%s, service %s): exec'd %s", (int)t->pid, t->comm, t->service, t->exe);
+	ls_mon_precise_step(m, t, ls_sys_now_ns());
 	ls_mon_unlock(m);
 }
 
 static void on_discover(enum ls_discover_what what, pid_t pid, uint64_t ts_ns, void *ctx)
 {
 	struct ls_mon *m = ctx;
-	struct ls_mon_target *t = find_target(m, pid);
+	struct ls_mon_target *t = ls_mon_find_target(m, pid);
 
 	switch (what) {
 	case LS_DISCOVER_EXEC:
@@ -503,170 +268,6 @@ static void scan_proc(struct ls_mon *m)
 	closedir(d);
 }
 
-/* ---- events ----------------------------------------------------------------- */
-
-static void push_slow(struct ls_mon *m, const struct ls_mon_slow *s)
-{
-	if (m->nslow == LS_MON_SLOW_KEPT) {
-		memmove(&m->slow[0], &m->slow[1], (LS_MON_SLOW_KEPT - 1) * sizeof(m->slow[0]));
-		m->nslow--;
-	}
-	m->slow[m->nslow] = *s;
-	m->slow[m->nslow].seq = ++m->slow_seq;
-	m->nslow++;
-}
-
-static struct ls_mon_target *live_or_any(struct ls_mon *m, uint32_t pid)
-{
-	struct ls_mon_target *t = find_target(m, (pid_t)pid);
-
-	for (size_t i = 0; !t && i < m->ntargets; i++)
-		if (m->targets[i].pid == (pid_t)pid)
-			t = &m->targets[i];
-	return t;
-}
-
-static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
-{
-	struct ls_mon *m = ctx;
-	struct ls_mon_target *t;
-	struct ls_mon_slow s = { .kind = LS_MON_SLOW_BUSY };
-
-	ls_mon_lock(m);
-	t = live_or_any(m, e->tgid);
-	s.pid = e->tgid;
-	s.tid = e->tid;
-	s.start_ns = e->start_ns;
-	s.duration_ns = e->duration_ns;
-	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
-	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
-	ls_busy_why_brief(e, s.what, sizeof(s.what));
-	push_slow(m, &s);
-	ls_mon_unlock(m);
-}
-
-static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
-{
-	struct ls_mon *m = ctx;
-	struct ls_mon_target *t;
-	struct ls_mon_thread *th;
-	struct ls_mon_slow s = { .kind = LS_MON_SLOW_CALLBACK };
-	const struct ls_cb_name *nm = NULL;
-	static const struct ls_cb_name unknown = { .qualname = "?" };
-
-	ls_mon_lock(m);
-	t = live_or_any(m, e->key.tgid);
-	if (t && !m->names)
-		m->names = ls_pyname_cache_new();
-	if (t && m->names)
-		nm = ls_pyname_lookup(m->names,
-				      t->py_major ? ls_py_offsets_for(t->py_major, t->py_minor) : NULL,
-				      &e->key);
-	if (t && (th = find_thread(t, e->tid, true)))
-		th->slow_callbacks++;
-	s.pid = e->key.tgid;
-	s.tid = e->tid;
-	s.start_ns = e->start_ns;
-	s.duration_ns = e->duration_ns;
-	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
-	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
-	ls_pyname_format(&e->key, nm ? nm : &unknown, s.what, sizeof(s.what));
-	push_slow(m, &s);
-	ls_mon_unlock(m);
-}
-
-/* ---- windows ---------------------------------------------------------------- */
-
-static void summarize(const struct ls_thread_window *w, struct ls_mon_window *out)
-{
-	out->window_ns = w->window_ns;
-	out->iterations_per_s = w->iterations_per_s;
-	out->utilization = w->utilization;
-	out->busy_p99_ns = ls_hist_percentile(&w->busy, 99);
-	out->busy_max_ns = w->busy.max;
-	out->lag_p99_ns = ls_hist_percentile(&w->lag, 99);
-	out->lag_max_ns = w->lag.max;
-	out->lag_count = w->lag.count;
-	out->delay_p99_ns = ls_stats_delay_percentile(&w->busy, w->poll.sum, 99);
-	out->busy_now_ns = w->busy_now_ns;
-	out->slow = w->slow_busy;
-}
-
-/* The session's histograms of t's callbacks now (cur) against the last
- * snapshot: add what is new to t->callbacks. The session's figures only go
- * down when it forgot them (precise mode taken down and set up again):
- * then all of cur is new. */
-static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
-{
-	if (!t->cb_last && !(t->cb_last = calloc(1, sizeof(*t->cb_last))))
-		return;
-	if (cur->count < t->cb_last->count)
-		memset(t->cb_last, 0, sizeof(*t->cb_last));
-	ls_hist_sub(t->cb_last, cur, t->cb_last);
-	if (t->callbacks.max < cur->max)
-		t->callbacks.max = cur->max;
-	{
-		uint64_t max = t->callbacks.max;
-
-		ls_hist_merge(&t->callbacks, t->cb_last);
-		t->callbacks.max = max;
-	}
-	*t->cb_last = *cur;
-}
-
-static void tick(struct ls_mon *m)
-{
-	struct ls_thread_view *v = NULL;
-	struct ls_cb_entry *cb = NULL;
-	struct ls_thread_window *w;
-	struct ls_hist *cur = NULL;
-	size_t n = 0, ncb = 0;
-	bool cb_ok = false;
-	uint64_t now;
-
-	if (ls_loop_snapshot(m->loop, &v, &n, &now))
-		return;
-	/* A failed snapshot leaves the callback histograms as they were. */
-	if (pycb_of(m) && ls_pycb_snapshot(pycb_of(m), &cb, &ncb) == 0)
-		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
-	w = malloc(sizeof(*w));
-	ls_mon_lock(m);
-	for (size_t i = 0; w && i < n; i++) {
-		struct ls_mon_target *t = find_target(m, (pid_t)v[i].tgid);
-		struct ls_mon_thread *th;
-
-		if (!t || !(th = find_thread(t, v[i].tid, true)))
-			continue;
-		if (th->has_stats && th->stats.thread_start != v[i].thread_start)
-			th->has_stats = false; /* a reused tid: a new thread */
-		ls_stats_window(&v[i], now, th->has_stats ? &th->stats : NULL,
-				th->has_stats ? th->stats_ns : t->attached_ns, w);
-		summarize(w, &th->win);
-		th->stats = v[i];
-		th->stats_ns = now;
-		th->has_stats = true;
-	}
-	for (size_t i = 0; cb_ok && i < m->ntargets; i++) {
-		struct ls_mon_target *t = &m->targets[i];
-
-		if (t->exited_ns || !t->precise)
-			continue;
-		memset(cur, 0, sizeof(*cur));
-		for (size_t j = 0; j < ncb; j++)
-			if ((pid_t)cb[j].key.tgid == t->pid)
-				ls_hist_merge(cur, &cb[j].stats.duration);
-		add_callbacks(t, cur);
-	}
-	m->window_end_ns = now;
-	ls_mon_unlock(m);
-	free(cur);
-	free(w);
-	free(v);
-	free(cb);
-}
-
-/* Exits the discovery events missed (a full ring buffer), drop expired
- * targets, retry precise-mode resolution. */
 static void housekeeping(struct ls_mon *m, uint64_t now)
 {
 	size_t before = m->ntargets;
@@ -681,7 +282,7 @@ static void housekeeping(struct ls_mon *m, uint64_t now)
 			free_target_at(m, i);
 			continue;
 		}
-		resolve_step(m, t, now);
+		ls_mon_precise_step(m, t, now);
 		i++;
 	}
 	ls_mon_unlock(m);
@@ -700,8 +301,8 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 	 * (discovery within timeout_ms of an exec). */
 	err = ls_loop_poll(m->loop, timeout_ms);
 	e2 = ls_discover_poll(m->disc, 0);
-	if (pycb_of(m))
-		ls_pycb_poll(pycb_of(m), 0);
+	if (ls_mon_pycb(m))
+		ls_pycb_poll(ls_mon_pycb(m), 0);
 	now = ls_sys_now_ns();
 	if (now >= m->next_scan_ns) {
 		m->limit_logged = false;
@@ -715,11 +316,11 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 
 		if (t->mode == LS_MODE_PRECISE && !t->precise && !t->exited_ns &&
 		    t->resolve_tries < RESOLVE_TRIES && now >= t->next_resolve_ns)
-			resolve_step(m, t, now);
+			ls_mon_precise_step(m, t, now);
 	}
 	ls_mon_unlock(m);
 	if (now >= m->next_tick_ns) {
-		tick(m);
+		ls_mon_tick(m);
 		housekeeping(m, now);
 		while (m->next_tick_ns <= now)
 			m->next_tick_ns += m->cfg.interval_ns;
@@ -759,7 +360,7 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->pylock, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
-	m->jobs = ls_jobq_new(sizeof(struct precise_job), run_job, pick_job, m);
+	m->jobs = ls_mon_precise_queue(m);
 	if (!m->slow || !m->jobs) {
 		e = -ENOMEM;
 		snprintf(err, len, "out of memory");
@@ -767,7 +368,7 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	}
 	lopts.slow_threshold_ns = cfg->threshold_ns;
 	lopts.btf_path = btf;
-	lopts.on_slow_busy = on_slow_busy;
+	lopts.on_slow_busy = ls_mon_on_slow_busy;
 	lopts.ctx = m;
 	e = ls_loop_open(&lopts, &m->loop);
 	if (e) {
@@ -786,7 +387,7 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 		for (size_t t = 0; t < m->ntargets && !any; t++)
 			any = m->targets[t].rule == i;
 		if (!any)
-			logf_(m, "rule %d (service %s%s%.0d) matches no process yet; waiting for one to start",
+			ls_mon_log(m, "rule %d (service %s%s%.0d) matches no process yet; waiting for one to start",
 			      i + 1, m->cfg.rules[i].service, m->cfg.rules[i].line ? ", line " : "",
 			      m->cfg.rules[i].line);
 	}
@@ -803,9 +404,9 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 {
 	if (strcmp(cfg->listen, m->cfg.listen) || strcmp(cfg->socket_path, m->cfg.socket_path) ||
 	    strcmp(cfg->btf_path, m->cfg.btf_path))
-		logf_(m, "reload: listen, socket and btf changes need a restart; kept the old ones");
-	if (cfg->threshold_ns != m->cfg.threshold_ns && pycb_of(m))
-		logf_(m, "reload: the new threshold applies to busy periods now, to precise-mode "
+		ls_mon_log(m, "reload: listen, socket and btf changes need a restart; kept the old ones");
+	if (cfg->threshold_ns != m->cfg.threshold_ns && ls_mon_pycb(m))
+		ls_mon_log(m, "reload: the new threshold applies to busy periods now, to precise-mode "
 		      "callbacks after a restart");
 	ls_mon_lock(m);
 	{
@@ -835,18 +436,18 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 		if (t->mode != m->cfg.rules[r].mode) {
 			t->mode = m->cfg.rules[r].mode;
 			if (t->mode == LS_MODE_LIGHT) {
-				stop_precise(m, t);
+				ls_mon_precise_stop(m, t);
 			} else {
 				t->gen++;
 				t->resolve_tries = 0;
 				t->next_resolve_ns = 0;
-				resolve_step(m, t, ls_sys_now_ns());
+				ls_mon_precise_step(m, t, ls_sys_now_ns());
 			}
 		}
 	}
 	ls_mon_unlock(m);
 	scan_proc(m);
-	logf_(m, "reloaded: %d rule%s, %zu target%s", m->cfg.nrules, m->cfg.nrules == 1 ? "" : "s",
+	ls_mon_log(m, "reloaded: %d rule%s, %zu target%s", m->cfg.nrules, m->cfg.nrules == 1 ? "" : "s",
 	      alive_targets(m), alive_targets(m) == 1 ? "" : "s");
 	return 0;
 }
@@ -864,7 +465,7 @@ int ls_mon_attach(struct ls_mon *m, pid_t pid, const char *service, enum ls_mode
 		snprintf(err, len, "pid %d: no such process", (int)pid);
 		return -ESRCH;
 	}
-	if (find_target(m, pid)) {
+	if (ls_mon_find_target(m, pid)) {
 		snprintf(err, len, "pid %d: already monitored", (int)pid);
 		return -EEXIST;
 	}
@@ -881,7 +482,7 @@ int ls_mon_detach(struct ls_mon *m, pid_t pid)
 	ls_mon_lock(m);
 	/* The live entry first (its probes go), then every entry of the pid
 	 * (one in its grace period may be there too). */
-	t = find_target(m, pid);
+	t = ls_mon_find_target(m, pid);
 	if (t)
 		retire_target(m, t, "detached on request");
 	for (size_t i = m->ntargets; i-- > 0;) {
@@ -946,8 +547,8 @@ const struct ls_mon_slow *ls_mon_slow_events(const struct ls_mon *m, size_t *n)
 
 uint64_t ls_mon_lost_events(const struct ls_mon *m)
 {
-	return ls_loop_lost_events(m->loop) + (pycb_of((struct ls_mon *)m) ?
-		ls_pycb_lost_events(pycb_of((struct ls_mon *)m)) : 0) +
+	return ls_loop_lost_events(m->loop) + (ls_mon_pycb((struct ls_mon *)m) ?
+		ls_pycb_lost_events(ls_mon_pycb((struct ls_mon *)m)) : 0) +
 	       ls_discover_lost_events(m->disc);
 }
 

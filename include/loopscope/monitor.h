@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The monitoring engine of loopscoped (agent/daemon/monitor.c): rules, process
+ * The monitoring engine of loopscoped (agent/engine/monitor.c, precise.c,
+ * events.c, windows.c): rules, process
  * discovery (exec/fork/exit events from bpf/discover.bpf.c plus /proc
  * scans), per-target state, light or precise mode per target, windows and
  * cumulative histograms for the exporters (agent/daemon/prom.c, agent/daemon/ctl.c).

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Process discovery for loopscoped: bpf/discover.bpf.c tells user space
- * (agent/daemon/monitor.c) of every exec on the machine, and of forks and exits of
+ * (agent/session/discover.c, for agent/engine/monitor.c) of every exec on the machine, and of forks and exits of
  * watched processes, through a ring buffer. User space checks its rules.
  */
 #ifndef LOOPSCOPE_DISCOVER_EVENTS_H

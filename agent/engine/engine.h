@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inside the monitoring engine (loopscope/monitor.h): its state and what
+ * its files share. monitor.c keeps the target table and its policy
+ * (rules, discovery, life cycle); precise.c sets precise mode up and down
+ * through the worker's job queue (jobq.c); events.c keeps the slow events;
+ * windows.c cuts the windows. The lock (ls_mon_lock) guards the target
+ * table and the slow events.
+ */
+#ifndef LS_ENGINE_H
+#define LS_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "loopscope/monitor.h"
+
+struct ls_slow_busy_event;
+struct ls_slow_callback_event;
+
+/* Retries of precise-mode resolution after an exec: the interpreter's
+ * shared library is mapped by the dynamic loader a little after the exec
+ * event, so a first failure is not final. */
+#define RESOLVE_TRIES 4
+
+struct ls_mon {
+	struct ls_config cfg;
+	ls_mon_log_fn log;
+	void *log_ctx;
+	pthread_mutex_t lock;
+	struct ls_loop *loop;
+	struct ls_pycb *pycb;        /* NULL until a target needs precise mode */
+	bool pycb_failed;
+	struct ls_pyname_cache *names;
+	struct ls_discover *disc;
+	struct ls_mon_target *targets;
+	size_t ntargets, cap;
+	struct ls_mon_slow *slow;    /* LS_MON_SLOW_KEPT, oldest first */
+	size_t nslow;
+	uint64_t slow_seq;
+	uint64_t attached_total;
+	uint64_t next_tick_ns, next_scan_ns, window_end_ns;
+	bool limit_logged;
+	pid_t self;
+	char self_exe[256];          /* other loopscope agents are never targets */
+	/* The precise-mode worker (see job_add). */
+	pthread_mutex_t pylock;
+	struct ls_jobq *jobs;        /* of struct precise_job; set-ups are served first */
+};
+
+/* One line for the operator (ls_mon_log_fn), printf-style. */
+void ls_mon_log(struct ls_mon *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The live target of pid (not in its grace period), or NULL. */
+struct ls_mon_target *ls_mon_find_target(struct ls_mon *m, pid_t pid);
+/* Thread tid of t; with create, added (its name read) when missing. NULL
+ * when missing and not created, or on ENOMEM. */
+struct ls_mon_thread *ls_mon_find_thread(struct ls_mon_target *t, uint32_t tid, bool create);
+
+/* ---- precise.c ---- */
+
+/* The precise session, NULL until a target needed it (read by any thread). */
+struct ls_pycb *ls_mon_pycb(struct ls_mon *m);
+/* The worker's queue of precise-mode jobs; NULL on ENOMEM. */
+struct ls_jobq *ls_mon_precise_queue(struct ls_mon *m);
+/* Take t out of precise mode (its uprobes go in the worker). Lock held. */
+void ls_mon_precise_stop(struct ls_mon *m, struct ls_mon_target *t);
+/* Precise mode wanted but not active: queue its set-up when due (now: ns).
+ * Lock held. */
+void ls_mon_precise_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now);
+
+/* ---- events.c: the sessions' callbacks (ctx: the engine) ---- */
+
+void ls_mon_on_slow_busy(const struct ls_slow_busy_event *e, void *ctx);
+void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
+
+/* ---- windows.c ---- */
+
+/* Cut a window: every loop thread's figures since the last one, and the
+ * precise-mode targets' callback histograms. Takes the lock. */
+void ls_mon_tick(struct ls_mon *m);
+
+#endif /* LS_ENGINE_H */

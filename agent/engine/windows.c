@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+/* The engine's windows: every interval, each loop thread's figures since
+ * the last one, and precise-mode targets' callback histograms. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "loopscope/abi/pycallback_events.h"
+#include "loopscope/monitor.h"
+#include "loopscope/pycallback.h"
+#include "engine.h"
+
+static void summarize(const struct ls_thread_window *w, struct ls_mon_window *out)
+{
+	out->window_ns = w->window_ns;
+	out->iterations_per_s = w->iterations_per_s;
+	out->utilization = w->utilization;
+	out->busy_p99_ns = ls_hist_percentile(&w->busy, 99);
+	out->busy_max_ns = w->busy.max;
+	out->lag_p99_ns = ls_hist_percentile(&w->lag, 99);
+	out->lag_max_ns = w->lag.max;
+	out->lag_count = w->lag.count;
+	out->delay_p99_ns = ls_stats_delay_percentile(&w->busy, w->poll.sum, 99);
+	out->busy_now_ns = w->busy_now_ns;
+	out->slow = w->slow_busy;
+}
+
+/* The session's histograms of t's callbacks now (cur) against the last
+ * snapshot: add what is new to t->callbacks. The session's figures only go
+ * down when it forgot them (precise mode taken down and set up again):
+ * then all of cur is new. */
+static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
+{
+	if (!t->cb_last && !(t->cb_last = calloc(1, sizeof(*t->cb_last))))
+		return;
+	if (cur->count < t->cb_last->count)
+		memset(t->cb_last, 0, sizeof(*t->cb_last));
+	ls_hist_sub(t->cb_last, cur, t->cb_last);
+	if (t->callbacks.max < cur->max)
+		t->callbacks.max = cur->max;
+	{
+		uint64_t max = t->callbacks.max;
+
+		ls_hist_merge(&t->callbacks, t->cb_last);
+		t->callbacks.max = max;
+	}
+	*t->cb_last = *cur;
+}
+
+void ls_mon_tick(struct ls_mon *m)
+{
+	struct ls_thread_view *v = NULL;
+	struct ls_cb_entry *cb = NULL;
+	struct ls_thread_window *w;
+	struct ls_hist *cur = NULL;
+	size_t n = 0, ncb = 0;
+	bool cb_ok = false;
+	uint64_t now;
+
+	if (ls_loop_snapshot(m->loop, &v, &n, &now))
+		return;
+	/* A failed snapshot leaves the callback histograms as they were. */
+	if (ls_mon_pycb(m) && ls_pycb_snapshot(ls_mon_pycb(m), &cb, &ncb) == 0)
+		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
+	w = malloc(sizeof(*w));
+	ls_mon_lock(m);
+	for (size_t i = 0; w && i < n; i++) {
+		struct ls_mon_target *t = ls_mon_find_target(m, (pid_t)v[i].tgid);
+		struct ls_mon_thread *th;
+
+		if (!t || !(th = ls_mon_find_thread(t, v[i].tid, true)))
+			continue;
+		if (th->has_stats && th->stats.thread_start != v[i].thread_start)
+			th->has_stats = false; /* a reused tid: a new thread */
+		ls_stats_window(&v[i], now, th->has_stats ? &th->stats : NULL,
+				th->has_stats ? th->stats_ns : t->attached_ns, w);
+		summarize(w, &th->win);
+		th->stats = v[i];
+		th->stats_ns = now;
+		th->has_stats = true;
+	}
+	for (size_t i = 0; cb_ok && i < m->ntargets; i++) {
+		struct ls_mon_target *t = &m->targets[i];
+
+		if (t->exited_ns || !t->precise)
+			continue;
+		memset(cur, 0, sizeof(*cur));
+		for (size_t j = 0; j < ncb; j++)
+			if ((pid_t)cb[j].key.tgid == t->pid)
+				ls_hist_merge(cur, &cb[j].stats.duration);
+		add_callbacks(t, cur);
+	}
+	m->window_end_ns = now;
+	ls_mon_unlock(m);
+	free(cur);
+	free(w);
+	free(v);
+	free(cb);
+}
+
+/* Exits the discovery events missed (a full ring buffer), drop expired
+ * targets, retry precise-mode resolution. */
