@@ -62,47 +62,6 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
-void cli_attach_usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: loopscope attach -p PID[,PID...] [-d DURATION] [-i INTERVAL]\n"
-		"                        [--threshold DURATION] [--mode light|precise]\n"
-		"                        [--no-stacks] [--folded FILE] [--json] [-q] [--btf FILE]\n"
-		"\n"
-		"Watch every thread of the given processes that polls with epoll_wait,\n"
-		"epoll_pwait or epoll_pwait2 (a loop thread): iterations/s, utilization,\n"
-		"busy time, loop lag and slow busy periods. Works for any epoll loop:\n"
-		"CPython asyncio, uvloop, libuv, Node.js. Ctrl-C prints the report.\n"
-		"\n"
-		"  -p, --pid PID[,PID...]    processes to attach to (up to %d)\n"
-		"  -d, --duration DURATION   stop after DURATION (default: until Ctrl-C)\n"
-		"  -i, --interval DURATION   print a line per loop thread every INTERVAL (default 1s)\n"
-		"      --threshold DURATION  busy periods longer than this are slow (default 100ms)\n"
-		"      --json                JSON lines on stdout (units in field names)\n"
-		"  -q, --quiet               no interval lines, only the final report\n"
-		"      --mode light|precise  light (default): epoll tracepoints only, ~0.7 us an\n"
-		"                            iteration; precise: on CPython 3.8-3.13 also time\n"
-		"                            and name every asyncio callback (a uprobe and a\n"
-		"                            uretprobe on context_run: ~10 us a callback here,\n"
-		"                            docs/BENCHMARKS.md)\n"
-		"      --no-stacks           no Python stacks for slow periods (by default, CPython\n"
-		"                            3.8-3.13 loops get the culprit's stack, on and off\n"
-		"                            CPU, sampled at 1 kHz once a busy period passes a\n"
-		"                            quarter of the threshold: no walk while healthy)\n"
-		"      --folded FILE         write the slow periods' stacks to FILE in folded\n"
-		"                            format (flamegraph.pl, speedscope), weights in us\n"
-		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
-		"  -h, --help                this help\n"
-		"\n"
-		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
-		"\n"
-		"Exit codes: 0 ok; 1 internal error; 2 bad arguments; 3 no such process;\n"
-		"4 no permission (root or CAP_BPF+CAP_PERFMON needed); 5 kernel unsupported\n"
-		"(no BTF or no tracefs); 6 a target exited during the run (report printed);\n"
-		"7 no loop thread seen in any target.\n",
-		MAX_PIDS);
-}
-
 static const char *thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
 {
 	struct thread_name *grown;
@@ -426,82 +385,10 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	return nseen;
 }
 
-static int parse_args(struct attach *a, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		CLI_COMMON_OPTIONS,
-		{ "pid", required_argument, NULL, 'p' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "interval", required_argument, NULL, 'i' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "btf", required_argument, NULL, 'b' },
-		{ 0 },
-	};
-	struct cli_common common;
-	int c, n;
-
-	cli_common_defaults(&common);
-	a->interval_ns = 1000000000ULL;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
-		n = cli_common_option(&common, c, optarg);
-		if (n < 0)
-			return n;
-		if (n > 0)
-			continue;
-		switch (c) {
-		case 'p':
-			n = ls_target_parse_pids(optarg, a->pids + a->npids, MAX_PIDS - a->npids);
-			if (n < 0) {
-				fprintf(stderr, "loopscope: invalid pid list '%s' (expected PID[,PID...], "
-					"at most %d)\n", optarg, MAX_PIDS);
-				return -EINVAL;
-			}
-			a->npids += n;
-			break;
-		case 'd':
-			if (cli_parse_duration("--duration", optarg, &a->duration_ns))
-				return -EINVAL;
-			break;
-		case 'i':
-			if (cli_parse_duration("--interval", optarg, &a->interval_ns))
-				return -EINVAL;
-			break;
-		case 'j':
-			a->json = true;
-			break;
-		case 'b':
-			a->btf_path = optarg;
-			break;
-		case 'h':
-			cli_attach_usage(stdout);
-			return 1;
-		default:
-			fprintf(stderr, "loopscope: try 'loopscope attach --help'\n");
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "loopscope: unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
-	if (!a->npids) {
-		fprintf(stderr, "loopscope: attach needs -p PID (try 'loopscope attach --help')\n");
-		return -EINVAL;
-	}
-	if (cli_common_check(&common))
-		return -EINVAL;
-	a->threshold_ns = common.threshold_ns;
-	a->quiet = common.quiet;
-	a->want_precise = common.mode == CLI_MODE_PRECISE;
-	a->stacks.enabled = common.stacks;
-	a->stacks.folded_path = common.folded_path;
-	return 0;
-}
-
 int cli_attach(int argc, char **argv)
 {
 	struct attach a = { 0 };
+	struct cli_attach_opts o;
 	struct ls_loop_opts lopts = { 0 };
 	struct ls_loop *loop = NULL;
 	struct ls_thread_view *prev = NULL, *cur = NULL;
@@ -512,9 +399,20 @@ int cli_attach(int argc, char **argv)
 	char why[256];
 	int err, ret = LS_EXIT_ERROR, nalive;
 
-	err = parse_args(&a, argc, argv);
+	err = cli_attach_parse(argc, argv, &o);
 	if (err)
 		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
+	memcpy(a.pids, o.pids, sizeof(a.pids));
+	a.npids = o.npids;
+	a.duration_ns = o.duration_ns;
+	a.interval_ns = o.interval_ns;
+	a.json = o.json;
+	a.btf_path = o.btf_path;
+	a.threshold_ns = o.common.threshold_ns;
+	a.quiet = o.common.quiet;
+	a.want_precise = o.common.mode == CLI_MODE_PRECISE;
+	a.stacks.enabled = o.common.stacks;
+	a.stacks.folded_path = o.common.folded_path;
 	for (int i = 0; i < a.npids; i++) {
 		if (ls_target_alive(a.pids[i])) {
 			fprintf(stderr, "loopscope: pid %d: no such process\n", a.pids[i]);

@@ -15,6 +15,7 @@
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
+#include "loopscope/run.h"
 #include "loopscope/slowstack.h"
 
 /* `loopscope attach`: argv[0] is "attach". Returns an enum ls_exit code. */
@@ -177,5 +178,36 @@ void cli_precise_poll(struct cli_precise *p);
  * stdout, or fields added to the JSON report object jr. */
 void cli_precise_report(struct cli_precise *p, json_object *jr);
 void cli_precise_close(struct cli_precise *p);
+
+/* ---- attach_opts.c, run_opts.c: each command's options ----------------- */
+
+struct cli_attach_opts {
+	pid_t pids[CLI_MAX_PIDS];  /* -p PID[,PID...], each once */
+	int npids;
+	uint64_t duration_ns;      /* -d; 0: until Ctrl-C */
+	uint64_t interval_ns;      /* -i; 1 s */
+	bool json;                 /* --json */
+	const char *btf_path;      /* --btf; NULL: the running kernel's */
+	struct cli_common common;
+};
+
+/* Parse attach's argv (argv[0] "attach") into *o: 0; 1 after --help
+ * printed the usage; -EINVAL after one line on stderr (a bad option or
+ * value, no -p). */
+int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *o);
+
+struct cli_run_opts {
+	const char *json_out;      /* --json-out FILE, NULL without */
+	const char *junit_out;     /* --junit FILE, NULL without */
+	bool annotations;          /* --annotations; default: $GITHUB_ACTIONS is "true" */
+	uint64_t threshold_ns;     /* slow from: --fail-on-slow when given, else --threshold */
+	struct cli_common common;
+};
+
+/* Parse run's argv (argv[0] "run") into *o and the gates (--fail-on-slow,
+ * --fail-on-lag-p99, --max-slow, --allow) and CMD ARGS joined (cmd) into
+ * *r; CMD starts at argv[optind]. 0; 1 after --help printed the usage;
+ * -EINVAL after one line on stderr (a bad option or value, no CMD). */
+int cli_run_parse(int argc, char **argv, struct ls_run_result *r, struct cli_run_opts *o);
 
 #endif /* LOOPSCOPE_CLI_H */
