@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/cbname.h"
 #include "loopscope/gate.h"
 #include "loopscope/procfs.h"
 #include "loopscope/run.h"
@@ -132,50 +133,6 @@ static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t 
 	snprintf(s->name, sizeof(s->name), "busy period");
 }
 
-/* The pytest node id of function qualname in file ("test_app.py::Cls::test_x")
- * into out when it is a test: a test* function in a test_*.py or *_test.py
- * file; else "". */
-static void pytest_node(const char *file, const char *qualname, char *out, size_t len)
-{
-	const char *base = strrchr(file, '/'), *fn, *dot;
-	size_t blen;
-
-	out[0] = '\0';
-	base = base ? base + 1 : file;
-	blen = strlen(base);
-	if (blen < 4 || strcmp(base + blen - 3, ".py"))
-		return;
-	if (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py")))
-		return;
-	dot = strrchr(qualname, '.');
-	fn = dot ? dot + 1 : qualname;
-	if (strncmp(fn, "test", 4))
-		return;
-	snprintf(out, len, "%s::", base);
-	for (const char *c = qualname; *c && strlen(out) + 3 < len; c++) {
-		size_t n = strlen(out);
-
-		if (*c == '.') {
-			memcpy(out + n, "::", 3);
-		} else {
-			out[n] = *c;
-			out[n + 1] = '\0';
-		}
-	}
-}
-
-/* The pytest node id of the outermost test function on the heaviest
- * stack of st (a sync test that runs its own loop), into out; "" when there
- * is none. */
-static void pytest_from_stack(const struct ls_stack_summary *st, char *out, size_t len)
-{
-	const struct ls_stack_agg *a = st->n ? &st->stacks[0] : NULL;
-
-	out[0] = '\0';
-	for (int i = a ? (int)a->nframes - 1 : -1; i >= 0 && !out[0]; i--)
-		pytest_node(a->frames[i].filename, a->frames[i].qualname, out, len);
-}
-
 /* What the stacks of a slow event say: why, the test, and for a busy
  * period (which has no name of its own) the culprit: the innermost frame
  * of its heaviest stack, with the line it was on. */
@@ -186,7 +143,7 @@ static void explain(struct ls_run_slow *s, const struct ls_stack_summary *st,
 		return;
 	ls_slowstack_text(st, t, 6, s->why, sizeof(s->why));
 	if (!s->test[0])
-		pytest_from_stack(st, s->test, sizeof(s->test));
+		ls_cbname_pytest_from_stack(st, s->test, sizeof(s->test));
 	if (s->kind == LS_RUN_SLOW_BUSY && st->stacks[0].nframes) {
 		const struct ls_pyframe *f = &st->stacks[0].frames[0];
 
@@ -320,7 +277,7 @@ static void pytest_name(const struct ls_cb_key *k, const struct ls_cb_name *nm, 
 {
 	out[0] = '\0';
 	if (k->kind == LS_CB_TASK)
-		pytest_node(nm->filename, nm->qualname, out, len);
+		ls_cbname_pytest_node(nm->filename, nm->qualname, out, len);
 }
 
 /* Collect slow callbacks (precise processes) in place of their busy

@@ -179,6 +179,51 @@ START_TEST(test_context_needs_a_whole_stack)
 }
 END_TEST
 
+START_TEST(test_pytest_node_of_test_functions)
+{
+	char out[256];
+
+	ls_cbname_pytest_node("/src/tests/test_app.py", "test_blocks", out, sizeof(out));
+	ck_assert_str_eq(out, "test_app.py::test_blocks");
+	ls_cbname_pytest_node("tests/app_test.py", "TestApi.test_get", out, sizeof(out));
+	ck_assert_str_eq(out, "app_test.py::TestApi::test_get");
+	ls_cbname_pytest_node("/src/app.py", "test_blocks", out, sizeof(out)); /* not a test file */
+	ck_assert_str_eq(out, "");
+	ls_cbname_pytest_node("/src/test_app.py", "helper", out, sizeof(out)); /* not a test */
+	ck_assert_str_eq(out, "");
+	ls_cbname_pytest_node("/src/test_app.pyc", "test_x", out, sizeof(out));
+	ck_assert_str_eq(out, "");
+	ls_cbname_pytest_node("test_app.py", "TestApi.test_get", out, 20); /* cut */
+	ck_assert_uint_lt(strlen(out), 20);
+	ck_assert_str_eq(out, "test_app.py::Test"); /* whole characters, room for "::" */
+}
+END_TEST
+
+START_TEST(test_pytest_from_stack_takes_the_outermost_test)
+{
+	static const char *const frames[] = {
+		"spin@/app/app.py:10",
+		"test_inner@/src/test_app.py:20",
+		"test_outer@/src/test_app.py:30",
+		"pytest_pyfunc_call@/venv/_pytest/python.py:190",
+		NULL,
+	};
+	static const char *const none[] = { "spin@/app/app.py:10", NULL };
+	struct stack s;
+	char out[256];
+
+	make(&s, frames, false);
+	ls_cbname_pytest_from_stack(&s.sum, out, sizeof(out));
+	ck_assert_str_eq(out, "test_app.py::test_outer");
+	make(&s, none, false);
+	ls_cbname_pytest_from_stack(&s.sum, out, sizeof(out));
+	ck_assert_str_eq(out, "");
+	s.sum.n = 0;
+	ls_cbname_pytest_from_stack(&s.sum, out, sizeof(out));
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cbname");
@@ -191,6 +236,8 @@ int main(void)
 	tcase_add_test(tc, test_context_callback_is_the_frame_under_the_loop);
 	tcase_add_test(tc, test_context_callback_from_module_level);
 	tcase_add_test(tc, test_context_needs_a_whole_stack);
+	tcase_add_test(tc, test_pytest_node_of_test_functions);
+	tcase_add_test(tc, test_pytest_from_stack_takes_the_outermost_test);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

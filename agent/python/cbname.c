@@ -93,3 +93,47 @@ bool ls_cbname_context(const struct ls_stack_summary *st, struct ls_cb_name *out
 	out->firstlineno = a->frames[callee].firstlineno;
 	return true;
 }
+
+/* The pytest node id of function qualname in file ("test_app.py::Cls::test_x")
+ * into out when it is a test: a test* function in a test_*.py or *_test.py
+ * file; else "". */
+void ls_cbname_pytest_node(const char *file, const char *qualname, char *out, size_t len)
+{
+	const char *base = strrchr(file, '/'), *fn, *dot;
+	size_t blen;
+
+	out[0] = '\0';
+	base = base ? base + 1 : file;
+	blen = strlen(base);
+	if (blen < 4 || strcmp(base + blen - 3, ".py"))
+		return;
+	if (strncmp(base, "test_", 5) && (blen < 8 || strcmp(base + blen - 8, "_test.py")))
+		return;
+	dot = strrchr(qualname, '.');
+	fn = dot ? dot + 1 : qualname;
+	if (strncmp(fn, "test", 4))
+		return;
+	snprintf(out, len, "%s::", base);
+	for (const char *c = qualname; *c && strlen(out) + 3 < len; c++) {
+		size_t n = strlen(out);
+
+		if (*c == '.') {
+			memcpy(out + n, "::", 3);
+		} else {
+			out[n] = *c;
+			out[n + 1] = '\0';
+		}
+	}
+}
+
+/* The pytest node id of the outermost test function on the heaviest
+ * stack of st (a sync test that runs its own loop), into out; "" when there
+ * is none. */
+void ls_cbname_pytest_from_stack(const struct ls_stack_summary *st, char *out, size_t len)
+{
+	const struct ls_stack_agg *a = st->n ? &st->stacks[0] : NULL;
+
+	out[0] = '\0';
+	for (int i = a ? (int)a->nframes - 1 : -1; i >= 0 && !out[0]; i--)
+		ls_cbname_pytest_node(a->frames[i].filename, a->frames[i].qualname, out, len);
+}

@@ -2,8 +2,9 @@
 /*
  * Naming an asyncio callback by its stack when its key cannot
  * (agent/python/cbname.c): a pure-Python Task's step, and a callback C code
- * ran between PyContext_Enter and PyContext_Exit (uvloop). Pure functions of
- * names and stacks: no process is read.
+ * ran between PyContext_Enter and PyContext_Exit (uvloop), and the pytest
+ * test a callback or stack belongs to. Pure functions of names and
+ * stacks: no process is read.
  */
 #ifndef LOOPSCOPE_CBNAME_H
 #define LOOPSCOPE_CBNAME_H
@@ -35,5 +36,15 @@ bool ls_cbname_driver_frame(const struct ls_pyframe *f);
  * and *out; false when st (NULL is fine) has no such stack or that frame
  * drives a loop itself. */
 bool ls_cbname_context(const struct ls_stack_summary *st, struct ls_cb_name *out);
+
+/* The pytest node id of function qualname in file ("test_app.py::Cls::test_x":
+ * the file's base name, then the qualname's parts joined by "::") into out
+ * (len bytes, cut there) when it is a test: a test* function in a
+ * test_*.py or *_test.py file; else out is "". */
+void ls_cbname_pytest_node(const char *file, const char *qualname, char *out, size_t len);
+
+/* The pytest node id of the outermost test function on the heaviest stack
+ * of st (a sync test that runs its own loop) into out; "" when none. */
+void ls_cbname_pytest_from_stack(const struct ls_stack_summary *st, char *out, size_t len);
 
 #endif /* LOOPSCOPE_CBNAME_H */
