@@ -388,30 +388,18 @@ static void view_of(const struct ls_thread_stats *st, struct ls_thread_view *v)
 	v->lag = st->lag;
 }
 
+/* ls_map_conv_fn: a threads entry's view. */
+static void entry_view(const void *key, const void *value, void *out)
+{
+	view_of(value, out);
+}
+
 int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 		     uint64_t *now_ns)
 {
-	struct ls_thread_stats *st;
-	struct ls_thread_view *v;
-	__u32 *tids;
-	size_t len;
-	int err;
-
 	*now_ns = ls_sys_now_ns();
-	err = ls_map_dump(bpf_map__fd(l->skel->maps.threads), sizeof(*tids), sizeof(*st),
-			  (void **)&tids, (void **)&st, &len);
-	if (err)
-		return err;
-	v = malloc((len ? len : 1) * sizeof(*v));
-	for (size_t i = 0; v && i < len; i++)
-		view_of(&st[i], &v[i]);
-	free(tids);
-	free(st);
-	if (!v)
-		return -ENOMEM;
-	*out = v;
-	*n = len;
-	return 0;
+	return ls_map_dump_as(bpf_map__fd(l->skel->maps.threads), sizeof(__u32),
+			      sizeof(struct ls_thread_stats), sizeof(**out), entry_view, (void **)out, n);
 }
 
 uint64_t ls_loop_lost_events(struct ls_loop *l)

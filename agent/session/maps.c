@@ -123,3 +123,24 @@ int ls_map_dump(int fd, size_t key_size, size_t value_size, void **keys, void **
 	*n = d.n;
 	return 0;
 }
+
+int ls_map_dump_as(int fd, size_t key_size, size_t value_size, size_t out_size,
+		   ls_map_conv_fn conv, void **out, size_t *n)
+{
+	char *keys, *values, *v;
+	size_t len;
+	int err = ls_map_dump(fd, key_size, value_size, (void **)&keys, (void **)&values, &len);
+
+	if (err)
+		return err;
+	v = malloc((len ? len : 1) * out_size);
+	for (size_t i = 0; v && i < len; i++)
+		conv(keys + i * key_size, values + i * value_size, v + i * out_size);
+	free(keys);
+	free(values);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	*n = len;
+	return 0;
+}

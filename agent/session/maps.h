@@ -15,4 +15,13 @@
  * of the batch lookup other than the "not supported" ones. */
 int ls_map_dump(int fd, size_t key_size, size_t value_size, void **keys, void **values, size_t *n);
 
+/* One entry (key, value) as the caller wants it, into out. */
+typedef void (*ls_map_conv_fn)(const void *key, const void *value, void *out);
+
+/* ls_map_dump, each entry converted by conv into an out_size-byte record:
+ * *out a malloc'd array of *n of them (free() it). 0, or the errors of
+ * ls_map_dump. */
+int ls_map_dump_as(int fd, size_t key_size, size_t value_size, size_t out_size,
+		   ls_map_conv_fn conv, void **out, size_t *n);
+
 #endif /* LS_SESSION_MAPS_H */

@@ -178,30 +178,19 @@ int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 	return ls_ringbuf_poll(p->rb, timeout_ms);
 }
 
+/* ls_map_conv_fn: a cb_stats entry as struct ls_cb_entry. */
+static void entry_of(const void *key, const void *value, void *out)
+{
+	struct ls_cb_entry *e = out;
+
+	memcpy(&e->key, key, sizeof(e->key));
+	memcpy(&e->stats, value, sizeof(e->stats));
+}
+
 int ls_pycb_snapshot(struct ls_pycb *p, struct ls_cb_entry **out, size_t *n)
 {
-	struct ls_cb_key *keys;
-	struct ls_cb_stats *stats;
-	struct ls_cb_entry *v;
-	size_t len;
-	int err;
-
-	err = ls_map_dump(bpf_map__fd(p->skel->maps.cb_stats), sizeof(*keys), sizeof(*stats),
-			  (void **)&keys, (void **)&stats, &len);
-	if (err)
-		return err;
-	v = malloc((len ? len : 1) * sizeof(*v));
-	for (size_t i = 0; v && i < len; i++) {
-		v[i].key = keys[i];
-		v[i].stats = stats[i];
-	}
-	free(keys);
-	free(stats);
-	if (!v)
-		return -ENOMEM;
-	*out = v;
-	*n = len;
-	return 0;
+	return ls_map_dump_as(bpf_map__fd(p->skel->maps.cb_stats), sizeof(struct ls_cb_key),
+			      sizeof(struct ls_cb_stats), sizeof(**out), entry_of, (void **)out, n);
 }
 
 uint64_t ls_pycb_lost_events(struct ls_pycb *p)
