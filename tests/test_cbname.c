@@ -17,20 +17,23 @@ struct stack {
 	struct ls_stack_summary sum;
 };
 
-/* frames: "qualname@file:firstline", innermost first, NULL-terminated. */
-static void make(struct stack *s, const char *const *frames, bool truncated)
+/* frames: "qualname@file:firstline|...", innermost first. */
+static void make(struct stack *s, const char *frames, bool truncated)
 {
+	const char *p = frames;
 	int n = 0;
 
 	memset(s, 0, sizeof(*s));
-	for (; frames[n]; n++) {
+	for (; p; n++) {
 		struct ls_pyframe *f = &s->frames[n];
 		char q[256], file[256];
 
 		ck_assert_int_lt(n, NFRAMES);
-		ck_assert_int_eq(sscanf(frames[n], "%255[^@]@%255[^:]:%d", q, file, &f->firstlineno), 3);
+		ck_assert_int_eq(sscanf(p, "%255[^@]@%255[^:]:%d", q, file, &f->firstlineno), 3);
 		snprintf(f->qualname, sizeof(f->qualname), "%s", q);
 		snprintf(f->filename, sizeof(f->filename), "%s", file);
+		p = strchr(p, '|');
+		p = p ? p + 1 : NULL;
 	}
 	s->agg.frames = s->frames;
 	s->agg.nframes = (uint16_t)n;
@@ -44,46 +47,54 @@ static const struct ls_cb_name py_step = {
 	.firstlineno = 260,
 };
 
-START_TEST(test_task_step_is_named_by_its_coroutine)
+/* What the last task_step_of / context_of named. */
+static struct ls_cb_name named;
+
+/* ls_cbname_task_step of py_step on the stack frames (whole). */
+static bool task_step_of(const char *frames)
 {
-	static const char *const frames[] = {
-		"sleep_culprit@/app/culprits.py:80",
-		"handler@/app/app.py:42",
-		"Task.__step_run_and_handle_result@/usr/lib/python3.12/asyncio/tasks.py:290",
-		"Task.__step@/usr/lib/python3.12/asyncio/tasks.py:260",
-		"Handle._run@/usr/lib/python3.12/asyncio/events.py:80",
-		NULL,
-	};
 	struct stack s;
-	struct ls_cb_name out = { 0 };
 
 	make(&s, frames, false);
-	ck_assert(ls_cbname_task_step(&py_step, &s.sum, &out));
-	ck_assert_str_eq(out.qualname, "handler");
-	ck_assert_str_eq(out.filename, "/app/app.py");
-	ck_assert_int_eq(out.firstlineno, 42);
+	memset(&named, 0, sizeof(named));
+	return ls_cbname_task_step(&py_step, &s.sum, &named);
+}
+
+/* ls_cbname_context on the stack frames (whole). */
+static bool context_of(const char *frames)
+{
+	struct stack s;
+
+	make(&s, frames, false);
+	memset(&named, 0, sizeof(named));
+	return ls_cbname_context(&s.sum, &named);
+}
+
+START_TEST(test_task_step_is_named_by_its_coroutine)
+{
+	static const char frames[] =
+		"sleep_culprit@/app/culprits.py:80|handler@/app/app.py:42|"
+		"Task.__step_run_and_handle_result@/usr/lib/python3.12/asyncio/tasks.py:290|"
+		"Task.__step@/usr/lib/python3.12/asyncio/tasks.py:260|"
+		"Handle._run@/usr/lib/python3.12/asyncio/events.py:80";
+	ck_assert(task_step_of(frames));
+	ck_assert_str_eq(named.qualname, "handler");
+	ck_assert_str_eq(named.filename, "/app/app.py");
+	ck_assert_int_eq(named.firstlineno, 42);
 }
 END_TEST
 
 START_TEST(test_task_step_before_311_has_names_only)
 {
-	static const char *const frames[] = {
-		"handler@/app/app.py:42",
-		"__step@/usr/lib/python3.10/asyncio/tasks.py:232",
-		NULL,
-	};
-	struct stack s;
-	struct ls_cb_name out = { 0 };
-
-	make(&s, frames, false);
-	ck_assert(ls_cbname_task_step(&py_step, &s.sum, &out));
-	ck_assert_str_eq(out.qualname, "handler");
+	static const char frames[] = "handler@/app/app.py:42|__step@/usr/lib/python3.10/asyncio/tasks.py:232";
+	ck_assert(task_step_of(frames));
+	ck_assert_str_eq(named.qualname, "handler");
 }
 END_TEST
 
 START_TEST(test_task_step_needs_a_step_and_its_frame)
 {
-	static const char *const frames[] = { "handler@/app/app.py:42", NULL };
+	static const char frames[] = "handler@/app/app.py:42";
 	static const struct ls_cb_name other = { .qualname = "Handler.on_data",
 						 .filename = "/app/app.py" };
 	struct stack s;
@@ -121,50 +132,31 @@ END_TEST
 
 START_TEST(test_context_callback_is_the_frame_under_the_loop)
 {
-	static const char *const frames[] = {
-		"spin@/app/app.py:10",
-		"on_timer@/app/app.py:20",
-		"run@/venv/lib/uvloop/__init__.py:100",
-		"<module>@/app/app.py:1",
-		NULL,
-	};
-	struct stack s;
-	struct ls_cb_name out = { 0 };
-
-	make(&s, frames, false);
-	ck_assert(ls_cbname_context(&s.sum, &out));
-	ck_assert_str_eq(out.qualname, "on_timer");
-	ck_assert_int_eq(out.firstlineno, 20);
+	static const char frames[] =
+		"spin@/app/app.py:10|on_timer@/app/app.py:20|"
+		"run@/venv/lib/uvloop/__init__.py:100|<module>@/app/app.py:1";
+	ck_assert(context_of(frames));
+	ck_assert_str_eq(named.qualname, "on_timer");
+	ck_assert_int_eq(named.firstlineno, 20);
 }
 END_TEST
 
 START_TEST(test_context_callback_from_module_level)
 {
 	/* No driver frame: the frame called by the outermost one. */
-	static const char *const frames[] = {
-		"spin@/app/app.py:10",
-		"on_timer@/app/app.py:20",
-		"<module>@/app/app.py:1",
-		NULL,
-	};
-	struct stack s;
-	struct ls_cb_name out = { 0 };
-
-	make(&s, frames, false);
-	ck_assert(ls_cbname_context(&s.sum, &out));
-	ck_assert_str_eq(out.qualname, "on_timer");
+	static const char frames[] = "spin@/app/app.py:10|on_timer@/app/app.py:20|<module>@/app/app.py:1";
+	ck_assert(context_of(frames));
+	ck_assert_str_eq(named.qualname, "on_timer");
 }
 END_TEST
 
 START_TEST(test_context_needs_a_whole_stack)
 {
-	static const char *const deep[] = { "a@/app/a.py:1", "b@/app/a.py:2", NULL };
-	static const char *const one[] = { "a@/app/a.py:1", NULL };
-	static const char *const loop_only[] = {
-		"BaseEventLoop._run_once@/usr/lib/python3.11/asyncio/base_events.py:1800",
-		"BaseEventLoop.run_forever@/usr/lib/python3.11/asyncio/base_events.py:600",
-		NULL,
-	};
+	static const char deep[] = "a@/app/a.py:1|b@/app/a.py:2";
+	static const char one[] = "a@/app/a.py:1";
+	static const char loop_only[] =
+		"BaseEventLoop._run_once@/usr/lib/python3.11/asyncio/base_events.py:1800|"
+		"BaseEventLoop.run_forever@/usr/lib/python3.11/asyncio/base_events.py:600";
 	struct stack s;
 	struct ls_cb_name out = { 0 };
 
@@ -201,14 +193,11 @@ END_TEST
 
 START_TEST(test_pytest_from_stack_takes_the_outermost_test)
 {
-	static const char *const frames[] = {
-		"spin@/app/app.py:10",
-		"test_inner@/src/test_app.py:20",
-		"test_outer@/src/test_app.py:30",
-		"pytest_pyfunc_call@/venv/_pytest/python.py:190",
-		NULL,
-	};
-	static const char *const none[] = { "spin@/app/app.py:10", NULL };
+	static const char frames[] =
+		"spin@/app/app.py:10|test_inner@/src/test_app.py:20|"
+		"test_outer@/src/test_app.py:30|"
+		"pytest_pyfunc_call@/venv/_pytest/python.py:190";
+	static const char none[] = "spin@/app/app.py:10";
 	struct stack s;
 	char out[256];
 
