@@ -187,6 +187,7 @@ static void why_slow_json(json_object *o, const struct ls_slow_busy_event *e,
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
 	json_object_object_add(o, "stacks", ls_slowstack_json(st));
+	json_object_object_add(o, "await_chain", ls_pytask_chain_json(st ? &st->chain : NULL));
 }
 
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
@@ -232,6 +233,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
 		       name, why_slow(e, kept, 4, why, sizeof(why)));
+		cli_print_chain(&kept->chain, "      ");
 		fflush(stdout);
 	}
 	ls_slowstack_summary_free(&st);
@@ -417,6 +419,7 @@ static int print_report(struct attach *a, const struct ls_thread_stats *v, size_
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
 			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
 			       s->thread, why_slow(&s->ev, &s->stacks, 8, why, sizeof(why)));
+			cli_print_chain(&s->stacks.chain, "      ");
 		}
 	}
 	if (!a->json && shown < a->nslow)

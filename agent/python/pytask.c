@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "loopscope/abi/py_offsets.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
@@ -417,4 +419,25 @@ char *ls_pytask_chain_text(const struct ls_pytask_chain *c, char *buf, size_t le
 		snprintf(buf + pos, len - pos, " <- ...");
 	buf[len - 1] = '\0';
 	return buf;
+}
+
+struct json_object *ls_pytask_chain_json(const struct ls_pytask_chain *c)
+{
+	json_object *arr;
+
+	if (!c || !c->n)
+		return NULL;
+	arr = json_object_new_array();
+	for (uint32_t i = 0; i < c->n; i++) {
+		json_object *o = json_object_new_object();
+		char id[32];
+
+		snprintf(id, sizeof(id), "0x%llx", (unsigned long long)c->task[i].addr);
+		json_object_object_add(o, "task", json_object_new_string(c->task[i].name));
+		json_object_object_add(o, "coroutine", json_object_new_string(c->task[i].coro));
+		json_object_object_add(o, "task_id", json_object_new_string(id));
+		json_object_object_add(o, "awaiters", json_object_new_int((int)c->task[i].awaiters));
+		json_object_array_add(arr, o);
+	}
+	return arr;
 }

@@ -85,4 +85,10 @@ int ls_pytask_chain(int memfd, const struct ls_py_offsets *off, const struct ls_
  * (control bytes as \xNN). Returns buf. */
 char *ls_pytask_chain_text(const struct ls_pytask_chain *c, char *buf, size_t len);
 
+/* The chain as JSON: [{"task": "fetch-42", "coroutine": "fetch",
+ * "task_id": "0x7f44...", "awaiters": 1}, ...], running task first; NULL
+ * (JSON null) when c has no task. */
+struct json_object;
+struct json_object *ls_pytask_chain_json(const struct ls_pytask_chain *c);
+
 #endif /* LOOPSCOPE_PYTASK_H */

@@ -19,6 +19,7 @@
 
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/pycode.h"
+#include "loopscope/pytask.h"
 
 struct ls_slowstack;
 
@@ -47,6 +48,7 @@ struct ls_stack_summary {
 	size_t dropped;      /* lighter distinct stacks beyond LS_SUMMARY_STACKS_MAX */
 	uint64_t on_cpu_ns;  /* sum of on_cpu_ns: the sampled part */
 	uint64_t off_cpu_ns; /* sum of blocked_ns + runnable_ns */
+	struct ls_pytask_chain chain; /* the running Task's await chain (3.14+; n 0: none) */
 };
 
 /* An empty collector; NULL on ENOMEM. */
