@@ -329,8 +329,13 @@ void cli_precise_remove(struct cli_precise *p, pid_t pid)
 
 void cli_precise_poll(struct cli_precise *p)
 {
+	/* Read what is there, for at most ~100 ms a call (each ls_pycb_poll
+	 * stops consuming after 50 ms): a target flooding slow callbacks
+	 * cannot keep attach from its interval lines, -d or a signal. */
+	uint64_t until = ls_sys_now_ns() + 100000000ULL;
+
 	if (p->pycb)
-		while (ls_pycb_poll(p->pycb, 0) > 0)
+		while (ls_pycb_poll(p->pycb, 0) > 0 && ls_sys_now_ns() < until)
 			;
 }
 
