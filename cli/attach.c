@@ -703,14 +703,18 @@ int cli_attach(int argc, char **argv)
 	ls_loop_drain(loop, 300);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
+	bool any_exited = false;
+
+	for (int i = 0; i < a.npids; i++)
+		any_exited |= a.exited[i];
 	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
-		fprintf(stderr, "loopscope: no loop thread seen in any target\n");
-		ret = LS_EXIT_NO_LOOP;
+		/* A target that exits before it polls is an exit (6), not a
+		 * target without a loop (7). */
+		fprintf(stderr, "loopscope: no loop thread seen in any target%s\n",
+			any_exited ? " before it exited" : "");
+		ret = any_exited ? LS_EXIT_TARGET_EXITED : LS_EXIT_NO_LOOP;
 	} else {
-		ret = LS_EXIT_OK;
-		for (int i = 0; i < a.npids; i++)
-			if (a.exited[i])
-				ret = LS_EXIT_TARGET_EXITED;
+		ret = any_exited ? LS_EXIT_TARGET_EXITED : LS_EXIT_OK;
 		if (folded_failed)
 			ret = LS_EXIT_ERROR; /* the file asked for is not there */
 	}

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "loopscope/loopscope.h"
 #include "pythons.h"
@@ -106,6 +107,50 @@ START_TEST(test_precise_flood_obeys_sigint)
 }
 END_TEST
 
+/* --btf naming something that is not BTF (a device, a FIFO that would
+ * block an open without O_NONBLOCK): exit 5 with one line, at once. */
+START_TEST(test_btf_that_is_not_btf_exits_5)
+{
+	static const char *bad[] = { "/dev/zero", "/tmp/ls-hostile-fifo.btf" };
+	char self[32];
+
+	snprintf(self, sizeof(self), "%d", (int)getpid());
+	unlink(bad[1]);
+	ck_assert_int_eq(mkfifo(bad[1], 0600), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ls_test_out o = { 0 };
+		char *argv[] = { LOOPSCOPE, "attach", "-p", self, "--btf", (char *)bad[i], "-d", "1s",
+				 NULL };
+
+		ck_assert_int_eq(ls_test_run_capture(&o, argv, 10000), LS_EXIT_UNSUPPORTED);
+		ck_assert_msg(strstr(o.stderr_text, "is not a BTF file"), "%s", o.stderr_text);
+		ck_assert_ptr_eq(strchr(o.stderr_text, '\n'), o.stderr_text + strlen(o.stderr_text) - 1);
+		ls_test_out_free(&o);
+	}
+	unlink(bad[1]);
+}
+END_TEST
+
+/* A target that exits before it ever polls: the run ends with exit 6
+ * ("a target exited"), not 7 ("never polled"). */
+START_TEST(test_target_gone_before_polling_exits_6)
+{
+	char *sleeper[] = { "/bin/sleep", "0.5", NULL };
+	struct ls_test_out o = { 0 };
+	char spid[32];
+	pid_t t = ls_test_spawn(sleeper, NULL, NULL);
+
+	ck_assert_int_gt(t, 0);
+	snprintf(spid, sizeof(spid), "%d", (int)t);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "10s", "-q", NULL };
+
+	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), LS_EXIT_TARGET_EXITED);
+	ck_assert_ptr_nonnull(strstr(o.stderr_text, "no loop thread seen in any target before it exited"));
+	ls_test_out_free(&o);
+	ls_test_kill(t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_hostile");
@@ -114,6 +159,8 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_precise_flood_keeps_duration_and_intervals);
 	tcase_add_test(tc, test_precise_flood_obeys_sigint);
+	tcase_add_test(tc, test_btf_that_is_not_btf_exits_5);
+	tcase_add_test(tc, test_target_gone_before_polling_exits_6);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }
