@@ -45,6 +45,36 @@ static struct cli_task_proc *task_proc(struct cli_stacks *cs, pid_t pid)
 	return NULL;
 }
 
+/* Thread tid's id in its own pid namespace (the innermost NSpid of
+ * /proc/TGID/task/TID/status, proc(5)): what CPython stores as the thread
+ * state's native_thread_id. tid itself when unreadable. */
+static pid_t ns_tid(uint32_t tgid, uint32_t tid)
+{
+	char path[64], line[256];
+	pid_t id = (pid_t)tid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/task/%u/status", tgid, tid);
+	f = fopen(path, "re");
+	if (!f)
+		return id;
+	while (fgets(line, sizeof(line), f)) {
+		char *last;
+
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		last = strrchr(line, '\t');
+		if (!last)
+			last = strrchr(line, ' ');
+		if (last && atoi(last + 1) > 0)
+			id = (pid_t)atoi(last + 1);
+		break;
+	}
+	fclose(f);
+	return id;
+}
+
 static void read_chain(struct cli_stacks *cs, const struct ls_stack_event *e)
 {
 	struct cli_task_proc *p = task_proc(cs, (pid_t)e->tgid);
@@ -64,7 +94,8 @@ static void read_chain(struct cli_stacks *cs, const struct ls_stack_event *e)
 	r->tgid = e->tgid;
 	r->tid = e->tid;
 	r->busy_start_ns = e->busy_start_ns;
-	if (ls_pytask_chain(p->memfd, &p->off, &p->ao, p->runtime_addr, (pid_t)e->tid, &r->chain))
+	if (ls_pytask_chain(p->memfd, &p->off, &p->ao, p->runtime_addr, ns_tid(e->tgid, e->tid),
+			    &r->chain))
 		r->chain.n = 0;
 	r->chain.read_ns = ls_sys_now_ns();
 }

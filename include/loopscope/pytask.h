@@ -69,7 +69,9 @@ struct ls_pytask_chain {
 	uint64_t read_ns;    /* CLOCK_MONOTONIC of the read */
 };
 
-/* The await chain of thread tid: its thread state is found in the main
+/* The await chain of thread tid (its id in the target's own pid namespace,
+ * as CPython's native_thread_id has it: the innermost NSpid of
+ * /proc/PID/task/TID/status for a containerised target): its thread state is found in the main
  * interpreter's thread list under runtime_addr (_PyRuntime in the target)
  * with off (the target's object layouts: thread list, unicode, coroutine
  * qualname), then asyncio_running_task and each awaiter in turn, from
