@@ -160,6 +160,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
 		       name, ls_busy_why(e, kept, 4, why, sizeof(why)));
+		cli_print_chain(&kept->chain, "      ");
 		fflush(stdout);
 	}
 	ls_slowstack_summary_free(&st);
@@ -345,6 +346,7 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
 			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
 			       s->thread, ls_busy_why(&s->ev, &s->stacks, 8, why, sizeof(why)));
+			cli_print_chain(&s->stacks.chain, "      ");
 		}
 	}
 	if (!a->json && shown < a->nslow)
@@ -550,14 +552,18 @@ int cli_attach(int argc, char **argv)
 	ls_loop_drain(loop, 300);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
+	bool any_exited = false;
+
+	for (int i = 0; i < a.npids; i++)
+		any_exited |= a.exited[i];
 	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
-		fprintf(stderr, "loopscope: no loop thread seen in any target\n");
-		ret = LS_EXIT_NO_LOOP;
+		/* A target that exits before it polls is an exit (6), not a
+		 * target without a loop (7). */
+		fprintf(stderr, "loopscope: no loop thread seen in any target%s\n",
+			any_exited ? " before it exited" : "");
+		ret = any_exited ? LS_EXIT_TARGET_EXITED : LS_EXIT_NO_LOOP;
 	} else {
-		ret = LS_EXIT_OK;
-		for (int i = 0; i < a.npids; i++)
-			if (a.exited[i])
-				ret = LS_EXIT_TARGET_EXITED;
+		ret = any_exited ? LS_EXIT_TARGET_EXITED : LS_EXIT_OK;
 		if (folded_failed)
 			ret = LS_EXIT_ERROR; /* the file asked for is not there */
 	}

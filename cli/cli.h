@@ -79,6 +79,9 @@ int cli_parse_duration(const char *opt, const char *val, uint64_t *ns);
 char *cli_clock(int64_t mono_to_real_ns, uint64_t mono_ns, char *buf, size_t len);
 /* Print o as one JSON line on stdout and release it. */
 void cli_print_json(json_object *o);
+/* The await chain of a slow period on its own line under it (nothing when
+ * there is none): indent, then ls_pytask_chain_text. */
+void cli_print_chain(const struct ls_pytask_chain *c, const char *indent);
 /* {count, sum_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns} */
 json_object *cli_hist_json(const struct ls_hist *h);
 
@@ -92,6 +95,10 @@ struct cli_stacks {
 	struct ls_folded *folded;   /* with --folded FILE */
 	int nprocs;                 /* processes whose stacks can be walked */
 	const char *folded_path;
+	struct cli_task_proc *task_procs; /* 3.14+ processes whose await chains are read */
+	size_t ntask_procs;
+	struct cli_task_read *task_reads; /* the last chains read, a ring */
+	size_t task_next;
 };
 
 /* Make the collector (and the folded accumulator when folded_path is set).

@@ -61,3 +61,11 @@ int cli_parse_duration(const char *opt, const char *val, uint64_t *ns)
 	*ns = v;
 	return 0;
 }
+
+void cli_print_chain(const struct ls_pytask_chain *c, const char *indent)
+{
+	char buf[2048];
+
+	if (c && c->n)
+		printf("%s%s\n", indent, ls_pytask_chain_text(c, buf, sizeof(buf)));
+}

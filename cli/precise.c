@@ -156,8 +156,10 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
-		if (p->stacks)
+		if (p->stacks) {
 			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
+			json_object_object_add(o, "await_chain", ls_pytask_chain_json(&kept->chain));
+		}
 		cli_print_json(o);
 	} else if (!p->quiet) {
 		printf("%s  SLOW callback %s  %s  pid %u tid %u%s\n",
@@ -165,6 +167,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(kept, 4, why, sizeof(why)));
+		cli_print_chain(&kept->chain, "      ");
 		fflush(stdout);
 	}
 	ls_slowstack_summary_free(&st);
@@ -239,8 +242,13 @@ void cli_precise_remove(struct cli_precise *p, pid_t pid)
 
 void cli_precise_poll(struct cli_precise *p)
 {
+	/* Read what is there, for at most ~100 ms a call (each ls_pycb_poll
+	 * stops consuming after 50 ms): a target flooding slow callbacks
+	 * cannot keep attach from its interval lines, -d or a signal. */
+	uint64_t until = ls_sys_now_ns() + 100000000ULL;
+
 	if (p->pycb)
-		while (ls_pycb_poll(p->pycb, 0) > 0)
+		while (ls_pycb_poll(p->pycb, 0) > 0 && ls_sys_now_ns() < until)
 			;
 }
 
@@ -321,8 +329,11 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
 			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
 			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
-			if (p->stacks)
+			if (p->stacks) {
 				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
+				json_object_object_add(o, "await_chain",
+						       ls_pytask_chain_json(&p->slow_stacks[i].chain));
+			}
 			json_object_array_add(jslow, o);
 		}
 		json_object *jt = json_object_new_array();
@@ -381,6 +392,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
+		cli_print_chain(&p->slow_stacks[i].chain, "      ");
 	}
 	if (shown < p->nslow)
 		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,

@@ -2,10 +2,14 @@
 /* Python stacks of slow periods in `attach` and `run`: set-up per target,
  * the stacks of one period, --folded FILE. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/pytarget.h"
 
 /* Stacks are taken in busy periods older than threshold / STACK_AFTER_DIV:
@@ -14,12 +18,158 @@
 #define STACK_AFTER_DIV 4
 #define KEEP_NS 10000000000ULL
 
+/* Await chains (CPython 3.14+, include/loopscope/pytask.h): read once per
+ * slow busy period, at its first stack record, while the loop thread is
+ * still blocked in the callback (the task objects do not change under a
+ * stuck loop); kept in a ring of the last TASK_READS chains. */
+#define TASK_READS 64
+
+struct cli_task_proc {
+	pid_t pid;
+	int memfd;
+	uint64_t runtime_addr;
+	struct ls_py_offsets off;
+	struct ls_pytask_offsets ao;
+};
+
+struct cli_task_read {
+	uint32_t tgid, tid;
+	uint64_t busy_start_ns;
+	struct ls_pytask_chain chain;
+};
+
+static struct cli_task_proc *task_proc(struct cli_stacks *cs, pid_t pid)
+{
+	for (size_t i = 0; i < cs->ntask_procs; i++)
+		if (cs->task_procs[i].pid == pid)
+			return &cs->task_procs[i];
+	return NULL;
+}
+
+/* Thread tid's id in its own pid namespace (the innermost NSpid of
+ * /proc/TGID/task/TID/status, proc(5)): what CPython stores as the thread
+ * state's native_thread_id. tid itself when unreadable. */
+static pid_t ns_tid(uint32_t tgid, uint32_t tid)
+{
+	char path[64], line[256];
+	pid_t id = (pid_t)tid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/task/%u/status", tgid, tid);
+	f = fopen(path, "re");
+	if (!f)
+		return id;
+	while (fgets(line, sizeof(line), f)) {
+		char *last;
+
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		last = strrchr(line, '\t');
+		if (!last)
+			last = strrchr(line, ' ');
+		if (last && atoi(last + 1) > 0)
+			id = (pid_t)atoi(last + 1);
+		break;
+	}
+	fclose(f);
+	return id;
+}
+
+static void read_chain(struct cli_stacks *cs, const struct ls_stack_event *e)
+{
+	struct cli_task_proc *p = task_proc(cs, (pid_t)e->tgid);
+	struct cli_task_read *r;
+
+	if (!p)
+		return;
+	for (size_t i = 0; i < TASK_READS && cs->task_reads; i++) {
+		r = &cs->task_reads[i];
+		if (r->tid == e->tid && r->tgid == e->tgid && r->busy_start_ns == e->busy_start_ns)
+			return; /* this period's chain is read */
+	}
+	if (!cs->task_reads && !(cs->task_reads = calloc(TASK_READS, sizeof(*cs->task_reads))))
+		return;
+	r = &cs->task_reads[cs->task_next++ % TASK_READS];
+	memset(r, 0, sizeof(*r));
+	r->tgid = e->tgid;
+	r->tid = e->tid;
+	r->busy_start_ns = e->busy_start_ns;
+	if (ls_pytask_chain(p->memfd, &p->off, &p->ao, p->runtime_addr, ns_tid(e->tgid, e->tid),
+			    &r->chain))
+		r->chain.n = 0;
+	r->chain.read_ns = ls_sys_now_ns();
+}
+
 static void on_stack(const struct ls_stack_event *e, void *ctx)
 {
 	struct cli_stacks *cs = ctx;
 
 	if (cs->col)
 		ls_slowstack_add(cs->col, e);
+	if (cs->ntask_procs)
+		read_chain(cs, e);
+}
+
+/* Read await chains of t's process when its CPython has them (3.14+). */
+static void task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
+			  const struct ls_py_offsets *off)
+{
+	struct cli_task_proc p = { .pid = t->pid, .runtime_addr = t->bias + t->runtime.vaddr,
+				   .off = *off };
+	struct cli_task_proc *grown;
+	char path[64], why[320];
+	int err;
+
+	if (t->minor < 14 || task_proc(cs, t->pid))
+		return;
+	err = ls_pytask_find(t, &p.ao, why, sizeof(why));
+	if (err) {
+		if (!cs->quiet && err != -ENOENT)
+			fprintf(stderr, "loopscope: pid %d: no await chains: %s\n", t->pid, why);
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
+	p.memfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (p.memfd < 0)
+		return;
+	grown = realloc(cs->task_procs, (cs->ntask_procs + 1) * sizeof(*grown));
+	if (!grown) {
+		close(p.memfd);
+		return;
+	}
+	cs->task_procs = grown;
+	cs->task_procs[cs->ntask_procs++] = p;
+}
+
+static void task_proc_remove(struct cli_stacks *cs, pid_t pid)
+{
+	struct cli_task_proc *p = task_proc(cs, pid);
+
+	if (!p)
+		return;
+	close(p->memfd);
+	*p = cs->task_procs[--cs->ntask_procs];
+}
+
+/* The chain read in the period [from_ns, to_ns] of thread tid: the one read
+ * at that busy period's start, else the latest read within it. */
+static void take_chain(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_t from_ns,
+		       uint64_t to_ns, struct ls_pytask_chain *out)
+{
+	const struct cli_task_read *best = NULL;
+
+	for (size_t i = 0; cs->task_reads && i < TASK_READS; i++) {
+		const struct cli_task_read *r = &cs->task_reads[i];
+
+		if (r->tgid != tgid || r->tid != tid || !r->chain.n || r->busy_start_ns > to_ns ||
+		    r->chain.read_ns < from_ns)
+			continue;
+		if (!best || r->chain.read_ns > best->chain.read_ns)
+			best = r;
+	}
+	if (best)
+		*out = best->chain;
 }
 
 int cli_stacks_init(struct cli_stacks *cs)
@@ -82,6 +232,7 @@ bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t
 				strerror(-err));
 		return false;
 	}
+	task_proc_add(cs, t, off);
 	cs->nprocs++;
 	return true;
 }
@@ -109,6 +260,7 @@ void cli_stacks_remove(struct cli_stacks *cs, pid_t pid)
 		ls_loop_set_python(cs->loop, pid, 0, NULL);
 	if (cs->col)
 		ls_slowstack_forget(cs->col, pid);
+	task_proc_remove(cs, pid);
 }
 
 void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_t from_ns,
@@ -122,6 +274,7 @@ void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_
 		ls_loop_drain(cs->loop, 20);
 	if (ls_slowstack_take(cs->col, tgid, tid, from_ns, to_ns, sum))
 		return;
+	take_chain(cs, tgid, tid, from_ns, to_ns, &sum->chain);
 	if (fold && cs->folded && ls_folded_add(cs->folded, comm, sum))
 		fprintf(stderr, "loopscope: out of memory for --folded\n");
 }
@@ -187,4 +340,10 @@ void cli_stacks_close(struct cli_stacks *cs)
 	ls_folded_free(cs->folded);
 	cs->col = NULL;
 	cs->folded = NULL;
+	while (cs->ntask_procs)
+		task_proc_remove(cs, cs->task_procs[0].pid);
+	free(cs->task_procs);
+	free(cs->task_reads);
+	cs->task_procs = NULL;
+	cs->task_reads = NULL;
 }

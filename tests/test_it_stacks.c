@@ -418,12 +418,24 @@ START_TEST(test_no_stack_walk_while_healthy)
 {
 	const char *py = py_list.path[0];
 	char applog[128];
+	/* The app outlives the 2 s watch: its exit (interpreter teardown, one
+	 * busy period of tens of ms that no poll ends) stays out of it. */
 	char *app_argv[] = { (char *)py, BLOCKING, "--log", applog, "--every", "0.05", "--sleep",
-			     "0.005", "--duration", "2", NULL };
+			     "0.005", "--duration", "30", NULL };
+	char appout[128], spid[32];
+	struct ls_test_out o = { 0 };
 	json_object *rep, *stacks;
+	pid_t app;
 
 	ls_test_tmp(applog, sizeof(applog), "applog");
-	rep = attach_run(app_argv, NULL, "100ms", "healthy");
+	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "2s", "--json", "-q", "--threshold",
+			 "100ms", NULL };
+	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+	ls_test_kill(app);
+	unlink(appout);
+	rep = ls_test_json_last(o.out, "report");
+	ck_assert_ptr_nonnull(rep);
 	stacks = ls_test_jget(rep, "stacks");
 	ck_assert_ptr_nonnull(stacks);
 	/* The walker was set up for the app: zero walks means something. */
@@ -457,6 +469,7 @@ START_TEST(test_no_stack_walk_while_healthy)
 			"0 stack walks\n", (unsigned long long)busy_max / 1000);
 	}
 	json_object_put(rep);
+	ls_test_out_free(&o);
 	unlink(applog);
 }
 END_TEST

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* What BPF tracing needs from the machine: BTF, tracefs, privileges. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +47,25 @@ static int have_bpf_caps(void)
 	return (eff & (1ULL << 39)) && (eff & (1ULL << 38));
 }
 
+/* A regular file that starts as raw BTF does (struct btf_header: magic
+ * 0xeb9f, include/uapi/linux/btf.h) or as an ELF file (libbpf reads the
+ * .BTF section of those): what libbpf's btf__parse accepts, checked
+ * without blocking on a FIFO or reading a device. */
+static bool btf_looks_right(const char *path)
+{
+	unsigned char magic[4];
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) && read(fd, magic, 4) == 4 &&
+	     ((magic[0] == 0x9f && magic[1] == 0xeb) || !memcmp(magic, "\x7f" "ELF", 4));
+	close(fd);
+	return ok;
+}
+
 int ls_sys_check(const char *btf_path, char *why, size_t len)
 {
 	struct stat sb;
@@ -59,6 +80,11 @@ int ls_sys_check(const char *btf_path, char *why, size_t len)
 	if (stat(btf_path, &sb)) {
 		snprintf(why, len, "kernel has no BTF (%s missing): a kernel built with "
 			 "CONFIG_DEBUG_INFO_BTF=y is needed, or --btf FILE for this kernel", btf_path);
+		return -ENOTSUP;
+	}
+	if (!btf_looks_right(btf_path)) {
+		snprintf(why, len, "%s is not a BTF file (raw BTF, magic 0xeb9f, or an ELF file "
+			 "with a .BTF section is needed)", btf_path);
 		return -ENOTSUP;
 	}
 	if (stat(LS_TRACEFS_PROBE, &sb) == 0 || stat(LS_DEBUGFS_PROBE, &sb) == 0)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* loopscoped: the continuous monitoring agent. A thin main over the agent
- * library (monitor.c, prom.c, ctl.c): flags and config file, signals, the
- * main loop. It sits in agent/ because it is the daemon's entry point
- * (DESIGN.md: "No main() in agent/ except the daemon's thin entry point");
+ * library (engine/monitor.c, daemon/prom.c, engine/ctl.c): flags and config file, signals, the
+ * main loop. It sits in agent/daemon/ because it is the daemon's entry point
+ * (docs/DESIGN.md: agent/daemon/ holds the one main() in agent/);
  * the CMake glob of the library leaves this file out. */
 #include <errno.h>
 #include <getopt.h>

@@ -5,6 +5,7 @@
 #include "loopscope/busywhy.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"
+#include "loopscope/pytask.h"
 
 char *ls_busy_why(const struct ls_slow_busy_event *e, const struct ls_stack_summary *st,
 		  int max_frames, char *buf, size_t len)
@@ -52,4 +53,5 @@ void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
 	json_object_object_add(o, "stacks", ls_slowstack_json(st));
+	json_object_object_add(o, "await_chain", ls_pytask_chain_json(st ? &st->chain : NULL));
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Resolution of a CPython target from procfs and its ELF file (DESIGN.md,
+/* Resolution of a CPython target from procfs and its ELF file (docs/DESIGN.md,
  * "Resolution of a Python target"): which file holds the interpreter, its
  * load bias and version, and where context_run is, even when stripped. */
 #include <ctype.h>

@@ -29,7 +29,8 @@ char *ls_busy_why_brief(const struct ls_slow_busy_event *e, char *buf, size_t le
 
 /* Add to o: on_cpu_ns, blocked_ns, runnable_ns, blocked_syscall (its name,
  * or null when it never blocked) and blocked_syscall_ns (when it did),
- * stacks (ls_slowstack_json of st). */
+ * stacks (ls_slowstack_json of st), await_chain (ls_pytask_chain_json of
+ * st's chain). */
 void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 		      const struct ls_stack_summary *st);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Resolution of a Python target without debug symbols (DESIGN.md, "Resolution
+ * Resolution of a Python target without debug symbols (docs/DESIGN.md, "Resolution
  * of a Python target"): the ELF reader (agent/python/elf.c, ls_elf_*) and the CPython
  * resolver built on it (agent/python/pytarget.c, ls_py_*). x86-64 ELF64 only.
  *

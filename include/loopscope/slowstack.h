@@ -22,6 +22,7 @@
 struct ls_stack_event;
 struct ls_slow_busy_event;
 #include "loopscope/pycode.h"
+#include "loopscope/pytask.h"
 
 struct ls_slowstack;
 
@@ -50,6 +51,7 @@ struct ls_stack_summary {
 	size_t dropped;      /* lighter distinct stacks beyond LS_SUMMARY_STACKS_MAX */
 	uint64_t on_cpu_ns;  /* sum of on_cpu_ns: the sampled part */
 	uint64_t off_cpu_ns; /* sum of blocked_ns + runnable_ns */
+	struct ls_pytask_chain chain; /* the running Task's await chain (3.14+; n 0: none) */
 };
 
 /* An empty collector; NULL on ENOMEM. */

@@ -3,7 +3,7 @@
  * Epoll-level loop health: per-thread state and histograms kept by
  * bpf/loop.bpf.c, read by agent/session/loop.c. One definition for both sides.
  *
- * Vocabulary (DESIGN.md): an iteration runs from one poll entry to the next;
+ * Vocabulary (docs/DESIGN.md): an iteration runs from one poll entry to the next;
  * poll time is spent inside epoll_wait/epoll_pwait/epoll_pwait2; busy time
  * runs from a poll's return to the next poll entry; loop lag is timer
  * lateness, defined in bpf/loop.bpf.c (the comment above poll_enter) and
