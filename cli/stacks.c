@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/procfs.h"
 #include "loopscope/pytarget.h"
 
 /* Stacks are taken in busy periods older than threshold / STACK_AFTER_DIV:
@@ -118,7 +119,7 @@ static void task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
 	struct cli_task_proc p = { .pid = t->pid, .runtime_addr = t->bias + t->runtime.vaddr,
 				   .off = *off };
 	struct cli_task_proc *grown;
-	char path[64], why[320];
+	char why[320];
 	int err;
 
 	if (t->minor < 14 || task_proc(cs, t->pid))
@@ -129,8 +130,7 @@ static void task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
 			fprintf(stderr, "loopscope: pid %d: no await chains: %s\n", t->pid, why);
 		return;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
-	p.memfd = open(path, O_RDONLY | O_CLOEXEC);
+	p.memfd = ls_proc_mem_open(t->pid);
 	if (p.memfd < 0)
 		return;
 	grown = realloc(cs->task_procs, (cs->ntask_procs + 1) * sizeof(*grown));

@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "loopscope/abi/py_offsets.h"
+#include "loopscope/procfs.h"
 #include "loopscope/pyname.h"
 #include "loopscope/pytarget.h"
 #include "loopscope/pytask.h"
@@ -189,7 +190,7 @@ static int rd(int fd, uint64_t addr, void *buf, size_t len)
 {
 	if (!addr)
 		return -EFAULT;
-	return pread(fd, buf, len, (off_t)addr) == (ssize_t)len ? 0 : -EFAULT;
+	return ls_proc_mem_read(fd, addr, buf, len) ? -EFAULT : 0;
 }
 
 static int rd64(int fd, uint64_t addr, uint64_t *v)
@@ -205,7 +206,7 @@ static int type_name(int fd, const struct ls_py_offsets *off, uint64_t obj, char
 
 	if (rd64(fd, obj + off->ob_type, &type) || rd64(fd, type + off->tp_name, &name) || !name)
 		return -EFAULT;
-	n = pread(fd, buf, len - 1, (off_t)name);
+	n = ls_proc_mem_read_some(fd, name, buf, len - 1);
 	if (n <= 0)
 		return -EFAULT;
 	buf[n] = '\0';
