@@ -50,7 +50,7 @@ START_TEST(test_time_sleep_200ms_is_one_slow_busy_period)
 	ls_test_tmp(err, sizeof(err), "err");
 	app = ls_test_spawn(app_argv, appout, NULL);
 	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", app);
+	snprintf(spid, sizeof(spid), "%d", ls_test_host_pid(app));
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3500ms", "--json", "-q", NULL };
 
 	rc = ls_test_run(argv, out, err, 30000);
@@ -140,8 +140,8 @@ int main(void)
 	Suite *s = suite_create("it_attach_python");
 	TCase *tc = tcase_create("python");
 
-	/* 3.7 on: the app uses asyncio.run. */
-	ls_test_discover_pythons("it_attach_python", 7, &py_list);
+	/* 3.7 on: the app uses asyncio.run. Epoll level: every one. */
+	ls_test_find_pythons("it_attach_python", 7, LS_TEST_PY_ALL, &py_list);
 	if (py_list.n == 0) {
 		fprintf(stderr, "it_attach_python: no Python interpreter to test\n");
 		return EXIT_FAILURE;
