@@ -31,8 +31,10 @@ struct ls_elf_section {
 	uint64_t flags;  /* sh_flags (SHF_*) */
 };
 
-/* Open the ELF file at path. -errno from open(2) (-ENOENT, -EACCES...),
- * -ENOEXEC when it is not an x86-64 ELF64 file. Free with ls_elf_close. */
+/* Open the ELF file at path, without blocking (O_NONBLOCK). -errno from
+ * open(2) (-ENOENT, -EACCES...), -EINVAL when it is not a regular file (a
+ * FIFO, a device, a directory), -ENOEXEC when it is not an x86-64 ELF64
+ * file. Free with ls_elf_close. */
 int ls_elf_open(const char *path, struct ls_elf **out);
 void ls_elf_close(struct ls_elf *e);
 
@@ -101,7 +103,7 @@ struct ls_py_addr {
 struct ls_py_target {
 	pid_t pid;                  /* 0 for ls_py_resolve_file */
 	char path[PATH_MAX];        /* as in /proc/PID/maps (target's mount ns) */
-	char host_path[PATH_MAX + 32]; /* openable here: /proc/PID/root/<path> */
+	char host_path[PATH_MAX + 32]; /* openable here: /proc/PID/map_files/S-E */
 	bool shared;                /* libpython3.X.so (true) or the executable */
 	uint64_t bias;              /* runtime address = bias + vaddr */
 	int major, minor;           /* 3, 11 */
