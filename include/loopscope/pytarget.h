@@ -124,8 +124,10 @@ struct ls_py_target {
  * in out->error: -ESRCH no such process; -EACCES /proc/PID or the file is
  * not readable; -ENOEXEC not a Python process; -ENOTSUP Python version
  * outside 3.8-3.13 (3.7 and below, 2.x); -ENOENT context_run not found in
- * the file (stripped and the tp_methods route failed); other -errno from
- * opening the file. */
+ * the file (stripped and the tp_methods route failed); -EINVAL the mapped
+ * path is not a regular file; other -errno from opening the file. The file
+ * is opened through the mapping (host_path: /proc/PID/map_files/START-END),
+ * so chrooted targets, other mount namespaces and deleted files work. */
 int ls_py_resolve(pid_t pid, struct ls_py_target *out);
 
 /* The file part of ls_py_resolve for the ELF at path (bias 0, pid 0): same
