@@ -35,6 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# CPython 3.14 and 3.15 for the tests: a Debian sid root, cached outside the
+# repo (scripts/pythons.sh; about a minute the first time, nothing after).
+scripts/pythons.sh
+
 # tracefs: libbpf reads tracepoint ids from it (loopscope mounts it too).
 if [ "$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "loopscope/pytarget.h"
 #include "spawn.h"
@@ -341,6 +343,153 @@ START_TEST(test_errors)
 }
 END_TEST
 
+static long elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* The file's bytes at context_run's offset, through host_path, are the
+ * process's bytes at bias + vaddr. */
+static void check_bytes(pid_t pid, const struct ls_py_target *t)
+{
+	uint8_t a[32], b[32];
+	char mem[64];
+	int fd;
+
+	fd = open(t->host_path, O_RDONLY);
+	ck_assert_msg(fd >= 0, "open %s: %s", t->host_path, strerror(errno));
+	ck_assert_int_eq(pread(fd, a, sizeof(a), (off_t)t->context_run.offset), (ssize_t)sizeof(a));
+	close(fd);
+	snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)pid);
+	fd = open(mem, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, b, sizeof(b), (off_t)(t->bias + t->context_run.vaddr)),
+			 (ssize_t)sizeof(b));
+	close(fd);
+	ck_assert_int_eq(memcmp(a, b, sizeof(a)), 0);
+}
+
+/* A chrooted target (issue #16 item 7): Debian's python3.11 in a root of
+ * /usr bind-mounted (private mount namespace) and the usr-merge links.
+ * The host path of its executable, joined to /proc/PID/root, names
+ * nothing; the resolver opens the mapping itself. */
+START_TEST(test_chrooted_target_resolves)
+{
+	char root[] = "/tmp/loopscope-test-chroot.XXXXXX", path[PATH_MAX + 64], usr[PATH_MAX];
+	char script[PATH_MAX + 200], out[128], line[64];
+	char *argv[] = { "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh",
+			 "-c", script, NULL };
+	static const char *const links[] = { "bin", "lib", "lib64" };
+	struct ls_py_target t;
+	pid_t pid;
+	int err;
+
+	if (access(DEBIAN_PY, X_OK)) {
+		skip(DEBIAN_PY, "not installed");
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(usr, sizeof(usr), "%s/usr", root);
+	ck_assert_int_eq(mkdir(usr, 0755), 0);
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		char target[16];
+
+		snprintf(target, sizeof(target), "usr/%s", links[i]);
+		snprintf(path, sizeof(path), "%s/%s", root, links[i]);
+		ck_assert_int_eq(symlink(target, path), 0);
+	}
+	snprintf(script, sizeof(script), "mount --bind /usr %s && exec chroot %s " DEBIAN_PY
+		 " -c \"import time; print('ready', flush=True); time.sleep(30)\"", usr, root);
+	ls_test_tmp(out, sizeof(out), "elf-chroot");
+	pid = ls_test_spawn(argv, out, NULL);
+	ck_assert_int_gt(pid, 0);
+	if (ls_test_wait_line(out, "ready", 15000, line, sizeof(line))) {
+		ls_test_kill(pid);
+		ck_abort_msg("chrooted %s did not start", DEBIAN_PY);
+	}
+	err = ls_py_resolve(pid, &t);
+	if (err) {
+		ls_test_kill(pid);
+		ck_abort_msg("chrooted: %d %s", err, t.error);
+	}
+	/* What the old join opened: the host path under the target's root. */
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, t.path);
+	ck_assert_msg(access(path, F_OK) != 0, "%s exists", path);
+	ck_assert_msg(!strncmp(t.path, root, strlen(root)), "path %s", t.path);
+	check_bytes(pid, &t);
+	ck_assert_int_eq(t.minor, 11);
+	fprintf(stderr, "elf: chrooted pid %d: %s opened as %s; %s does not exist\n", (int)pid,
+		t.path, t.host_path, path);
+	ls_test_kill(pid);
+	unlink(out);
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", root, links[i]);
+		unlink(path);
+	}
+	rmdir(usr);
+	rmdir(root);
+}
+END_TEST
+
+/* A FIFO is refused at once, never read (a read would block): as a file,
+ * and where a running target's executable was (issue #12 item 1), where
+ * the mapping itself is read instead. */
+START_TEST(test_fifo_refused_without_blocking)
+{
+	char dir[] = "/tmp/loopscope-test-fifo.XXXXXX", fifo[64], copy[64], out[128], cmd[256];
+	char line[64];
+	char *argv[] = { copy, "-c", "import time; print('ready', flush=True); time.sleep(30)", NULL };
+	struct ls_py_target t;
+	struct ls_elf *e = NULL;
+	struct timespec t0;
+	pid_t pid;
+	int err;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(ls_elf_open(fifo, &e), -EINVAL);
+	ck_assert_int_eq(ls_py_resolve_file(fifo, &t), -EINVAL);
+	ck_assert_msg(strstr(t.error, "not a regular file"), "%s", t.error);
+	ck_assert_int_eq(ls_elf_open(dir, &e), -EINVAL);
+	ck_assert_int_lt(elapsed_ms(&t0), 100);
+	unlink(fifo);
+
+	if (access(DEBIAN_PY, X_OK)) {
+		skip(DEBIAN_PY, "not installed");
+		rmdir(dir);
+		return;
+	}
+	snprintf(copy, sizeof(copy), "%s/python3.11", dir);
+	snprintf(cmd, sizeof(cmd), "cp " DEBIAN_PY " %s", copy);
+	ck_assert_int_eq(system(cmd), 0);
+	ls_test_tmp(out, sizeof(out), "elf-fifo");
+	pid = ls_test_spawn(argv, out, NULL);
+	ck_assert_int_gt(pid, 0);
+	if (ls_test_wait_line(out, "ready", 15000, line, sizeof(line))) {
+		ls_test_kill(pid);
+		ck_abort_msg("%s did not start", copy);
+	}
+	unlink(copy);
+	ck_assert_int_eq(mkfifo(copy, 0700), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	err = ls_py_resolve(pid, &t);
+	ck_assert_msg(err == 0, "%d %s", err, t.error);
+	ck_assert_int_lt(elapsed_ms(&t0), 1000);
+	check_bytes(pid, &t);
+	fprintf(stderr, "elf: pid %d: %s replaced by a FIFO: resolved through %s\n", (int)pid, copy,
+		t.host_path);
+	ls_test_kill(pid);
+	unlink(copy);
+	unlink(out);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("elf");
@@ -354,6 +503,8 @@ int main(void)
 	tcase_add_test(tc, test_version_from_rodata);
 	tcase_add_test(tc, test_live_resolve_matches_memory);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_chrooted_target_resolves);
+	tcase_add_test(tc, test_fifo_refused_without_blocking);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_VERBOSE);

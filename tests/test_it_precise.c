@@ -150,7 +150,7 @@ START_TEST(test_slow_callbacks_match_app_and_asyncio_debug_mode)
 	unlink(wait);
 	pid = ls_test_spawn(app_argv, appout, NULL);
 	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 10000, line, sizeof(line)), 0);
-	snprintf(spid, sizeof(spid), "%d", pid);
+	snprintf(spid, sizeof(spid), "%d", ls_test_host_pid(pid));
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "-d", "30s", "--json", "-q",
 			 "--threshold", "50ms", NULL };
 	ls = ls_test_spawn(argv, out, err);

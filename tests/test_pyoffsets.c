@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "loopscope/abi/py_offsets.h"
+#include "pythons.h"
 #include "spawn.h"
 
 #define PYENV "/root/.pyenv/versions"
@@ -417,21 +418,19 @@ static int find_interpreter(const char *pattern, char *out, size_t len)
 	return rc;
 }
 
-START_TEST(test_offsets_follow_live_objects)
+/* The script on interpreter py (label for messages), checked against the
+ * row of 3.minor. */
+static void check_live(const char *label, const char *py, int minor)
 {
-	const struct target *t = &targets[_i];
+	const struct target one = { label, py, minor }, *t = &one;
 	const struct ls_py_offsets *o;
-	char py[512], path[256], out[256], err[256], memp[64];
+	char path[256], out[256], err[256], memp[64];
 	char *argv[3];
-	pid_t pid;
+	pid_t pid, host;
 	FILE *f;
 	int rc;
 
-	who = t->label;
-	if (find_interpreter(t->pattern, py, sizeof(py)) != 0) {
-		printf("SKIP pyoffsets: %s: no interpreter at %s\n", t->label, t->pattern);
-		return;
-	}
+	who = label;
 	o = ls_py_offsets_for(3, t->minor);
 	ck_assert_msg(o != NULL, "%s: no table row for 3.%d", t->label, t->minor);
 	EXPECT_EQ(o->version_hex, 0x03000000u | ((unsigned)t->minor << 16), "row version_hex");
@@ -444,7 +443,7 @@ START_TEST(test_offsets_follow_live_objects)
 	fputs(script, f);
 	fclose(f);
 
-	argv[0] = py;
+	argv[0] = (char *)py;
 	argv[1] = path;
 	argv[2] = NULL;
 	pid = ls_test_spawn(argv, out, err);
@@ -459,7 +458,9 @@ START_TEST(test_offsets_follow_live_objects)
 	EXPECT_EQ(val("major"), 3, "sys.version_info.major");
 	EXPECT_EQ(val("minor"), (uint64_t)t->minor, "sys.version_info.minor");
 
-	snprintf(memp, sizeof(memp), "/proc/%d/mem", (int)pid);
+	/* A container's interpreter is the launcher's child. */
+	host = ls_test_host_pid(pid);
+	snprintf(memp, sizeof(memp), "/proc/%d/mem", (int)host);
 	memfd = open(memp, O_RDONLY | O_CLOEXEC);
 	ck_assert_msg(memfd >= 0, "%s: open %s: %s", t->label, memp, strerror(errno));
 
@@ -470,7 +471,7 @@ START_TEST(test_offsets_follow_live_objects)
 	check_strings(o);
 	check_thread_and_frames(o);
 	printf("ok pyoffsets: %s (%s, pid %d): all offsets of the 3.%d row verified\n",
-	       t->label, py, (int)pid, t->minor);
+	       t->label, py, (int)host, t->minor);
 
 	close(memfd);
 	memfd = -1;
@@ -478,6 +479,27 @@ START_TEST(test_offsets_follow_live_objects)
 	unlink(path);
 	unlink(out);
 	unlink(err);
+}
+START_TEST(test_offsets_follow_live_objects)
+{
+	const struct target *t = &targets[_i];
+	char py[512];
+
+	if (find_interpreter(t->pattern, py, sizeof(py)) != 0) {
+		printf("SKIP pyoffsets: %s: no interpreter at %s\n", t->label, t->pattern);
+		return;
+	}
+	check_live(t->label, py, t->minor);
+}
+END_TEST
+
+/* CPython 3.14 and 3.15 of the Debian sid root, chrooted and as a
+ * container (tests/support/pythons.h: with LS_TEST_SID). */
+static struct ls_test_pythons sid;
+
+START_TEST(test_offsets_follow_live_objects_sid)
+{
+	check_live(sid.name[_i], sid.path[_i], sid.minor[_i]);
 }
 END_TEST
 
@@ -518,6 +540,8 @@ static Suite *pyoffsets_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_unsupported_versions_have_no_row);
 	tcase_add_loop_test(tc, test_offsets_follow_live_objects, 0, NTARGETS);
+	ls_test_find_sid_pythons("pyoffsets", 8, LS_TEST_PY_FULL, &sid);
+	tcase_add_loop_test(tc, test_offsets_follow_live_objects_sid, 0, sid.n);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "loopscope/pytarget.h"
 
@@ -26,6 +27,7 @@ int ls_elf_open(const char *path, struct ls_elf **out)
 {
 	struct ls_elf *e;
 	Elf_Scn *scn = NULL;
+	struct stat st;
 	int err = -ENOEXEC;
 
 	if (elf_version(EV_CURRENT) == EV_NONE)
@@ -33,9 +35,14 @@ int ls_elf_open(const char *path, struct ls_elf **out)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Never blocks: a target may leave a FIFO where its file was. */
+	e->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (e->fd < 0) {
 		err = -errno;
+		goto cleanup;
+	}
+	if (fstat(e->fd, &st) || !S_ISREG(st.st_mode)) {
+		err = -EINVAL;
 		goto cleanup;
 	}
 	e->elf = elf_begin(e->fd, ELF_C_READ_MMAP, NULL);

@@ -189,6 +189,9 @@ static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_s
 	if (err == -ENOEXEC) {
 		snprintf(out->error, sizeof(out->error), "%s%.200s is not an x86-64 ELF64 file", who, file);
 		return err;
+	} else if (err == -EINVAL) {
+		snprintf(out->error, sizeof(out->error), "%s%.200s is not a regular file", who, file);
+		return err;
 	} else if (err) {
 		snprintf(out->error, sizeof(out->error), "%scannot open %.200s: %s", who, file, strerror(-err));
 		return err;
@@ -270,7 +273,7 @@ static void strip_deleted(char *p)
 int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 {
 	char who[32], maps[64], exe[PATH_MAX] = "", line[PATH_MAX + 128];
-	uint64_t lib_start = 0, exe_start = 0;
+	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0;
 	FILE *f;
 	ssize_t n;
 
@@ -292,11 +295,11 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	strip_deleted(exe);
 	/* "start-end perms offset dev inode   path" (proc(5)) */
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, off;
+		unsigned long start, end, off;
 		int pos = 0;
 		char *p;
 
-		if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %n", &start, &off, &pos) < 2 || !pos)
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &start, &end, &off, &pos) < 3 || !pos)
 			continue;
 		p = line + pos;
 		p[strcspn(p, "\n")] = '\0';
@@ -305,9 +308,11 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 			continue;
 		if (!lib_start && !strncmp(base_name(p), "libpython", 9)) {
 			lib_start = start;
+			lib_end = end;
 			snprintf(out->path, sizeof(out->path), "%s", p);
 		} else if (!exe_start && *exe && !strcmp(p, exe)) {
 			exe_start = start;
+			exe_end = end;
 		}
 	}
 	fclose(f);
@@ -320,8 +325,17 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	out->shared = lib_start != 0;
 	if (!out->shared)
 		snprintf(out->path, sizeof(out->path), "%s", exe);
-	/* Paths in maps are as the target sees them: open them through its
-	 * root so targets in other mount namespaces (containers) work too. */
-	snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/root%s", (int)pid, out->path);
+	/* Paths in maps are as this process sees them, which for a chrooted
+	 * target is not what /proc/PID/root holds. The mapping's own link
+	 * names the mapped file itself, in any root or mount namespace, even
+	 * deleted or replaced; it needs CAP_SYS_ADMIN. Without it: the
+	 * executable's link, else the path through the target's root. */
+	snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+		 (unsigned long long)(out->shared ? lib_start : exe_start),
+		 (unsigned long long)(out->shared ? lib_end : exe_end));
+	if (access(out->host_path, R_OK) && !out->shared)
+		snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/exe", (int)pid);
+	else if (access(out->host_path, R_OK))
+		snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/root%s", (int)pid, out->path);
 	return resolve_elf(out, who, out->shared ? lib_start : exe_start);
 }

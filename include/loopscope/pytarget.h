@@ -31,8 +31,10 @@ struct ls_elf_section {
 	uint64_t flags;  /* sh_flags (SHF_*) */
 };
 
-/* Open the ELF file at path. -errno from open(2) (-ENOENT, -EACCES...),
- * -ENOEXEC when it is not an x86-64 ELF64 file. Free with ls_elf_close. */
+/* Open the ELF file at path, without blocking (O_NONBLOCK). -errno from
+ * open(2) (-ENOENT, -EACCES...), -EINVAL when it is not a regular file (a
+ * FIFO, a device, a directory), -ENOEXEC when it is not an x86-64 ELF64
+ * file. Free with ls_elf_close. */
 int ls_elf_open(const char *path, struct ls_elf **out);
 void ls_elf_close(struct ls_elf *e);
 
@@ -101,7 +103,7 @@ struct ls_py_addr {
 struct ls_py_target {
 	pid_t pid;                  /* 0 for ls_py_resolve_file */
 	char path[PATH_MAX];        /* as in /proc/PID/maps (target's mount ns) */
-	char host_path[PATH_MAX + 32]; /* openable here: /proc/PID/root/<path> */
+	char host_path[PATH_MAX + 32]; /* openable here: /proc/PID/map_files/S-E */
 	bool shared;                /* libpython3.X.so (true) or the executable */
 	uint64_t bias;              /* runtime address = bias + vaddr */
 	int major, minor;           /* 3, 11 */
@@ -122,8 +124,10 @@ struct ls_py_target {
  * in out->error: -ESRCH no such process; -EACCES /proc/PID or the file is
  * not readable; -ENOEXEC not a Python process; -ENOTSUP Python version
  * outside 3.8-3.13 (3.7 and below, 2.x); -ENOENT context_run not found in
- * the file (stripped and the tp_methods route failed); other -errno from
- * opening the file. */
+ * the file (stripped and the tp_methods route failed); -EINVAL the mapped
+ * path is not a regular file; other -errno from opening the file. The file
+ * is opened through the mapping (host_path: /proc/PID/map_files/START-END),
+ * so chrooted targets, other mount namespaces and deleted files work. */
 int ls_py_resolve(pid_t pid, struct ls_py_target *out);
 
 /* The file part of ls_py_resolve for the ELF at path (bias 0, pid 0): same

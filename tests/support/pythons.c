@@ -1,30 +1,110 @@
 // SPDX-License-Identifier: MIT
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
+#include "loopscope/abi/py_offsets.h"
 #include "pythons.h"
 
-void ls_test_discover_pythons(const char *suite, int min_minor, struct ls_test_pythons *out)
+/* The sid root's interpreters, and the two ways each one runs. */
+static const int sid_minors[] = { 14, 15 };
+static const char *const sid_ways[] = { "chroot", "container" };
+
+static void add(struct ls_test_pythons *out, const char *path, const char *name, int minor,
+		bool launcher)
+{
+	int i = out->n++;
+
+	snprintf(out->path[i], sizeof(out->path[0]), "%s", path);
+	snprintf(out->name[i], sizeof(out->name[0]), "%s", name);
+	out->minor[i] = minor;
+	out->launcher[i] = launcher;
+}
+
+/* NULL when loopscope fully supports 3.minor, else why not. */
+static const char *not_full(int minor)
+{
+	return ls_py_offsets_for(3, minor) ? NULL :
+					     "loopscope measures it at epoll level only (no offset table row)";
+}
+
+/* LS_BINARY_DIR/sid-WAY/python3.MINOR -> scripts/sid-python, made on first
+ * use (the launcher takes its way and version from the link's name). */
+static int sid_link(const char *way, int minor, char *path, size_t len)
+{
+	char dir[400];
+
+	snprintf(dir, sizeof(dir), "%s/sid-%s", LS_BINARY_DIR, way);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return -errno;
+	snprintf(path, len, "%s/python3.%d", dir, minor);
+	if (symlink(LS_SOURCE_DIR "/scripts/sid-python", path) && errno != EEXIST)
+		return -errno;
+	return access(path, X_OK) ? -errno : 0;
+}
+
+static void find_sid(const char *suite, int min_minor, enum ls_test_py_want want,
+		     struct ls_test_pythons *out)
+{
+	const char *env = getenv("LS_TEST_SID"), *root = getenv("LS_SID_ROOT");
+	bool every = env && !strcmp(env, "1"), supported = env && !strcmp(env, "supported");
+	char stamp[600], bin[600], path[512], name[64];
+
+	if (!root || !*root)
+		root = LS_TEST_SID_ROOT;
+	snprintf(stamp, sizeof(stamp), "%s/.loopscope-sid-stamp", root);
+	for (size_t m = 0; m < sizeof(sid_minors) / sizeof(sid_minors[0]); m++) {
+		for (size_t w = 0; w < sizeof(sid_ways) / sizeof(sid_ways[0]); w++) {
+			int minor = sid_minors[m];
+			const char *why = NULL;
+
+			snprintf(name, sizeof(name), "sid-%s:python3.%d", sid_ways[w], minor);
+			snprintf(bin, sizeof(bin), "%s/usr/bin/python3.%d", root, minor);
+			if (!every && !supported)
+				why = "LS_TEST_SID not set (1: in every suite, supported: where "
+				      "loopscope supports it)";
+			else if (minor < min_minor)
+				why = "before the suite's oldest";
+			else if (supported && want == LS_TEST_PY_FULL)
+				why = not_full(minor);
+			if (!why && (access(stamp, F_OK) || access(bin, X_OK)))
+				why = "no Debian sid root (scripts/pythons.sh builds it)";
+			if (!why && getuid() != 0)
+				why = "not root (namespaces, chroot)";
+			if (!why && out->n == LS_TEST_MAX_PYTHONS)
+				why = "LS_TEST_MAX_PYTHONS reached";
+			if (!why && sid_link(sid_ways[w], minor, path, sizeof(path)))
+				why = "cannot link scripts/sid-python into the build directory";
+			if (why) {
+				fprintf(stderr, "%s: SKIP %s: %s\n", suite, name, why);
+				continue;
+			}
+			add(out, path, name, minor, true);
+		}
+	}
+}
+
+void ls_test_find_pythons(const char *suite, int min_minor, enum ls_test_py_want want,
+			  struct ls_test_pythons *out)
 {
 	DIR *d;
 	struct dirent *e;
 
 	memset(out, 0, sizeof(*out));
 	if (access("/usr/bin/python3.11", X_OK) == 0)
-		snprintf(out->path[out->n++], sizeof(out->path[0]), "/usr/bin/python3.11");
+		add(out, "/usr/bin/python3.11", "/usr/bin/python3.11", 11, false);
 	else
 		fprintf(stderr, "%s: SKIP /usr/bin/python3.11: not installed\n", suite);
 	d = opendir("/root/.pyenv/versions");
-	if (!d) {
+	if (!d)
 		fprintf(stderr, "%s: SKIP pyenv: /root/.pyenv/versions not present\n", suite);
-		return;
-	}
-	while ((e = readdir(d)) && out->n < LS_TEST_MAX_PYTHONS) {
+	while (d && (e = readdir(d)) && out->n < LS_TEST_MAX_PYTHONS) {
 		int major, minor;
-		char path[400];
+		char path[400], name[64];
 
 		if (sscanf(e->d_name, "%d.%d", &major, &minor) != 2)
 			continue;
@@ -36,10 +116,29 @@ void ls_test_discover_pythons(const char *suite, int min_minor, struct ls_test_p
 			fprintf(stderr, "%s: SKIP pyenv %s: before 3.%d\n", suite, e->d_name, min_minor);
 			continue;
 		}
+		if (want == LS_TEST_PY_FULL && not_full(minor)) {
+			fprintf(stderr, "%s: SKIP pyenv %s: %s\n", suite, e->d_name, not_full(minor));
+			continue;
+		}
+		snprintf(name, sizeof(name), "pyenv %.56s", e->d_name);
 		if (access(path, X_OK) == 0)
-			snprintf(out->path[out->n++], sizeof(out->path[0]), "%s", path);
+			add(out, path, name, minor, false);
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
+	find_sid(suite, min_minor, want, out);
+}
+
+void ls_test_find_sid_pythons(const char *suite, int min_minor, enum ls_test_py_want want,
+			      struct ls_test_pythons *out)
+{
+	memset(out, 0, sizeof(*out));
+	find_sid(suite, min_minor, want, out);
+}
+
+void ls_test_discover_pythons(const char *suite, int min_minor, struct ls_test_pythons *out)
+{
+	ls_test_find_pythons(suite, min_minor, LS_TEST_PY_FULL, out);
 }
 
 int ls_test_run_suite(Suite *s)

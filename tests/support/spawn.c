@@ -293,6 +293,77 @@ pid_t ls_test_start_target(char *const argv[], char *out, size_t len, char *spid
 	ck_assert_int_gt(pid, 0);
 	ck_assert_msg(ls_test_wait_line(out, "pid ", timeout_ms, line, sizeof(line)) == 0,
 		      "%s did not start", argv[0]);
-	snprintf(spid, spid_len, "%d", (int)pid);
+	snprintf(spid, spid_len, "%d", (int)ls_test_host_pid(pid));
 	return pid;
+}
+
+/* PPid and NSpid of /proc/PID/status: *depth pid namespaces (outermost
+ * first), *inner the pid in the innermost. -1 when it cannot be read. */
+static int ns_status(pid_t pid, pid_t *ppid, int *depth, pid_t *inner)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	*depth = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "PPid:", 5)) {
+			*ppid = (pid_t)atoi(line + 5);
+		} else if (!strncmp(line, "NSpid:", 6)) {
+			char *p = line + 6, *end;
+
+			for (long v = strtol(p, &end, 10); end != p; v = strtol(p, &end, 10)) {
+				(*depth)++;
+				*inner = (pid_t)v;
+				p = end;
+			}
+		}
+	}
+	fclose(f);
+	return *depth ? 0 : -1;
+}
+
+/* anc is pid or one of its ancestors. */
+static bool descends(pid_t pid, pid_t anc)
+{
+	for (int hops = 0; pid > 1 && hops < 64; hops++) {
+		pid_t ppid = 0, inner;
+		int depth;
+
+		if (pid == anc)
+			return true;
+		if (ns_status(pid, &ppid, &depth, &inner))
+			return false;
+		pid = ppid;
+	}
+	return pid == anc;
+}
+
+pid_t ls_test_host_pid(pid_t pid)
+{
+	pid_t ppid, inner, found = pid;
+	int depth;
+	struct dirent *e;
+	DIR *d;
+
+	if (ns_status(pid, &ppid, &depth, &inner))
+		return pid;
+	d = opendir("/proc");
+	while (d && (e = readdir(d))) {
+		pid_t q = (pid_t)atoi(e->d_name), qppid, qinner;
+		int qdepth;
+
+		if (q <= 0 || q == pid || ns_status(q, &qppid, &qdepth, &qinner))
+			continue;
+		if (qdepth == depth + 1 && qinner == 1 && descends(qppid, pid)) {
+			found = q;
+			break;
+		}
+	}
+	if (d)
+		closedir(d);
+	return found;
 }

@@ -15,10 +15,21 @@ pid_t ls_test_spawn(char *const argv[], const char *out_path, const char *err_pa
 
 /* Start a target that prints "pid N" as its first line (refloop, the
  * example apps): stdout to a fresh temporary file (path into out, len
- * bytes), stderr to /dev/null, its pid in decimal into spid. Fails the
- * running test when the line does not come within timeout_ms. */
+ * bytes), stderr to /dev/null. Returns the pid of the process started (to
+ * wait for and kill) and writes the target's pid on this host in decimal
+ * into spid (to attach to): the same, except when argv[0] is a container
+ * launcher (see ls_test_host_pid). Fails the running test when the line
+ * does not come within timeout_ms. */
 pid_t ls_test_start_target(char *const argv[], char *out, size_t len, char *spid,
 			   size_t spid_len, int timeout_ms);
+
+/* The pid on this host of the target that pid started: pid itself, or,
+ * when pid put it into a new pid namespace (scripts/sid-python container:
+ * the target is pid 1 there, and pid waits for it), that namespace's init
+ * among pid's descendants: one NSpid level below pid's, innermost pid 1
+ * (/proc/PID/status, proc(5)). Call it once the target is running (it has
+ * printed something). Returns pid when there is no such descendant. */
+pid_t ls_test_host_pid(pid_t pid);
 
 /* Wait up to timeout_ms for the file at path to hold a line starting with
  * prefix; copy that line (without the newline) into line. 0 or -ETIMEDOUT. */
