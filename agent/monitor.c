@@ -286,6 +286,7 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 		t->ever_precise = true;
 		t->py_major = py.major;
 		t->py_minor = py.minor;
+		t->py_off = py.off;
 		t->note[0] = '\0';
 		logf_(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", (int)pid, t->comm,
 		      t->service, py.major, py.minor, py.path);
@@ -700,7 +701,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		m->names = ls_pyname_cache_new();
 	if (t && m->names)
 		nm = ls_pyname_lookup(m->names,
-				      t->py_major ? ls_py_offsets_for(t->py_major, t->py_minor) : NULL,
+				      t->py_major ? &t->py_off : NULL,
 				      &e->key);
 	if (t && (th = find_thread(t, e->tid, true)))
 		th->slow_callbacks++;

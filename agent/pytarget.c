@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/pydebug.h"
 #include "loopscope/pytarget.h"
 
 /* Layouts (x86-64, release builds), from offsetof() compiled against the
@@ -176,8 +177,10 @@ static bool is_cpython(struct ls_elf *e)
 }
 
 /* The file part. who: "pid 42: " or "". bias_start: runtime start of the
- * mapping with file offset 0, or 0 for a file alone. */
-static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_start)
+ * mapping with file offset 0, or 0 for a file alone. asyncio_path: the
+ * target's mapped _asyncio extension (host path), or NULL. */
+static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_start,
+		       const char *asyncio_path)
 {
 	const char *file = out->path;
 	struct ls_elf *e = NULL;
@@ -210,12 +213,16 @@ static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_s
 			 file);
 		goto cleanup;
 	}
-	if (out->major != 3 || out->minor < LS_PY_MIN_MINOR || out->minor > LS_PY_MAX_MINOR) {
+	if (out->major != 3 || out->minor < LS_PY_MIN_MINOR) {
 		snprintf(out->error, sizeof(out->error), "%sunsupported Python %d.%d in %.200s (loopscope "
-			 "supports 3.%d to 3.%d)", who, out->major, out->minor, file, LS_PY_MIN_MINOR,
-			 LS_PY_MAX_MINOR);
+			 "supports 3.%d and later)", who, out->major, out->minor, file, LS_PY_MIN_MINOR);
 		goto cleanup;
 	}
+	export(e, "_PyRuntime", &out->runtime);
+	/* Layouts: the table (3.8-3.12), the interpreter's debug offsets (3.13+). */
+	err = ls_py_layout_resolve(e, out, who, asyncio_path);
+	if (err)
+		goto cleanup;
 	out->has_symtab = ls_elf_has_symtab(e);
 	if (out->has_symtab && !context_run_symtab(e, &out->context_run.vaddr))
 		out->route = LS_PY_ROUTE_SYMTAB;
@@ -231,7 +238,6 @@ static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_s
 	}
 	export(e, "PyContext_Enter", &out->context_enter);
 	export(e, "PyContext_Exit", &out->context_exit);
-	export(e, "_PyRuntime", &out->runtime);
 	export(e, "PyContext_Type", &out->context_type);
 	/* Load bias (gABI "Program Loading"; glibc elf/dl-load.c): the loader
 	 * maps the first PT_LOAD from file offset ALIGN_DOWN(p_offset, page)
@@ -256,7 +262,7 @@ int ls_py_resolve_file(const char *path, struct ls_py_target *out)
 	snprintf(out->path, sizeof(out->path), "%s", path);
 	snprintf(out->host_path, sizeof(out->host_path), "%s", path);
 	out->shared = !strncmp(base_name(path), "libpython", 9);
-	return resolve_elf(out, "", 0);
+	return resolve_elf(out, "", 0, NULL);
 }
 
 static void strip_deleted(char *p)
@@ -267,10 +273,35 @@ static void strip_deleted(char *p)
 		p[n - k] = '\0';
 }
 
+/* _asyncio.cpython-314-x86_64-linux-gnu.so (3.14+ may build it shared). */
+static bool is_asyncio_ext(const char *p)
+{
+	const char *b = base_name(p);
+
+	return !strncmp(b, "_asyncio.", 9) && strstr(b, ".so");
+}
+
+/* A path of the target's file openable here: through the target's root
+ * (its mount namespace), or, when that fails (a chrooted target, whose
+ * maps show host paths), through the mapping itself (proc(5):
+ * /proc/PID/map_files/START-END, or /proc/PID/exe). */
+static void host_path_of(pid_t pid, const char *path, unsigned long start, unsigned long end,
+			 bool exe, char *out, size_t cap)
+{
+	snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
+	if (!access(out, R_OK))
+		return;
+	if (exe)
+		snprintf(out, cap, "/proc/%d/exe", (int)pid);
+	else
+		snprintf(out, cap, "/proc/%d/map_files/%lx-%lx", (int)pid, start, end);
+}
+
 int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 {
 	char who[32], maps[64], exe[PATH_MAX] = "", line[PATH_MAX + 128];
-	uint64_t lib_start = 0, exe_start = 0;
+	char aio[PATH_MAX] = "", aio_host[PATH_MAX + 64] = "";
+	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0, aio_start = 0, aio_end = 0;
 	FILE *f;
 	ssize_t n;
 
@@ -292,11 +323,11 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	strip_deleted(exe);
 	/* "start-end perms offset dev inode   path" (proc(5)) */
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, off;
+		unsigned long start, end, off;
 		int pos = 0;
 		char *p;
 
-		if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %n", &start, &off, &pos) < 2 || !pos)
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &start, &end, &off, &pos) < 3 || !pos)
 			continue;
 		p = line + pos;
 		p[strcspn(p, "\n")] = '\0';
@@ -305,9 +336,15 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 			continue;
 		if (!lib_start && !strncmp(base_name(p), "libpython", 9)) {
 			lib_start = start;
+			lib_end = end;
 			snprintf(out->path, sizeof(out->path), "%s", p);
 		} else if (!exe_start && *exe && !strcmp(p, exe)) {
 			exe_start = start;
+			exe_end = end;
+		} else if (!aio_start && is_asyncio_ext(p)) {
+			aio_start = start;
+			aio_end = end;
+			snprintf(aio, sizeof(aio), "%s", p);
 		}
 	}
 	fclose(f);
@@ -322,6 +359,10 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 		snprintf(out->path, sizeof(out->path), "%s", exe);
 	/* Paths in maps are as the target sees them: open them through its
 	 * root so targets in other mount namespaces (containers) work too. */
-	snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/root%s", (int)pid, out->path);
-	return resolve_elf(out, who, out->shared ? lib_start : exe_start);
+	host_path_of(pid, out->path, out->shared ? lib_start : exe_start,
+		     out->shared ? lib_end : exe_end, !out->shared, out->host_path,
+		     sizeof(out->host_path));
+	if (aio_start)
+		host_path_of(pid, aio, aio_start, aio_end, false, aio_host, sizeof(aio_host));
+	return resolve_elf(out, who, out->shared ? lib_start : exe_start, aio_start ? aio_host : NULL);
 }

@@ -21,7 +21,7 @@ static const struct ls_py_target *target_of(const struct cli_precise *p, uint32_
 static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_cb_key *k)
 {
 	const struct ls_py_target *t = target_of(p, k->tgid);
-	const struct ls_py_offsets *off = t ? ls_py_offsets_for(t->major, t->minor) : NULL;
+	const struct ls_py_offsets *off = t ? &t->off : NULL;
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 	const struct ls_cb_name *nm;
 

@@ -61,7 +61,7 @@ void cli_stacks_opened(struct cli_stacks *cs, struct ls_loop *l)
 
 bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t)
 {
-	const struct ls_py_offsets *off = ls_py_offsets_for(t->major, t->minor);
+	const struct ls_py_offsets *off = t->off.version_hex ? &t->off : NULL;
 	int err;
 
 	if (!cs->enabled || !cs->loop)

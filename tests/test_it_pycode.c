@@ -233,7 +233,7 @@ START_TEST(test_lines_names_match_cpython)
 		ck_abort_msg("%s: the truth script did not get ready", py);
 	}
 	ck_assert_msg(ls_py_resolve(pid, &tgt) == 0, "%s: %s", py, tgt.error);
-	off = ls_py_offsets_for(tgt.major, tgt.minor);
+	off = &tgt.off;
 	ck_assert_ptr_nonnull(off);
 	load_truth(out, &t);
 	ck_assert_str_eq(t.file, SCRIPT);
