@@ -96,10 +96,12 @@ bool cli_stacks_add(struct cli_stacks *cs, pid_t pid)
 	err = ls_py_resolve(pid, &t);
 	if (err) {
 		/* A process that is not Python has no Python stack to miss. */
-		if (!cs->quiet && err != -ENOEXEC && err != -ESRCH)
+		if (!cs->quiet && !cs->resolve_said_elsewhere && err != -ENOEXEC && err != -ESRCH)
 			fprintf(stderr, "loopscope: no Python stacks for %s\n", t.error);
 		return false;
 	}
+	if (t.note[0] && !cs->quiet && !cs->resolve_said_elsewhere)
+		fprintf(stderr, "loopscope: pid %d: %s\n", t.pid, t.note);
 	return cli_stacks_add_resolved(cs, &t);
 }
 
