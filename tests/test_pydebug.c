@@ -267,6 +267,41 @@ START_TEST(test_sid_images)
 }
 END_TEST
 
+/* A newer minor version whose debug offsets pass the checks is tried, with
+ * one line saying so: python3.15 copied as "python3.16", its image's
+ * version set to 3.16. */
+START_TEST(test_newer_minor_tried)
+{
+	char path[600], dir[] = "/tmp/ls-pydebug16.XXXXXX", copy[600], cmd[1400];
+	uint64_t v = 0x031000a0, size, file_off;
+	uint8_t img[LS_PYDEBUG_READ];
+	struct ls_py_target t;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/usr/bin/python3.15", sid_root());
+	if (access(path, R_OK)) {
+		fprintf(stderr, "pydebug: no %s: skipped\n", path);
+		return;
+	}
+	image_of(path, img, &size, &file_off);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(copy, sizeof(copy), "%s/python3.16", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", path, copy);
+	ck_assert_int_eq(system(cmd), 0);
+	fd = open(copy, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, &v, sizeof(v), (off_t)(file_off + 8)), sizeof(v));
+	close(fd);
+	ck_assert_msg(ls_py_resolve_file(copy, &t) == 0, "%s", t.error);
+	ck_assert_int_eq(t.minor, 16);
+	ck_assert_msg(!strcmp(t.note, "CPython 3.16 is newer than the newest tested (3.15); "
+			      "trying its debug offsets"), "%s", t.note);
+	ck_assert(t.off.flags & LS_PYOFF_FROM_TARGET);
+	unlink(copy);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_asyncio_image)
 {
 	uint64_t a[13] = { 168, 136, 96, 108, 109, 128, 152, 225864, 10880, 936, 864, 872, 880 };
@@ -325,6 +360,7 @@ int main(void)
 	tcase_add_test(tc, test_forged_images_refused);
 	tcase_add_test(tc, test_forged_file_refused);
 	tcase_add_test(tc, test_sid_images);
+	tcase_add_test(tc, test_newer_minor_tried);
 	tcase_add_test(tc, test_asyncio_image);
 	tcase_add_test(tc, test_type_checks);
 	suite_add_tcase(s, tc);
