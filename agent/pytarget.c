@@ -13,7 +13,9 @@
 #include "loopscope/pytarget.h"
 
 /* Layouts (x86-64, release builds), from offsetof() compiled against the
- * headers of every build in /root/.pyenv/versions (3.6-3.13 all agree):
+ * headers of every build in /root/.pyenv/versions (3.6-3.13 all agree) and
+ * of Debian's 3.14.10 and 3.15.2 (the same; 3.15 grew PyTypeObject at its
+ * end, after tp_methods):
  * Include/cpython/object.h (3.8+; Include/object.h before) PyTypeObject:
  * tp_methods at 232; Include/methodobject.h PyMethodDef {ml_name @0,
  * ml_meth @8, ml_flags int @16, ml_doc @24}, 32 bytes. */
