@@ -484,12 +484,12 @@ int BPF_PROG(ls_sched_wakeup, struct task_struct *p)
  * which runs at every syscall exit on the machine, returns after one load
  * when nothing is armed.
  *
- * The walk (CPython 3.8-3.13, offsets from the ls_stack_proc row of the
- * process): _PyRuntime.interpreters.head -> the interpreter's thread list
+ * The walk (CPython 3.8+, offsets from the ls_stack_proc of the process:
+ * a table row, or the interpreter's own debug offsets on 3.13+): _PyRuntime.interpreters.head -> the interpreter's thread list
  * (tstate_head <= 3.10, threads.head 3.11+), the PyThreadState whose
  * thread_id (pthread_self(), which on x86-64 glibc and musl is the thread
  * pointer, task->thread.fsbase) is this thread's; its top frame (frame
- * <= 3.10, cframe->current_frame 3.11/3.12, current_frame 3.13); then
+ * <= 3.10, cframe->current_frame 3.11/3.12, current_frame 3.13+); then
  * f_back / previous, at most LS_STACK_MAX frames. The "current thread
  * state" pointers are not used: they are NULL while the thread has
  * released the GIL, which is exactly while it is blocked.
@@ -555,8 +555,10 @@ static int tstate_one(__u32 i, struct tstate_walk *w)
 
 /* The PyThreadState of the current thread, or 0. The main interpreter's
  * list: _PyRuntime.interpreters.main, which follows interpreters.head in
- * struct pyinterpreters on 3.8-3.13 (internal/pycore_pystate.h 3.8,
- * internal/pycore_runtime.h 3.9-3.13: a lock or PyMutex, head, main);
+ * struct pyinterpreters on 3.8-3.15 (internal/pycore_pystate.h 3.8,
+ * internal/pycore_runtime.h 3.9-3.13, pycore_runtime_structs.h 3.14/3.15:
+ * a lock or PyMutex, head, main; 3.13+ checked: interpreters_head + 16 <=
+ * sizeof(_PyRuntimeState) by agent/pydebug.c);
  * interpreters.head is the newest interpreter, not the main one. New
  * thread states are prepended, so a loop thread started first is last. */
 static __always_inline __u64 find_tstate(const struct ls_stack_proc *pp, __u32 tid)
@@ -601,11 +603,16 @@ static int walk_one(__u32 i, struct walk_ctx *c)
 		__u8 owner = 0;
 
 		code = read_ptr(frame + o->frame_code);
+		/* 3.14+: f_executable is a _PyStackRef, tagged in its low bits. */
+		if (o->flags & LS_PYOFF_STACKREF)
+			code &= ~LS_PY_TAG_BITS;
 		instr = read_ptr(frame + o->frame_instr);
 		bpf_probe_read_user(&owner, 1, (const void *)(frame + o->frame_owner));
 		c->frame = read_ptr(frame + o->frame_previous);
-		/* 3.12+: shim frames of C entry points belong to no code. */
-		if (owner == LS_PY_FRAME_OWNED_BY_CSTACK)
+		/* 3.12+: shim frames of C entry points (FRAME_OWNED_BY_CSTACK
+		 * 3.12/3.13, FRAME_OWNED_BY_INTERPRETER 3.14+) belong to no
+		 * code of their own. */
+		if (owner >= LS_PY_FRAME_OWNED_MIN_SKIP)
 			return 0;
 	} else {
 		int lasti = 0;

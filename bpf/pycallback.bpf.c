@@ -3,7 +3,7 @@
  * CPython precise mode: the duration and identity of every asyncio callback.
  *
  * `context_run(PyContext *self, PyObject *const *args, Py_ssize_t nargs,
- * PyObject *kwnames)` (Python/context.c, 3.7-3.13; METH_FASTCALL|KEYWORDS)
+ * PyObject *kwnames)` (Python/context.c, 3.7-3.15; METH_FASTCALL|KEYWORDS)
  * runs args[0] inside the context: asyncio's Handle._run calls
  * `self._context.run(self._callback, *self._args)` for every Handle, timer
  * and Task step. The uprobe on its entry names args[0] and starts the clock,
@@ -159,7 +159,7 @@ static __always_inline bool name_is(const char *buf, const char *lit, int n)
 #define NAME_IS(buf, lit) name_is(buf, lit, sizeof(lit))
 
 /* Kind of the type object at `type` in process tgid. tp_name strings are
- * those of CPython 3.8-3.13: "function" (Objects/funcobject.c), "method"
+ * those of CPython 3.8-3.15: "function" (Objects/funcobject.c), "method"
  * (Objects/classobject.c), "builtin_function_or_method"
  * (Objects/methodobject.c), "functools.partial" (Modules/_functoolsmodule.c),
  * "TaskStepMethWrapper", "_asyncio.Task" (Modules/_asynciomodule.c),
@@ -230,9 +230,12 @@ static __always_inline void name_task(__u32 tgid, const struct ls_py_offsets *of
 		key->name = read_ptr(ctype + off->tp_name);
 		return;
 	}
-	if (off->flags & LS_PYOFF_CODE_IN_FRAME)
+	if (off->flags & LS_PYOFF_CODE_IN_FRAME) {
 		key->code = read_ptr(coro + off->cr_iframe + off->frame_code);
-	else
+		/* 3.14+: f_executable is a _PyStackRef (tag bits low). */
+		if (off->flags & LS_PYOFF_STACKREF)
+			key->code &= ~LS_PY_TAG_BITS;
+	} else
 		key->code = read_ptr(coro + off->cr_code);
 	key->name = read_ptr(coro + off->cr_qualname);
 }

@@ -459,6 +459,7 @@ int cli_attach(int argc, char **argv)
 	a.precise.btf_path = a.btf_path;
 	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
+	a.stacks.resolve_said_elsewhere = a.want_precise;
 	for (int i = 0; i < a.npids; i++)
 		cli_stacks_add(&a.stacks, a.pids[i]);
 	for (int i = 0; i < a.npids && a.want_precise; i++) {

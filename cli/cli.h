@@ -90,6 +90,8 @@ json_object *cli_hist_json(const struct ls_hist *h);
 struct cli_stacks {
 	bool enabled;               /* --no-stacks turns them off */
 	bool quiet;                 /* no "stacks off" lines */
+	bool resolve_said_elsewhere; /* precise mode prints resolution errors
+				      * (and notes) of the same pids itself */
 	struct ls_loop *loop;       /* the session whose stack events these are */
 	struct ls_slowstack *col;
 	struct ls_folded *folded;   /* with --folded FILE */

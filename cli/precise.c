@@ -22,7 +22,7 @@ static const struct ls_py_target *target_of(const struct cli_precise *p, uint32_
 static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_cb_key *k)
 {
 	const struct ls_py_target *t = target_of(p, k->tgid);
-	const struct ls_py_offsets *off = t ? ls_py_offsets_for(t->major, t->minor) : NULL;
+	const struct ls_py_offsets *off = t ? &t->off : NULL;
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 	const struct ls_cb_name *nm;
 
@@ -221,9 +221,10 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 	}
 	p->targets[p->ntargets++] = *t;
 	if (!p->quiet_resolve)
-		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s\n",
+		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s%s%s\n",
 			t->pid, t->major, t->minor, t->path,
-			t->route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods");
+			t->route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods",
+			t->note[0] ? "; " : "", t->note);
 	return 0;
 }
 

@@ -211,7 +211,7 @@ void cli_stacks_opened(struct cli_stacks *cs, struct ls_loop *l)
 
 bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t)
 {
-	const struct ls_py_offsets *off = ls_py_offsets_for(t->major, t->minor);
+	const struct ls_py_offsets *off = t->off.version_hex ? &t->off : NULL;
 	int err;
 
 	if (!cs->enabled || !cs->loop)
@@ -247,10 +247,12 @@ bool cli_stacks_add(struct cli_stacks *cs, pid_t pid)
 	err = ls_py_resolve(pid, &t);
 	if (err) {
 		/* A process that is not Python has no Python stack to miss. */
-		if (!cs->quiet && err != -ENOEXEC && err != -ESRCH)
+		if (!cs->quiet && !cs->resolve_said_elsewhere && err != -ENOEXEC && err != -ESRCH)
 			fprintf(stderr, "loopscope: no Python stacks for %s\n", t.error);
 		return false;
 	}
+	if (t.note[0] && !cs->quiet && !cs->resolve_said_elsewhere)
+		fprintf(stderr, "loopscope: pid %d: %s\n", t.pid, t.note);
 	return cli_stacks_add_resolved(cs, &t);
 }
 

@@ -235,7 +235,7 @@ START_TEST(test_lines_names_match_cpython)
 	/* The interpreter: launcher itself, or its child in a container. */
 	pid = ls_test_host_pid(launcher);
 	ck_assert_msg(ls_py_resolve(pid, &tgt) == 0, "%s: %s", py, tgt.error);
-	off = ls_py_offsets_for(tgt.major, tgt.minor);
+	off = &tgt.off;
 	ck_assert_ptr_nonnull(off);
 	load_truth(out, &t);
 	ck_assert_str_eq(t.file, SCRIPT);

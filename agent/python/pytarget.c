@@ -9,10 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/pydebug.h"
 #include "loopscope/pytarget.h"
 
 /* Layouts (x86-64, release builds), from offsetof() compiled against the
- * headers of every build in /root/.pyenv/versions (3.6-3.13 all agree):
+ * headers of every build in /root/.pyenv/versions (3.6-3.13 all agree) and
+ * of Debian's 3.14.10 and 3.15.2 (the same; 3.15 grew PyTypeObject at its
+ * end, after tp_methods):
  * Include/cpython/object.h (3.8+; Include/object.h before) PyTypeObject:
  * tp_methods at 232; Include/methodobject.h PyMethodDef {ml_name @0,
  * ml_meth @8, ml_flags int @16, ml_doc @24}, 32 bytes. */
@@ -176,8 +179,10 @@ static bool is_cpython(struct ls_elf *e)
 }
 
 /* The file part. who: "pid 42: " or "". bias_start: runtime start of the
- * mapping with file offset 0, or 0 for a file alone. */
-static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_start)
+ * mapping with file offset 0, or 0 for a file alone. asyncio_path: the
+ * target's mapped _asyncio extension (host path), or NULL. */
+static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_start,
+		       const char *asyncio_path)
 {
 	const char *file = out->path;
 	struct ls_elf *e = NULL;
@@ -213,12 +218,16 @@ static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_s
 			 file);
 		goto cleanup;
 	}
-	if (out->major != 3 || out->minor < LS_PY_MIN_MINOR || out->minor > LS_PY_MAX_MINOR) {
+	if (out->major != 3 || out->minor < LS_PY_MIN_MINOR) {
 		snprintf(out->error, sizeof(out->error), "%sunsupported Python %d.%d in %.200s (loopscope "
-			 "supports 3.%d to 3.%d)", who, out->major, out->minor, file, LS_PY_MIN_MINOR,
-			 LS_PY_MAX_MINOR);
+			 "supports 3.%d and later)", who, out->major, out->minor, file, LS_PY_MIN_MINOR);
 		goto cleanup;
 	}
+	export(e, "_PyRuntime", &out->runtime);
+	/* Layouts: the table (3.8-3.12), the interpreter's debug offsets (3.13+). */
+	err = ls_py_layout_resolve(e, out, who, asyncio_path);
+	if (err)
+		goto cleanup;
 	out->has_symtab = ls_elf_has_symtab(e);
 	if (out->has_symtab && !context_run_symtab(e, &out->context_run.vaddr))
 		out->route = LS_PY_ROUTE_SYMTAB;
@@ -234,7 +243,6 @@ static int resolve_elf(struct ls_py_target *out, const char *who, uint64_t map_s
 	}
 	export(e, "PyContext_Enter", &out->context_enter);
 	export(e, "PyContext_Exit", &out->context_exit);
-	export(e, "_PyRuntime", &out->runtime);
 	export(e, "PyContext_Type", &out->context_type);
 	/* Load bias (gABI "Program Loading"; glibc elf/dl-load.c): the loader
 	 * maps the first PT_LOAD from file offset ALIGN_DOWN(p_offset, page)
@@ -259,7 +267,7 @@ int ls_py_resolve_file(const char *path, struct ls_py_target *out)
 	snprintf(out->path, sizeof(out->path), "%s", path);
 	snprintf(out->host_path, sizeof(out->host_path), "%s", path);
 	out->shared = !strncmp(base_name(path), "libpython", 9);
-	return resolve_elf(out, "", 0);
+	return resolve_elf(out, "", 0, NULL);
 }
 
 static void strip_deleted(char *p)
@@ -270,10 +278,42 @@ static void strip_deleted(char *p)
 		p[n - k] = '\0';
 }
 
+/* _asyncio.cpython-314-x86_64-linux-gnu.so (3.14+ may build it shared). */
+static bool is_asyncio_ext(const char *p)
+{
+	const char *b = base_name(p);
+
+	return !strncmp(b, "_asyncio.", 9) && strstr(b, ".so");
+}
+
+/* A path of the target's file openable here: through the target's root
+ * (its mount namespace), or, when that fails (a chrooted target, whose
+ * maps show host paths), through the mapping itself (proc(5):
+ * /proc/PID/map_files/START-END, or /proc/PID/exe). */
+/* A path this process can open for the file the target maps at
+ * [start, end) under path (as /proc/PID/maps names it). Paths in maps are
+ * as this process sees them, which for a chrooted target is not what
+ * /proc/PID/root holds. The mapping's own link names the mapped file
+ * itself, in any root or mount namespace, even deleted or replaced; it
+ * needs CAP_SYS_ADMIN. Without it: the executable's link (exe), else the
+ * path through the target's root. */
+static void host_path_of(pid_t pid, const char *path, unsigned long start, unsigned long end,
+			 bool exe, char *out, size_t cap)
+{
+	snprintf(out, cap, "/proc/%d/map_files/%lx-%lx", (int)pid, start, end);
+	if (!access(out, R_OK))
+		return;
+	if (exe)
+		snprintf(out, cap, "/proc/%d/exe", (int)pid);
+	else
+		snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
+}
+
 int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 {
 	char who[32], maps[64], exe[PATH_MAX] = "", line[PATH_MAX + 128];
-	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0;
+	char aio[PATH_MAX] = "", aio_host[PATH_MAX + 64] = "";
+	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0, aio_start = 0, aio_end = 0;
 	FILE *f;
 	ssize_t n;
 
@@ -313,6 +353,10 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 		} else if (!exe_start && *exe && !strcmp(p, exe)) {
 			exe_start = start;
 			exe_end = end;
+		} else if (!aio_start && is_asyncio_ext(p)) {
+			aio_start = start;
+			aio_end = end;
+			snprintf(aio, sizeof(aio), "%s", p);
 		}
 	}
 	fclose(f);
@@ -325,17 +369,12 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	out->shared = lib_start != 0;
 	if (!out->shared)
 		snprintf(out->path, sizeof(out->path), "%s", exe);
-	/* Paths in maps are as this process sees them, which for a chrooted
-	 * target is not what /proc/PID/root holds. The mapping's own link
-	 * names the mapped file itself, in any root or mount namespace, even
-	 * deleted or replaced; it needs CAP_SYS_ADMIN. Without it: the
-	 * executable's link, else the path through the target's root. */
-	snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/map_files/%llx-%llx", (int)pid,
-		 (unsigned long long)(out->shared ? lib_start : exe_start),
-		 (unsigned long long)(out->shared ? lib_end : exe_end));
-	if (access(out->host_path, R_OK) && !out->shared)
-		snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/exe", (int)pid);
-	else if (access(out->host_path, R_OK))
-		snprintf(out->host_path, sizeof(out->host_path), "/proc/%d/root%s", (int)pid, out->path);
-	return resolve_elf(out, who, out->shared ? lib_start : exe_start);
+	/* Paths in maps are as the target sees them: open them through its
+	 * root so targets in other mount namespaces (containers) work too. */
+	host_path_of(pid, out->path, out->shared ? lib_start : exe_start,
+		     out->shared ? lib_end : exe_end, !out->shared, out->host_path,
+		     sizeof(out->host_path));
+	if (aio_start)
+		host_path_of(pid, aio, aio_start, aio_end, false, aio_host, sizeof(aio_host));
+	return resolve_elf(out, who, out->shared ? lib_start : exe_start, aio_start ? aio_host : NULL);
 }

@@ -13,7 +13,7 @@
 
 struct py_row {
 	pid_t pid;
-	const struct ls_py_offsets *off;
+	struct ls_py_offsets off; /* a copy: the caller's may not outlive the call */
 };
 
 /* A stack event as kept: when it arrived, and a copy of it. */
@@ -62,7 +62,7 @@ static const struct ls_py_offsets *row_of(const struct ls_slowstack *s, pid_t pi
 {
 	for (size_t i = 0; i < s->nrows; i++)
 		if (s->rows[i].pid == pid)
-			return s->rows[i].off;
+			return &s->rows[i].off;
 	return NULL;
 }
 
@@ -72,7 +72,7 @@ int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_p
 
 	for (size_t i = 0; i < s->nrows; i++) {
 		if (s->rows[i].pid == pid) {
-			s->rows[i].off = off;
+			s->rows[i].off = *off;
 			return 0;
 		}
 	}
@@ -81,7 +81,7 @@ int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_p
 		return -ENOMEM;
 	s->rows = grown;
 	s->rows[s->nrows].pid = pid;
-	s->rows[s->nrows++].off = off;
+	s->rows[s->nrows++].off = *off;
 	return 0;
 }
 

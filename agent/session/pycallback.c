@@ -79,7 +79,7 @@ cleanup:
 
 int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t)
 {
-	const struct ls_py_offsets *off = ls_py_offsets_for(t->major, t->minor);
+	const struct ls_py_offsets *off = t->off.version_hex ? &t->off : NULL;
 	struct ls_py_proc proc = { 0 };
 	struct py_target *pt;
 	__u32 key = (__u32)t->pid;

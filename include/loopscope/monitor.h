@@ -22,6 +22,7 @@
 
 #include "loopscope/config.h"
 #include "loopscope/loopscope.h"
+#include "loopscope/abi/py_offsets.h"
 
 /* Exit codes of loopscoped beyond enum ls_exit (README, "loopscoped"). */
 enum ls_mon_exit {
@@ -65,6 +66,7 @@ struct ls_mon_target {
 	enum ls_mode mode;         /* asked for by its rule */
 	bool precise;              /* precise mode is active */
 	int py_major, py_minor;    /* 0 when not (yet) resolved as CPython */
+	struct ls_py_offsets py_off; /* its layouts (struct ls_py_target.off) once resolved */
 	char note[400];            /* why precise mode is not active, or "" */
 	bool manual;               /* attached through the control socket or -p */
 	int rule;                  /* index of the matching rule; -1 manual */

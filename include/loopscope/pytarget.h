@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "loopscope/abi/py_offsets.h"
+
 /* ---- ELF reader (agent/python/elf.c) ------------------------------------------- */
 
 struct ls_elf;
@@ -86,7 +88,9 @@ int ls_elf_first_load(struct ls_elf *e, uint64_t *vaddr, uint64_t *offset);
 /* ---- CPython targets (agent/python/pytarget.c) --------------------------------- */
 
 #define LS_PY_MIN_MINOR 8  /* 3.8: oldest supported (3.7 and below: -ENOTSUP) */
-#define LS_PY_MAX_MINOR 13 /* 3.13: newest with an offset table here */
+#define LS_PY_MAX_MINOR 15 /* 3.15: newest tested; newer ones are tried (3.13+
+			    * layouts come from the interpreter's debug offsets) */
+#define LS_PY_TABLE_MAX_MINOR 13 /* newest with a row in the offsets table */
 
 /* Which way context_run was found. */
 enum ls_py_route {
@@ -114,6 +118,14 @@ struct ls_py_target {
 	struct ls_py_addr context_exit;  /* exported PyContext_Exit */
 	struct ls_py_addr runtime;       /* exported _PyRuntime (data) */
 	struct ls_py_addr context_type;  /* exported PyContext_Type (data) */
+	/* Object layouts of this interpreter, for the BPF programs and the
+	 * readers of its memory: the table row (3.8-3.12), or its own
+	 * _Py_DebugOffsets (3.13+, agent/pylayout.c; off.flags has
+	 * LS_PYOFF_FROM_TARGET). */
+	struct ls_py_offsets off;
+	char note[256];             /* one line worth saying on success, else "":
+				     * an untested newer minor version, a 3.13
+				     * table/interpreter mismatch */
 	char error[320];            /* one line for a person when resolution fails */
 };
 
@@ -123,11 +135,15 @@ struct ls_py_target {
  * Fills *out (bias from the mapping, see pytarget.c). Errors, with one line
  * in out->error: -ESRCH no such process; -EACCES /proc/PID or the file is
  * not readable; -ENOEXEC not a Python process; -ENOTSUP Python version
- * outside 3.8-3.13 (3.7 and below, 2.x); -ENOENT context_run not found in
- * the file (stripped and the tp_methods route failed); -EINVAL the mapped
- * path is not a regular file; other -errno from opening the file. The file
- * is opened through the mapping (host_path: /proc/PID/map_files/START-END),
- * so chrooted targets, other mount namespaces and deleted files work. */
+ * below 3.8 (3.7 and below, 2.x), or 3.13+ whose _Py_DebugOffsets are
+ * missing, rejected ("_Py_DebugOffsets in FILE rejected: REASON") or
+ * describe a free-threaded build ("free-threaded CPython not supported
+ * yet"); -ENOENT context_run not found in the file (stripped and the
+ * tp_methods route failed); -EINVAL the mapped path is not a regular file;
+ * other -errno from opening the file. The file is opened through the
+ * mapping (host_path: /proc/PID/map_files/START-END), so chrooted targets,
+ * other mount namespaces and deleted files work. On success out->off holds
+ * the layouts and out->note may hold one line to show. */
 int ls_py_resolve(pid_t pid, struct ls_py_target *out);
 
 /* The file part of ls_py_resolve for the ELF at path (bias 0, pid 0): same

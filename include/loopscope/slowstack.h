@@ -58,8 +58,8 @@ struct ls_stack_summary {
 struct ls_slowstack *ls_slowstack_new(void);
 void ls_slowstack_free(struct ls_slowstack *s);
 
-/* Use off (CPython's offsets row, py_offsets.h) to name the frames of
- * process pid. 0 or -ENOMEM. ls_slowstack_forget drops pid's events, its
+/* Use off (the target's layouts, struct ls_py_target.off; copied) to name
+ * the frames of process pid. 0 or -ENOMEM. ls_slowstack_forget drops pid's events, its
  * row and its cached code objects. */
 int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_py_offsets *off);
 void ls_slowstack_forget(struct ls_slowstack *s, pid_t pid);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Byte offsets into CPython objects, one row per minor version (3.8-3.13),
+ * Byte offsets into CPython objects: one row per minor version (3.8-3.13),
  * shared by the BPF programs and user space. The rows are generated
  * (tools/pyoffsets/gen.sh) by offsetof() against the installed headers of
  * each interpreter, compiled with Py_BUILD_CORE so the internal ones
@@ -8,6 +8,9 @@
  * .c file (functools.partial, the C asyncio Task and its method wrappers) are
  * declared per version in tools/pyoffsets/gen_pyoffsets.c with their source
  * cited. tests/test_pyoffsets.c checks every row against a live interpreter.
+ * For 3.13 and later a target's struct is filled from its own
+ * _Py_DebugOffsets instead (agent/pydebug.c, include/loopscope/pydebug.h),
+ * with the 3.13 row as a cross-check and constants for the rest on 3.14+.
  *
  * All offsets are from the start of the object (x86-64, release builds). A
  * field that does not exist in a version is 0, except where noted (frame
@@ -47,6 +50,16 @@
 /* frame_code is f_executable (3.13): may be a non-code object (None for
  * shim frames). */
 #define LS_PYOFF_EXECUTABLE      (1u << 9)
+/* frame_code is a _PyStackRef (3.14+, internal/pycore_stackref.h): the
+ * code object's address with tag bits (LS_PY_TAG_BITS) to mask off. */
+#define LS_PYOFF_STACKREF        (1u << 10)
+/* The layout came from the interpreter's own _Py_DebugOffsets (3.13+,
+ * agent/pydebug.c) rather than from a table row alone. */
+#define LS_PYOFF_FROM_TARGET     (1u << 11)
+
+/* Py_TAG_BITS of a default (GIL) build, 3.14 and 3.15
+ * (internal/pycore_stackref.h): the low bits of a _PyStackRef. */
+#define LS_PY_TAG_BITS 3ULL
 
 /* PyASCIIObject.state bits, identical 3.8-3.13 (cpython/unicodeobject.h):
  * interned 0-1, kind 2-4 (1, 2 or 4 bytes a character), compact 5, ascii 6. */
@@ -59,7 +72,11 @@
 #define LS_PY_FRAME_OWNED_BY_THREAD    0
 #define LS_PY_FRAME_OWNED_BY_GENERATOR 1
 #define LS_PY_FRAME_OWNED_BY_FRAME_OBJECT 2
-#define LS_PY_FRAME_OWNED_BY_CSTACK    3 /* 3.12+: shim/entry frames */
+#define LS_PY_FRAME_OWNED_BY_CSTACK    3 /* 3.12, 3.13: shim/entry frames */
+/* 3.14 (internal/pycore_interpframe_structs.h): FRAME_OWNED_BY_INTERPRETER 3,
+ * FRAME_OWNED_BY_CSTACK 4; 3.15: FRAME_OWNED_BY_INTERPRETER 3 (CSTACK gone).
+ * Every owner >= 3 is a frame of no Python code of its own (3.12+). */
+#define LS_PY_FRAME_OWNED_MIN_SKIP     3
 
 struct ls_py_offsets {
 	__u32 version_hex; /* PY_VERSION_HEX of the headers' major.minor, 0x030c0000 */
@@ -113,9 +130,9 @@ struct ls_py_offsets {
 	__u16 cr_iframe;   /* 3.11+: embedded _PyInterpreterFrame; 0 before */
 
 	/* internal/pycore_frame.h _PyInterpreterFrame, 3.11+ (all 0 before) */
-	__u16 frame_code;     /* f_code (3.11, 3.12), f_executable (3.13) */
+	__u16 frame_code;     /* f_code (3.11, 3.12), f_executable (3.13+) */
 	__u16 frame_previous;
-	__u16 frame_instr;    /* prev_instr (3.11, 3.12), instr_ptr (3.13) */
+	__u16 frame_instr;    /* prev_instr (3.11, 3.12), instr_ptr (3.13+) */
 	__u16 frame_owner;    /* char */
 
 	/* frameobject.h (3.8) / cpython/frameobject.h PyFrameObject, <= 3.10
@@ -149,8 +166,10 @@ struct ls_py_offsets {
 
 #ifndef __BPF__
 /* The row of CPython major.minor (agent/python/py_offsets_table.c, generated), or
- * NULL when that version is not supported (anything but 3.8-3.13). Patch
- * releases share their minor version's row. */
+ * NULL when there is none (anything but 3.8-3.13). Patch releases share
+ * their minor version's row. Targets take their offsets from the resolved
+ * struct ls_py_target.off (3.13+: from the interpreter's debug offsets), not
+ * from here. */
 const struct ls_py_offsets *ls_py_offsets_for(int major, int minor);
 #endif
 
