@@ -7,7 +7,10 @@
 # against a copy of include/loopscope/ without abi/: a header that needs an
 # abi/ header fails to compile. loopscope/pycallback.h is the exception
 # (struct ls_cb_entry holds the kernel's callback key and histogram by
-# value, see issue #15); it is checked to compile with abi/ present.
+# value, see issue #15), and so are loopscope/pytarget.h and pydebug.h: a
+# resolved CPython target's product is the offsets row the BPF programs
+# read (struct ls_py_target.off, abi/py_offsets.h); they are checked to
+# compile with abi/ present.
 set -u
 src=$1 cc=$2 cli=$3
 shift 3
@@ -20,7 +23,7 @@ for h in "$src"/include/loopscope/*.h; do
 	name=$(basename "$h")
 	printf '#include "loopscope/%s"\n' "$name" > "$tmp/t.c"
 	case $name in
-	pycallback.h) inc=$src/include ;;
+	pycallback.h | pytarget.h | pydebug.h) inc=$src/include ;;
 	*) inc=$tmp/noabi ;;
 	esac
 	if ! "$cc" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsyntax-only -I"$inc" "$@" "$tmp/t.c" \

@@ -67,7 +67,7 @@ void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		m->names = ls_pyname_cache_new();
 	if (t && m->names)
 		nm = ls_pyname_lookup(m->names,
-				      t->py_major ? &t->py_off : NULL,
+				      t->py_major ? t->py_off : NULL,
 				      &e->key);
 	if (t && (th = ls_mon_find_thread(t, e->tid, true)))
 		th->slow_callbacks++;

@@ -150,6 +150,7 @@ static void free_target_at(struct ls_mon *m, size_t i)
 {
 	free(m->targets[i].threads);
 	free(m->targets[i].cb_last);
+	free(m->targets[i].py_off);
 	memmove(&m->targets[i], &m->targets[i + 1], (m->ntargets - i - 1) * sizeof(m->targets[0]));
 	m->ntargets--;
 }
@@ -509,6 +510,7 @@ void ls_mon_close(struct ls_mon *m)
 	for (size_t i = 0; i < m->ntargets; i++) {
 		free(m->targets[i].threads);
 		free(m->targets[i].cb_last);
+		free(m->targets[i].py_off);
 	}
 	free(m->targets);
 	free(m->slow);

@@ -109,7 +109,10 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 		t->ever_precise = true;
 		t->py_major = py.major;
 		t->py_minor = py.minor;
-		t->py_off = py.off;
+		if (!t->py_off)
+			t->py_off = malloc(sizeof(*t->py_off));
+		if (t->py_off)
+			*t->py_off = py.off;
 		t->note[0] = '\0';
 		ls_mon_log(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", (int)pid, t->comm,
 		      t->service, py.major, py.minor, py.path);

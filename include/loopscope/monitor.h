@@ -22,7 +22,6 @@
 
 #include "loopscope/config.h"
 #include "loopscope/loopscope.h"
-#include "loopscope/abi/py_offsets.h"
 
 /* Exit codes of loopscoped beyond enum ls_exit (README, "loopscoped"). */
 enum ls_mon_exit {
@@ -57,6 +56,8 @@ struct ls_mon_thread {
 	struct ls_mon_window win;
 };
 
+struct ls_py_offsets;
+
 struct ls_mon_target {
 	pid_t pid;                 /* host pid namespace */
 	pid_t ns_pid;              /* in its own pid namespace (== pid outside containers) */
@@ -66,7 +67,8 @@ struct ls_mon_target {
 	enum ls_mode mode;         /* asked for by its rule */
 	bool precise;              /* precise mode is active */
 	int py_major, py_minor;    /* 0 when not (yet) resolved as CPython */
-	struct ls_py_offsets py_off; /* its layouts (struct ls_py_target.off) once resolved */
+	struct ls_py_offsets *py_off; /* its layouts (a copy of struct ls_py_target.off),
+				       * owned; NULL until resolved */
 	char note[400];            /* why precise mode is not active, or "" */
 	bool manual;               /* attached through the control socket or -p */
 	int rule;                  /* index of the matching rule; -1 manual */
