@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "loopscope/config.h"
+#include "loopscope/duration.h"
 #include "loopscope/prom.h"
 #include "loopscope/utf8.h"
 #include "pythons.h"
@@ -99,6 +100,41 @@ START_TEST(test_errors_name_the_line)
 		ck_assert_int_eq(load(bad[i].text, &c, err, sizeof(err)), -EINVAL);
 		ck_assert_msg(strstr(err, bad[i].want), "case %zu: '%s' lacks '%s'", i, err, bad[i].want);
 		ck_assert_msg(!strchr(err, '\n'), "case %zu: more than one line: %s", i, err);
+	}
+}
+END_TEST
+
+/* Issue #12: a duration that fits in uint64_t but wraps the engine's
+ * deadlines (interval = UINT64_MAX ns made the daemon spin) is refused with
+ * the file's line, for every duration setting; the largest accepted one is
+ * LS_DURATION_MAX_NS, and --check-config's text for it parses back. */
+START_TEST(test_huge_durations_are_refused_with_the_line)
+{
+	static const char *keys[] = { "threshold", "interval", "grace", "scan" };
+	static const char *vals[] = { "18446744073709551615ns", "99999999999999s", "18450000000 s",
+				      "1000000000.000000001s" };
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
+			struct ls_config c;
+			char text[128], want[64], err[512];
+
+			snprintf(text, sizeof(text), "# loopscoped\n\n%s = \"%s\";\n", keys[k], vals[v]);
+			snprintf(want, sizeof(want), ":3: %s: invalid duration", keys[k]);
+			ck_assert_msg(load(text, &c, err, sizeof(err)) == -EINVAL, "%s accepted", text);
+			ck_assert_msg(strstr(err, want), "'%s' lacks '%s'", err, want);
+			ck_assert_msg(!strchr(err, '\n'), "more than one line: %s", err);
+		}
+	}
+	{
+		struct ls_config c;
+		char err[512], buf[32];
+		uint64_t back;
+
+		ck_assert_int_eq(load("interval = \"1000000000s\";\n", &c, err, sizeof(err)), 0);
+		ck_assert_uint_eq(c.interval_ns, LS_DURATION_MAX_NS);
+		ck_assert_int_eq(ls_duration_parse(ls_duration_format(c.interval_ns, buf, sizeof(buf)),
+						   &back), 0);
 	}
 }
 END_TEST
@@ -279,6 +315,7 @@ int main(void)
 
 	tcase_add_test(tc, test_full_config_is_read);
 	tcase_add_test(tc, test_errors_name_the_line);
+	tcase_add_test(tc, test_huge_durations_are_refused_with_the_line);
 	tcase_add_test(tc, test_missing_file_is_enoent);
 	tcase_add_test(tc, test_rule_flags);
 	tcase_add_test(tc, test_rule_matching);

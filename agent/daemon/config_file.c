@@ -82,8 +82,9 @@ static int load_duration(config_setting_t *s, uint64_t *ns, uint64_t min, const 
 
 	if (!v || ls_duration_parse(v, &x) || x < min)
 		return fail(err, len, path, (int)config_setting_source_line(s),
-			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\"%s)",
-			    config_setting_name(s), min >= LS_CFG_MIN_PERIOD_NS ? "; at least 10ms" : "");
+			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\"; %s)",
+			    config_setting_name(s), min >= LS_CFG_MIN_PERIOD_NS ? "10ms to 1000000000s" :
+			    "at most 1000000000s");
 	*ns = x;
 	return 0;
 }
