@@ -139,6 +139,41 @@ START_TEST(test_huge_durations_are_refused_with_the_line)
 }
 END_TEST
 
+/* Issue #12 (fuzz_config): errors quote what was written, and a newline
+ * there (a flag's, or a "\n" escape in a config string) made a two-line
+ * error; control bytes are shown as '?'. */
+START_TEST(test_errors_quoting_input_stay_one_line)
+{
+	static const struct { const char *text; const char *want; } file[] = {
+		{ "rules = ( { exe = \"x\"; mode = \"a\\nb\"; } );\n", ":1: rule 1: unknown mode 'a?b'" },
+		{ "rules = ( { pid = \"1\\r\\n\"; } );\n", ":1: rule 1: invalid pid '1?" "?'" },
+		{ "listen = \"1.2.3.4:\\n\";\n", ":1: listen: '1.2.3.4:?' is not HOST:PORT" },
+	};
+	static const struct { const char *spec; const char *want; } flag[] = {
+		{ "p0\";\nsocket", "rule 'p0\";?socket': 'p0\";?socket' is not KEY=VALUE" },
+		{ "exe=x,mode=\x1b[2J", "rule 'exe=x,mode=?[2J': unknown mode '?[2J'" },
+		{ "service=a\tb", "rule 'service=a?b' matches nothing" },
+	};
+
+	for (size_t i = 0; i < sizeof(file) / sizeof(file[0]); i++) {
+		struct ls_config c;
+		char err[512];
+
+		ck_assert_int_eq(load(file[i].text, &c, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, file[i].want), "'%s' lacks '%s'", err, file[i].want);
+		ck_assert_msg(!strpbrk(err, "\n\r\t\x1b"), "control byte in '%s'", err);
+	}
+	for (size_t i = 0; i < sizeof(flag) / sizeof(flag[0]); i++) {
+		struct ls_rule r;
+		char err[512];
+
+		ck_assert_int_eq(ls_config_parse_rule(flag[i].spec, &r, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, flag[i].want), "'%s' lacks '%s'", err, flag[i].want);
+		ck_assert_msg(!strpbrk(err, "\n\r\t\x1b"), "control byte in '%s'", err);
+	}
+}
+END_TEST
+
 START_TEST(test_missing_file_is_enoent)
 {
 	struct ls_config c;
@@ -316,6 +351,7 @@ int main(void)
 	tcase_add_test(tc, test_full_config_is_read);
 	tcase_add_test(tc, test_errors_name_the_line);
 	tcase_add_test(tc, test_huge_durations_are_refused_with_the_line);
+	tcase_add_test(tc, test_errors_quoting_input_stay_one_line);
 	tcase_add_test(tc, test_missing_file_is_enoent);
 	tcase_add_test(tc, test_rule_flags);
 	tcase_add_test(tc, test_rule_matching);

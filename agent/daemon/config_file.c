@@ -28,6 +28,11 @@ static int fail(char *err, size_t len, const char *path, int line, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One line, though it quotes the file ("\n" in a string): control
+	 * bytes as '?' (#12, found by fuzz_config). */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	snprintf(err, len, "%s:%d: %s", base_name(path), line, msg);
 	return -EINVAL;
 }
