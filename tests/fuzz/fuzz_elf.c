@@ -5,7 +5,9 @@
  * file. It is resolved twice, as "libpython3.11.so" (version from the name)
  * and as "python" (an executable: CPython symbols needed, version from
  * .rodata), then read through every ls_elf_* entry point at the addresses
- * its own symbols and sections give.
+ * its own symbols and sections give, and searched for `.AsyncioDebug` as
+ * for a CPython 3.14 target (ls_pytask_find: the section read from the
+ * file and validated).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 
 #include "fuzz.h"
 #include "loopscope/pytarget.h"
+#include "loopscope/pytask.h"
 
 static char dir[64], lib[96], exe[96];
 
@@ -60,6 +63,28 @@ static void walk(const char *path)
 	ls_elf_close(e);
 }
 
+/* As for a 3.14 target whose interpreter is this file (the process is this
+ * fuzzer, which maps no _asyncio module: the file's section or -ENOENT). */
+static void asyncio_debug(const char *path)
+{
+	static struct ls_py_target t;
+	struct ls_pytask_offsets o;
+	char why[256];
+	int err;
+
+	memset(&t, 0, sizeof(t));
+	t.pid = getpid();
+	t.major = 3;
+	t.minor = 14;
+	snprintf(t.host_path, sizeof(t.host_path), "%s", path);
+	err = ls_pytask_find(&t, &o, why, sizeof(why));
+	FUZZ_CHECK(err == 0 || err == -ENOENT || err == -EINVAL || err == -ENOEXEC);
+	if (err)
+		FUZZ_CHECK(memchr(why, 0, sizeof(why)) && why[0] && !strchr(why, '\n'));
+	else
+		FUZZ_CHECK(o.task_size >= 64 && o.task_size <= 4096 && o.tstate_size <= 65536);
+}
+
 static void resolve(const char *path)
 {
 	struct ls_py_target t;
@@ -89,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_write_file(lib, data, size);
 	resolve(lib);
 	walk(lib);
+	asyncio_debug(lib);
 	FUZZ_CHECK(rename(lib, exe) == 0);
 	resolve(exe);
 	unlink(exe);
