@@ -20,7 +20,8 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poin
 CC="$CC_FUZZ" cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
   "-DCMAKE_C_FLAGS=-O1 -g $SAN" \
   -DLS_FUZZ_SECONDS="${LS_FUZZ_SECONDS:-20}" >/dev/null
-cmake --build build-asan -j"$(nproc)" >/dev/null
+# The unit suites and the fuzzers only (not the CLI, nor the it_* suites).
+cmake --build build-asan -j"$(nproc)" --target unit_and_fuzz >/dev/null
 cd build-asan
 # LS_FUZZ defaults to on when this clang links -fsanitize=fuzzer
 # (libclang_rt.fuzzer); without it the unit suites still run, and we say so.
