@@ -5,6 +5,7 @@
  * of every interpreter are it_pycode's. */
 #include <check.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "loopscope/abi/py_offsets.h"
 #include "loopscope/pycode.h"
+#include "loopscope/pyname.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -179,6 +181,63 @@ START_TEST(test_frame_forged_sizes_and_lines)
 }
 END_TEST
 
+static uint8_t fake_str[2][128] __attribute__((aligned(16)));
+
+/* A compact str of 1-byte characters (ASCII or Latin-1) at fake_str[i]. */
+static uint64_t forge_str(const struct ls_py_offsets *off, int i, const char *text, bool ascii)
+{
+	uint32_t state = LS_PY_STATE_COMPACT | 1u << LS_PY_STATE_KIND_SHIFT |
+			 (ascii ? LS_PY_STATE_ASCII : 0);
+
+	memset(fake_str[i], 0, sizeof(fake_str[i]));
+	put_u64(fake_str[i], off->unicode_length, strlen(text));
+	memcpy(fake_str[i] + off->unicode_state, &state, sizeof(state));
+	memcpy(fake_str[i] + (ascii ? off->ascii_data : off->compact_data), text, strlen(text));
+	return (uint64_t)(uintptr_t)fake_str[i];
+}
+
+/* Issue #12 (fuzz_pycode): a target names its code objects, and the names
+ * go to the operator's terminal (`attach` lines, reports): an escape
+ * sequence in a co_filename (compile(src, "\x1b]0;...\x07", "exec")) or a
+ * C1 control (U+009B is CSI) reached it as is. Control characters are '?'. */
+START_TEST(test_frame_names_have_no_control_characters)
+{
+	const struct ls_py_offsets *off = ls_py_offsets_for(3, 11);
+	static const uint8_t loc[] = { 0x80 | 11 << 3 | 0, 0, 1 };
+	struct ls_pycode_cache *c = ls_pycode_cache_new();
+	struct ls_pyframe f;
+	uint64_t addr;
+
+	ck_assert_ptr_nonnull(c);
+	addr = forge_311(off, 1, 41, loc, sizeof(loc));
+	put_u64(fake_code, off->co_filename, forge_str(off, 0, "\x1b]0;pwned\x07" "evil\x7f.py", true));
+	put_u64(fake_code, off->co_qualname, forge_str(off, 1, "a\x9b" "2Jb\xe9", false));
+	ck_assert_int_eq(ls_pycode_frame(c, getpid(), off, addr, 0, &f), 0);
+	ck_assert_str_eq(f.filename, "?]0;pwned?evil?.py");
+	ck_assert_str_eq(f.qualname, "a?2Jb\xc3\xa9"); /* U+00E9 stays */
+	ck_assert_int_eq(f.line, 42);
+	ls_pycode_cache_free(c);
+}
+END_TEST
+
+/* The same for a C callback's name (ml_name or tp_name, a C string a
+ * target's extension module chooses), through ls_pyname_lookup. */
+START_TEST(test_builtin_names_have_no_control_characters)
+{
+	static const char name[] = "print\x1b[2J\xc2\x9b" "31m\xc3\xa9\n";
+	struct ls_pyname_cache *c = ls_pyname_cache_new();
+	struct ls_cb_key k = { .tgid = (uint32_t)getpid(), .kind = LS_CB_BUILTIN,
+			       .name = (uint64_t)(uintptr_t)name };
+	const struct ls_cb_name *nm;
+
+	ck_assert_ptr_nonnull(c);
+	nm = ls_pyname_lookup(c, ls_py_offsets_for(3, 11), &k);
+	ck_assert_ptr_nonnull(nm);
+	ck_assert_str_eq(nm->qualname, "print?[2J??31m\xc3\xa9?");
+	ls_pyname_cache_free(c);
+}
+END_TEST
+
 static Suite *pycode_suite(void)
 {
 	Suite *s = suite_create("pycode");
@@ -188,6 +247,8 @@ static Suite *pycode_suite(void)
 	tcase_add_test(tc, test_line_overflow_is_unknown);
 	tcase_add_test(tc, test_table_line_errors);
 	tcase_add_test(tc, test_frame_forged_sizes_and_lines);
+	tcase_add_test(tc, test_frame_names_have_no_control_characters);
+	tcase_add_test(tc, test_builtin_names_have_no_control_characters);
 	suite_add_tcase(s, tc);
 	return s;
 }
