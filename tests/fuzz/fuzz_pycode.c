@@ -9,9 +9,12 @@
  * read back through /proc/self/mem; else ls_pycode_table_line); bytes 1-4
  * co_firstlineno, 5-12 the bytecode size (bytes; code units for 3.11+
  * through ls_pycode_frame), 13-20 the size the table's bytes object claims
- * (frame path); the rest is the table. Properties: through the checkpoints
- * and from the start the decoder agrees on every offset; a line is -1 or
- * a value the table reached.
+ * (frame path); the rest is the table, whose first 64 bytes are also the
+ * code object's file name and qualified name (a str of 1-byte characters,
+ * as a target may forge it). Properties: through the checkpoints and from
+ * the start the decoder agrees on every offset, past the bytecode the line
+ * is -1; names are NUL-terminated and hold no control character (C0, DEL,
+ * C1: they go to terminals).
  */
 #include <errno.h>
 #include <limits.h>
@@ -36,6 +39,7 @@ static uint8_t fake_type[512] __attribute__((aligned(16)));
 static uint8_t fake_code[512] __attribute__((aligned(16)));
 static uint8_t fake_bytecode[64] __attribute__((aligned(16)));
 static uint8_t *fake_table; /* 32 + table bytes */
+static uint8_t fake_str[2][128] __attribute__((aligned(16)));
 
 static uint64_t get64(const uint8_t *p)
 {
@@ -48,6 +52,40 @@ static uint64_t get64(const uint8_t *p)
 static void put64(uint8_t *b, unsigned at, uint64_t v)
 {
 	memcpy(b + at, &v, sizeof(v));
+}
+
+/* A compact str of 1-byte characters (ASCII when all are, else Latin-1). */
+static uint64_t forge_str(const struct ls_py_offsets *off, int i, const uint8_t *t, size_t len)
+{
+	uint32_t state = LS_PY_STATE_COMPACT | 1u << LS_PY_STATE_KIND_SHIFT;
+	unsigned at;
+
+	if (len > 64)
+		len = 64;
+	state |= LS_PY_STATE_ASCII;
+	for (size_t k = 0; k < len; k++)
+		if (t[k] >= 0x80)
+			state &= ~LS_PY_STATE_ASCII;
+	at = state & LS_PY_STATE_ASCII ? off->ascii_data : off->compact_data;
+	memset(fake_str[i], 0, sizeof(fake_str[i]));
+	put64(fake_str[i], off->unicode_length, len);
+	memcpy(fake_str[i] + off->unicode_state, &state, sizeof(state));
+	if (at + len <= sizeof(fake_str[i]))
+		memcpy(fake_str[i] + at, t, len);
+	return (uint64_t)(uintptr_t)fake_str[i];
+}
+
+/* Nothing a terminal would act on: C0 controls, DEL, and C1 controls
+ * (U+0080-U+009F, 0xc2 0x80-0x9f in UTF-8). */
+static void check_shown(const char *s, size_t cap)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	FUZZ_CHECK(memchr(s, 0, cap));
+	for (size_t i = 0; u[i]; i++) {
+		FUZZ_CHECK(u[i] >= 0x20 && u[i] != 0x7f);
+		FUZZ_CHECK(!(u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f));
+	}
 }
 
 static void table_path(uint32_t flags, const uint8_t *t, uint32_t len, int first, int64_t code_len)
@@ -88,6 +126,9 @@ static void frame_path(int fmt, const uint8_t *t, size_t len, int32_t first, uin
 	put64(fake_code, off->ob_type, (uint64_t)(uintptr_t)fake_type);
 	memcpy(fake_code + off->co_firstlineno, &first, sizeof(first));
 	put64(fake_code, off->co_linetable, (uint64_t)(uintptr_t)fake_table);
+	put64(fake_code, off->co_filename, forge_str(off, 0, t, len));
+	put64(fake_code, off->co_qualname ? off->co_qualname : off->co_name,
+	      forge_str(off, 1, t + len / 2, len - len / 2));
 	if (off->co_code) { /* <= 3.10: a bytes object */
 		put64(fake_code, off->co_code, (uint64_t)(uintptr_t)fake_bytecode);
 		put64(fake_bytecode, 16, code_size);
@@ -105,7 +146,8 @@ static void frame_path(int fmt, const uint8_t *t, size_t len, int32_t first, uin
 		FUZZ_CHECK(r == 0 || r == -EINVAL || r == -EFAULT);
 		if (r == 0) {
 			FUZZ_CHECK(f.firstlineno == first);
-			FUZZ_CHECK(memchr(f.qualname, 0, sizeof(f.qualname)));
+			check_shown(f.qualname, sizeof(f.qualname));
+			check_shown(f.filename, sizeof(f.filename));
 		}
 	}
 }
