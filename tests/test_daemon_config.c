@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "loopscope/config.h"
+#include "loopscope/duration.h"
 #include "loopscope/prom.h"
 #include "loopscope/utf8.h"
 #include "pythons.h"
@@ -99,6 +100,76 @@ START_TEST(test_errors_name_the_line)
 		ck_assert_int_eq(load(bad[i].text, &c, err, sizeof(err)), -EINVAL);
 		ck_assert_msg(strstr(err, bad[i].want), "case %zu: '%s' lacks '%s'", i, err, bad[i].want);
 		ck_assert_msg(!strchr(err, '\n'), "case %zu: more than one line: %s", i, err);
+	}
+}
+END_TEST
+
+/* Issue #12: a duration that fits in uint64_t but wraps the engine's
+ * deadlines (interval = UINT64_MAX ns made the daemon spin) is refused with
+ * the file's line, for every duration setting; the largest accepted one is
+ * LS_DURATION_MAX_NS, and --check-config's text for it parses back. */
+START_TEST(test_huge_durations_are_refused_with_the_line)
+{
+	static const char *keys[] = { "threshold", "interval", "grace", "scan" };
+	static const char *vals[] = { "18446744073709551615ns", "99999999999999s", "18450000000 s",
+				      "1000000000.000000001s" };
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
+			struct ls_config c;
+			char text[128], want[64], err[512];
+
+			snprintf(text, sizeof(text), "# loopscoped\n\n%s = \"%s\";\n", keys[k], vals[v]);
+			snprintf(want, sizeof(want), ":3: %s: invalid duration", keys[k]);
+			ck_assert_msg(load(text, &c, err, sizeof(err)) == -EINVAL, "%s accepted", text);
+			ck_assert_msg(strstr(err, want), "'%s' lacks '%s'", err, want);
+			ck_assert_msg(!strchr(err, '\n'), "more than one line: %s", err);
+		}
+	}
+	{
+		struct ls_config c;
+		char err[512], buf[32];
+		uint64_t back;
+
+		ck_assert_int_eq(load("interval = \"1000000000s\";\n", &c, err, sizeof(err)), 0);
+		ck_assert_uint_eq(c.interval_ns, LS_DURATION_MAX_NS);
+		ck_assert_int_eq(ls_duration_parse(ls_duration_format(c.interval_ns, buf, sizeof(buf)),
+						   &back), 0);
+	}
+}
+END_TEST
+
+/* Issue #12 (fuzz_config): errors quote what was written, and a newline
+ * there (a flag's, or a "\n" escape in a config string) made a two-line
+ * error; control bytes are shown as '?'. */
+START_TEST(test_errors_quoting_input_stay_one_line)
+{
+	static const struct { const char *text; const char *want; } file[] = {
+		{ "rules = ( { exe = \"x\"; mode = \"a\\nb\"; } );\n", ":1: rule 1: unknown mode 'a?b'" },
+		{ "rules = ( { pid = \"1\\r\\n\"; } );\n", ":1: rule 1: invalid pid '1?" "?'" },
+		{ "listen = \"1.2.3.4:\\n\";\n", ":1: listen: '1.2.3.4:?' is not HOST:PORT" },
+	};
+	static const struct { const char *spec; const char *want; } flag[] = {
+		{ "p0\";\nsocket", "rule 'p0\";?socket': 'p0\";?socket' is not KEY=VALUE" },
+		{ "exe=x,mode=\x1b[2J", "rule 'exe=x,mode=?[2J': unknown mode '?[2J'" },
+		{ "service=a\tb", "rule 'service=a?b' matches nothing" },
+	};
+
+	for (size_t i = 0; i < sizeof(file) / sizeof(file[0]); i++) {
+		struct ls_config c;
+		char err[512];
+
+		ck_assert_int_eq(load(file[i].text, &c, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, file[i].want), "'%s' lacks '%s'", err, file[i].want);
+		ck_assert_msg(!strpbrk(err, "\n\r\t\x1b"), "control byte in '%s'", err);
+	}
+	for (size_t i = 0; i < sizeof(flag) / sizeof(flag[0]); i++) {
+		struct ls_rule r;
+		char err[512];
+
+		ck_assert_int_eq(ls_config_parse_rule(flag[i].spec, &r, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, flag[i].want), "'%s' lacks '%s'", err, flag[i].want);
+		ck_assert_msg(!strpbrk(err, "\n\r\t\x1b"), "control byte in '%s'", err);
 	}
 }
 END_TEST
@@ -279,6 +350,8 @@ int main(void)
 
 	tcase_add_test(tc, test_full_config_is_read);
 	tcase_add_test(tc, test_errors_name_the_line);
+	tcase_add_test(tc, test_huge_durations_are_refused_with_the_line);
+	tcase_add_test(tc, test_errors_quoting_input_stay_one_line);
 	tcase_add_test(tc, test_missing_file_is_enoent);
 	tcase_add_test(tc, test_rule_flags);
 	tcase_add_test(tc, test_rule_matching);

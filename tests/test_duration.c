@@ -104,14 +104,38 @@ END_TEST
 START_TEST(test_parse_largest_values)
 {
 	static const struct parse_case c[] = {
-		{ "18446744073709551615ns", UINT64_MAX },
-		{ "18446744073.709551615s", UINT64_MAX },
-		{ "18446744073.7095516154s", UINT64_MAX },
-		{ "307445734m", 307445734ULL * 60 * S },
-		{ "5124095h", 5124095ULL * 3600 * S },
+		{ "1000000000000000000ns", LS_DURATION_MAX_NS },
+		{ "1000000000s", LS_DURATION_MAX_NS },
+		{ "999999999.9999999994s", LS_DURATION_MAX_NS - 1 },
+		{ "999999999.9999999995s", LS_DURATION_MAX_NS },
+		{ "16666666m", 16666666ULL * 60 * S },
+		{ "277777h", 277777ULL * 3600 * S },
+		{ "1000000000 s", LS_DURATION_MAX_NS }, /* as ls_duration_format writes it */
 	};
 
 	check_accepts(c, N(c));
+}
+END_TEST
+
+/* Issue #12: values that fit in uint64_t but not below LS_DURATION_MAX_NS
+ * were accepted, and `interval = "18446744073709551615ns"` made the daemon's
+ * deadline arithmetic wrap (a spinning main loop). */
+START_TEST(test_parse_rejects_above_max)
+{
+	static const char *bad[] = {
+		"18446744073709551615ns", "18446744073.709551615s", "99999999999999s",
+		"1000000000000000001ns", "1000000000.000000001s",
+		"16666667m", "277778h", "18450000000 s", "307445734m", "5124095h",
+	};
+
+	for (size_t i = 0; i < N(bad); i++) {
+		uint64_t ns = 0xDEADBEEF;
+		int rc = ls_duration_parse(bad[i], &ns);
+
+		ck_assert_msg(rc == -EINVAL, "\"%s\" gave %d (%llu ns), want -EINVAL", bad[i], rc,
+			      (unsigned long long)ns);
+		ck_assert_msg(ns == 0xDEADBEEF, "\"%s\" changed *ns", bad[i]);
+	}
 }
 END_TEST
 
@@ -231,15 +255,43 @@ START_TEST(test_format_round_trips_through_parse)
 			ck_assert_msg(!strchr(buf, '.') && strstr(buf, " s") &&
 					      digits - zeros_tail <= 4,
 				      "%llu ns -> \"%s\"", (unsigned long long)v, buf);
-		/* Within 0.5 s * 10^6 of 2^64 ns the rounded text ("18450000000 s")
-		 * is above UINT64_MAX ns and rightly does not parse. */
-		if (v >= 18445000000ULL * S)
+		/* Above LS_DURATION_MAX_NS the text rightly does not parse. */
+		if (v > LS_DURATION_MAX_NS)
 			continue;
-		ck_assert_int_eq(ls_duration_parse(buf, &back), 0);
+		ck_assert_msg(ls_duration_parse(buf, &back) == 0, "%llu ns -> \"%s\" does not parse",
+			      (unsigned long long)v, buf);
 		ck_assert_msg((back > v ? back - v : v - back) <= v / 200,
 			      "%llu ns -> \"%s\" -> %llu ns", (unsigned long long)v,
 			      buf, (unsigned long long)back);
 	}
+}
+END_TEST
+
+/* Issue #12: `--check-config` printed "18450000000 s" for an accepted
+ * "18446744073709551615ns", and that text does not parse. Whatever parse
+ * accepts formats to a text that parses back (within 4 digits' rounding),
+ * the largest values and those that round up to the largest included. */
+START_TEST(test_what_parses_formats_to_what_parses)
+{
+	static const char *in[] = {
+		"18446744073709551615ns", "18446744073.709551615s", "18445000000s", "5124095h",
+		"1000000000s", "999999999999999999ns", "999950000s", "999949999.999999999s",
+		"999.95s", "9999.5s",
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < N(in); i++) {
+		uint64_t v, back = 0;
+
+		if (ls_duration_parse(in[i], &v))
+			continue;
+		ls_duration_format(v, buf, sizeof(buf));
+		ck_assert_msg(ls_duration_parse(buf, &back) == 0, "\"%s\" -> \"%s\" does not parse",
+			      in[i], buf);
+		ck_assert_msg((back > v ? back - v : v - back) <= v / 200, "\"%s\" -> \"%s\" -> %llu ns",
+			      in[i], buf, (unsigned long long)back);
+	}
+	ck_assert_str_eq(ls_duration_format(LS_DURATION_MAX_NS, buf, sizeof(buf)), "1000000000 s");
 }
 END_TEST
 
@@ -254,12 +306,14 @@ static Suite *duration_suite(void)
 	tcase_add_test(parse, test_parse_accepts_one_space_before_unit);
 	tcase_add_test(parse, test_parse_largest_values);
 	tcase_add_test(parse, test_parse_rejects_malformed_and_overflow);
+	tcase_add_test(parse, test_parse_rejects_above_max);
 	suite_add_tcase(s, parse);
 
 	tcase_add_test(format, test_format_examples);
 	tcase_add_test(format, test_format_rounds_then_picks_unit);
 	tcase_add_test(format, test_format_truncates_to_len);
 	tcase_add_test(format, test_format_round_trips_through_parse);
+	tcase_add_test(format, test_what_parses_formats_to_what_parses);
 	suite_add_tcase(s, format);
 	return s;
 }

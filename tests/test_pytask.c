@@ -5,10 +5,14 @@
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "loopscope/pytarget.h"
 #include "loopscope/pytask.h"
 #include "pythons.h"
+#include "spawn.h"
 
 /* The section of Debian sid's _asyncio for CPython 3.14.10 (readelf -x
  * .AsyncioDebug), whose TaskObj is 168 bytes. */
@@ -69,6 +73,33 @@ START_TEST(refuses_a_short_section)
 
 	ck_assert_int_eq(ls_pytask_parse(sec314, 96, &o, why, sizeof(why)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(why, "96 bytes"));
+}
+END_TEST
+
+/* Issue #12 (fuzz_elf): a 3.14 target's file that is not an ELF (it
+ * changed since it was resolved) gave an error with an empty why; every
+ * error says why in one line. */
+START_TEST(find_says_why_for_a_file_it_cannot_read)
+{
+	static struct ls_py_target t;
+	struct ls_pytask_offsets o;
+	char path[128], why[256];
+	FILE *f;
+
+	ls_test_tmp(path, sizeof(path), "pytask-notelf");
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("not an ELF file", f);
+	fclose(f);
+	t.pid = getpid();
+	t.major = 3;
+	t.minor = 14;
+	snprintf(t.path, sizeof(t.path), "/usr/lib/libpython3.14.so.1.0");
+	snprintf(t.host_path, sizeof(t.host_path), "%s", path);
+	memset(why, 'x', sizeof(why));
+	ck_assert_int_eq(ls_pytask_find(&t, &o, why, sizeof(why)), -ENOEXEC);
+	ck_assert_str_eq(why, "cannot read /usr/lib/libpython3.14.so.1.0: not an x86-64 ELF64 file");
+	unlink(path);
 }
 END_TEST
 
@@ -133,6 +164,7 @@ int main(void)
 	tcase_add_test(tc, parses_a_real_section);
 	tcase_add_test(tc, refuses_a_forged_field);
 	tcase_add_test(tc, refuses_a_short_section);
+	tcase_add_test(tc, find_says_why_for_a_file_it_cannot_read);
 	tcase_add_test(tc, chain_text_names_each_task);
 	tcase_add_test(tc, chain_text_escapes_control_bytes);
 	tcase_add_test(tc, chain_text_fits_any_buffer);

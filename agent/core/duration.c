@@ -103,7 +103,10 @@ int ls_duration_parse(const char *s, uint64_t *ns)
 	total = whole * unit->factor;
 	if (total > UINT64_MAX - carry - round_up)
 		return -EINVAL;
-	*ns = total + carry + round_up;
+	total += carry + round_up;
+	if (total > LS_DURATION_MAX_NS) /* "18446744073709551615ns": deadlines would wrap */
+		return -EINVAL;
+	*ns = total;
 	return 0;
 }
 

@@ -28,6 +28,11 @@ static int fail(char *err, size_t len, const char *path, int line, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One line, though it quotes the file ("\n" in a string): control
+	 * bytes as '?' (#12, found by fuzz_config). */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	snprintf(err, len, "%s:%d: %s", base_name(path), line, msg);
 	return -EINVAL;
 }
@@ -82,8 +87,9 @@ static int load_duration(config_setting_t *s, uint64_t *ns, uint64_t min, const 
 
 	if (!v || ls_duration_parse(v, &x) || x < min)
 		return fail(err, len, path, (int)config_setting_source_line(s),
-			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\"%s)",
-			    config_setting_name(s), min >= LS_CFG_MIN_PERIOD_NS ? "; at least 10ms" : "");
+			    "%s: invalid duration (a string such as \"500us\", \"100ms\", \"2s\"; %s)",
+			    config_setting_name(s), min >= LS_CFG_MIN_PERIOD_NS ? "10ms to 1000000000s" :
+			    "at most 1000000000s");
 	*ns = x;
 	return 0;
 }

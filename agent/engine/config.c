@@ -74,7 +74,27 @@ bool ls_rule_has_matcher(const struct ls_rule *r)
 	return r->pid || r->exe[0] || r->cmdline[0] || r->cgroup[0];
 }
 
+/* err is one line for a person (config.h), but it quotes what the user
+ * wrote: control bytes (a "\n" in a config string or a flag) as '?' (#12,
+ * found by fuzz_config). Returns -EINVAL. */
+static int one_line(char *err)
+{
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return -EINVAL;
+}
+
+static int rule_set(struct ls_rule *r, const char *key, const char *val, char *err, size_t len);
+
 int ls_rule_set(struct ls_rule *r, const char *key, const char *val, char *err, size_t len)
+{
+	int ret = rule_set(r, key, val, err, len);
+
+	return ret ? one_line(err) : 0;
+}
+
+static int rule_set(struct ls_rule *r, const char *key, const char *val, char *err, size_t len)
 {
 	if (!strcmp(key, "service")) {
 		if (!*val || ls_config_copy_str(r->service, sizeof(r->service), val)) {
@@ -142,7 +162,7 @@ int ls_config_parse_rule(const char *spec, struct ls_rule *r, char *err, size_t 
 		ret = -EINVAL;
 	}
 	free(copy);
-	return ret;
+	return ret == -EINVAL ? one_line(err) : ret;
 }
 
 bool ls_rule_match(const struct ls_rule *r, pid_t pid, const char *exe, const char *cmdline,

@@ -206,6 +206,14 @@ json_object *ls_ctl_handle(struct ls_mon *m, json_object *req)
 			return ls_ctl_error(err);
 		return ok_reply();
 	}
-	snprintf(err, sizeof(err), "unknown cmd '%.64s' (list, stats, slow, attach, detach)", cmd);
+	/* Echoed in an error, which is one line (a client prints it): control
+	 * bytes of the client's string ("\n" in JSON) as '?' (#12, fuzz_ctl). */
+	char shown[65];
+	size_t i;
+
+	for (i = 0; cmd[i] && i < sizeof(shown) - 1; i++)
+		shown[i] = (unsigned char)cmd[i] < 0x20 || cmd[i] == 0x7f ? '?' : cmd[i];
+	shown[i] = '\0';
+	snprintf(err, sizeof(err), "unknown cmd '%s' (list, stats, slow, attach, detach)", shown);
 	return ls_ctl_error(err);
 }

@@ -129,8 +129,11 @@ static bool next_range(enum fmt f, const uint8_t *t, uint32_t len, bool complete
 		if (p + 1 < len) {
 			*re = cur->start + t[p];
 			cur->start = *re;
-			cur->line += (int8_t)t[p + 1];
 			cur->pos = p + 2;
+			/* A line past INT_MAX (a forged co_firstlineno): unknown
+			 * from the next range on (#12). */
+			if (__builtin_add_overflow(cur->line, (int8_t)t[p + 1], &cur->line))
+				cur->pos = UINT32_MAX;
 			return true;
 		}
 		if (!complete)
@@ -150,7 +153,8 @@ static bool next_range(enum fmt f, const uint8_t *t, uint32_t len, bool complete
 		if ((int8_t)t[p + 1] == -128) {
 			*line = -1;
 		} else {
-			cur->line += (int8_t)t[p + 1];
+			if (__builtin_add_overflow(cur->line, (int8_t)t[p + 1], &cur->line))
+				return false; /* past INT_MAX: unknown from here (#12) */
 			*line = cur->line;
 		}
 		cur->start = *re;
@@ -179,7 +183,8 @@ static bool next_range(enum fmt f, const uint8_t *t, uint32_t len, bool complete
 		} else if (kind >= 10 && kind <= 12) {
 			d = (int32_t)kind - 10;
 		}
-		cur->line += d;
+		if (__builtin_add_overflow(cur->line, d, &cur->line))
+			return false; /* past INT_MAX: unknown from here (#12) */
 		*line = kind == 15 ? -1 : cur->line;
 		*rs = cur->start;
 		*re = cur->start + (int64_t)((b & 7) + 1) * CODE_UNIT;
@@ -456,6 +461,8 @@ static int fill(const struct proc *p, const struct ls_py_offsets *off, enum fmt 
 		if (r)
 			return r;
 	} else {
+		if (e->id[ID_CODE] > (UINT64_C(1) << 40) / CODE_UNIT)
+			return -EINVAL; /* ob_size * 2 would overflow (#12): not a code object */
 		code_len = (int64_t)e->id[ID_CODE] * CODE_UNIT;
 	}
 	r = rd(p, table + VAR_SIZE, &size, sizeof(size));
@@ -604,5 +611,38 @@ int ls_pycode_frame(struct ls_pycode_cache *c, pid_t pid, const struct ls_py_off
 	memcpy(out->filename, e->filename, sizeof(out->filename));
 	out->firstlineno = e->firstlineno;
 	out->line = line_at(e, f, byte_offset);
+	return 0;
+}
+
+/* ---- for tests (tests/test_pycode.c, tests/fuzz/fuzz_pycode.c) ----------- */
+
+/* The decoder alone, as ls_pycode_frame runs it on a cached table (see
+ * pycode.h, "For tests"). Kept here, not in the tests, so that what is
+ * tested is the decoder itself; not used by the agent. */
+int ls_pycode_table_line(uint32_t flags, const uint8_t *table, uint32_t len, int firstlineno,
+			 int64_t code_len, int64_t byte_offset, bool checkpoints, int *line)
+{
+	struct ls_py_offsets off = { .flags = flags };
+	struct entry e = { .firstlineno = firstlineno, .code_len = code_len, .complete = true };
+	enum fmt f = fmt_of(&off);
+	uint32_t max_checks;
+
+	if (!f || code_len < 0 || (len && !table) || !line)
+		return -EINVAL;
+	if (len > LS_PYCODE_MAX_TABLE) { /* as fill() caches it */
+		len = LS_PYCODE_MAX_TABLE;
+		e.complete = false;
+	}
+	if (f != FMT_LOC)
+		len &= ~1u;
+	max_checks = checkpoints ? len / CHECK_EVERY + 1 : 0;
+	e.table = (uint8_t *)table; /* only read */
+	e.table_len = len;
+	e.checks = calloc(max_checks ? max_checks : 1, sizeof(*e.checks));
+	if (!e.checks)
+		return -ENOMEM;
+	build_checks(&e, f, max_checks);
+	*line = line_at(&e, f, byte_offset);
+	free(e.checks);
 	return 0;
 }

@@ -102,6 +102,10 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 			      kind == 2 ? (uint32_t)raw[2 * i] | (uint32_t)raw[2 * i + 1] << 8 :
 			      (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
 				      (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
+		/* (#12, fuzz_pycode) Names go to terminals: a target's C0,
+		 * DEL and C1 controls (an escape sequence in a co_filename) as '?'. */
+		if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+			cp = '?';
 		pos = put_utf8(out, pos, cap, cp);
 	}
 	out[pos] = '\0';
@@ -118,6 +122,14 @@ static void read_cstr(int fd, uint64_t addr, char *out, size_t cap)
 	}
 	out[n] = '\0';
 	out[strnlen(out, (size_t)n)] = '\0';
+	/* (#12) As for str names: C0 and DEL bytes, and C1 controls in UTF-8
+	 * (0xc2 0x80-0x9f), as '?'. */
+	for (unsigned char *u = (unsigned char *)out; *u; u++) {
+		if (*u == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
+			*u++ = '?', *u = '?';
+		else if (*u < 0x20 || *u == 0x7f)
+			*u = '?';
+	}
 }
 
 static void resolve(int fd, const struct ls_py_offsets *off, const struct ls_cb_key *k,

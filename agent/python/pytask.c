@@ -170,6 +170,9 @@ int ls_pytask_find(const struct ls_py_target *t, struct ls_pytask_offsets *out, 
 		return -ENOTSUP;
 	}
 	err = section_in(t->host_path, out, why, why_len);
+	if (err && err != -ENOENT && !why[0]) /* could not open it (#12, fuzz_elf) */
+		snprintf(why, why_len, "cannot read %.200s: %s", t->path[0] ? t->path : t->host_path,
+			 err == -ENOEXEC ? "not an x86-64 ELF64 file" : strerror(-err));
 	if (err != -ENOENT)
 		return err;
 	err = asyncio_module_path(t->pid, path, sizeof(path));

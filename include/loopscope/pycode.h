@@ -28,6 +28,7 @@
 #ifndef LOOPSCOPE_PYCODE_H
 #define LOOPSCOPE_PYCODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -131,5 +132,21 @@ struct ls_pycode_stats {
 
 /* Counters since ls_pycode_cache_new, and the cache's size now. */
 void ls_pycode_stats(const struct ls_pycode_cache *c, struct ls_pycode_stats *out);
+
+/* ---- For tests (tests/test_pycode.c, tests/fuzz/fuzz_pycode.c) ------------ */
+
+/* The line table decoder of ls_pycode_frame alone, on a table in memory:
+ * *line is the line of the instruction at byte_offset of a code object
+ * whose bytecode is code_len bytes and whose co_firstlineno is firstlineno,
+ * decoded from the len bytes at table in the format flags names
+ * (LS_PYOFF_LNOTAB, LS_PYOFF_LINETABLE_310 or LS_PYOFF_LOCATIONS; the
+ * others are ignored), cut at LS_PYCODE_MAX_TABLE as the cache cuts it.
+ * checkpoints: look up through the checkpoints the cache keeps (true) or
+ * decode from the start (false); both give the same line. *line is -1 when
+ * unknown, as ls_pyframe.line (also when a line would pass INT_MAX or
+ * INT_MIN: a forged table). 0; -EINVAL (no format in flags, code_len < 0,
+ * NULL table with len > 0 or NULL line); -ENOMEM. */
+int ls_pycode_table_line(uint32_t flags, const uint8_t *table, uint32_t len, int firstlineno,
+			 int64_t code_len, int64_t byte_offset, bool checkpoints, int *line);
 
 #endif /* LOOPSCOPE_PYCODE_H */

@@ -36,7 +36,8 @@ const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 
 /* Read the str object at obj (a compact PyUnicodeObject, CPython 3.8-3.13)
  * from memfd (an open /proc/PID/mem) as UTF-8 into out (cap bytes, at most
- * 256 characters). 0, -EFAULT unreadable, -ENOTSUP not compact, -EINVAL bad
+ * 256 characters), control characters (C0, DEL, C1) as '?': names are shown
+ * on terminals. 0, -EFAULT unreadable, -ENOTSUP not compact, -EINVAL bad
  * kind. */
 int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj, char *out,
 		       size_t cap);
