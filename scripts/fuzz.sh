@@ -31,4 +31,4 @@ fi
 # A leak is an error too (LeakSanitizer, on with ASan): Check forks each
 # test, and a leak fails it.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-ctest --output-on-failure -E '^it_' -j"$(nproc)" "$@"
+ctest --output-on-failure -E '^(it_|public_api$)' -j"$(nproc)" "$@"

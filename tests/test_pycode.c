@@ -14,6 +14,7 @@
 
 #include "loopscope/abi/py_offsets.h"
 #include "loopscope/pycode.h"
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/pyname.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
