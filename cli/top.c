@@ -3,7 +3,7 @@
  * status` (the same, printed once): every monitored loop thread sorted by
  * loop lag p99, slow events below. Data come from loopscoped's control
  * socket, or, when no daemon answers, from the monitoring engine run here
- * (agent/daemon/monitor.c) with the same requests (ls_ctl_handle). */
+ * (agent/engine/monitor.c) with the same requests (ls_ctl_handle). */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>

@@ -4,7 +4,7 @@
  * events.c, windows.c): rules, process
  * discovery (exec/fork/exit events from bpf/discover.bpf.c plus /proc
  * scans), per-target state, light or precise mode per target, windows and
- * cumulative histograms for the exporters (agent/daemon/prom.c, agent/daemon/ctl.c).
+ * cumulative histograms for the exporters (agent/daemon/prom.c, agent/engine/ctl.c).
  *
  * Threads: ls_mon_poll and the functions that change targets are called
  * from one thread (the daemon's main loop). Other threads (the HTTP server,
