@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "loopscope/abi/py_offsets.h"
+#include "loopscope/pytarget.h"
 #include "pythons.h"
 
 /* The sid root's interpreters, and the two ways each one runs. */
@@ -26,10 +27,11 @@ static void add(struct ls_test_pythons *out, const char *path, const char *name,
 }
 
 /* NULL when loopscope fully supports 3.minor, else why not. */
+/* Every sid interpreter (3.14, 3.15) is fully supported: layouts from its
+ * own _Py_DebugOffsets (agent/python/pydebug.c). */
 static const char *not_full(int minor)
 {
-	return ls_py_offsets_for(3, minor) ? NULL :
-					     "loopscope measures it at epoll level only (no offset table row)";
+	return minor >= LS_PY_MIN_MINOR ? NULL : "older than loopscope supports";
 }
 
 /* LS_BINARY_DIR/sid-WAY/python3.MINOR -> scripts/sid-python, made on first
@@ -51,7 +53,10 @@ static void find_sid(const char *suite, int min_minor, enum ls_test_py_want want
 		     struct ls_test_pythons *out)
 {
 	const char *env = getenv("LS_TEST_SID"), *root = getenv("LS_SID_ROOT");
-	bool every = env && !strcmp(env, "1"), supported = env && !strcmp(env, "supported");
+	/* On unless LS_TEST_SID=0: the sid interpreters are test interpreters
+	 * like the others. */
+	bool off = env && !strcmp(env, "0");
+	bool every = env && !strcmp(env, "1"), supported = !off && !every;
 	char stamp[600], bin[600], path[512], name[64];
 
 	if (!root || !*root)
@@ -64,9 +69,8 @@ static void find_sid(const char *suite, int min_minor, enum ls_test_py_want want
 
 			snprintf(name, sizeof(name), "sid-%s:python3.%d", sid_ways[w], minor);
 			snprintf(bin, sizeof(bin), "%s/usr/bin/python3.%d", root, minor);
-			if (!every && !supported)
-				why = "LS_TEST_SID not set (1: in every suite, supported: where "
-				      "loopscope supports it)";
+			if (off)
+				why = "LS_TEST_SID=0";
 			else if (minor < min_minor)
 				why = "before the suite's oldest";
 			else if (supported && want == LS_TEST_PY_FULL)
