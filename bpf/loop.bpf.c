@@ -643,6 +643,7 @@ static __always_inline void walk_stack(struct ls_stack_event *ev, __u32 tgid, __
 
 	ev->nframes = 0;
 	ev->truncated = 0;
+	ev->task = 0;
 	__sync_fetch_and_add(&stack_walks, 1);
 	if (!pp) {
 		ev->error = LS_STACK_NO_PYTHON;
@@ -653,6 +654,10 @@ static __always_inline void walk_stack(struct ls_stack_event *ev, __u32 tgid, __
 		ev->error = LS_STACK_NO_TSTATE;
 		goto fail;
 	}
+	/* The Task it runs (3.14+): its await chain is read in user space,
+	 * from this address, once per slow period (include/loopscope/pytask.h). */
+	if (pp->off.tstate_running_task)
+		ev->task = read_ptr(ts + pp->off.tstate_running_task);
 	if (pp->off.flags & LS_PYOFF_CFRAME) {
 		__u64 cframe = read_ptr(ts + pp->off.tstate_cframe);
 

@@ -47,42 +47,12 @@ static struct cli_task_proc *task_proc(struct cli_stacks *cs, pid_t pid)
 	return NULL;
 }
 
-/* Thread tid's id in its own pid namespace (the innermost NSpid of
- * /proc/TGID/task/TID/status, proc(5)): what CPython stores as the thread
- * state's native_thread_id. tid itself when unreadable. */
-static pid_t ns_tid(uint32_t tgid, uint32_t tid)
-{
-	char path[64], line[256];
-	pid_t id = (pid_t)tid;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%u/task/%u/status", tgid, tid);
-	f = fopen(path, "re");
-	if (!f)
-		return id;
-	while (fgets(line, sizeof(line), f)) {
-		char *last;
-
-		if (strncmp(line, "NSpid:", 6))
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		last = strrchr(line, '\t');
-		if (!last)
-			last = strrchr(line, ' ');
-		if (last && atoi(last + 1) > 0)
-			id = (pid_t)atoi(last + 1);
-		break;
-	}
-	fclose(f);
-	return id;
-}
-
 static void read_chain(struct cli_stacks *cs, const struct ls_stack_event *e)
 {
 	struct cli_task_proc *p = task_proc(cs, (pid_t)e->tgid);
 	struct cli_task_read *r;
 
-	if (!p)
+	if (!p || !e->task)
 		return;
 	for (size_t i = 0; i < TASK_READS && cs->task_reads; i++) {
 		r = &cs->task_reads[i];
@@ -96,8 +66,9 @@ static void read_chain(struct cli_stacks *cs, const struct ls_stack_event *e)
 	r->tgid = e->tgid;
 	r->tid = e->tid;
 	r->busy_start_ns = e->busy_start_ns;
-	if (ls_pytask_chain(p->memfd, &p->off, &p->ao, p->runtime_addr, ns_tid(e->tgid, e->tid),
-			    &r->chain))
+	/* From the Task the walker saw running: a blocked thread is walked
+	 * when its block ends, so reading the thread state now would be late. */
+	if (ls_pytask_chain_from(p->memfd, &p->off, &p->ao, e->task, &r->chain))
 		r->chain.n = 0;
 	r->chain.read_ns = ls_sys_now_ns();
 }
@@ -112,9 +83,10 @@ static void on_stack(const struct ls_stack_event *e, void *ctx)
 		read_chain(cs, e);
 }
 
-/* Read await chains of t's process when its CPython has them (3.14+). */
-static void task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
-			  const struct ls_py_offsets *off)
+/* Read await chains of t's process when its CPython has them (3.14+):
+ * its entry, or NULL. */
+static struct cli_task_proc *task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
+					   const struct ls_py_offsets *off)
 {
 	struct cli_task_proc p = { .pid = t->pid, .runtime_addr = t->bias + t->runtime.vaddr,
 				   .off = *off };
@@ -122,24 +94,27 @@ static void task_proc_add(struct cli_stacks *cs, const struct ls_py_target *t,
 	char why[320];
 	int err;
 
-	if (t->minor < 14 || task_proc(cs, t->pid))
-		return;
+	if (t->minor < 14)
+		return NULL;
+	if (task_proc(cs, t->pid))
+		return task_proc(cs, t->pid);
 	err = ls_pytask_find(t, &p.ao, why, sizeof(why));
 	if (err) {
 		if (!cs->quiet && err != -ENOENT)
 			fprintf(stderr, "loopscope: pid %d: no await chains: %s\n", t->pid, why);
-		return;
+		return NULL;
 	}
 	p.memfd = ls_proc_mem_open(t->pid);
 	if (p.memfd < 0)
-		return;
+		return NULL;
 	grown = realloc(cs->task_procs, (cs->ntask_procs + 1) * sizeof(*grown));
 	if (!grown) {
 		close(p.memfd);
-		return;
+		return NULL;
 	}
 	cs->task_procs = grown;
 	cs->task_procs[cs->ntask_procs++] = p;
+	return &cs->task_procs[cs->ntask_procs - 1];
 }
 
 static void task_proc_remove(struct cli_stacks *cs, pid_t pid)
@@ -223,16 +198,22 @@ bool cli_stacks_add_resolved(struct cli_stacks *cs, const struct ls_py_target *t
 				t->minor, off ? "_PyRuntime not found" : "no offsets for this version");
 		return false;
 	}
-	err = ls_loop_set_python(cs->loop, t->pid, t->bias + t->runtime.vaddr, off);
+	/* 3.14+: the walker also reads the running Task (its await chain). */
+	struct cli_task_proc *tp = task_proc_add(cs, t, off);
+	struct ls_py_offsets walk = *off;
+
+	if (tp)
+		walk.tstate_running_task = (__u16)tp->ao.tstate_running_task;
+	err = ls_loop_set_python(cs->loop, t->pid, t->bias + t->runtime.vaddr, &walk);
 	if (!err)
 		err = ls_slowstack_set_python(cs->col, t->pid, off);
 	if (err) {
 		if (!cs->quiet)
 			fprintf(stderr, "loopscope: pid %d: no Python stacks: %s\n", t->pid,
 				strerror(-err));
+		task_proc_remove(cs, t->pid);
 		return false;
 	}
-	task_proc_add(cs, t, off);
 	cs->nprocs++;
 	return true;
 }

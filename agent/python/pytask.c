@@ -341,19 +341,12 @@ static int find_tstate(int fd, const struct ls_py_offsets *off, uint64_t runtime
 	return -ESRCH;
 }
 
-int ls_pytask_chain(int memfd, const struct ls_py_offsets *off, const struct ls_pytask_offsets *ao,
-		    uint64_t runtime_addr, pid_t tid, struct ls_pytask_chain *out)
+int ls_pytask_chain_from(int memfd, const struct ls_py_offsets *off,
+			 const struct ls_pytask_offsets *ao, uint64_t task,
+			 struct ls_pytask_chain *out)
 {
-	uint64_t ts, task;
-	int err;
-
 	out->n = 0;
 	out->truncated = 0;
-	err = find_tstate(memfd, off, runtime_addr, tid, &ts);
-	if (err)
-		return err;
-	if (rd64(memfd, ts + ao->tstate_running_task, &task))
-		return -EFAULT;
 	while (task && is_task(memfd, ao, task)) {
 		struct ls_pytask *t;
 		uint64_t name = 0, coro = 0, next;
@@ -378,6 +371,22 @@ int ls_pytask_chain(int memfd, const struct ls_py_offsets *off, const struct ls_
 		task = next;
 	}
 	return 0;
+}
+
+int ls_pytask_chain(int memfd, const struct ls_py_offsets *off, const struct ls_pytask_offsets *ao,
+		    uint64_t runtime_addr, pid_t tid, struct ls_pytask_chain *out)
+{
+	uint64_t ts, task;
+	int err;
+
+	out->n = 0;
+	out->truncated = 0;
+	err = find_tstate(memfd, off, runtime_addr, tid, &ts);
+	if (err)
+		return err;
+	if (rd64(memfd, ts + ao->tstate_running_task, &task))
+		return -EFAULT;
+	return ls_pytask_chain_from(memfd, off, ao, task, out);
 }
 
 /* s into buf at pos, control bytes and quotes escaped; the new pos. */

@@ -82,6 +82,14 @@ struct ls_pytask_chain {
 int ls_pytask_chain(int memfd, const struct ls_py_offsets *off, const struct ls_pytask_offsets *ao,
 		    uint64_t runtime_addr, pid_t tid, struct ls_pytask_chain *out);
 
+/* The chain from the Task at task (as the stack walker read it from the
+ * thread state: struct ls_stack_event.task) up through its awaiters, read
+ * from memfd with off and ao. 0 (out->n 0 when task is 0 or not a Task);
+ * bounded as ls_pytask_chain. */
+int ls_pytask_chain_from(int memfd, const struct ls_py_offsets *off,
+			 const struct ls_pytask_offsets *ao, uint64_t task,
+			 struct ls_pytask_chain *out);
+
 /* `task "fetch-42" (fetch) <- awaited by task "handler-7" (handler) <- task
  * "Task-1" (main)` into buf (len bytes); names are escaped for a terminal
  * (control bytes as \xNN). Returns buf. */

@@ -172,6 +172,8 @@ struct ls_stack_event {
 	__u64 weight_ns;      /* on-CPU: the sampling period; off-CPU: the episode's length */
 	__u64 blocked_ns;     /* off-CPU: sleeping in the kernel */
 	__u64 runnable_ns;    /* off-CPU: waiting for a CPU */
+	__u64 task;           /* 3.14+: the asyncio Task the thread ran when walked
+			       * (asyncio_running_task), 0 none or unknown */
 	__s32 syscall;        /* off-CPU: the syscall it blocked in, -1 none */
 	__u16 nframes;
 	__u8 truncated;       /* more frames than LS_STACK_MAX */

@@ -162,6 +162,12 @@ struct ls_py_offsets {
 	__u16 unicode_length; /* Py_ssize_t, in characters */
 	__u16 ascii_data;     /* sizeof(PyASCIIObject): compact ASCII data */
 	__u16 compact_data;   /* sizeof(PyCompactUnicodeObject): compact non-ASCII */
+
+	/* 3.14+: _PyThreadStateImpl.asyncio_running_task, from the _asyncio
+	 * module's .AsyncioDebug (include/loopscope/pytask.h); 0 when unknown
+	 * (the walker then sends no task). Set per target, not in the table. */
+	__u16 tstate_running_task;
+	__u16 pad_end[3];
 };
 
 #ifndef __BPF__
