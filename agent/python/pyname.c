@@ -81,9 +81,11 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 	out[0] = '\0';
 	if (!obj || cap == 0)
 		return -EINVAL;
-	/* PyASCIIObject (Include/cpython/unicodeobject.h, 3.8-3.13): `length`
+	/* PyASCIIObject (Include/cpython/unicodeobject.h, 3.8-3.15): `length`
 	 * (Py_ssize_t) and the `state` bit field: interned bits 0-1, kind
-	 * bits 2-4 (1, 2 or 4 bytes per character), compact bit 5, ascii bit 6. */
+	 * bits 2-4 (1, 2 or 4 bytes per character), compact bit 5, ascii bit 6
+	 * (3.12+: statically_allocated bit 7, not read). Offsets from off
+	 * (3.13+: the interpreter's debug offsets). */
 	if (read_u64(memfd, obj + off->unicode_length, &len) ||
 	    ls_proc_mem_read(memfd, obj + off->unicode_state, &state, sizeof(state)))
 		return -EFAULT;

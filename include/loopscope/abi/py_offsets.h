@@ -61,8 +61,10 @@
  * (internal/pycore_stackref.h): the low bits of a _PyStackRef. */
 #define LS_PY_TAG_BITS 3ULL
 
-/* PyASCIIObject.state bits, identical 3.8-3.13 (cpython/unicodeobject.h):
- * interned 0-1, kind 2-4 (1, 2 or 4 bytes a character), compact 5, ascii 6. */
+/* PyASCIIObject.state bits, identical 3.8-3.15 (cpython/unicodeobject.h):
+ * interned 0-1, kind 2-4 (1, 2 or 4 bytes a character), compact 5, ascii 6;
+ * 3.12+ add statically_allocated at bit 7 (not read). Checked on 3.14.10
+ * and 3.15.2 by setting each bit field through their headers. */
 #define LS_PY_STATE_KIND_SHIFT   2
 #define LS_PY_STATE_KIND_MASK    7
 #define LS_PY_STATE_COMPACT      (1u << 5)
