@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "loopscope/pydebug.h"
+#include "loopscope/pytask.h"
 
 /*
  * The layout of _Py_DebugOffsets itself, per minor version: the byte
@@ -357,28 +358,18 @@ int ls_pydebug_parse(const void *buf, size_t len, uint64_t section_size, int maj
 int ls_pydebug_asyncio(const void *buf, size_t len, struct ls_py_offsets *off, char *why,
 		       size_t why_len)
 {
-	const uint8_t *b = buf;
-	uint64_t size, name, coro;
+	struct ls_pytask_offsets ao;
+	int err;
 
-	if (len < LS_PYDEBUG_ASYNCIO_SIZE)
-		return fail(why, why_len, ".AsyncioDebug has %zu bytes, not %d", len,
-			    LS_PYDEBUG_ASYNCIO_SIZE);
-	/* asyncio_task_object: size @0, task_name @8, task_coro @40. */
-	size = u64_at(b, 0);
-	name = u64_at(b, 8);
-	coro = u64_at(b, 40);
-	if (size < 16 || size >= 4096)
-		return fail(why, why_len, "asyncio_task_object.size %llu out of bounds",
-			    (unsigned long long)size);
-	if (name + 8 > size || name % 8 || name < 16)
-		return fail(why, why_len, "asyncio_task_object.task_name %llu outside TaskObj "
-			    "(size %llu)", (unsigned long long)name, (unsigned long long)size);
-	if (coro + 8 > size || coro % 8 || coro < 16)
-		return fail(why, why_len, "asyncio_task_object.task_coro %llu outside TaskObj "
-			    "(size %llu)", (unsigned long long)coro, (unsigned long long)size);
-	off->task_size = (uint16_t)size;
-	off->task_name = (uint16_t)name;
-	off->task_coro = (uint16_t)coro;
+	/* One validator for the section (agent/python/pytask.c): every field
+	 * inside TaskObj, the running-task pointer inside the thread state. */
+	err = ls_pytask_parse(buf, len, &ao, why, why_len);
+	if (err)
+		return -EPROTO; /* rejected, as every check here */
+	off->task_size = (uint16_t)ao.task_size;
+	off->task_name = (uint16_t)ao.task_name;
+	off->task_coro = (uint16_t)ao.task_coro;
+	off->tstate_running_task = (uint16_t)ao.tstate_running_task;
 	return 0;
 }
 
