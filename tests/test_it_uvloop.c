@@ -30,14 +30,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pythons.h"
 #include "spawn.h"
 
 #define LOOPSCOPE LS_BINARY_DIR "/loopscope"
 #define APP LS_SOURCE_DIR "/examples/python/uvloop_app.py"
 #define MAX_BLK 64
 
-static char eager_py[4][512];
+static char eager_py[12][512];
 static int neager;
+static char uvloop_py[8][512]; /* interpreters with uvloop: Debian's 3.11, sid's */
+static int nuvloop;
 static bool have_uvloop;
 
 static void discover(void)
@@ -50,7 +53,24 @@ static void discover(void)
 	else if (ls_test_run(argv, NULL, NULL, 20000) != 0)
 		fprintf(stderr, "it_uvloop: SKIP uvloop: python3-uvloop not installed for /usr/bin/python3.11\n");
 	else
-		have_uvloop = true;
+		snprintf(uvloop_py[nuvloop++], sizeof(uvloop_py[0]), "/usr/bin/python3.11");
+	/* Debian sid's CPython 3.14 and 3.15, chrooted and as containers: eager
+	 * tasks on each, uvloop where Debian builds it (3.14). */
+	struct ls_test_pythons sid;
+
+	ls_test_find_sid_pythons("it_uvloop", 12, LS_TEST_PY_FULL, &sid);
+	for (int i = 0; i < sid.n; i++) {
+		char *check[] = { sid.path[i], "-c", "import uvloop", NULL };
+
+		if (neager < (int)(sizeof(eager_py) / sizeof(eager_py[0])))
+			snprintf(eager_py[neager++], sizeof(eager_py[0]), "%s", sid.path[i]);
+		if (ls_test_run(check, NULL, NULL, 20000) != 0)
+			fprintf(stderr, "it_uvloop: SKIP uvloop on %s: python3-uvloop does not import "
+				"there\n", sid.name[i]);
+		else if (nuvloop < (int)(sizeof(uvloop_py) / sizeof(uvloop_py[0])))
+			snprintf(uvloop_py[nuvloop++], sizeof(uvloop_py[0]), "%s", sid.path[i]);
+	}
+	have_uvloop = nuvloop > 0;
 	for (size_t v = 0; v < sizeof(vers) / sizeof(vers[0]); v++) {
 		char pattern[128], cmd[256], path[512];
 		FILE *f;
@@ -149,7 +169,8 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 		ls_test_kill(app);
 		ck_abort_msg("%s: the app did not start", py);
 	}
-	snprintf(spid, sizeof(spid), "%d", app);
+	/* A container's interpreter is the launcher's child. */
+	snprintf(spid, sizeof(spid), "%d", (int)ls_test_host_pid(app));
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--json", "-q", "--threshold", "50ms",
 			 "-d", "2500ms", NULL };
 
@@ -199,7 +220,9 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 		fprintf(stderr, "it_uvloop: SKIP uvloop test (see above)\n");
 		return;
 	}
-	rep = run_attached("/usr/bin/python3.11", false, blk, &nblk);
+	const char *py = uvloop_py[_i];
+
+	rep = run_attached(py, false, blk, &nblk);
 	slow = ls_test_jget(rep, "slow_callbacks");
 	busy = ls_test_jget(rep, "slow_busy");
 	ck_assert_ptr_nonnull(slow);
@@ -221,8 +244,8 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 				continue;
 			found++;
 			ck_assert_msg(absdiff(ed, blk[b].dur) <= tolerance(blk[b].dur),
-				      "uvloop %s: context callback %llu ns vs the app's own %llu ns",
-				      blk[b].kind, (unsigned long long)ed,
+				      "%s: uvloop %s: context callback %llu ns vs the app's own %llu ns",
+				      py, blk[b].kind, (unsigned long long)ed,
 				      (unsigned long long)blk[b].dur);
 			/* Named by its stack: the callable, or a Task's coroutine. */
 			ck_assert_str_eq(jstr(e, "qualname"), blk[b].qualname);
@@ -249,8 +272,8 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 		ck_assert_msg(any, "uvloop: slow context callback at %llu holds no app callback",
 			      (unsigned long long)ls_test_ju64(e, "start_ns"));
 	}
-	fprintf(stderr, "it_uvloop: uvloop: %d app callbacks, %d slow context callbacks, all within max(2%%, 200 us)\n",
-		inside, ncontext);
+	fprintf(stderr, "it_uvloop: %s: uvloop: %d app callbacks, %d slow context callbacks, all within max(2%%, 200 us)\n",
+		py, inside, ncontext);
 	json_object_put(rep);
 }
 END_TEST
@@ -308,7 +331,7 @@ int main(void)
 	discover();
 	tcase_set_timeout(tc, 90);
 	if (have_uvloop)
-		tcase_add_test(tc, test_uvloop_handles_are_context_callbacks);
+		tcase_add_loop_test(tc, test_uvloop_handles_are_context_callbacks, 0, nuvloop);
 	if (neager)
 		tcase_add_loop_test(tc, test_eager_first_step_counted_once, 0, neager);
 	if (!have_uvloop && !neager) {
