@@ -13,6 +13,7 @@ the N round trips, polls between chunks included). EOF on stdin ends it.
 import asyncio
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -26,17 +27,20 @@ async def main(wfd, rfd, chunk):
     def tick():
         loop.call_later(0.01, tick)
 
-    def run(n, left, t0):
+    def run(n, left, t0, chunks):
         k = min(chunk, left)
+        c0 = time.perf_counter()
         for _ in range(k):
             os.write(wfd, b"x")
             os.read(rfd, 1)
+        chunks.append((time.perf_counter() - c0) / k)
         left -= k
         if left:
-            loop.call_soon(run, n, left, t0)
+            loop.call_soon(run, n, left, t0, chunks)
             return
         dt = time.perf_counter() - t0
-        print("result " + json.dumps({"ns_per_rt": dt / n * 1e9, "n": n}), flush=True)
+        print("result " + json.dumps({"ns_per_rt": statistics.median(chunks) * 1e9,
+                                      "total_ns_per_rt": dt / n * 1e9, "n": n}), flush=True)
 
     buf = b""
 
@@ -52,7 +56,7 @@ async def main(wfd, rfd, chunk):
             line, buf = buf.split(b"\n", 1)
             w = line.split()
             if len(w) == 2 and w[0] == b"go":
-                loop.call_soon(run, int(w[1]), int(w[1]), time.perf_counter())
+                loop.call_soon(run, int(w[1]), int(w[1]), time.perf_counter(), [])
 
     loop.add_reader(0, on_stdin)
     tick()
