@@ -9,6 +9,13 @@
  * processes it started is left: its apps (bench/apps/...), loopscope,
  * bpftrace, wrk, refloop (found by an environment variable they inherit).
  *
+ * The cost section runs too (the target pinned to one CPU, the rest to the
+ * other; the BPF programs' run time from bpf_stats; the syscall-tax and
+ * context-switch probes; the sampler-only variant): its tables are in the
+ * markdown and its figures in the JSON are numbers (their values are not
+ * checked: a smoke run's are meaningless); a kernel.bpf_stats_enabled not
+ * back to what it was is reported (not asserted: others may set it too).
+ *
  * On timeout the harness gets SIGTERM (its handler kills everything it
  * started) and then SIGKILL (its children have PR_SET_PDEATHSIG).
  * Needs root, bpftrace, wrk and Debian's python3-aiohttp, like bench/run.
@@ -122,6 +129,58 @@ static int run_bench(const char *dir, const char *log, int *timed_out)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Whether text holds "key": followed by a number, at least once. */
+static int json_has_number(const char *text, const char *key)
+{
+	char pat[96];
+	const char *p = text;
+
+	snprintf(pat, sizeof(pat), "\"%s\": ", key);
+	while ((p = strstr(p, pat))) {
+		char *end;
+
+		p += strlen(pat);
+		strtod(p, &end);
+		if (end != p)
+			return 1;
+	}
+	return 0;
+}
+
+static char *json_file(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char *text = NULL;
+
+	if (!d)
+		return NULL;
+	while ((e = readdir(d)) && !text) {
+		size_t l = strlen(e->d_name);
+		char path[512];
+
+		if (l > 5 && !strcmp(e->d_name + l - 5, ".json")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			text = ls_test_slurp(path);
+		}
+	}
+	closedir(d);
+	return text;
+}
+
+static int read_bpf_stats(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/bpf_stats_enabled", "r");
+	int v = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 static int json_files(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -151,9 +210,23 @@ START_TEST(test_bench_quick)
 		"| Python 3.11 | light, every event |", "| Python 3.11 | precise |",
 		"| Python 3.11 | precise, every event |", "| C loop | light |",
 	};
-	int rc, timed_out, left;
+	static const char *cost_md[] = {
+		"## Cost of watching, per unit of work", "### Goals",
+		"### Syscall tax on an unrelated process", "### Context switches of the watched thread",
+		"### BPF programs, per event and per unit of work (bpf_stats)",
+		"| aiohttp (request) | light_stacks |", "| storm (callback) | precise |",
+		"| aiohttp | light_stacks | `ls_", "| storm | precise | `ls_context_run",
+		"| sampler |",
+	};
+	/* per run (cost_raw) and per summary (cost: medians) */
+	static const char *cost_json[] = {
+		"target_us_per_unit", "target_sched_us_per_unit", "machine_us_per_unit",
+		"bpf_ns_per_unit", "run_time_ns", "run_cnt", "ns_per_syscall", "ns_per_rt",
+		"units", "median",
+	};
+	int rc, timed_out, left, stats0 = read_bpf_stats();
 	long long t0 = now_ms(), wall_ms;
-	char *text, *logtext;
+	char *text, *logtext, *json;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(tag, sizeof(tag), "LOOPSCOPE_BENCH_TAG=%s ", dir);
@@ -182,6 +255,20 @@ START_TEST(test_bench_quick)
 		ck_assert_msg(strstr(text, agent_rows[i]), "%s lacks agent-cost row '%s'", md,
 			      agent_rows[i]);
 	ck_assert_msg(json_files(dir) == 1, "expected one raw JSON file in %s", dir);
+	for (size_t i = 0; i < sizeof(cost_md) / sizeof(cost_md[0]); i++)
+		ck_assert_msg(strstr(text, cost_md[i]), "%s lacks '%s'", md, cost_md[i]);
+	json = json_file(dir);
+	ck_assert_msg(json, "no raw JSON in %s", dir);
+	ck_assert_msg(strstr(json, "\"cost_raw\": [") && strstr(json, "\"cost\": {"),
+		      "no cost section in the raw JSON");
+	for (size_t i = 0; i < sizeof(cost_json) / sizeof(cost_json[0]); i++)
+		ck_assert_msg(json_has_number(json, cost_json[i]),
+			      "the raw JSON has no number for \"%s\"", cost_json[i]);
+	/* Not asserted: another run on this machine may set it meanwhile. */
+	if (read_bpf_stats() != stats0)
+		printf("bench smoke: kernel.bpf_stats_enabled %d after the run, %d before\n",
+		       read_bpf_stats(), stats0);
+	free(json);
 	printf("bench smoke: %.1f s wall; %s", wall_ms / 1000.0,
 	       logtext ? strstr(logtext, "loopscope bench") ?
 	       strstr(logtext, "loopscope bench") : logtext : "");
