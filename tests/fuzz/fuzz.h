@@ -6,11 +6,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* A property every input must keep: a report and abort() (libFuzzer saves
@@ -24,13 +26,15 @@
 		}                                                                        \
 	} while (0)
 
-/* A private directory for this process's temp files (removed at exit:
- * libFuzzer exits through exit(), -max_total_time included). */
+/* A private directory for this process's temp files, /tmp/ls-fuzz.PID.
+ * libFuzzer ends a -max_total_time run with _Exit (no atexit) and a crash
+ * with abort, so each start first removes the directories of processes
+ * that are gone; a run through -runs removes its own at exit. */
 static char fuzz_dir_[64];
 
-static void fuzz_rmdir_(void)
+static void fuzz_rm_(const char *dir)
 {
-	DIR *d = fuzz_dir_[0] ? opendir(fuzz_dir_) : NULL;
+	DIR *d = opendir(dir);
 	struct dirent *de;
 	char p[384];
 
@@ -38,18 +42,40 @@ static void fuzz_rmdir_(void)
 		return;
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			snprintf(p, sizeof(p), "%s/%s", fuzz_dir_, de->d_name);
+			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 			unlink(p);
 		}
 	closedir(d);
-	rmdir(fuzz_dir_);
+	rmdir(dir);
+}
+
+static void fuzz_rmdir_(void)
+{
+	if (fuzz_dir_[0])
+		fuzz_rm_(fuzz_dir_);
 }
 
 static inline void fuzz_tmpdir(char *out, size_t len)
 {
-	snprintf(fuzz_dir_, sizeof(fuzz_dir_), "/tmp/ls-fuzz.XXXXXX");
-	if (!mkdtemp(fuzz_dir_)) {
-		perror("mkdtemp");
+	DIR *d = opendir("/tmp");
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char p[300];
+		int pid;
+
+		if (sscanf(de->d_name, "ls-fuzz.%d", &pid) == 1 && pid > 0 &&
+		    kill(pid, 0) && errno == ESRCH) {
+			snprintf(p, sizeof(p), "/tmp/%s", de->d_name);
+			fuzz_rm_(p);
+		}
+	}
+	if (d)
+		closedir(d);
+	snprintf(fuzz_dir_, sizeof(fuzz_dir_), "/tmp/ls-fuzz.%d", (int)getpid());
+	fuzz_rm_(fuzz_dir_); /* a reused pid's */
+	if (mkdir(fuzz_dir_, 0700)) {
+		perror(fuzz_dir_);
 		abort();
 	}
 	atexit(fuzz_rmdir_);
