@@ -579,13 +579,17 @@ START_TEST(test_target_execs_non_python)
 	pid_t p;
 
 	fx_init(&f);
-	/* An asyncio loop for 1.5 s, then exec sleep(1). */
+	/* An asyncio loop for 1.5 s, then exec sleep 20: alive through the
+	 * engine's resolve retries (0.4, 1 and 3 s after the exec, each behind
+	 * whatever the set-up worker is doing), so the last one says "not a
+	 * Python process" rather than finding it gone (a sleep 5 raced it on
+	 * a loaded machine). */
 	snprintf(script, sizeof(script),
 		 "import asyncio, os\n"
 		 "async def main():\n"
 		 "    await asyncio.sleep(1.5)\n"
 		 "asyncio.run(main())\n"
-		 "os.execv('/bin/sleep', ['sleep', '5'])  # %s\n", f.dir);
+		 "os.execv('/bin/sleep', ['sleep', '20'])  # %s\n", f.dir);
 	p = ls_test_spawn(argv, NULL, NULL);
 	ck_assert_int_gt(p, 0);
 	f.apps[f.napps++] = p;
