@@ -3,8 +3,8 @@
  * Suite "it_sid_pythons": the launchers the other suites run CPython 3.14
  * and 3.15 of the Debian sid root through (scripts/sid-python, chrooted and
  * as a container; tests/support/pythons.c), checked for what those suites
- * rely on, on each one ls_test_find_pythons gives (with LS_TEST_SID; SKIP
- * lines name the others):
+ * rely on, on each one ls_test_find_sid_pythons gives (SKIP lines name the
+ * others: no sid root, LS_TEST_SID=0):
  *  - the interpreter is the sid one of its version, and sees the same
  *    arguments (spaces, empty ones), working directory (a relative script
  *    path) and /tmp files as a process started here;

@@ -508,7 +508,7 @@ START_TEST(test_offsets_follow_live_objects)
 END_TEST
 
 /* CPython 3.14 and 3.15 of the Debian sid root, chrooted and as a
- * container (tests/support/pythons.h: with LS_TEST_SID). */
+ * container (tests/support/pythons.h; LS_TEST_SID=0 leaves them out). */
 static struct ls_test_pythons sid;
 
 START_TEST(test_offsets_follow_live_objects_sid)

@@ -26,9 +26,9 @@ static void add(struct ls_test_pythons *out, const char *path, const char *name,
 	out->launcher[i] = launcher;
 }
 
-/* NULL when loopscope fully supports 3.minor, else why not. */
-/* Every sid interpreter (3.14, 3.15) is fully supported: layouts from its
- * own _Py_DebugOffsets (agent/python/pydebug.c). */
+/* NULL when loopscope fully supports 3.minor, else why not. The sid
+ * interpreters (3.14, 3.15) are: layouts from their own _Py_DebugOffsets
+ * (agent/python/pydebug.c). */
 static const char *not_full(int minor)
 {
 	return minor >= LS_PY_MIN_MINOR ? NULL : "older than loopscope supports";

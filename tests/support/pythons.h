@@ -26,8 +26,9 @@ struct ls_test_pythons {
 
 /* Which interpreters a suite wants. */
 enum ls_test_py_want {
-	/* Those loopscope fully supports: it has their offset table row
-	 * (precise mode, stacks, frame names). */
+	/* Those loopscope fully supports (precise mode, stacks, frame
+	 * names): 3.8 on, with the offset table up to 3.13 and the
+	 * interpreter's own _Py_DebugOffsets after. */
 	LS_TEST_PY_FULL,
 	/* Every one present, also those measured at epoll level only. */
 	LS_TEST_PY_ALL,
@@ -38,11 +39,10 @@ enum ls_test_py_want {
  * CPython 3.14 and 3.15 of the Debian sid root, each both chrooted
  * ("sid-chroot:python3.14") and as a container ("sid-container:..."),
  * started through links to scripts/sid-python under the build directory.
- * The sid ones are gated by the environment while loopscope's support for
- * them is under way: LS_TEST_SID unset or 0 leaves them out; 1 puts them in
- * every suite, supported or not (to see what fails); "supported" puts them
- * where want allows. Each one left out is named on stderr with the reason,
- * prefixed by suite. Fills *out (out->n may be 0). */
+ * The sid ones are in when the sid root is there, unless LS_TEST_SID=0;
+ * LS_TEST_SID=1 puts them in every suite even where want would leave them
+ * out. Each one left out is named on stderr with the reason, prefixed by
+ * suite. Fills *out (out->n may be 0). */
 void ls_test_find_pythons(const char *suite, int min_minor, enum ls_test_py_want want,
 			  struct ls_test_pythons *out);
 
