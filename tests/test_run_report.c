@@ -472,7 +472,13 @@ END_TEST
 START_TEST(test_summary_mentions_everything)
 {
 	struct ls_run_result *r = result_with_failures();
-	char *out = capture(ls_run_print_summary, r);
+	char cwd[200], *out;
+
+	/* an absolute file under the current directory is shown relative */
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(r->slow[0].file, sizeof(r->slow[0].file), "%s/tests/test_app.py", cwd);
+	out = capture(ls_run_print_summary, r);
+	ck_assert_msg(!strstr(out, cwd) || !strcmp(cwd, "/"), "absolute path in:\n%s", out);
 	static const char *const want[] = {
 		"loopscope run: python3 -m pytest -q examples/ci",
 		"exited with 0 after 2.50 s",
@@ -491,10 +497,13 @@ START_TEST(test_summary_mentions_everything)
 		"fail-on-lag-p99 50ms: FAIL",
 		"2 events lost",
 		"exit 86: the slow and lag gates failed",
+		/* #17 item 8: processes without a loop are counted, not listed */
+		"processes (3): 2 with an event loop, listed; 1 without one",
 	};
 
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		ck_assert_msg(strstr(out, want[i]), "missing \"%s\" in:\n%s", want[i], out);
+	ck_assert_msg(!strstr(out, "pid 1020"), "a process without a loop listed:\n%s", out);
 	free(out);
 
 	r->slow_gate_failed = r->lag_gate_failed = false;
