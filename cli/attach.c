@@ -238,10 +238,12 @@ static void print_interval(struct attach *a, const struct ls_thread_view *now, s
 		       cli_clock(a->mono_to_real_ns, now_ns, t, sizeof(t)), w.tgid, w.tid,
 		       thread_name(a, w.tgid, w.tid), w.iterations_per_s,
 		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0,
-		       ls_duration_format(ls_hist_percentile(&w.busy, 99), b[0], 16),
-		       ls_duration_format(w.busy.max, b[1], 16),
-		       ls_duration_format(ls_stats_delay_percentile(&w.busy, w.poll.sum, 99), b[2], 16),
-		       ls_duration_format(w.busy.max, b[3], 16),
+		       /* "-" when no busy period ended in the window, as LAG */
+		       w.busy.count ? ls_duration_format(ls_hist_percentile(&w.busy, 99), b[0], 16) : "-",
+		       w.busy.count ? ls_duration_format(w.busy.max, b[1], 16) : "-",
+		       w.busy.count ? ls_duration_format(ls_stats_delay_percentile(&w.busy, w.poll.sum, 99),
+							 b[2], 16) : "-",
+		       w.busy.count ? ls_duration_format(w.busy.max, b[3], 16) : "-",
 		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
 		       w.lag.count ? ls_duration_format(w.lag.max, b[5], 16) : "-",
 		       (unsigned long long)w.slow_busy,
@@ -430,6 +432,26 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	return nseen;
 }
 
+/* Whether a target is CPython (supported or not): the precise-mode hint is
+ * for those only. The stacks set-up resolved them already; without stacks,
+ * resolve here. */
+static bool any_cpython(struct attach *a)
+{
+	struct ls_py_target t;
+	int err;
+
+	if (a->stacks.npython > 0)
+		return true;
+	if (a->stacks.enabled && a->stacks.loop)
+		return false;
+	for (int i = 0; i < a->npids; i++) {
+		err = ls_py_resolve(a->pids[i], &t);
+		if (err != -ENOEXEC && err != -ESRCH)
+			return true;
+	}
+	return false;
+}
+
 int cli_attach(int argc, char **argv)
 {
 	struct attach a = { 0 };
@@ -535,7 +557,7 @@ int cli_attach(int argc, char **argv)
 	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
 			a.npids, a.npids > 1 ? "es" : "",
 			ls_duration_format(a.threshold_ns, why, sizeof(why)));
-	if (!a.want_precise && !a.json)
+	if (!a.want_precise && !a.json && any_cpython(&a))
 		fprintf(stderr, "loopscope: light mode (epoll level); --mode precise also times and "
 			"names each CPython callback, at ~10 us a callback\n");
 	if (!a.json && !a.quiet)

@@ -522,6 +522,52 @@ START_TEST(test_interval_max_is_exact)
 }
 END_TEST
 
+/* Attach to pid in text mode for 1 s: its stderr (malloc'd). */
+static char *attach_stderr(pid_t pid)
+{
+	char out[128], err[128], pidarg[32], *e;
+	char *argv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "1s", NULL };
+
+	snprintf(pidarg, sizeof(pidarg), "%d", (int)pid);
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	ck_assert_int_eq(ls_test_run(argv, out, err, 30000), 0);
+	e = ls_test_slurp(err);
+	ck_assert_ptr_nonnull(e);
+	unlink(out);
+	unlink(err);
+	return e;
+}
+
+/* #17 item 8: the "--mode precise" hint is for CPython targets only. */
+START_TEST(test_precise_hint_only_for_cpython)
+{
+	char lout[128], line[64], *e;
+	char *loop[] = { REFLOOP, "--duration", "20s", "timer tick every=10ms", NULL };
+	char *py[] = { "/usr/bin/python3", "-c",
+		       "import asyncio\nasync def main():\n    print('pid', flush=True)\n"
+		       "    while True: await asyncio.sleep(0.01)\nasyncio.run(main())\n", NULL };
+	pid_t pid;
+	int status;
+
+	for (int i = 0; i < 2; i++) {
+		ls_test_tmp(lout, sizeof(lout), "loop");
+		pid = ls_test_spawn(i ? py : loop, lout, NULL);
+		ck_assert_int_gt(pid, 0);
+		ck_assert_int_eq(ls_test_wait_line(lout, "pid", 10000, line, sizeof(line)), 0);
+		e = attach_stderr(pid);
+		kill(pid, SIGKILL);
+		ls_test_wait(pid, 5000, &status);
+		unlink(lout);
+		if (i)
+			ck_assert_msg(strstr(e, "--mode precise"), "CPython, no hint: %s", e);
+		else
+			ck_assert_msg(!strstr(e, "--mode precise"), "C loop, hint: %s", e);
+		free(e);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_attach_refloop");
@@ -533,6 +579,7 @@ int main(void)
 	tcase_add_test(tc, test_epoll_pwait_iterations_and_slow_match_truth);
 	tcase_add_test(tc, test_pwait2_demo_iterations_and_slow_match_truth);
 	tcase_add_test(tc, test_interval_max_is_exact);
+	tcase_add_test(tc, test_precise_hint_only_for_cpython);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }
