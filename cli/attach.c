@@ -27,6 +27,13 @@ struct slow_rec {
 	struct ls_stack_summary stacks; /* Python stacks of the period */
 };
 
+/* A slow period not yet counted in an interval line: its exact length makes
+ * that interval's max exact (ls_stats_window_busy_max). */
+struct slow_end {
+	uint32_t tid;
+	uint64_t end_ns, duration_ns;
+};
+
 struct thread_name {
 	uint32_t tid;
 	char name[16];
@@ -51,6 +58,8 @@ struct attach {
 	size_t nslow, slow_dropped;
 	struct thread_name *names;
 	size_t nnames;
+	struct slow_end *ends;  /* slow periods since the interval lines' last snapshot */
+	size_t nends;
 	struct cli_precise precise;
 	struct cli_stacks stacks;
 };
@@ -97,6 +106,7 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	else
 		json_object_object_add(o, "utilization", NULL);
 	ls_json_add_u64(o, "busy_now_ns", w->busy_now_ns);
+	json_object_object_add(o, "busy_max_exact", json_object_new_boolean(w->busy_max_exact));
 	ls_json_add_u64(o, "slow_busy", w->slow_busy);
 	ls_json_add_u64(o, "lag_missed", w->lag_missed);
 	ls_json_add_u64(o, "first_poll_enter_ns", w->first_enter_ns);
@@ -126,6 +136,15 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 
 	cli_stacks_take(&a->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
 			false, true, name, &st);
+	if (!a->quiet) {
+		struct slow_end *grown = realloc(a->ends, (a->nends + 1) * sizeof(*grown));
+
+		if (grown) {
+			a->ends = grown;
+			a->ends[a->nends++] = (struct slow_end){ e->tid, e->start_ns + e->duration_ns,
+								 e->duration_ns };
+		}
+	}
 	if (a->nslow < MAX_SLOW_KEPT) {
 		if (!a->slow)
 			a->slow = calloc(MAX_SLOW_KEPT, sizeof(*a->slow));
@@ -194,6 +213,17 @@ static void print_interval(struct attach *a, const struct ls_thread_view *now, s
 		struct ls_thread_window w;
 
 		ls_stats_window(&now[i], now_ns, before, before ? prev_ns : a->start_ns, &w);
+		if (before) {
+			uint64_t slow_max = 0;
+
+			for (size_t k = 0; k < a->nends; k++)
+				if (a->ends[k].tid == now[i].tid &&
+				    a->ends[k].end_ns > before->poll_enter_ns &&
+				    a->ends[k].end_ns <= now[i].poll_enter_ns &&
+				    a->ends[k].duration_ns > slow_max)
+					slow_max = a->ends[k].duration_ns;
+			ls_stats_window_busy_max(&w, slow_max, a->threshold_ns);
+		}
 		if (!w.polls && !w.busy_now_ns)
 			continue; /* not a loop thread in this window */
 		if (a->json) {
@@ -208,10 +238,12 @@ static void print_interval(struct attach *a, const struct ls_thread_view *now, s
 		       cli_clock(a->mono_to_real_ns, now_ns, t, sizeof(t)), w.tgid, w.tid,
 		       thread_name(a, w.tgid, w.tid), w.iterations_per_s,
 		       w.utilization >= 0 ? 100.0 * w.utilization : 0.0,
-		       ls_duration_format(ls_hist_percentile(&w.busy, 99), b[0], 16),
-		       ls_duration_format(w.busy.max, b[1], 16),
-		       ls_duration_format(ls_stats_delay_percentile(&w.busy, w.poll.sum, 99), b[2], 16),
-		       ls_duration_format(w.busy.max, b[3], 16),
+		       /* "-" when no busy period ended in the window, as LAG */
+		       w.busy.count ? ls_duration_format(ls_hist_percentile(&w.busy, 99), b[0], 16) : "-",
+		       w.busy.count ? ls_duration_format(w.busy.max, b[1], 16) : "-",
+		       w.busy.count ? ls_duration_format(ls_stats_delay_percentile(&w.busy, w.poll.sum, 99),
+							 b[2], 16) : "-",
+		       w.busy.count ? ls_duration_format(w.busy.max, b[3], 16) : "-",
 		       w.lag.count ? ls_duration_format(ls_hist_percentile(&w.lag, 99), b[4], 16) : "-",
 		       w.lag.count ? ls_duration_format(w.lag.max, b[5], 16) : "-",
 		       (unsigned long long)w.slow_busy,
@@ -220,6 +252,19 @@ static void print_interval(struct attach *a, const struct ls_thread_view *now, s
 			       ls_duration_format(w.busy_now_ns, busy_now, sizeof(busy_now)) : "");
 	}
 	fflush(stdout);
+	/* Keep the slow periods the next lines count: those ending after
+	 * their thread's last poll entry in this snapshot (a thread gone
+	 * from it keeps its own for a minute). */
+	size_t kept = 0;
+
+	for (size_t k = 0; k < a->nends; k++) {
+		const struct ls_thread_view *t = find_thread(now, n, a->ends[k].tid);
+
+		if (t ? a->ends[k].end_ns > t->poll_enter_ns
+		      : a->ends[k].end_ns + 60000000000ULL > now_ns)
+			a->ends[kept++] = a->ends[k];
+	}
+	a->nends = kept;
 }
 
 /* Delay of work arriving at a random moment (ls_stats_delay_percentile). */
@@ -387,6 +432,26 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	return nseen;
 }
 
+/* Whether a target is CPython (supported or not): the precise-mode hint is
+ * for those only. The stacks set-up resolved them already; without stacks,
+ * resolve here. */
+static bool any_cpython(struct attach *a)
+{
+	struct ls_py_target t;
+	int err;
+
+	if (a->stacks.npython > 0)
+		return true;
+	if (a->stacks.enabled && a->stacks.loop)
+		return false;
+	for (int i = 0; i < a->npids; i++) {
+		err = ls_py_resolve(a->pids[i], &t);
+		if (err != -ENOEXEC && err != -ESRCH)
+			return true;
+	}
+	return false;
+}
+
 int cli_attach(int argc, char **argv)
 {
 	struct attach a = { 0 };
@@ -492,7 +557,7 @@ int cli_attach(int argc, char **argv)
 	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
 			a.npids, a.npids > 1 ? "es" : "",
 			ls_duration_format(a.threshold_ns, why, sizeof(why)));
-	if (!a.want_precise && !a.json)
+	if (!a.want_precise && !a.json && any_cpython(&a))
 		fprintf(stderr, "loopscope: light mode (epoll level); --mode precise also times and "
 			"names each CPython callback, at ~10 us a callback\n");
 	if (!a.json && !a.quiet)
@@ -533,6 +598,9 @@ int cli_attach(int argc, char **argv)
 			err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 			if (err)
 				goto snapshot_failed;
+			/* The slow events of periods in the snapshot, submitted
+			 * just before it: the interval's max is theirs. */
+			ls_loop_poll(loop, 0);
 			print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
 			free(prev);
 			prev = cur;
@@ -582,5 +650,6 @@ cleanup:
 	cli_stacks_close(&a.stacks);
 	free(a.slow);
 	free(a.names);
+	free(a.ends);
 	return ret;
 }

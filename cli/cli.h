@@ -96,6 +96,8 @@ struct cli_stacks {
 	struct ls_slowstack *col;
 	struct ls_folded *folded;   /* with --folded FILE */
 	int nprocs;                 /* processes whose stacks can be walked */
+	int npython;                /* processes cli_stacks_add found to be CPython
+				     * (supported or not) */
 	const char *folded_path;
 	struct cli_task_proc *task_procs; /* 3.14+ processes whose await chains are read */
 	size_t ntask_procs;

@@ -226,6 +226,7 @@ bool cli_stacks_add(struct cli_stacks *cs, pid_t pid)
 	if (!cs->enabled || !cs->loop)
 		return false;
 	err = ls_py_resolve(pid, &t);
+	cs->npython += err != -ENOEXEC && err != -ESRCH;
 	if (err) {
 		/* A process that is not Python has no Python stack to miss. */
 		if (!cs->quiet && !cs->resolve_said_elsewhere && err != -ENOEXEC && err != -ESRCH)

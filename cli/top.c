@@ -284,21 +284,35 @@ static int print_threads(struct view *v, FILE *f, json_object *stats, int max_ro
 		rows[i] = json_object_array_get_idx(threads, i);
 	qsort(rows, n, sizeof(*rows), by_lag_p99);
 	*nloops = (int)n;
-	fprintf(f, "%7s %7s %7s %-12s %-15s %7s %5s %9s %9s %9s %9s %5s %-7s\n", "PID", "NSPID", "TID",
-		"SERVICE", "THREAD", "ITER/s", "UTIL%", "LAG p99", "LAG max", "DELAY p99", "BUSY max",
+	/* SERVICE as wide as the longest shown (names are the operator's,
+	 * from the config: never cut), at least its title. */
+	int sw = 7;
+
+	for (size_t i = 0; i < n && (int)i < max_rows; i++) {
+		int len = (int)strlen(jstr(rows[i], "service"));
+
+		if (len > sw)
+			sw = len;
+	}
+	fprintf(f, "%7s %7s %7s %-*s %-15s %7s %5s %9s %9s %9s %9s %5s %-7s\n", "PID", "NSPID", "TID",
+		sw, "SERVICE", "THREAD", "ITER/s", "UTIL%", "LAG p99", "LAG max", "DELAY p99", "BUSY max",
 		"SLOW", "MODE");
 	for (size_t i = 0; i < n && shown < max_rows; i++, shown++) {
 		json_object *t = rows[i];
 		double util = jdbl(t, "utilization");
 		bool exited = json_object_get_boolean(json_object_object_get(t, "exited"));
 
-		fprintf(f, "%7d %7d %7d %-12.12s %-15.15s %7.1f %5.1f %9s %9s %9s %9s %5llu %-7s%s\n",
-			(int)ju64(t, "pid"), (int)ju64(t, "ns_pid"), (int)ju64(t, "tid"), jstr(t, "service"),
+		/* No busy period ended in the window: no delay sample either
+		 * ("-", as LAG; every busy period lasts > 0 ns). */
+		bool busy = ju64(t, "busy_max_ns") > 0;
+
+		fprintf(f, "%7d %7d %7d %-*s %-15.15s %7.1f %5.1f %9s %9s %9s %9s %5llu %-7s%s\n",
+			(int)ju64(t, "pid"), (int)ju64(t, "ns_pid"), (int)ju64(t, "tid"), sw, jstr(t, "service"),
 			jstr(t, "thread"), jdbl(t, "iterations_per_s"), util >= 0 ? 100 * util : 0.0,
 			ju64(t, "lag_count") ? ls_duration_format(ju64(t, "lag_p99_ns"), b[0], 16) : "-",
 			ju64(t, "lag_count") ? ls_duration_format(ju64(t, "lag_max_ns"), b[1], 16) : "-",
-			ls_duration_format(ju64(t, "delay_p99_ns"), b[2], 16),
-			ls_duration_format(ju64(t, "busy_max_ns"), b[3], 16),
+			busy ? ls_duration_format(ju64(t, "delay_p99_ns"), b[2], 16) : "-",
+			busy ? ls_duration_format(ju64(t, "busy_max_ns"), b[3], 16) : "-",
 			(unsigned long long)(ju64(t, "slow_callbacks_total") ? ju64(t, "slow_callbacks_total") :
 					     ju64(t, "slow_busy_total")),
 			jstr(t, "mode"), exited ? " exited" : "");
@@ -315,7 +329,7 @@ static void print_slow(struct view *v, FILE *f, int max_rows)
 	for (int i = first; i < v->nslow; i++) {
 		json_object *e = v->slow[i];
 
-		fprintf(f, "%s  %8s  %-8s pid %d tid %d %-12.12s %s\n",
+		fprintf(f, "%s  %8s  %-8s pid %d tid %d %-12s %s\n",
 			cli_clock(v->mono_to_real_ns, ju64(e, "start_ns"), t, sizeof(t)),
 			ls_duration_format(ju64(e, "duration_ns"), d, sizeof(d)), jstr(e, "kind"),
 			(int)ju64(e, "pid"), (int)ju64(e, "tid"), jstr(e, "service"), jstr(e, "what"));

@@ -35,11 +35,13 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/duration.h"
 #include "pythons.h"
 #include "spawn.h"
 #include "truth.h"
@@ -60,7 +62,8 @@ static uint64_t absdiff(uint64_t a, uint64_t b)
 }
 
 struct run {
-	char truth[128], loop_out[128], out[128], err[128];
+	char truth[128], loop_out[128], out[128], err[128], text[128];
+	bool intervals;  /* attach with interval lines (-i 500ms), then once more in text */
 	struct ls_truth t;
 	json_object *report, *thread;
 	uint64_t first, last;
@@ -97,9 +100,23 @@ static void run_refloop(struct run *r, const char *poll, uint64_t threshold_ms,
 	char pidarg[32];
 	snprintf(pidarg, sizeof(pidarg), "%d", loop);
 	snprintf(thr, sizeof(thr), "%llums", (unsigned long long)threshold_ms);
-	char *lsargv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "--json", "-q",
+	char *lsargv[14] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "--json", "-q",
 			   "--threshold", thr, NULL };
+	if (r->intervals) {
+		lsargv[7] = "-i";
+		lsargv[8] = "500ms";
+		lsargv[9] = "--threshold";
+		lsargv[10] = thr;
+		lsargv[11] = NULL;
+	}
 	rc = ls_test_run(lsargv, r->out, r->err, 30000);
+	if (rc == 0 && r->intervals) {
+		char *textargv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "-i", "500ms",
+				     "--threshold", thr, NULL };
+
+		ls_test_tmp(r->text, sizeof(r->text), "text");
+		rc = ls_test_run(textargv, r->text, r->err, 30000);
+	}
 	kill(loop, SIGTERM);
 	ck_assert_int_eq(ls_test_wait(loop, 5000, &status), 0);
 	if (rc != 0) {
@@ -130,6 +147,8 @@ static void run_free(struct run *r)
 	unlink(r->loop_out);
 	unlink(r->out);
 	unlink(r->err);
+	if (r->text[0])
+		unlink(r->text);
 }
 
 /* The truth stamps a poll's entry in user space just before the syscall, a
@@ -379,6 +398,176 @@ START_TEST(test_pwait2_demo_iterations_and_slow_match_truth)
 }
 END_TEST
 
+/* A text duration as ls_duration_format writes it ("40.3 ms"), from the
+ * token at *p and its unit after it; false for "-" (no sample). */
+static bool text_duration(char ***tok, uint64_t *ns)
+{
+	char buf[64];
+
+	if (!strcmp((*tok)[0], "-")) {
+		(*tok)++;
+		return false;
+	}
+	snprintf(buf, sizeof(buf), "%s %s", (*tok)[0], (*tok)[1]);
+	ck_assert_int_eq(ls_duration_parse(buf, ns), 0);
+	*tok += 2;
+	return true;
+}
+
+/* Interval maxima (#17 item 4): each interval's busy max is the longest
+ * busy period of that interval, exactly (within max(1%, 50 us), the bound of
+ * the slow periods) when that period is a slow one, in JSON and in text; a
+ * histogram's slot bound (up to 1/16 high) is not. JSON: the periods of an
+ * interval are those ending in (the previous line's last poll entry, this
+ * line's]. Text lines carry no poll entry: each max above the threshold
+ * must be a truth period's length (+ 0.05 ms of display rounding). */
+static void check_interval_max(struct run *r, uint64_t threshold_ns)
+{
+	char *out = ls_test_slurp(r->out), *save = NULL, *line;
+	uint64_t prev_enter = 0;
+	int compared = 0, text_compared = 0, nline = 0;
+	struct ls_truth_busy *all = NULL;
+	size_t nall;
+
+	ck_assert_ptr_nonnull(out);
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_object *o = json_tokener_parse(line), *d;
+		struct ls_truth_busy *tb = NULL;
+		uint64_t enter, mmax, tmax = 0;
+		size_t ntb;
+
+		if (!o)
+			continue;
+		d = ls_test_jget(o, "type");
+		if (!d || strcmp(json_object_get_string(d), "interval")) {
+			json_object_put(o);
+			continue;
+		}
+		enter = ls_test_ju64(o, "last_poll_enter_ns");
+		mmax = ls_test_ju64(ls_test_jget(o, "busy"), "max_ns");
+		ck_assert_uint_eq(ls_test_ju64(ls_test_jget(o, "delay"), "max_ns"), mmax);
+		if (prev_enter) {
+			ntb = ls_truth_busy_periods(&r->t, prev_enter + 1, enter, 0, &tb);
+			for (size_t i = 0; i < ntb; i++)
+				if (tb[i].duration_ns > tmax)
+					tmax = tb[i].duration_ns;
+			free(tb);
+			fprintf(stderr, "interval to %llu: max measured %llu, truth %llu, exact %d\n",
+				(unsigned long long)enter, (unsigned long long)mmax,
+				(unsigned long long)tmax,
+				json_object_get_boolean(ls_test_jget(o, "busy_max_exact")));
+			if (tmax > threshold_ns) {
+				ck_assert_msg(absdiff(mmax, tmax) <= max_u64(tmax / 100, 50000),
+					      "interval to %llu: busy max %llu ns, truth %llu ns",
+					      (unsigned long long)enter, (unsigned long long)mmax,
+					      (unsigned long long)tmax);
+				ck_assert(json_object_get_boolean(ls_test_jget(o, "busy_max_exact")));
+				compared++;
+			} else {
+				/* A bound: not below the truth, not above the threshold. */
+				ck_assert_uint_le(mmax, threshold_ns);
+				ck_assert_uint_ge(mmax + max_u64(tmax / 100, 50000), tmax);
+			}
+		}
+		prev_enter = enter;
+		json_object_put(o);
+	}
+	free(out);
+	ck_assert_int_ge(compared, 3);
+
+	out = ls_test_slurp(r->text);
+	ck_assert_ptr_nonnull(out);
+	nall = ls_truth_busy_periods(&r->t, 0, UINT64_MAX, threshold_ns, &all);
+	save = NULL;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *tok[32], **p = tok, *s2 = NULL;
+		int ntok = 0;
+		uint64_t busy99, bmax;
+		bool found = false;
+
+		for (char *t = strtok_r(line, " ", &s2); t && ntok < 31; t = strtok_r(NULL, " ", &s2))
+			tok[ntok++] = t;
+		tok[ntok] = NULL;
+		/* TIME PID TID THREAD ITER/s UTIL% then the durations */
+		if (ntok < 12 || !strcmp(tok[0], "TIME") || atoi(tok[1]) <= 0 || atoi(tok[2]) <= 0)
+			continue;
+		if (nline++ == 0)
+			continue; /* the first covers the whole run so far: exact by construction */
+		p = tok + 6;
+		ck_assert(text_duration(&p, &busy99));
+		ck_assert(text_duration(&p, &bmax));
+		if (bmax <= threshold_ns)
+			continue;
+		for (size_t i = 0; i < nall && !found; i++)
+			found = absdiff(all[i].duration_ns, bmax) <=
+				max_u64(all[i].duration_ns / 100, 50000) + 50000;
+		fprintf(stderr, "text interval max %llu: %s\n", (unsigned long long)bmax,
+			found ? "a truth period" : "NOT a truth period");
+		ck_assert_msg(found, "text interval max %llu ns is no busy period of the truth",
+			      (unsigned long long)bmax);
+		text_compared++;
+	}
+	free(all);
+	free(out);
+	ck_assert_int_ge(text_compared, 3);
+}
+
+START_TEST(test_interval_max_is_exact)
+{
+	struct run r = { .intervals = true };
+
+	run_refloop(&r, "epoll_pwait2", 20, demo_scenario, 4);
+	check_interval_max(&r, 20 * MS);
+	run_free(&r);
+}
+END_TEST
+
+/* Attach to pid in text mode for 1 s: its stderr (malloc'd). */
+static char *attach_stderr(pid_t pid)
+{
+	char out[128], err[128], pidarg[32], *e;
+	char *argv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "1s", NULL };
+
+	snprintf(pidarg, sizeof(pidarg), "%d", (int)pid);
+	ls_test_tmp(out, sizeof(out), "out");
+	ls_test_tmp(err, sizeof(err), "err");
+	ck_assert_int_eq(ls_test_run(argv, out, err, 30000), 0);
+	e = ls_test_slurp(err);
+	ck_assert_ptr_nonnull(e);
+	unlink(out);
+	unlink(err);
+	return e;
+}
+
+/* #17 item 8: the "--mode precise" hint is for CPython targets only. */
+START_TEST(test_precise_hint_only_for_cpython)
+{
+	char lout[128], line[64], *e;
+	char *loop[] = { REFLOOP, "--duration", "20s", "timer tick every=10ms", NULL };
+	char *py[] = { "/usr/bin/python3", "-c",
+		       "import asyncio\nasync def main():\n    print('pid', flush=True)\n"
+		       "    while True: await asyncio.sleep(0.01)\nasyncio.run(main())\n", NULL };
+	pid_t pid;
+	int status;
+
+	for (int i = 0; i < 2; i++) {
+		ls_test_tmp(lout, sizeof(lout), "loop");
+		pid = ls_test_spawn(i ? py : loop, lout, NULL);
+		ck_assert_int_gt(pid, 0);
+		ck_assert_int_eq(ls_test_wait_line(lout, "pid", 10000, line, sizeof(line)), 0);
+		e = attach_stderr(pid);
+		kill(pid, SIGKILL);
+		ls_test_wait(pid, 5000, &status);
+		unlink(lout);
+		if (i)
+			ck_assert_msg(strstr(e, "--mode precise"), "CPython, no hint: %s", e);
+		else
+			ck_assert_msg(!strstr(e, "--mode precise"), "C loop, hint: %s", e);
+		free(e);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_attach_refloop");
@@ -389,6 +578,8 @@ int main(void)
 	tcase_add_test(tc, test_epoll_wait_iterations_and_slow_match_truth);
 	tcase_add_test(tc, test_epoll_pwait_iterations_and_slow_match_truth);
 	tcase_add_test(tc, test_pwait2_demo_iterations_and_slow_match_truth);
+	tcase_add_test(tc, test_interval_max_is_exact);
+	tcase_add_test(tc, test_precise_hint_only_for_cpython);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

@@ -190,7 +190,7 @@ START_TEST(test_status_and_control_socket)
 	json_object_put(r);
 
 	/* attach and detach by hand */
-	snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc\",\"mode\":\"precise\"}", b);
+	snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc-checkout-api\",\"mode\":\"precise\"}", b);
 	r = ctl(f.sock, req);
 	ck_assert_msg(json_object_get_boolean(json_object_object_get(r, "ok")), "%s", json_object_to_json_string(r));
 	json_object_put(r);
@@ -198,7 +198,7 @@ START_TEST(test_status_and_control_socket)
 	ck_assert(!json_object_get_boolean(json_object_object_get(r, "ok")));
 	ck_assert_ptr_nonnull(strstr(json_object_get_string(json_object_object_get(r, "error")), "already monitored"));
 	json_object_put(r);
-	ck_assert(log_has(&f, "service adhoc): precise mode, CPython", 10000));
+	ck_assert(log_has(&f, "service adhoc-checkout-api): precise mode, CPython", 10000));
 	r = ctl(f.sock, "{\"cmd\":\"list\"}");
 	t = target_of(r, b);
 	ck_assert_ptr_nonnull(t);
@@ -231,7 +231,7 @@ START_TEST(test_status_and_control_socket)
 		json_object *l[3] = { 0 };
 
 		snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}\n"
-			 "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc\",\"mode\":\"precise\"}\n"
+			 "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc-checkout-api\",\"mode\":\"precise\"}\n"
 			 "{\"cmd\":\"list\"}\n", b, b);
 		ck_assert_int_eq(raw_lines(f.sock, 0, req, l, 3), 3);
 		for (int i = 0; i < 2; i++)
@@ -277,6 +277,14 @@ START_TEST(test_status_and_control_socket)
 
 	/* status: both, with a slow event measured from each (150 ms blocks) */
 	sleep(2);
+	/* #17 item 8: the light-mode target's CPython version is known too */
+	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	t = target_of(r, a);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_str_eq(json_object_get_string(json_object_object_get(t, "mode")), "light");
+	ck_assert_msg(!strncmp(json_object_get_string(json_object_object_get(t, "python")), "3.", 2),
+		      "light target's python: %s", json_object_to_json_string(t));
+	json_object_put(r);
 	{
 		struct ls_test_out o = { 0 };
 		char *argv[] = { LOOPSCOPE, "status", "--socket", f.sock, "--json", NULL };
@@ -311,6 +319,8 @@ START_TEST(test_status_and_control_socket)
 		snprintf(pidtxt, sizeof(pidtxt), "%d", a);
 		ck_assert_ptr_nonnull(strstr(o.stdout_text, pidtxt));
 		ck_assert_ptr_nonnull(strstr(o.stdout_text, "blocking_sleep() blocking_sleep.py:17"));
+		/* #17 item 8: SERVICE is not cut to 12 characters */
+		ck_assert_msg(strstr(o.stdout_text, " adhoc-checkout-api "), "status: %s", o.stdout_text);
 		ls_test_out_free(&o);
 	}
 	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}", b);
@@ -608,7 +618,17 @@ START_TEST(test_target_execs_non_python)
 	ck_assert(log_has(&f, needle, 10000));
 	ck_assert(log_has(&f, "not a Python process", 10000));
 	ck_assert(log_has(&f, "; light mode", 10000));
+	/* #17 item 8: a target that exited is not detached from. */
+	{
+		int status;
+
+		kill(p, SIGKILL);
+		ck_assert_int_eq(ls_test_wait(p, 5000, &status), 0);
+		if (f.napps && f.apps[f.napps - 1] == p)
+			f.napps--; /* reaped: not to be killed again */
+	}
 	stop_daemon(&f);
+	ck_assert(log_has(&f, "detaching from 0 processes (1 had exited)", 1000));
 	fx_done(&f);
 }
 END_TEST

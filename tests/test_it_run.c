@@ -246,9 +246,9 @@ START_TEST(test_reports_parse_and_validate)
 	snprintf(code, sizeof(code),
 		 "import json, sys, xml.etree.ElementTree as ET, jsonschema\n"
 		 "root = ET.parse('%s').getroot()\n"
-		 "fails = root.findall('.//failure')\n"
-		 "assert len(fails) >= 1, 'no failure'\n"
-		 "assert 'blocking_sleep()' in fails[0].get('message'), fails[0].get('message')\n"
+		 "fails = [f for f in root.findall('.//failure')\n"
+		 "         if 'blocking_sleep()' in f.get('message')]\n"
+		 "assert len(fails) >= 1, 'no failure naming blocking_sleep()'\n"
 		 "schema = json.load(open('%s/docs/run-report.schema.json'))\n"
 		 "jsonschema.validate(json.load(open('%s')), schema)\n"
 		 "print('ok')\n", junit, LS_SOURCE_DIR, json);
@@ -394,6 +394,71 @@ START_TEST(test_sync_test_named_by_its_stack)
 }
 END_TEST
 
+/* JUnit (#17 item 6): two slow periods in two pytest tests are two failing
+ * test cases, named as pytest names them, beside the gate's own; the file
+ * validates against tests/junit.xsd (one result per test case). */
+START_TEST(test_junit_case_per_pytest_test)
+{
+	static const char *src =
+		"import asyncio\n"
+		"import time\n"
+		"\n"
+		"\n"
+		"async def handler():\n"
+		"    time.sleep(0.15)\n"
+		"\n"
+		"\n"
+		"def test_one():\n"
+		"    asyncio.run(handler())\n"
+		"\n"
+		"\n"
+		"def test_two():\n"
+		"    asyncio.run(handler())\n"
+		"\n"
+		"\n"
+		"def test_fast():\n"
+		"    asyncio.run(asyncio.sleep(0.01))\n";
+	struct ls_test_out o = { 0 }, v = { 0 };
+	char dir[128], file[200], junit[128], code[1024];
+	FILE *f;
+
+	ls_test_tmp(dir, sizeof(dir), "pytestdir");
+	unlink(dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(file, sizeof(file), "%s/test_two_slow.py", dir);
+	f = fopen(file, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(src, f);
+	fclose(f);
+	ls_test_tmp(junit, sizeof(junit), "junit");
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--junit", junit, "--", PY,
+			 "-m", "pytest", "-q", "-p", "no:cacheprovider", file, NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+	char *xargv[] = { "/usr/bin/xmllint", "--noout", "--schema",
+			  LS_SOURCE_DIR "/tests/junit.xsd", junit, NULL };
+	ck_assert_msg(run_ls(&v, xargv) == 0, "xmllint: %s", v.stderr_text);
+	ls_test_out_free(&v);
+	snprintf(code, sizeof(code),
+		 "import xml.etree.ElementTree as ET\n"
+		 "s = ET.parse('%s').getroot().find('testsuite')\n"
+		 "assert (s.get('tests'), s.get('failures')) == ('3', '3'), s.attrib\n"
+		 "cs = [(c.get('classname'), c.get('name'), len(c.findall('failure')))\n"
+		 "      for c in s.findall('testcase')]\n"
+		 "assert cs == [('loopscope', 'fail-on-slow 100ms', 1),\n"
+		 "              ('test_two_slow', 'test_one', 1),\n"
+		 "              ('test_two_slow', 'test_two', 1)], cs\n"
+		 "print('ok')\n", junit);
+	char *pyargv[] = { PY, "-c", code, NULL };
+	ck_assert_int_eq(run_ls(&v, pyargv), 0);
+	ck_assert_msg(strstr(v.stdout_text, "ok"), "junit: %s", v.stderr_text);
+	ls_test_out_free(&v);
+	ls_test_out_free(&o);
+	unlink(junit);
+	unlink(file);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_run");
@@ -419,6 +484,7 @@ int main(void)
 	tcase_add_test(tc, test_sigterm_is_forwarded_to_cmd);
 	tcase_add_test(tc, test_ci_example_names_the_blocking_test);
 	tcase_add_test(tc, test_sync_test_named_by_its_stack);
+	tcase_add_test(tc, test_junit_case_per_pytest_test);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

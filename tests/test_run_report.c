@@ -214,7 +214,8 @@ static const char *const junit_py =
 static json_object *junit_summary(const struct ls_run_result *r)
 {
 	char path[128], out[128], err[128];
-	char *argv[] = { "/usr/bin/xmllint", "--noout", path, NULL };
+	char *argv[] = { "/usr/bin/xmllint", "--noout", "--schema", LS_SOURCE_DIR "/tests/junit.xsd",
+			 path, NULL };
 	char *text;
 	json_object *o;
 
@@ -222,7 +223,7 @@ static json_object *junit_summary(const struct ls_run_result *r)
 	ck_assert_int_eq(ls_run_write_junit(r, path), 0);
 	ls_test_tmp(out, sizeof(out), "rr-out");
 	ls_test_tmp(err, sizeof(err), "rr-err");
-	if (access(argv[0], X_OK) == 0) {
+	{ /* libxml2-utils: a test dependency */
 		int rc = ls_test_run(argv, out, err, 30000);
 		char *e = ls_test_slurp(err);
 
@@ -245,35 +246,29 @@ static const char *jstr(json_object *o, const char *k)
 	return s ? s : "";
 }
 
+/* One test case per gate, each with at most one failure, then one per
+ * offending pytest test and one per counted event outside a test (#17
+ * item 6); the file validates against tests/junit.xsd. */
 START_TEST(test_junit_counts_and_messages)
 {
 	struct ls_run_result *r = result_with_failures();
 	json_object *o = junit_summary(r), *cases, *c, *f;
 
 	ck_assert_str_eq(jstr(o, "name"), "loopscope");
-	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "tests")), 2);
-	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "failures")), 2);
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "tests")), 5);
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "failures")), 5);
 	ck_assert(json_object_get_double(ls_test_jget(o, "time")) == 2.5);
 	cases = ls_test_jget(o, "cases");
-	ck_assert_int_eq(json_object_array_length(cases), 2);
+	ck_assert_int_eq(json_object_array_length(cases), 5);
 
 	c = json_object_array_get_idx(cases, 0);
 	ck_assert_str_eq(jstr(c, "classname"), "loopscope");
 	ck_assert_str_eq(jstr(c, "name"), "fail-on-slow 100ms");
 	f = ls_test_jget(c, "failures");
-	ck_assert_int_eq(json_object_array_length(f), 3);
+	ck_assert_int_eq(json_object_array_length(f), 1);
 	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "message"),
-			 "Task test_blocks() ran 150.3 ms at tests/test_app.py:12 "
-			 "(pid 1000: python3 -m pytest -q examples/ci), thread 1000 "
-			 "in test tests/test_app.py::test_blocks");
-	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "type"), "slow-callback");
-	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 1), "message"),
-			 "busy period ran 200.0 ms (pid 1010: node server.js), thread 1011");
-	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 1), "type"), "slow-busy-period");
-	/* the newline survives as an attribute character reference; \r too */
-	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 2), "message"),
-			 "Handle weird:name,100%\nsecond\r ran 101.0 ms at dir:x,y/t%.py:7 "
-			 "(pid 1000: python3 -m pytest -q examples/ci), thread 1001");
+			 "3 slow events above 100.0 ms");
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "type"), "fail-on-slow");
 	ck_assert_msg(strstr(jstr(c, "out"), "Task warmup() ran 120.0 ms at tests/conftest.py:3") &&
 			      strstr(jstr(c, "out"), "(allowed)"),
 		      "system-out: %s", jstr(c, "out"));
@@ -287,6 +282,76 @@ START_TEST(test_junit_counts_and_messages)
 			 "pid 1000 (python3 -m pytest -q examples/ci): loop lag p99 62.0 ms on "
 			 "thread 1000, above 50.0 ms");
 	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "type"), "loop-lag");
+
+	c = json_object_array_get_idx(cases, 2); /* the pytest test, as pytest names it */
+	ck_assert_str_eq(jstr(c, "classname"), "tests.test_app");
+	ck_assert_str_eq(jstr(c, "name"), "test_blocks");
+	f = ls_test_jget(c, "failures");
+	ck_assert_int_eq(json_object_array_length(f), 1);
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "message"),
+			 "Task test_blocks() ran 150.3 ms at tests/test_app.py:12 "
+			 "(pid 1000: python3 -m pytest -q examples/ci), thread 1000 "
+			 "in test tests/test_app.py::test_blocks");
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "type"), "slow-callback");
+
+	c = json_object_array_get_idx(cases, 3); /* events outside a test: one case each */
+	ck_assert_str_eq(jstr(c, "classname"), "loopscope");
+	ck_assert_str_eq(jstr(c, "name"), "busy period, pid 1010, at +1.000 s");
+	f = ls_test_jget(c, "failures");
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "message"),
+			 "busy period ran 200.0 ms (pid 1010: node server.js), thread 1011");
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "type"), "slow-busy-period");
+	c = json_object_array_get_idx(cases, 4);
+	f = ls_test_jget(c, "failures");
+	/* the newline survives as an attribute character reference; \r too */
+	ck_assert_str_eq(jstr(json_object_array_get_idx(f, 0), "message"),
+			 "Handle weird:name,100%\nsecond\r ran 101.0 ms at dir:x,y/t%.py:7 "
+			 "(pid 1000: python3 -m pytest -q examples/ci), thread 1001");
+	json_object_put(o);
+	free(r);
+}
+END_TEST
+
+/* Two violations in two pytest tests (and two in one): two failing test
+ * cases named as pytest names them, beside the gate's one. */
+START_TEST(test_junit_one_case_per_pytest_test)
+{
+	struct ls_run_result *r = result_with_failures();
+	json_object *o, *cases, *c, *f;
+	struct ls_run_slow *s;
+
+	r->fail_on_lag_p99_ns = 0;
+	r->lag_gate_failed = false;
+	r->nslow = 0;
+	for (int i = 0; i < 3; i++) {
+		s = &r->slow[r->nslow++];
+		*s = (struct ls_run_slow){ .kind = LS_RUN_SLOW_CALLBACK, .line = 10 + i, .pid = 1000,
+					   .tid = 1000, .start_ns = (1100 + 300 * i) * MS,
+					   .duration_ns = (150 + i) * MS };
+		snprintf(s->name, sizeof(s->name), "Task t%d()", i);
+		snprintf(s->file, sizeof(s->file), "tests/test_app.py");
+		snprintf(s->test, sizeof(s->test), i == 1 ? "tests/test_app.py::TestX::test_two[a::b]"
+						       : "tests/test_app.py::test_one");
+	}
+	r->slow_counted = 3;
+	o = junit_summary(r);
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "tests")), 3);
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "failures")), 3);
+	cases = ls_test_jget(o, "cases");
+	ck_assert_int_eq(json_object_array_length(cases), 3);
+	ck_assert_str_eq(jstr(json_object_array_get_idx(cases, 0), "name"), "fail-on-slow 100ms");
+	c = json_object_array_get_idx(cases, 1);
+	ck_assert_str_eq(jstr(c, "classname"), "tests.test_app");
+	ck_assert_str_eq(jstr(c, "name"), "test_one");
+	f = ls_test_jget(c, "failures");
+	ck_assert_int_eq(json_object_array_length(f), 1);
+	ck_assert_msg(!strncmp(jstr(json_object_array_get_idx(f, 0), "message"),
+			       "2 slow events, the longest: Task t2() ran 152.0 ms", 48),
+		      "message: %s", jstr(json_object_array_get_idx(f, 0), "message"));
+	c = json_object_array_get_idx(cases, 2);
+	ck_assert_str_eq(jstr(c, "classname"), "tests.test_app.TestX");
+	ck_assert_str_eq(jstr(c, "name"), "test_two[a::b]");
+	ck_assert_int_eq(json_object_array_length(ls_test_jget(c, "failures")), 1);
 	json_object_put(o);
 	free(r);
 }
@@ -325,8 +390,9 @@ START_TEST(test_junit_max_slow_gate)
 	r->lag_gate_failed = false;
 	r->max_slow = 2; /* 3 counted */
 	o = junit_summary(r);
-	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "tests")), 2);
-	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "failures")), 2);
+	/* the two gates and the three counted events */
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "tests")), 5);
+	ck_assert_int_eq(json_object_get_int(ls_test_jget(o, "failures")), 5);
 	cases = ls_test_jget(o, "cases");
 	c = json_object_array_get_idx(cases, 1);
 	ck_assert_str_eq(jstr(c, "name"), "max-slow 2");
@@ -406,7 +472,13 @@ END_TEST
 START_TEST(test_summary_mentions_everything)
 {
 	struct ls_run_result *r = result_with_failures();
-	char *out = capture(ls_run_print_summary, r);
+	char cwd[200], *out;
+
+	/* an absolute file under the current directory is shown relative */
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(r->slow[0].file, sizeof(r->slow[0].file), "%s/tests/test_app.py", cwd);
+	out = capture(ls_run_print_summary, r);
+	ck_assert_msg(!strstr(out, cwd) || !strcmp(cwd, "/"), "absolute path in:\n%s", out);
 	static const char *const want[] = {
 		"loopscope run: python3 -m pytest -q examples/ci",
 		"exited with 0 after 2.50 s",
@@ -425,10 +497,13 @@ START_TEST(test_summary_mentions_everything)
 		"fail-on-lag-p99 50ms: FAIL",
 		"2 events lost",
 		"exit 86: the slow and lag gates failed",
+		/* #17 item 8: processes without a loop are counted, not listed */
+		"processes (3): 2 with an event loop, listed; 1 without one",
 	};
 
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		ck_assert_msg(strstr(out, want[i]), "missing \"%s\" in:\n%s", want[i], out);
+	ck_assert_msg(!strstr(out, "pid 1020"), "a process without a loop listed:\n%s", out);
 	free(out);
 
 	r->slow_gate_failed = r->lag_gate_failed = false;
@@ -483,6 +558,7 @@ int main(void)
 	tcase_add_test(tc, test_json_validates_against_schema);
 	tcase_add_test(tc, test_schema_is_strict);
 	tcase_add_test(tc, test_junit_counts_and_messages);
+	tcase_add_test(tc, test_junit_one_case_per_pytest_test);
 	tcase_add_test(tc, test_junit_without_gates_is_one_passing_report);
 	tcase_add_test(tc, test_junit_max_slow_gate);
 	tcase_add_test(tc, test_annotations_exact);

@@ -87,6 +87,50 @@ START_TEST(test_window_between_snapshots)
 }
 END_TEST
 
+/* An interval whose longest period is not the run's longest: the slot
+ * bound, made exact by the slow event's length, clamped to the threshold
+ * when nothing was slow (#17 item 4). */
+START_TEST(test_window_busy_max)
+{
+	struct ls_thread_view *a = stats_new(), *b;
+	struct ls_thread_window w;
+
+	ls_hist_record(&a->busy, 300 * MS);  /* the run's max, before the window */
+	a->slow_busy = 1;
+	b = malloc(sizeof(*b));
+	memcpy(b, a, sizeof(*b));
+	ls_hist_record(&b->busy, 121320000); /* 121.32 ms, slow */
+	ls_hist_record(&b->busy, 5 * MS);
+	b->slow_busy = 2;
+	b->polls = 2;
+	ls_stats_window(b, 1000 * MS, a, 0, &w);
+	ck_assert(!w.busy_max_exact);
+	ck_assert_uint_gt(w.busy.max, 121320000); /* a slot's upper bound */
+	ls_stats_window_busy_max(&w, 121320000, 100 * MS);
+	ck_assert(w.busy_max_exact);
+	ck_assert_uint_eq(w.busy.max, 121320000);
+
+	/* Nothing slow: at most the threshold, still a bound. */
+	memcpy(a, b, sizeof(*a));
+	ls_hist_record(&b->busy, 99 * MS);
+	ls_stats_window(b, 2000 * MS, a, 1000 * MS, &w);
+	ck_assert_uint_gt(w.busy.max, 99 * MS);
+	ls_stats_window_busy_max(&w, 0, 99500000);
+	ck_assert(!w.busy_max_exact);
+	ck_assert_uint_eq(w.busy.max, 99500000);
+
+	/* The cumulative max grew: exact without events. */
+	memcpy(a, b, sizeof(*a));
+	ls_hist_record(&b->busy, 301 * MS);
+	b->slow_busy++;
+	ls_stats_window(b, 3000 * MS, a, 2000 * MS, &w);
+	ck_assert(w.busy_max_exact);
+	ck_assert_uint_eq(w.busy.max, 301 * MS);
+	free(a);
+	free(b);
+}
+END_TEST
+
 START_TEST(test_kth_longest)
 {
 	uint64_t v[] = { 5, 9, 1, 7, 3, 9 };
@@ -108,6 +152,7 @@ int main(void)
 	tcase_add_test(tc, test_window_counts_periods_in_progress);
 	tcase_add_test(tc, test_window_between_snapshots);
 	tcase_add_test(tc, test_kth_longest);
+	tcase_add_test(tc, test_window_busy_max);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

@@ -75,6 +75,22 @@ void ls_stats_window(const struct ls_thread_view *now, uint64_t now_ns,
 		out->utilization = -1.0;
 	if (!now->in_poll && now->poll_exit_ns && now_ns > now->poll_exit_ns)
 		out->busy_now_ns = now_ns - now->poll_exit_ns;
+	/* ls_hist_sub clamps the slot bound to now->max: exact when that
+	 * max was recorded in the window. */
+	out->busy_max_exact = !before || !out->busy.count || now->busy.max > before->busy.max;
+}
+
+void ls_stats_window_busy_max(struct ls_thread_window *w, uint64_t slow_max_ns,
+			      uint64_t threshold_ns)
+{
+	if (w->busy_max_exact)
+		return;
+	if (slow_max_ns) {
+		w->busy.max = slow_max_ns;
+		w->busy_max_exact = true;
+	} else if (!w->slow_busy && threshold_ns && w->busy.max > threshold_ns) {
+		w->busy.max = threshold_ns;
+	}
 }
 
 static int desc_u64(const void *a, const void *b)

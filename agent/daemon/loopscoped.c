@@ -375,8 +375,26 @@ int main(int argc, char **argv)
 				fprintf(stderr, "loopscoped: reload failed; the old configuration stays\n");
 		}
 	}
-	fprintf(stderr, "loopscoped: %s: detaching from %zu process%s\n", strsignal(stop_signal),
-		ls_mon_ntargets(m), ls_mon_ntargets(m) == 1 ? "" : "es");
+	{
+		/* Targets kept after they exited (for their figures), or gone
+		 * since the last check, are not detached from. */
+		size_t live = 0, gone = 0;
+
+		for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+			const struct ls_mon_target *t = ls_mon_target_at(m, i);
+
+			if (!t->exited_ns && !ls_target_alive(t->pid))
+				live++;
+			else
+				gone++;
+		}
+		if (gone)
+			fprintf(stderr, "loopscoped: %s: detaching from %zu process%s (%zu had exited)\n",
+				strsignal(stop_signal), live, live == 1 ? "" : "es", gone);
+		else
+			fprintf(stderr, "loopscoped: %s: detaching from %zu process%s\n",
+				strsignal(stop_signal), live, live == 1 ? "" : "es");
+	}
 	ret = LS_EXIT_OK;
 cleanup:
 	/* Servers first: they read the engine. */

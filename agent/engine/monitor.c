@@ -219,6 +219,8 @@ static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 	ls_mon_precise_stop(m, t);
 	t->py_major = t->py_minor = 0;
 	t->resolve_tries = 0;
+	t->version_tries = 0;
+	t->next_version_ns = 0;
 	t->next_resolve_ns = 0;
 	ls_mon_log(m, "pid %d (%s, service %s): exec'd %s", (int)t->pid, t->comm, t->service, t->exe);
 	ls_mon_precise_step(m, t, ls_sys_now_ns());

@@ -23,6 +23,7 @@ static const uint64_t resolve_delay_ns[RESOLVE_TRIES - 1] = {
 
 struct precise_job {
 	bool add;             /* set up precise mode, or take it down */
+	bool version;         /* add in light mode: only learn the CPython version */
 	pid_t pid;
 	uint64_t attached_ns; /* which target of that pid (add) */
 	uint64_t gen;         /* and which of its lives (add): ls_mon_target.gen */
@@ -142,20 +143,51 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 	}
 }
 
+/* Worker: a light-mode target's CPython version (`python` in status and
+ * loopscope_target_info), by the same resolution as precise mode, nothing
+ * attached. Not CPython (yet: an exec in progress may still map
+ * libpython): tried again as a set-up is, then silently given up. */
+static void job_version(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t gen)
+{
+	struct ls_py_target py;
+	struct ls_mon_target *t;
+	int err = ls_py_resolve(pid, &py);
+
+	ls_mon_lock(m);
+	t = find_target_at(m, pid, attached_ns);
+	if (t && t->gen == gen && !t->py_major) {
+		/* An unsupported CPython still has a version (3.7, no context_run) */
+		if (py.major > 0 && err != -ESRCH && err != -ENOEXEC) {
+			t->py_major = py.major;
+			t->py_minor = py.minor;
+		} else if (++t->version_tries < RESOLVE_TRIES) {
+			t->next_version_ns = ls_sys_now_ns() + resolve_delay_ns[t->version_tries - 1];
+		}
+	}
+	if (t)
+		t->version_queued = false;
+	ls_mon_unlock(m);
+}
+
 /* The job to run next (ls_jobq_pick_fn): the oldest set-up, so that a new
  * target's callbacks are named without waiting behind uprobe removals
  * (~0.7 s each); but a removal for the same pid queued before it goes
  * first (the pid exec'd or was reused: its old probes go before the new
- * ones come). Removals when no set-up waits. */
+ * ones come). Light-mode version lookups (10-500 ms each) when no set-up
+ * waits, removals last. */
 static size_t pick_job(const void *queued, size_t n, void *ctx)
 {
 	const struct precise_job *jobs = queued;
 	size_t a;
 
-	for (a = 0; a < n && !jobs[a].add; a++)
+	for (a = 0; a < n && (!jobs[a].add || jobs[a].version); a++)
 		;
-	if (a == n)
-		return 0;
+	if (a == n) {
+		/* No set-up: light-mode version lookups, then removals. */
+		for (a = 0; a < n && !jobs[a].version; a++)
+			;
+		return a < n ? a : 0;
+	}
 	for (size_t i = 0; i < a; i++)
 		if (jobs[i].pid == jobs[a].pid)
 			return i;
@@ -168,7 +200,9 @@ static void run_job(void *job, void *ctx)
 	const struct precise_job *j = job;
 	struct ls_mon *m = ctx;
 
-	if (j->add) {
+	if (j->add && j->version) {
+		job_version(m, j->pid, j->attached_ns, j->gen);
+	} else if (j->add) {
 		job_add(m, j->pid, j->attached_ns, j->gen);
 	} else if (ls_mon_pycb(m)) {
 		pthread_mutex_lock(&m->pylock);
@@ -211,6 +245,20 @@ void ls_mon_precise_stop(struct ls_mon *m, struct ls_mon_target *t)
  * lock held. */
 void ls_mon_precise_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now)
 {
+	if (t->mode != LS_MODE_PRECISE) {
+		struct precise_job j = { .add = true, .version = true, .pid = t->pid,
+					 .attached_ns = t->attached_ns, .gen = t->gen };
+
+		/* Light mode: its version only, when not known yet. */
+		if (t->py_major || t->version_queued || t->exited_ns ||
+		    t->version_tries >= RESOLVE_TRIES || now < t->next_version_ns)
+			return;
+		if (m->jobs && ls_jobq_push(m->jobs, &j))
+			t->version_queued = true;
+		else
+			t->version_tries = RESOLVE_TRIES;
+		return;
+	}
 	if (t->mode != LS_MODE_PRECISE || t->precise || t->precise_queued || t->exited_ns ||
 	    t->resolve_tries >= RESOLVE_TRIES || now < t->next_resolve_ns)
 		return;

@@ -141,12 +141,18 @@ static void slow_list(const struct ls_run_result *r, struct sbuf *b, bool only_a
 		sb_printf(b, "no slow callbacks\n");
 }
 
-static void testcase_start(struct xw *x, const char *name, uint64_t time_ns)
+static void testcase_start_in(struct xw *x, const char *classname, const char *name,
+			      uint64_t time_ns)
 {
 	xw_start(x, "testcase");
-	xw_attr(x, "classname", "loopscope");
+	xw_attr(x, "classname", classname);
 	xw_attr(x, "name", name);
 	xw_attrf(x, "time", "%.3f", time_ns / 1e9);
+}
+
+static void testcase_start(struct xw *x, const char *name, uint64_t time_ns)
+{
+	testcase_start_in(x, "loopscope", name, time_ns);
 }
 
 static void failure(struct xw *x, const char *type, const char *message, const char *body)
@@ -172,24 +178,123 @@ static void system_out(struct xw *x, struct sbuf *b)
 	xw_end(x);
 }
 
-static void slow_failures(struct xw *x, const struct ls_run_result *r)
+/* One counted slow event as a failure's text: message, times, why. */
+static void slow_body(const struct ls_run_result *r, const struct ls_run_slow *s, struct sbuf *b)
 {
-	char msg[2048], body[3400];
+	char msg[2048];
 
-	for (int i = 0; i < ls_report_nslow(r); i++) {
-		const struct ls_run_slow *s = &r->slow[i];
-		char start[32];
+	ls_report_slow_message(r, s, msg, sizeof(msg));
+	sb_printf(b, "%s\nstart_ns %llu, duration_ns %llu\n%s%s%s", msg,
+		  (unsigned long long)s->start_ns, (unsigned long long)s->duration_ns,
+		  s->why[0] ? "why: " : "", FIELD(s->why), s->why[0] ? "\n" : "");
+}
+
+static const char *slow_type(const struct ls_run_slow *s)
+{
+	return s->kind == LS_RUN_SLOW_BUSY ? "slow-busy-period" : "slow-callback";
+}
+
+/* The test cases of the violations, when the slow gate failed: one per
+ * pytest test that ran counted slow events (classname the module, as pytest
+ * writes it: "tests/test_app.py::TestX::test_y" -> "tests.test_app.TestX",
+ * name "test_y"), one per counted event outside any test. n counts them
+ * when x is NULL (nothing written). */
+static int violation_cases(struct xw *x, const struct ls_run_result *r)
+{
+	int n = 0, nslow = ls_report_nslow(r);
+
+	for (int i = 0; r->slow_gate_failed && i < nslow; i++) {
+		const struct ls_run_slow *s = &r->slow[i], *longest = s;
+		char cls[300], name[300], msg[2048], head[2200];
+		const char *test = FIELD(s->test), *sep = NULL, *br;
+		struct sbuf b = { 0 };
+		int count = 0;
+		bool first = true;
 
 		if (!ls_gate_slow_counts(r, s))
 			continue;
-		ls_report_slow_message(r, s, msg, sizeof(msg));
-		snprintf(start, sizeof(start), "%llu", (unsigned long long)s->start_ns);
-		snprintf(body, sizeof(body), "%s\nstart_ns %s, duration_ns %llu\n%s%s%s", msg, start,
-			 (unsigned long long)s->duration_ns, s->why[0] ? "why: " : "", FIELD(s->why),
-			 s->why[0] ? "\n" : "");
-		failure(x, s->kind == LS_RUN_SLOW_BUSY ? "slow-busy-period" : "slow-callback", msg,
-			body);
+		/* a test's events go in the case of its first one */
+		for (int j = 0; j < i && *test; j++)
+			if (ls_gate_slow_counts(r, &r->slow[j]) &&
+			    !strcmp(FIELD(r->slow[j].test), test))
+				first = false;
+		if (!first)
+			continue;
+		n++;
+		if (!x)
+			continue;
+		if (*test) {
+			br = strchr(test, '[');
+			for (const char *p = test; (p = strstr(p, "::")) && (!br || p < br); p += 2)
+				sep = p;
+			if (sep) {
+				size_t len = (size_t)(sep - test), k, o = 0;
+
+				for (k = 0; k < len && o + 1 < sizeof(cls); k++) {
+					if (!strncmp(test + k, ".py", 3) && (k + 3 == len || test[k + 3] == ':')) {
+						k += 2;
+						continue;
+					}
+					if (test[k] == ':' && test[k + 1] == ':') {
+						cls[o++] = '.';
+						k++;
+						continue;
+					}
+					cls[o++] = test[k] == '/' ? '.' : test[k];
+				}
+				cls[o] = 0;
+				snprintf(name, sizeof(name), "%s", sep + 2);
+			} else {
+				snprintf(cls, sizeof(cls), "loopscope");
+				snprintf(name, sizeof(name), "%s", test);
+			}
+			for (int j = i; j < nslow; j++) {
+				const struct ls_run_slow *o = &r->slow[j];
+
+				if (!ls_gate_slow_counts(r, o) || strcmp(FIELD(o->test), test))
+					continue;
+				count++;
+				if (o->duration_ns > longest->duration_ns)
+					longest = o;
+				slow_body(r, o, &b);
+			}
+		} else {
+			snprintf(cls, sizeof(cls), "loopscope");
+			snprintf(name, sizeof(name), "%s, pid %d, at +%.3f s", FIELD(s->name), (int)s->pid,
+				 s->start_ns > r->start_ns ? (s->start_ns - r->start_ns) / 1e9 : 0.0);
+			count = 1;
+			slow_body(r, s, &b);
+		}
+		ls_report_slow_message(r, longest, msg, sizeof(msg));
+		if (count > 1)
+			snprintf(head, sizeof(head), "%d slow events, the longest: %s", count, msg);
+		else
+			snprintf(head, sizeof(head), "%s", msg);
+		testcase_start_in(x, cls, name, longest->duration_ns);
+		if (b.oom)
+			x->err = x->err ? x->err : -ENOMEM;
+		failure(x, slow_type(longest), head, b.s);
+		free(b.s);
+		xw_end(x);
 	}
+	return n;
+}
+
+/* The slow gate's one failure: how many were counted, each listed. */
+static void slow_gate_failure(struct xw *x, const struct ls_run_result *r, const char *type)
+{
+	struct sbuf b = { 0 };
+	char msg[160], g[32];
+
+	for (int i = 0; i < ls_report_nslow(r); i++)
+		if (ls_gate_slow_counts(r, &r->slow[i]))
+			slow_body(r, &r->slow[i], &b);
+	snprintf(msg, sizeof(msg), "%ld slow events above %s", r->slow_counted,
+		 ls_duration_format(r->fail_on_slow_ns, g, sizeof(g)));
+	if (b.oom)
+		x->err = x->err ? x->err : -ENOMEM;
+	failure(x, type, msg, b.s);
+	free(b.s);
 }
 
 int ls_run_write_junit(const struct ls_run_result *r, const char *path)
@@ -197,7 +302,7 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 	xmlBufferPtr buf;
 	struct xw x = { 0 };
 	char name[128], g[32];
-	int tests = 0, failures = 0, rc;
+	int tests = 0, failures = 0, rc, n;
 	uint64_t t = ls_report_duration_ns(r);
 	bool lag_on = r->fail_on_lag_p99_ns > 0;
 
@@ -215,6 +320,9 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 	}
 	if (!tests)
 		tests = 1; /* "report" */
+	n = violation_cases(NULL, r);
+	tests += n;
+	failures += n;
 
 	xmlInitParser();
 	buf = xmlBufferCreate();
@@ -250,7 +358,7 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 			 ls_report_gate_dur(r->fail_on_slow_ns, g, sizeof(g)));
 		testcase_start(&x, name, t);
 		if (r->slow_gate_failed)
-			slow_failures(&x, r);
+			slow_gate_failure(&x, r, "fail-on-slow");
 		sb_printf(&b, "%ld slow events above %s counted%s\n", r->slow_counted,
 			  ls_duration_format(r->fail_on_slow_ns, g, sizeof(g)),
 			  r->max_slow >= 0 ? " (see max-slow)" : "");
@@ -270,8 +378,6 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 			snprintf(msg, sizeof(msg), "%ld slow events counted, more than max-slow %ld",
 				 r->slow_counted, r->max_slow);
 			failure(&x, "max-slow", msg, NULL);
-			if (r->fail_on_slow_ns == 0)
-				slow_failures(&x, r);
 		}
 		if (r->fail_on_slow_ns == 0)
 			slow_list(r, &b, true);
@@ -288,13 +394,26 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 		snprintf(name, sizeof(name), "fail-on-lag-p99 %s",
 			 ls_report_gate_dur(r->fail_on_lag_p99_ns, g, sizeof(g)));
 		testcase_start(&x, name, t);
-		for (int i = 0; r->lag_gate_failed && i < ls_report_nprocs(r); i++) {
-			char msg[1024];
+		if (r->lag_gate_failed) {
+			struct sbuf f = { 0 };
+			char msg[1024], first[1024] = "";
+			int nv = 0;
 
-			if (!ls_gate_lag_violates(r, &r->procs[i]))
-				continue;
-			ls_report_lag_message(r, &r->procs[i], msg, sizeof(msg));
-			failure(&x, "loop-lag", msg, NULL);
+			for (int i = 0; i < ls_report_nprocs(r); i++) {
+				if (!ls_gate_lag_violates(r, &r->procs[i]))
+					continue;
+				ls_report_lag_message(r, &r->procs[i], msg, sizeof(msg));
+				if (!nv++)
+					snprintf(first, sizeof(first), "%s", msg);
+				sb_printf(&f, "%s\n", msg);
+			}
+			if (nv > 1)
+				snprintf(msg, sizeof(msg), "%d processes with loop lag p99 above %s", nv,
+					 ls_duration_format(r->fail_on_lag_p99_ns, g, sizeof(g)));
+			if (f.oom)
+				x.err = x.err ? x.err : -ENOMEM;
+			failure(&x, "loop-lag", nv > 1 ? msg : first, nv > 1 ? f.s : NULL);
+			free(f.s);
 		}
 		for (int i = 0; i < ls_report_nprocs(r); i++) {
 			const struct ls_run_process *p = &r->procs[i];
@@ -319,6 +438,7 @@ int ls_run_write_junit(const struct ls_run_result *r, const char *path)
 		free(b.s);
 		xw_end(&x);
 	}
+	violation_cases(&x, r);
 	if (!x.err && xmlTextWriterEndDocument(x.w) < 0)
 		x.err = -EIO;
 	xmlFreeTextWriter(x.w); /* flushes into buf */

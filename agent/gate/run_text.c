@@ -143,7 +143,8 @@ static void put_one_line(FILE *f, const char *s)
 
 void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 {
-	char d[16], g[32], m[2048], why[256];
+	char d[16], g[32], m[2048], why[256], cwd[4096];
+	const char *base = getcwd(cwd, sizeof(cwd));
 
 	fprintf(f, "loopscope run: %s\n", FIELD(r->cmd));
 	if (r->cmd_signal > 0)
@@ -152,9 +153,24 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 	else
 		fprintf(f, "  exited with %d after %s\n", r->cmd_exit, ls_duration_format(ls_report_duration_ns(r), d, sizeof(d)));
 
-	fprintf(f, "processes (%d):\n", ls_report_nprocs(r));
+	/* The processes with an event loop; the others (a pyenv shim's bash
+	 * helpers, ...) only counted. */
+	int nloop = 0;
+
+	for (int i = 0; i < ls_report_nprocs(r); i++)
+		nloop += r->procs[i].loop_threads > 0;
+	if (nloop == ls_report_nprocs(r))
+		fprintf(f, "processes (%d):\n", nloop);
+	else if (nloop)
+		fprintf(f, "processes (%d): %d with an event loop, listed; %d without one\n",
+			ls_report_nprocs(r), nloop, ls_report_nprocs(r) - nloop);
+	else
+		fprintf(f, "processes (%d): none with an event loop\n", ls_report_nprocs(r));
 	for (int i = 0; i < ls_report_nprocs(r); i++) {
 		const struct ls_run_process *p = &r->procs[i];
+
+		if (p->loop_threads <= 0)
+			continue;
 
 		fprintf(f, "  pid %d (parent %d): %s\n", (int)p->pid, (int)p->ppid, FIELD(p->cmdline));
 		if (p->python[0])
@@ -193,10 +209,11 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		put_one_line(f, FIELD(s->name));
 		fputc('\n', f);
 		fputs("             ", f);
+		/* for the person in the directory CMD ran in: relative to it */
 		if (s->file[0] && s->line > 0)
-			fprintf(f, "%s:%d, ", FIELD(s->file), s->line);
+			fprintf(f, "%s:%d, ", repo_relative(FIELD(s->file), base), s->line);
 		else if (s->file[0])
-			fprintf(f, "%s, ", FIELD(s->file));
+			fprintf(f, "%s, ", repo_relative(FIELD(s->file), base));
 		fprintf(f, "pid %d thread %d", (int)s->pid, (int)s->tid);
 		if (s->test[0])
 			fprintf(f, ", test %s", FIELD(s->test));

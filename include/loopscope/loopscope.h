@@ -199,6 +199,8 @@ struct ls_thread_window {
 	uint64_t first_enter_ns; /* first poll entry ever seen on this thread */
 	uint64_t last_enter_ns;  /* latest poll entry seen */
 	struct ls_hist busy, poll, lag; /* values recorded in the window */
+	bool busy_max_exact;     /* busy.max is the window's longest period, not a bound
+				  * (ls_stats_window_busy_max) */
 };
 
 /* Summarize thread stats `now` (copied at now_ns) against an earlier copy
@@ -209,6 +211,25 @@ struct ls_thread_window {
 void ls_stats_window(const struct ls_thread_view *now, uint64_t now_ns,
 		     const struct ls_thread_view *before, uint64_t before_ns,
 		     struct ls_thread_window *out);
+
+/* Make an interval's busy max exact where it matters. Two snapshots of a
+ * cumulative histogram only bound a window's longest period (the upper
+ * bound of its highest filled slot); ls_stats_window already makes it exact
+ * when the window is the whole run (before == NULL) or the thread's
+ * cumulative max grew inside it. Otherwise every period longer than the
+ * threshold ended as a slow busy event, so:
+ *  - slow_max_ns > 0, the longest slow event of this thread whose end (its
+ *    poll entry) is in (before->poll_enter_ns, now->poll_enter_ns]: that is
+ *    the window's max, exact;
+ *  - no slow event and none counted (w->slow_busy == 0): every period was
+ *    <= threshold_ns, so the bound is clamped to it (still a bound: not
+ *    exact);
+ *  - slow periods counted but none delivered (ring buffer full): the bound
+ *    stays.
+ * w comes from ls_stats_window (an exact max is left alone). Sets
+ * w->busy.max and w->busy_max_exact; no errors. */
+void ls_stats_window_busy_max(struct ls_thread_window *w, uint64_t slow_max_ns,
+			      uint64_t threshold_ns);
 
 /* Loop delay, as Node's monitorEventLoopDelay estimates it by sampling a
  * timer, but exact: how late work that arrives at a uniformly random moment

@@ -85,6 +85,9 @@ struct ls_mon_target {
 	uint64_t next_resolve_ns;
 	int resolve_tries;
 	bool precise_queued;       /* a set-up job is queued or running */
+	uint64_t next_version_ns;  /* light mode: when to look for its CPython version again */
+	int version_tries;         /* light mode: lookups done (RESOLVE_TRIES at most) */
+	bool version_queued;       /* light mode: a lookup is queued or running */
 	struct ls_hist *cb_last;   /* the session's figures at the last snapshot */
 	uint64_t gen;              /* bumped at exec and mode change: a set-up job
 				    * started before is stale */
