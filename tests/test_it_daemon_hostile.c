@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Integration: hostile clients of loopscoped (issue #12 item 3).
+ * Integration: hostile clients and targets of loopscoped (issue #12 items
+ * 3 and 6).
  *
  * Slowloris: 200 connections from 127.0.0.1 that each send a request line
  * and then one header line every 2 s, never finishing the request, and
@@ -10,6 +11,14 @@
  * that every header line restarted) no scrape was answered.
  *
  * Bounded: 200 sockets, 127.0.0.1 only, at most ~25 s of attack.
+ *
+ * Name flood: a precise-mode target runs ~20 s of slow callbacks each
+ * under a new name (a new code object and qualname, kept alive so that
+ * no address is reused): the agent's name cache stays at its bound
+ * (LS_PYNAME_CACHE_CAP), counts its evictions, its RSS grows by less than
+ * 8 MiB, and the names are gone once the target's series are (--grace).
+ * Before: +41 MiB in 20 s (7,500 names; each tick copied the whole
+ * callback map, ~5 KiB a name) and no bound; after: +4 MiB.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -22,9 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "loopscope/loopscope.h"
+#include "loopscope/pyname.h"
 #include "daemon.h"
 #include "pythons.h"
 #include "spawn.h"
@@ -202,13 +213,136 @@ START_TEST(test_slowloris_does_not_starve_scrapes)
 }
 END_TEST
 
+
+static const char name_flood_py[] =
+	"import asyncio, os, sys, time\n"
+	"print('pid', os.getpid(), flush=True)\n"
+	"dur = float(sys.argv[1])\n"
+	"def spin():\n"
+	"    t = time.perf_counter()\n"
+	"    while time.perf_counter() - t < 0.002:\n"
+	"        pass\n"
+	"keep = []\n"
+	"async def main():\n"
+	"    loop = asyncio.get_running_loop()\n"
+	"    await asyncio.sleep(3)\n"
+	"    end = time.monotonic() + dur\n"
+	"    i = 0\n"
+	"    while time.monotonic() < end:\n"
+	"        n = 'cb_%d' % i\n"
+	"        f = type(spin)(spin.__code__.replace(co_name=n, co_qualname=n), globals(), n)\n"
+	"        keep.append(f)\n"
+	"        loop.call_soon(f)\n"
+	"        i += 1\n"
+	"        await asyncio.sleep(0)\n"
+	"    print('names', i, flush=True)\n"
+	"asyncio.run(main())\n";
+
+/* The value of an unlabelled metric on the page, -1 when missing. */
+static long long metric(int port, const char *name)
+{
+	char *body = NULL, want[128], *p;
+	long long v = -1;
+
+	if (ls_test_http_get(port, "/metrics", &body, 5000) != 200) {
+		free(body);
+		return -1;
+	}
+	snprintf(want, sizeof(want), "\n%s ", name);
+	p = strstr(body, want);
+	if (p)
+		v = strtoll(p + strlen(want), NULL, 10);
+	free(body);
+	return v;
+}
+
+START_TEST(test_name_flood_is_bounded_and_forgotten)
+{
+	char dir[] = "/tmp/ls-it-dnames-XXXXXX", listen[64], sock[600], err[600], rule[700];
+	char app[600], out[128], spid[32];
+	long long cached = -1, evicted = -1;
+	long rss0, rss_max = 0;
+	pid_t d, t;
+	int port, st;
+	FILE *f;
+
+	if (access("/usr/bin/python3.11", X_OK)) {
+		fprintf(stderr, "it_daemon_hostile: SKIP name flood: no /usr/bin/python3.11\n");
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(app, sizeof(app), "%s/name_flood.py", dir);
+	f = fopen(app, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(name_flood_py, f);
+	fclose(f);
+	port = ls_test_free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+	snprintf(err, sizeof(err), "%s/daemon.err", dir);
+	snprintf(rule, sizeof(rule), "service=flood,cmdline=*%s/name_flood*,mode=precise", dir);
+	{
+		char *args[] = { "--rule", rule, "--listen", listen, "--socket", sock, "--threshold",
+				 "1ms", "--grace", "2s", NULL };
+
+		d = ls_test_start_daemon(LOOPSCOPED, args, err, 20000);
+	}
+	rss0 = ls_test_rss_kb(d);
+	{
+		char *argv[] = { "/usr/bin/python3.11", app, "20", NULL };
+
+		t = ls_test_start_target(argv, out, sizeof(out), spid, sizeof(spid), 10000);
+	}
+	ck_assert_int_eq(ls_test_wait_substr(err, "precise mode, CPython", 20000, NULL, 0), 0);
+	/* Until the target is done: sample the cache and the agent's RSS. */
+	for (int i = 0; ls_test_wait_substr(out, "names", 1000, NULL, 0); i++) {
+		ck_assert_msg(i < 60, "the target did not finish");
+		long rss = ls_test_rss_kb(d);
+
+		cached = metric(port, "loopscope_callback_names_cached");
+		ck_assert_int_le(cached, LS_PYNAME_CACHE_CAP);
+		if (rss > rss_max)
+			rss_max = rss;
+	}
+	ck_assert_int_eq(ls_test_wait(t, 10000, &st), 0);
+	evicted = metric(port, "loopscope_callback_names_evicted_total");
+	cached = metric(port, "loopscope_callback_names_cached");
+	{
+		char *text = ls_test_slurp(out);
+
+		fprintf(stderr, "it_daemon_hostile: name flood: target: %s", text ? text : "?\n");
+		free(text);
+	}
+	fprintf(stderr, "it_daemon_hostile: name flood: cached %lld, evicted %lld, RSS %ld -> max %ld kB\n",
+		cached, evicted, rss0, rss_max);
+	ck_assert_int_gt(evicted, 0);
+	ck_assert_int_le(cached, LS_PYNAME_CACHE_CAP);
+	ck_assert_int_gt(cached, 0);
+	ck_assert_int_lt(rss_max - rss0, 8 * 1024);
+	/* Its series go after the grace period, and its names with them. */
+	for (int i = 0; i < 100 && (cached = metric(port, "loopscope_callback_names_cached")) != 0; i++)
+		usleep(100000);
+	fprintf(stderr, "it_daemon_hostile: name flood: cached after exit %lld, RSS %ld kB\n", cached,
+		ls_test_rss_kb(d));
+	ck_assert_int_eq(cached, 0);
+	ck_assert_int_eq(metric(port, "loopscope_callback_names_evicted_total"), evicted);
+	ls_test_kill(d);
+	unlink(out);
+	unlink(app);
+	unlink(sock);
+	unlink(err);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_daemon_hostile");
 	TCase *tc = tcase_create("clients");
 
-	tcase_set_timeout(tc, 90);
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_slowloris_does_not_starve_scrapes);
+	tcase_add_test(tc, test_name_flood_is_bounded_and_forgotten);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

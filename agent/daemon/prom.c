@@ -210,6 +210,13 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 	header(f, "loopscope_lost_events_total", "counter",
 	       "Events the kernel-to-agent ring buffers could not take (they were full).");
 	fprintf(f, "loopscope_lost_events_total %llu\n", (unsigned long long)ls_mon_lost_events(m));
+	header(f, "loopscope_callback_names_cached", "gauge",
+	       "Callback names in the agent's bounded name cache (precise mode).");
+	fprintf(f, "loopscope_callback_names_cached %zu\n", ls_mon_names_cached(m));
+	header(f, "loopscope_callback_names_evicted_total", "counter",
+	       "Callback names dropped from the full name cache to make room (read again when seen again).");
+	fprintf(f, "loopscope_callback_names_evicted_total %llu\n",
+		(unsigned long long)ls_mon_name_evictions(m));
 	header(f, "loopscope_attached_total", "counter", "Processes attached since the agent started.");
 	fprintf(f, "loopscope_attached_total %llu\n", (unsigned long long)ls_mon_attached_total(m));
 	ls_mon_unlock(m);
