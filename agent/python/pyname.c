@@ -11,6 +11,7 @@
 
 #include "loopscope/abi/py_offsets.h"
 #include "loopscope/abi/pycallback_events.h"
+#include "loopscope/names.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pyname.h"
 
@@ -285,6 +286,10 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 		 * DEL and C1 controls (an escape sequence in a co_filename) as '?'. */
 		if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
 			cp = '?';
+		/* (#12) A str may hold lone surrogates (and a forged one any
+		 * value): not UTF-8, so not for JSON. */
+		else if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			cp = 0xfffd;
 		pos = put_utf8(out, pos, cap, cp);
 	}
 	out[pos] = '\0';
@@ -300,15 +305,9 @@ static void read_cstr(int fd, uint64_t addr, char *out, size_t cap)
 		return;
 	}
 	out[n] = '\0';
-	out[strnlen(out, (size_t)n)] = '\0';
-	/* (#12) As for str names: C0 and DEL bytes, and C1 controls in UTF-8
-	 * (0xc2 0x80-0x9f), as '?'. */
-	for (unsigned char *u = (unsigned char *)out; *u; u++) {
-		if (*u == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
-			*u++ = '?', *u = '?';
-		else if (*u < 0x20 || *u == 0x7f)
-			*u = '?';
-	}
+	/* (#12) As for str names: control characters as '?', and bytes that
+	 * are not UTF-8 as U+FFFD (names go to terminals and JSON). */
+	ls_name_clean_inplace(out, cap);
 }
 
 static void resolve(int fd, const struct ls_py_offsets *off, const struct ls_cb_key *k,
