@@ -142,6 +142,15 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 			      json_object_to_json_string(r));
 		json_object_put(r);
 		json_object_put(o);
+		/* (#12 item 5) The control socket's answers stay valid UTF-8
+		 * too: the service's invalid bytes as U+FFFD. */
+		o = json_tokener_parse("{\"cmd\":\"list\"}");
+		ck_assert_int_eq(ls_ctl_call(fd, o, &r, 5000), 0);
+		ck_assert_msg(strstr(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN),
+				     "\"service\":\"odd-\xef\xbf\xbd\xef\xbf\xbd\""),
+			      "list: %s", json_object_to_json_string(r));
+		json_object_put(r);
+		json_object_put(o);
 		close(fd);
 	}
 	/* promtool accepts the exposition (once both apps have a loop thread). */

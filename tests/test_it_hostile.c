@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "loopscope/loopscope.h"
+#include "loopscope/utf8.h"
 #include "pythons.h"
 #include "spawn.h"
 
@@ -151,6 +152,127 @@ START_TEST(test_target_gone_before_polling_exits_6)
 }
 END_TEST
 
+
+/* ---- names a target chooses (#12 item 5) ----------------------------------- */
+
+/* Its thread's comm (prctl PR_SET_NAME: ESC, 0xFF), a callback's
+ * qualname and co_name (ESC, newline, a lone surrogate) and co_filename
+ * (an OSC title sequence), blocking the loop 300 ms a time. */
+static const char evil_py[] =
+	"import asyncio, ctypes, os, time\n"
+	"ctypes.CDLL(None).prctl(15, b'ev\\x1b[2J\\xff\\xfeil', 0, 0, 0)\n"
+	"print('pid', os.getpid(), flush=True)\n"
+	"def block():\n"
+	"    time.sleep(0.3)\n"
+	"block.__code__ = block.__code__.replace(co_name='co\\n\\x1b[2Jy\\udcff',\n"
+	"    co_qualname='cq\\n\\x1b[2Jz\\ud800', co_filename='/tmp/ev\\x1b]0;pwned\\x07\\udcff.py')\n"
+	"block.__qualname__ = 'evil\\n\\x1b[2Jx\\ud800'\n"
+	"async def main():\n"
+	"    loop = asyncio.get_running_loop()\n"
+	"    while True:\n"
+	"        loop.call_soon(block)\n"
+	"        await asyncio.sleep(0.4)\n"
+	"asyncio.run(main())\n";
+
+/* Every line of path parses as JSON after a strict UTF-8 decode (Debian's
+ * python3): 0, else the checker's exit code. */
+static int json_lines_valid(const char *path)
+{
+	char *argv[] = { "/usr/bin/python3", "-c",
+			 "import json, sys\n"
+			 "text = open(sys.argv[1], 'rb').read().decode('utf-8')\n"
+			 "for line in text.splitlines():\n"
+			 "    if line.strip():\n"
+			 "        json.loads(line)\n",
+			 (char *)path, NULL };
+	struct ls_test_out o = { 0 };
+	int r = ls_test_run_capture(&o, argv, 20000);
+
+	if (r)
+		fprintf(stderr, "it_hostile: %s: %s", path, o.stderr_text ? o.stderr_text : "?\n");
+	ls_test_out_free(&o);
+	return r;
+}
+
+static void assert_text_safe(const char *what, const char *text)
+{
+	ck_assert_ptr_nonnull(text);
+	if (strchr(text, '\x1b'))
+		fprintf(stderr, "it_hostile: %s printed a raw ESC at byte %td\n", what,
+			strchr(text, '\x1b') - text);
+	ck_assert_msg(!strchr(text, '\x1b'), "%s: a raw ESC", what);
+	ck_assert_msg(!strchr(text, '\x07'), "%s: a raw BEL", what);
+	/* A forged line would start with what followed a newline in a name. */
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		ck_assert_msg(strncmp(l, "[2J", 3) && strncmp(l, "\x1b", 1), "%s: a forged line", what);
+	for (size_t i = 0, n = strlen(text); i < n;) {
+		size_t len = ls_utf8_len(text + i, n - i);
+
+		ck_assert_msg(len, "%s: invalid UTF-8 at byte %zu", what, i);
+		i += len;
+	}
+}
+
+START_TEST(test_target_names_are_safe_in_text_and_json)
+{
+	char dir[] = "/tmp/ls-hostile-names-XXXXXX", app[600], spid[32], tout[128];
+	pid_t t;
+	FILE *f;
+
+	if (access(PY, X_OK)) {
+		fprintf(stderr, "it_hostile: SKIP %s: not installed\n", PY);
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(app, sizeof(app), "%s/evil.py", dir);
+	f = fopen(app, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(evil_py, f);
+	fclose(f);
+	{
+		char *targv[] = { PY, app, NULL };
+
+		t = ls_test_start_target(targv, tout, sizeof(tout), spid, sizeof(spid), 10000);
+	}
+	for (int json = 0; json < 2; json++) {
+		struct ls_test_out o = { 0 };
+		char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--threshold",
+				 "100ms", "-d", "3s", "-i", "1s", json ? "--json" : NULL, NULL };
+
+		ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+		if (json) {
+			ck_assert_int_eq(json_lines_valid(o.out), 0);
+			ck_assert_ptr_nonnull(strstr(o.stdout_text, "evil?"));
+		} else {
+			assert_text_safe("attach", o.stdout_text);
+			ck_assert_msg(strstr(o.stdout_text, "evil?"), "%s", o.stdout_text);
+		}
+		ls_test_out_free(&o);
+	}
+	/* status, in-process on the same target (no daemon at that socket). */
+	for (int json = 0; json < 2; json++) {
+		struct ls_test_out o = { 0 };
+		char sock[700];
+
+		snprintf(sock, sizeof(sock), "%s/none.sock", dir);
+		char *argv[] = { LOOPSCOPE, "status", "--socket", sock, "-p", spid, "-i", "2s",
+				 json ? "--json" : NULL, NULL };
+
+		ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+		if (json)
+			ck_assert_int_eq(json_lines_valid(o.out), 0);
+		else
+			assert_text_safe("status", o.stdout_text);
+		ck_assert_ptr_nonnull(strstr(o.stdout_text, "ev?[2J"));
+		ls_test_out_free(&o);
+	}
+	ls_test_kill(t);
+	unlink(tout);
+	unlink(app);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_hostile");
@@ -161,6 +283,7 @@ int main(void)
 	tcase_add_test(tc, test_precise_flood_obeys_sigint);
 	tcase_add_test(tc, test_btf_that_is_not_btf_exits_5);
 	tcase_add_test(tc, test_target_gone_before_polling_exits_6);
+	tcase_add_test(tc, test_target_names_are_safe_in_text_and_json);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

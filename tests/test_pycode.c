@@ -234,7 +234,7 @@ START_TEST(test_builtin_names_have_no_control_characters)
 	ck_assert_ptr_nonnull(c);
 	nm = ls_pyname_lookup(c, ls_py_offsets_for(3, 11), &k);
 	ck_assert_ptr_nonnull(nm);
-	ck_assert_str_eq(nm->qualname, "print?[2J??31m\xc3\xa9?");
+	ck_assert_str_eq(nm->qualname, "print?[2J?31m\xc3\xa9?"); /* one ? a character */
 	ls_pyname_cache_free(c);
 }
 END_TEST

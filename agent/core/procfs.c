@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loopscope/names.h"
 #include "loopscope/procfs.h"
 #include "loopscope/utf8.h"
 
@@ -110,6 +111,9 @@ void ls_proc_info(pid_t pid, struct ls_proc_info *pi)
 	pi->comm[strcspn(pi->comm, "\n")] = '\0';
 	/* The kernel cuts comm at 15 bytes, maybe inside a character. */
 	ls_utf8_cut(pi->comm);
+	/* (#12) Chosen by the target (prctl, /proc/self/comm): made safe for
+	 * terminals and JSON. */
+	ls_name_clean_inplace(pi->comm, sizeof(pi->comm));
 	/* NSpid: the pid in each pid namespace, outermost first (proc(5)). */
 	pi->ns_pid = pid;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/names.h"
+#include "loopscope/utf8.h"
 #include "loopscope/loopscope.h"
 
 int ls_target_alive(pid_t pid)
@@ -40,6 +42,9 @@ void ls_target_thread_name(pid_t tgid, pid_t tid, char *buf, size_t len)
 		snprintf(buf, len, "?");
 	} else {
 		buf[strcspn(buf, "\n")] = '\0';
+		/* (#12) The target names its threads: safe for terminals and JSON. */
+		ls_utf8_cut(buf);
+		ls_name_clean_inplace(buf, len);
 	}
 	if (f)
 		fclose(f);

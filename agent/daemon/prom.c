@@ -4,9 +4,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -206,6 +210,13 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 	header(f, "loopscope_lost_events_total", "counter",
 	       "Events the kernel-to-agent ring buffers could not take (they were full).");
 	fprintf(f, "loopscope_lost_events_total %llu\n", (unsigned long long)ls_mon_lost_events(m));
+	header(f, "loopscope_callback_names_cached", "gauge",
+	       "Callback names in the agent's bounded name cache (precise mode).");
+	fprintf(f, "loopscope_callback_names_cached %zu\n", ls_mon_names_cached(m));
+	header(f, "loopscope_callback_names_evicted_total", "counter",
+	       "Callback names dropped from the full name cache to make room (read again when seen again).");
+	fprintf(f, "loopscope_callback_names_evicted_total %llu\n",
+		(unsigned long long)ls_mon_name_evictions(m));
 	header(f, "loopscope_attached_total", "counter", "Processes attached since the agent started.");
 	fprintf(f, "loopscope_attached_total %llu\n", (unsigned long long)ls_mon_attached_total(m));
 	ls_mon_unlock(m);
@@ -214,11 +225,143 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 
 /* ---- HTTP -------------------------------------------------------------------- */
 
+/* Hostile clients (issue #12): a slowloris keeps a connection alive by
+ * sending a header line now and then, which restarts libmicrohttpd's idle
+ * timeout forever. So besides a short idle timeout every connection gets a
+ * deadline to deliver a complete request (from its accept, or from the end
+ * of its previous response on a kept-alive connection); a reaper thread
+ * shuts down the sockets that miss it. Limits are in docs/DAEMON.md. */
+#define CONN_MAX 1000U         /* connections at once (less with a low RLIMIT_NOFILE) */
+#define CONN_IDLE_S 5U         /* nothing received or sent for this long: closed */
+#define REQ_DEADLINE_NS 3000000000ULL /* a complete request within 3 s */
+#define REAP_EVERY_US 200000U
+
+struct conn_slot {
+	struct conn_slot *prev, *next;
+	int fd;
+	bool serving; /* request complete, response under way */
+	bool reaped;  /* shut down by the reaper */
+	uint64_t since_ns;
+};
+
 struct ls_prom_server {
 	struct MHD_Daemon *d;
 	struct ls_mon *m;
 	int port;
+	pthread_mutex_t lock; /* conns */
+	struct conn_slot conns; /* list head */
+	pthread_t reaper;
+	bool reaper_running;
+	volatile bool stopping;
+	unsigned long long reaped_total;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* libmicrohttpd tells us of a connection before it closes its socket, so
+ * an fd on the list (under lock) is always the connection's own. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **ctx,
+			  enum MHD_ConnectionNotificationCode what)
+{
+	struct ls_prom_server *s = cls;
+	struct conn_slot *slot = *ctx;
+
+	if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		slot = calloc(1, sizeof(*slot));
+		*ctx = slot;
+		if (!slot || !ci)
+			return; /* unwatched: the idle timeout still applies */
+		slot->fd = ci->connect_fd;
+		slot->since_ns = mono_ns();
+		pthread_mutex_lock(&s->lock);
+		slot->next = s->conns.next;
+		slot->prev = &s->conns;
+		s->conns.next->prev = slot;
+		s->conns.next = slot;
+		pthread_mutex_unlock(&s->lock);
+	} else if (what == MHD_CONNECTION_NOTIFY_CLOSED && slot) {
+		if (slot->next) {
+			pthread_mutex_lock(&s->lock);
+			slot->prev->next = slot->next;
+			slot->next->prev = slot->prev;
+			pthread_mutex_unlock(&s->lock);
+		}
+		free(slot);
+		*ctx = NULL;
+	}
+}
+
+static struct conn_slot *slot_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+static void set_serving(struct ls_prom_server *s, struct MHD_Connection *c, bool serving)
+{
+	struct conn_slot *slot = slot_of(c);
+
+	if (!slot)
+		return;
+	pthread_mutex_lock(&s->lock);
+	slot->serving = serving;
+	slot->since_ns = mono_ns();
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The response is out (or the request failed): a kept-alive connection
+ * gets a fresh deadline for its next request. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **state,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)state;
+	(void)toe;
+	set_serving(cls, c, false);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct ls_prom_server *s = arg;
+
+	while (!s->stopping) {
+		uint64_t now = mono_ns();
+
+		pthread_mutex_lock(&s->lock);
+		for (struct conn_slot *c = s->conns.next; c != &s->conns; c = c->next)
+			if (!c->serving && !c->reaped && now - c->since_ns > REQ_DEADLINE_NS) {
+				/* libmicrohttpd sees the end of the stream and closes it. */
+				shutdown(c->fd, SHUT_RDWR);
+				c->reaped = true;
+				s->reaped_total++;
+			}
+		pthread_mutex_unlock(&s->lock);
+		usleep(REAP_EVERY_US);
+	}
+	return NULL;
+}
+
+/* CONN_MAX, or half the descriptors this process may open when that is
+ * less: the engine needs descriptors too (BPF objects, /proc/PID/mem). */
+static unsigned conn_limit(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 2 < CONN_MAX)
+		return rl.rlim_cur / 2 > 16 ? (unsigned)(rl.rlim_cur / 2) : 16;
+	return CONN_MAX;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
@@ -235,12 +378,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
 		static const char msg[] = "only GET\n";
 
+		set_serving(s, c, true);
+
 		r = MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
 		ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
 		MHD_destroy_response(r);
 		return ret;
 	}
 	struct ls_mon *m = __atomic_load_n(&s->m, __ATOMIC_ACQUIRE);
+
+	set_serving(s, c, true);
 
 	if (!strcmp(url, "/metrics") && !m) {
 		buf = strdup("loopscoped is starting\n");
@@ -295,7 +442,7 @@ int ls_prom_start(struct ls_mon *m, const char *host, int port, struct ls_prom_s
 		return e;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
 		e = -errno;
 		if (e == -EADDRINUSE)
 			snprintf(err, len, "cannot listen on %s:%d: the port is in use", host, port);
@@ -312,16 +459,36 @@ int ls_prom_start(struct ls_mon *m, const char *host, int port, struct ls_prom_s
 	}
 	s->m = m;
 	s->port = ntohs(sa.sin_port);
-	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL,
+	s->conns.next = s->conns.prev = &s->conns;
+	pthread_mutex_init(&s->lock, NULL);
+	unsigned limit = conn_limit();
+
+	/* epoll: no FD_SETSIZE ceiling and no cost per idle connection. The
+	 * per-address cap keeps one remote host from taking every slot (all
+	 * local clients share 127.0.0.1, so the deadline is what protects a
+	 * local scraper). */
+	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
 				on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+				MHD_OPTION_CONNECTION_TIMEOUT, CONN_IDLE_S,
+				MHD_OPTION_CONNECTION_LIMIT, limit,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 2,
+				MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
 	if (!s->d) {
 		snprintf(err, len, "cannot start the HTTP server on %s:%d", host, port);
 		close(fd);
+		pthread_mutex_destroy(&s->lock);
 		free(s);
 		return -EIO;
 	}
+	if (pthread_create(&s->reaper, NULL, reaper_main, s)) {
+		snprintf(err, len, "cannot start the HTTP server on %s:%d: no thread", host, port);
+		MHD_stop_daemon(s->d);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -EAGAIN;
+	}
+	s->reaper_running = true;
 	*out = s;
 	return 0;
 }
@@ -340,6 +507,10 @@ void ls_prom_stop(struct ls_prom_server *s)
 {
 	if (!s)
 		return;
+	s->stopping = true;
+	if (s->reaper_running)
+		pthread_join(s->reaper, NULL);
 	MHD_stop_daemon(s->d); /* closes the listening socket too */
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

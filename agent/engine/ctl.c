@@ -8,6 +8,7 @@
 
 #include "loopscope/ctl.h"
 #include "loopscope/json.h"
+#include "loopscope/names.h"
 
 json_object *ls_ctl_error(const char *msg)
 {
@@ -15,6 +16,24 @@ json_object *ls_ctl_error(const char *msg)
 
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(o, "error", json_object_new_string(msg));
+	return o;
+}
+
+/* A name for JSON (#12 item 5): names read from targets are clean
+ * already; service names (the config, the control socket) and exe paths
+ * are not, and JSON must stay valid UTF-8. */
+static json_object *name_string(const char *v)
+{
+	size_t n = strlen(v), cap = 3 * n + 1;
+	char stack[512], *buf = cap <= sizeof(stack) ? stack : malloc(cap);
+	json_object *o;
+
+	if (!buf)
+		return json_object_new_string("?");
+	ls_name_clean(buf, cap, v, n);
+	o = json_object_new_string(buf);
+	if (buf != stack)
+		free(buf);
 	return o;
 }
 
@@ -33,9 +52,9 @@ static json_object *target_json(const struct ls_mon_target *t)
 
 	json_object_object_add(o, "pid", json_object_new_int(t->pid));
 	json_object_object_add(o, "ns_pid", json_object_new_int(t->ns_pid));
-	json_object_object_add(o, "comm", json_object_new_string(t->comm));
-	json_object_object_add(o, "service", json_object_new_string(t->service));
-	json_object_object_add(o, "exe", json_object_new_string(t->exe));
+	json_object_object_add(o, "comm", name_string(t->comm));
+	json_object_object_add(o, "service", name_string(t->service));
+	json_object_object_add(o, "exe", name_string(t->exe));
 	json_object_object_add(o, "mode", json_object_new_string(ls_config_mode_name(t->mode)));
 	json_object_object_add(o, "precise", json_object_new_boolean(t->precise));
 	if (t->py_major)
@@ -71,6 +90,8 @@ static json_object *cmd_stats(struct ls_mon *m)
 	ls_json_add_u64(r, "interval_ns", ls_mon_config(m)->interval_ns);
 	ls_json_add_u64(r, "threshold_ns", ls_mon_config(m)->threshold_ns);
 	ls_json_add_u64(r, "lost_events", ls_mon_lost_events(m));
+	ls_json_add_u64(r, "names_cached", ls_mon_names_cached(m));
+	ls_json_add_u64(r, "names_evicted", ls_mon_name_evictions(m));
 	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
 		const struct ls_mon_target *t = ls_mon_target_at(m, i);
 
@@ -84,9 +105,9 @@ static json_object *cmd_stats(struct ls_mon *m)
 			json_object_object_add(o, "pid", json_object_new_int(t->pid));
 			json_object_object_add(o, "ns_pid", json_object_new_int(t->ns_pid));
 			json_object_object_add(o, "tid", json_object_new_int((int)th->tid));
-			json_object_object_add(o, "thread", json_object_new_string(th->name));
-			json_object_object_add(o, "comm", json_object_new_string(t->comm));
-			json_object_object_add(o, "service", json_object_new_string(t->service));
+			json_object_object_add(o, "thread", name_string(th->name));
+			json_object_object_add(o, "comm", name_string(t->comm));
+			json_object_object_add(o, "service", name_string(t->service));
 			json_object_object_add(o, "mode", json_object_new_string(
 				t->precise ? "precise" : "light"));
 			json_object_object_add(o, "exited", json_object_new_boolean(t->exited_ns != 0));
@@ -136,11 +157,11 @@ static json_object *cmd_slow(struct ls_mon *m, json_object *req)
 			s[i].kind == LS_MON_SLOW_CALLBACK ? "callback" : "busy"));
 		json_object_object_add(o, "pid", json_object_new_int((int)s[i].pid));
 		json_object_object_add(o, "tid", json_object_new_int((int)s[i].tid));
-		json_object_object_add(o, "service", json_object_new_string(s[i].service));
-		json_object_object_add(o, "comm", json_object_new_string(s[i].comm));
+		json_object_object_add(o, "service", name_string(s[i].service));
+		json_object_object_add(o, "comm", name_string(s[i].comm));
 		ls_json_add_u64(o, "start_ns", s[i].start_ns);
 		ls_json_add_u64(o, "duration_ns", s[i].duration_ns);
-		json_object_object_add(o, "what", json_object_new_string(s[i].what));
+		json_object_object_add(o, "what", name_string(s[i].what));
 		json_object_array_add(a, o);
 	}
 	ls_mon_unlock(m);

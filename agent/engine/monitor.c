@@ -148,6 +148,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 
 static void free_target_at(struct ls_mon *m, size_t i)
 {
+	ls_pyname_cache_forget(m->names, m->targets[i].pid);
 	free(m->targets[i].threads);
 	free(m->targets[i].cb_last);
 	free(m->targets[i].py_off);
@@ -554,6 +555,16 @@ uint64_t ls_mon_lost_events(const struct ls_mon *m)
 	return ls_loop_lost_events(m->loop) + (ls_mon_pycb((struct ls_mon *)m) ?
 		ls_pycb_lost_events(ls_mon_pycb((struct ls_mon *)m)) : 0) +
 	       ls_discover_lost_events(m->disc);
+}
+
+uint64_t ls_mon_name_evictions(const struct ls_mon *m)
+{
+	return ls_pyname_cache_evictions(m->names);
+}
+
+size_t ls_mon_names_cached(const struct ls_mon *m)
+{
+	return ls_pyname_cache_size(m->names);
 }
 
 uint64_t ls_mon_attached_total(const struct ls_mon *m)

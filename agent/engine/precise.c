@@ -40,7 +40,7 @@ struct precise_job {
  * new process that reuses the pid) is recognized. pylock serializes the
  * calls that touch the precise session's target table
  * (ls_pycb_add_target / ls_pycb_remove_target); its ring buffer and map
- * reads (ls_pycb_poll, ls_pycb_snapshot) need no lock.
+ * reads (ls_pycb_poll, ls_pycb_walk) need no lock.
  */
 static struct ls_mon_target *find_target_at(struct ls_mon *m, pid_t pid, uint64_t attached_ns)
 {

@@ -46,20 +46,58 @@ static void add_callbacks(struct ls_mon_target *t, struct ls_hist *cur)
 	*t->cb_last = *cur;
 }
 
+/* The callbacks' histograms merged per process, as the map is walked:
+ * memory grows with the processes, not with their callbacks (#12 item 6:
+ * a copy of the whole map was ~5 KiB per callback name every tick). */
+struct per_pid {
+	struct per_pid_sum {
+		uint32_t tgid;
+		struct ls_hist h;
+	} *v;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void sum_callback(const struct ls_cb_key *k, const struct ls_cb_stats *st, void *ctx)
+{
+	struct per_pid *pp = ctx;
+	size_t i;
+
+	for (i = 0; i < pp->n && pp->v[i].tgid != k->tgid; i++)
+		;
+	if (i == pp->n) {
+		if (pp->n == pp->cap) {
+			size_t cap = pp->cap ? pp->cap * 2 : 8;
+			struct per_pid_sum *g = realloc(pp->v, cap * sizeof(*g));
+
+			if (!g) {
+				pp->nomem = true;
+				return;
+			}
+			pp->v = g;
+			pp->cap = cap;
+		}
+		memset(&pp->v[i], 0, sizeof(pp->v[i]));
+		pp->v[i].tgid = k->tgid;
+		pp->n++;
+	}
+	ls_hist_merge(&pp->v[i].h, &st->duration);
+}
+
 void ls_mon_tick(struct ls_mon *m)
 {
 	struct ls_thread_view *v = NULL;
-	struct ls_cb_entry *cb = NULL;
+	struct per_pid cb = { 0 };
 	struct ls_thread_window *w;
 	struct ls_hist *cur = NULL;
-	size_t n = 0, ncb = 0;
+	size_t n = 0;
 	bool cb_ok = false;
 	uint64_t now;
 
 	if (ls_loop_snapshot(m->loop, &v, &n, &now))
 		return;
-	/* A failed snapshot leaves the callback histograms as they were. */
-	if (ls_mon_pycb(m) && ls_pycb_snapshot(ls_mon_pycb(m), &cb, &ncb) == 0)
+	/* A failed walk leaves the callback histograms as they were. */
+	if (ls_mon_pycb(m) && ls_pycb_walk(ls_mon_pycb(m), sum_callback, &cb) == 0 && !cb.nomem)
 		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
 	w = malloc(sizeof(*w));
 	ls_mon_lock(m);
@@ -84,9 +122,9 @@ void ls_mon_tick(struct ls_mon *m)
 		if (t->exited_ns || !t->precise)
 			continue;
 		memset(cur, 0, sizeof(*cur));
-		for (size_t j = 0; j < ncb; j++)
-			if ((pid_t)cb[j].key.tgid == t->pid)
-				ls_hist_merge(cur, &cb[j].stats.duration);
+		for (size_t j = 0; j < cb.n; j++)
+			if ((pid_t)cb.v[j].tgid == t->pid)
+				*cur = cb.v[j].h;
 		add_callbacks(t, cur);
 	}
 	m->window_end_ns = now;
@@ -94,7 +132,7 @@ void ls_mon_tick(struct ls_mon *m)
 	free(cur);
 	free(w);
 	free(v);
-	free(cb);
+	free(cb.v);
 }
 
 /* Exits the discovery events missed (a full ring buffer), drop expired

@@ -2,6 +2,7 @@
 /* Names of Python callbacks: read code objects and strings out of a target
  * once each (they are immutable) and cache them. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,27 +11,204 @@
 
 #include "loopscope/abi/py_offsets.h"
 #include "loopscope/abi/pycallback_events.h"
+#include "loopscope/names.h"
 #include "loopscope/procfs.h"
 #include "loopscope/pyname.h"
 
-struct ls_pyname_cache {
-	struct ls_cb_key *keys;
-	struct ls_cb_name *names;
-	size_t n, cap;
+/* A bounded cache (#12 item 6): entries in one array (grown up to cap),
+ * a hash of (tgid, key) with chains through the entries, and a list of
+ * them from most to least recently used; a miss when full reuses the
+ * least recently used entry. Indices, not pointers, so the array can grow.
+ * NIL ends chains and lists. */
+#define NIL UINT32_MAX
+
+struct entry {
+	struct ls_cb_key key;
+	struct ls_cb_name name;
+	uint32_t hnext;           /* hash chain */
+	uint32_t newer, older;    /* LRU list; free entries chain through older */
 };
+
+struct ls_pyname_cache {
+	struct entry *e;
+	uint32_t n, alloc, cap;   /* in use, allocated, bound */
+	uint32_t *bucket;         /* nbuckets heads */
+	uint32_t nbuckets;        /* a power of two >= 2 * cap */
+	uint32_t newest, oldest, free;
+	uint64_t evictions;
+};
+
+struct ls_pyname_cache *ls_pyname_cache_new_cap(size_t cap)
+{
+	struct ls_pyname_cache *c;
+
+	if (!cap || cap > (1U << 24))
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->cap = (uint32_t)cap;
+	c->nbuckets = 2;
+	while (c->nbuckets < 2 * c->cap)
+		c->nbuckets *= 2;
+	c->bucket = malloc(c->nbuckets * sizeof(*c->bucket));
+	if (!c->bucket) {
+		free(c);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < c->nbuckets; i++)
+		c->bucket[i] = NIL;
+	c->newest = c->oldest = c->free = NIL;
+	return c;
+}
 
 struct ls_pyname_cache *ls_pyname_cache_new(void)
 {
-	return calloc(1, sizeof(struct ls_pyname_cache));
+	return ls_pyname_cache_new_cap(LS_PYNAME_CACHE_CAP);
 }
 
 void ls_pyname_cache_free(struct ls_pyname_cache *c)
 {
 	if (!c)
 		return;
-	free(c->keys);
-	free(c->names);
+	free(c->e);
+	free(c->bucket);
 	free(c);
+}
+
+size_t ls_pyname_cache_size(const struct ls_pyname_cache *c)
+{
+	return c ? c->n : 0;
+}
+
+uint64_t ls_pyname_cache_evictions(const struct ls_pyname_cache *c)
+{
+	return c ? c->evictions : 0;
+}
+
+static uint32_t hash_key(const struct ls_pyname_cache *c, const struct ls_cb_key *k)
+{
+	/* FNV-1a over the key's fields (no padding reads). */
+	uint64_t f[4] = { k->tgid, k->kind, k->code, k->name }, h = 1469598103934665603ULL;
+
+	for (int i = 0; i < 4; i++)
+		for (int b = 0; b < 64; b += 8) {
+			h ^= (f[i] >> b) & 0xff;
+			h *= 1099511628211ULL;
+		}
+	return (uint32_t)(h ^ (h >> 32)) & (c->nbuckets - 1);
+}
+
+static bool same_key(const struct ls_cb_key *a, const struct ls_cb_key *b)
+{
+	return a->tgid == b->tgid && a->kind == b->kind && a->code == b->code && a->name == b->name;
+}
+
+static void lru_unlink(struct ls_pyname_cache *c, uint32_t i)
+{
+	struct entry *x = &c->e[i];
+
+	if (x->newer != NIL)
+		c->e[x->newer].older = x->older;
+	else
+		c->newest = x->older;
+	if (x->older != NIL)
+		c->e[x->older].newer = x->newer;
+	else
+		c->oldest = x->newer;
+}
+
+static void lru_push(struct ls_pyname_cache *c, uint32_t i)
+{
+	struct entry *x = &c->e[i];
+
+	x->newer = NIL;
+	x->older = c->newest;
+	if (c->newest != NIL)
+		c->e[c->newest].newer = i;
+	c->newest = i;
+	if (c->oldest == NIL)
+		c->oldest = i;
+}
+
+/* Unlink entry i from its hash chain and the LRU list (n drops by one). */
+static void drop(struct ls_pyname_cache *c, uint32_t i)
+{
+	uint32_t *p = &c->bucket[hash_key(c, &c->e[i].key)];
+
+	while (*p != i)
+		p = &c->e[*p].hnext;
+	*p = c->e[i].hnext;
+	lru_unlink(c, i);
+	c->n--;
+}
+
+static uint32_t find(struct ls_pyname_cache *c, const struct ls_cb_key *k)
+{
+	for (uint32_t i = c->bucket[hash_key(c, k)]; i != NIL; i = c->e[i].hnext)
+		if (same_key(&c->e[i].key, k))
+			return i;
+	return NIL;
+}
+
+/* A slot for a new entry: a free one, a new one, or the least recently
+ * used (evicted). NIL on ENOMEM. */
+static uint32_t take_slot(struct ls_pyname_cache *c)
+{
+	uint32_t i;
+
+	if (c->free != NIL) {
+		i = c->free;
+		c->free = c->e[i].older;
+		return i;
+	}
+	if (c->alloc < c->cap) {
+		uint32_t na = c->alloc ? c->alloc * 2 : 64;
+		struct entry *ne;
+
+		if (na > c->cap)
+			na = c->cap;
+		ne = realloc(c->e, (size_t)na * sizeof(*ne));
+		if (!ne)
+			return NIL;
+		c->e = ne;
+		for (i = na; i-- > c->alloc + 1;) {
+			c->e[i].older = c->free;
+			c->free = i;
+		}
+		i = c->alloc;
+		c->alloc = na;
+		return i;
+	}
+	i = c->oldest;
+	drop(c, i);
+	c->evictions++;
+	return i;
+}
+
+size_t ls_pyname_cache_forget(struct ls_pyname_cache *c, pid_t tgid)
+{
+	size_t gone = 0;
+
+	if (!c)
+		return 0;
+	for (uint32_t i = c->newest, next; i != NIL; i = next) {
+		next = c->e[i].older;
+		if (c->e[i].key.tgid != (uint32_t)tgid)
+			continue;
+		drop(c, i);
+		c->e[i].older = c->free;
+		c->free = i;
+		gone++;
+	}
+	if (!c->n && c->e) {
+		/* Empty: give the memory back (a daemon's last target went). */
+		free(c->e);
+		c->e = NULL;
+		c->alloc = 0;
+		c->free = c->newest = c->oldest = NIL;
+	}
+	return gone;
 }
 
 static int read_u64(int fd, uint64_t addr, uint64_t *v)
@@ -108,6 +286,10 @@ int ls_pyname_read_str(int memfd, const struct ls_py_offsets *off, uint64_t obj,
 		 * DEL and C1 controls (an escape sequence in a co_filename) as '?'. */
 		if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
 			cp = '?';
+		/* (#12) A str may hold lone surrogates (and a forged one any
+		 * value): not UTF-8, so not for JSON. */
+		else if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			cp = 0xfffd;
 		pos = put_utf8(out, pos, cap, cp);
 	}
 	out[pos] = '\0';
@@ -123,15 +305,9 @@ static void read_cstr(int fd, uint64_t addr, char *out, size_t cap)
 		return;
 	}
 	out[n] = '\0';
-	out[strnlen(out, (size_t)n)] = '\0';
-	/* (#12) As for str names: C0 and DEL bytes, and C1 controls in UTF-8
-	 * (0xc2 0x80-0x9f), as '?'. */
-	for (unsigned char *u = (unsigned char *)out; *u; u++) {
-		if (*u == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
-			*u++ = '?', *u = '?';
-		else if (*u < 0x20 || *u == 0x7f)
-			*u = '?';
-	}
+	/* (#12) As for str names: control characters as '?', and bytes that
+	 * are not UTF-8 as U+FFFD (names go to terminals and JSON). */
+	ls_name_clean_inplace(out, cap);
 }
 
 static void resolve(int fd, const struct ls_py_offsets *off, const struct ls_cb_key *k,
@@ -163,34 +339,32 @@ const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 					  const struct ls_py_offsets *off,
 					  const struct ls_cb_key *k)
 {
+	uint32_t i = find(c, k);
+	struct ls_cb_name nm;
 	int fd;
 
-	for (size_t i = 0; i < c->n; i++)
-		if (!memcmp(&c->keys[i], k, sizeof(*k)))
-			return &c->names[i];
+	if (i != NIL) {
+		lru_unlink(c, i);
+		lru_push(c, i);
+		return &c->e[i].name;
+	}
 	if (!off)
 		return NULL; /* cache only: the target is gone */
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		struct ls_cb_key *nk = realloc(c->keys, cap * sizeof(*nk));
-		struct ls_cb_name *nn;
-
-		if (!nk)
-			return NULL;
-		c->keys = nk;
-		nn = realloc(c->names, cap * sizeof(*nn));
-		if (!nn)
-			return NULL;
-		c->names = nn;
-		c->cap = cap;
-	}
 	fd = ls_proc_mem_open((pid_t)k->tgid);
 	if (fd < 0)
 		return NULL; /* the process is gone: nothing to cache */
-	resolve(fd, off, k, &c->names[c->n]);
+	resolve(fd, off, k, &nm);
 	close(fd);
-	c->keys[c->n] = *k;
-	return &c->names[c->n++];
+	i = take_slot(c);
+	if (i == NIL)
+		return NULL;
+	c->e[i].key = *k;
+	c->e[i].name = nm;
+	c->e[i].hnext = c->bucket[hash_key(c, k)];
+	c->bucket[hash_key(c, k)] = i;
+	lru_push(c, i);
+	c->n++;
+	return &c->e[i].name;
 }
 
 char *ls_pyname_format(const struct ls_cb_key *k, const struct ls_cb_name *nm, char *buf,

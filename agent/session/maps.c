@@ -144,3 +144,78 @@ int ls_map_dump_as(int fd, size_t key_size, size_t value_size, size_t out_size,
 	*n = len;
 	return 0;
 }
+
+/* One key at a time into one buffer each (an entry deleted meanwhile is
+ * skipped). */
+static int walk_iterate(int fd, size_t key_size, size_t value_size, ls_map_walk_fn fn, void *ctx)
+{
+	char *cur = malloc(key_size), *next = malloc(key_size), *val = malloc(value_size);
+	bool first = true;
+	int err = 0;
+
+	if (!cur || !next || !val) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (bpf_map_get_next_key(fd, first ? NULL : cur, next) == 0) {
+		first = false;
+		memcpy(cur, next, key_size);
+		if (bpf_map_lookup_elem(fd, cur, val) == 0)
+			fn(cur, val, ctx);
+	}
+out:
+	free(cur);
+	free(next);
+	free(val);
+	return err;
+}
+
+int ls_map_walk(int fd, size_t key_size, size_t value_size, ls_map_walk_fn fn, void *ctx)
+{
+	struct dump d = { .key_size = key_size, .value_size = value_size };
+	uint64_t in = 0, out = 0; /* a hash map's batch token: a bucket index */
+	size_t room = 64;
+	bool first = true;
+	int err;
+
+	for (;;) {
+		__u32 count;
+
+		d.n = 0;
+		err = reserve(&d, room);
+		if (err)
+			break;
+		count = (__u32)d.cap;
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, d.keys, d.values, &count,
+					   NULL);
+		err = err ? -errno : 0;
+		if (err == -ENOSPC) {
+			/* One bucket holds more entries than the buffer: the
+			 * same bucket again, with twice the room. */
+			in = out;
+			first = false;
+			room = d.cap * 2;
+			continue;
+		}
+		if (err && err != -ENOENT) {
+			if (first && (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP)) {
+				free(d.keys);
+				free(d.values);
+				return walk_iterate(fd, key_size, value_size, fn, ctx);
+			}
+			break;
+		}
+		for (__u32 i = 0; i < count; i++)
+			fn(d.keys + i * key_size, d.values + i * value_size, ctx);
+		if (err == -ENOENT) {
+			err = 0; /* the last buckets were read */
+			break;
+		}
+		in = out;
+		first = false;
+		room = 64;
+	}
+	free(d.keys);
+	free(d.values);
+	return err;
+}

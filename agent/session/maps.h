@@ -24,4 +24,16 @@ typedef void (*ls_map_conv_fn)(const void *key, const void *value, void *out);
 int ls_map_dump_as(int fd, size_t key_size, size_t value_size, size_t out_size,
 		   ls_map_conv_fn conv, void **out, size_t *n);
 
+/* One entry (key, value) handed to an ls_map_walk caller; valid only
+ * during the call. */
+typedef void (*ls_map_walk_fn)(const void *key, const void *value, void *ctx);
+
+/* Every entry of the hash map at fd through fn, read in batches of about
+ * 64 (more only when one bucket holds more), else one key at a time: the
+ * memory used does not grow with the map (#12 item 6). Entries added or
+ * deleted meanwhile may be seen or not. 0, -ENOMEM, or a negative errno of
+ * the batch lookup other than the "not supported" ones (entries before it
+ * were handed to fn). */
+int ls_map_walk(int fd, size_t key_size, size_t value_size, ls_map_walk_fn fn, void *ctx);
+
 #endif /* LS_SESSION_MAPS_H */

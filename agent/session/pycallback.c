@@ -3,6 +3,7 @@
  * the entry uprobes on PyContext_Enter/PyContext_Exit (bpf/pycallback.bpf.c),
  * its targets, slow-callback events and the per-callback histograms. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,24 +154,50 @@ void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid)
 	bpf_map_delete_elem(bpf_map__fd(p->skel->maps.py_procs), &key);
 }
 
+struct forget_ctx {
+	__u32 tgid;
+	struct ls_cb_key *keys;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void collect_key(const void *key, const void *value, void *ctx)
+{
+	const struct ls_cb_key *k = key;
+	struct forget_ctx *f = ctx;
+
+	(void)value;
+	if (k->tgid != f->tgid)
+		return;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		struct ls_cb_key *g = realloc(f->keys, cap * sizeof(*g));
+
+		if (!g) {
+			f->nomem = true;
+			return;
+		}
+		f->keys = g;
+		f->cap = cap;
+	}
+	f->keys[f->n++] = *k;
+}
+
 int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid)
 {
 	int fd = bpf_map__fd(p->skel->maps.cb_stats);
-	struct ls_cb_key *keys;
-	struct ls_cb_stats *stats;
-	size_t n;
+	struct forget_ctx f = { .tgid = (__u32)pid };
 	int err;
 
-	/* Dump, then delete: deleting during a walk loses its place. */
-	err = ls_map_dump(fd, sizeof(*keys), sizeof(*stats), (void **)&keys, (void **)&stats, &n);
-	if (err)
-		return err;
-	for (size_t i = 0; i < n; i++)
-		if (keys[i].tgid == (__u32)pid)
-			bpf_map_delete_elem(fd, &keys[i]);
-	free(keys);
-	free(stats);
-	return 0;
+	/* Collect the keys, then delete: deleting during a walk loses its
+	 * place. Only this process's keys are kept (not the whole map). */
+	err = ls_map_walk(fd, sizeof(struct ls_cb_key), sizeof(struct ls_cb_stats), collect_key, &f);
+	if (!err && f.nomem)
+		err = -ENOMEM;
+	for (size_t i = 0; i < f.n; i++)
+		bpf_map_delete_elem(fd, &f.keys[i]);
+	free(f.keys);
+	return err;
 }
 
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
@@ -191,6 +218,26 @@ int ls_pycb_snapshot(struct ls_pycb *p, struct ls_cb_entry **out, size_t *n)
 {
 	return ls_map_dump_as(bpf_map__fd(p->skel->maps.cb_stats), sizeof(struct ls_cb_key),
 			      sizeof(struct ls_cb_stats), sizeof(**out), entry_of, (void **)out, n);
+}
+
+struct walk_ctx {
+	ls_pycb_walk_fn fn;
+	void *ctx;
+};
+
+static void walk_one(const void *key, const void *value, void *ctx)
+{
+	struct walk_ctx *w = ctx;
+
+	w->fn(key, value, w->ctx);
+}
+
+int ls_pycb_walk(struct ls_pycb *p, ls_pycb_walk_fn fn, void *ctx)
+{
+	struct walk_ctx w = { .fn = fn, .ctx = ctx };
+
+	return ls_map_walk(bpf_map__fd(p->skel->maps.cb_stats), sizeof(struct ls_cb_key),
+			   sizeof(struct ls_cb_stats), walk_one, &w);
 }
 
 uint64_t ls_pycb_lost_events(struct ls_pycb *p)

@@ -159,6 +159,13 @@ const struct ls_mon_slow *ls_mon_slow_events(const struct ls_mon *m, size_t *n);
 
 /* Events the ring buffers could not take (loop, precise, discovery). */
 uint64_t ls_mon_lost_events(const struct ls_mon *m);
+/* Callback names dropped from the bounded name cache to make room
+ * (LS_PYNAME_CACHE_CAP entries) since start; names of processes that went
+ * are forgotten without counting. Call with m locked. */
+uint64_t ls_mon_name_evictions(const struct ls_mon *m);
+/* Callback names cached now (at most LS_PYNAME_CACHE_CAP). Call with m
+ * locked. */
+size_t ls_mon_names_cached(const struct ls_mon *m);
 /* Processes attached since start (each exec of one counts again). */
 uint64_t ls_mon_attached_total(const struct ls_mon *m);
 /* The configuration in force. */

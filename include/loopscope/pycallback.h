@@ -81,6 +81,16 @@ struct ls_cb_entry {
  * 0 or -ENOMEM. */
 int ls_pycb_snapshot(struct ls_pycb *p, struct ls_cb_entry **out, size_t *n);
 
+/* One callback's key and histogram, valid only during the call. */
+typedef void (*ls_pycb_walk_fn)(const struct ls_cb_key *key, const struct ls_cb_stats *stats,
+				void *ctx);
+
+/* Every callback's histogram through fn, without copying the whole map
+ * (memory bounded whatever the number of callbacks: up to LS_MAX_CALLBACKS
+ * entries of ~5 KiB each). 0, -ENOMEM or a negative errno of the map
+ * lookups (entries before the error were handed to fn). */
+int ls_pycb_walk(struct ls_pycb *p, ls_pycb_walk_fn fn, void *ctx);
+
 /* Slow-callback events lost to a full ring buffer. */
 uint64_t ls_pycb_lost_events(struct ls_pycb *p);
 

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A callback's key (loopscope/abi/pycallback_events.h) and a CPython's
  * offsets row (loopscope/abi/py_offsets.h): callers that fill them include
@@ -21,15 +22,35 @@ struct ls_cb_name {
 
 struct ls_pyname_cache;
 
-/* An empty cache; NULL on ENOMEM. */
+/* Entries an ls_pyname_cache_new cache holds at most (~2 MiB of names). */
+#define LS_PYNAME_CACHE_CAP 4096
+
+/* An empty cache of at most LS_PYNAME_CACHE_CAP names: when full, a new
+ * name replaces the least recently looked up one (an eviction). NULL on
+ * ENOMEM. */
 struct ls_pyname_cache *ls_pyname_cache_new(void);
+/* The same with a bound of cap entries (1 .. 2^24); NULL for a cap out of
+ * range or on ENOMEM. */
+struct ls_pyname_cache *ls_pyname_cache_new_cap(size_t cap);
 void ls_pyname_cache_free(struct ls_pyname_cache *c);
 
-/* The name of callback key k, read from /proc/TGID/mem with the offsets of
- * the target's CPython on first use, then from the cache. Fields that cannot
- * be read are "?". With off NULL, only the cache is asked. NULL when the
- * process is gone before its first lookup, or on ENOMEM. The result lives as
- * long as the cache. */
+/* Names cached now (0 for NULL). */
+size_t ls_pyname_cache_size(const struct ls_pyname_cache *c);
+/* Names dropped to make room since the cache was made (0 for NULL);
+ * names forgotten with ls_pyname_cache_forget are not counted. */
+uint64_t ls_pyname_cache_evictions(const struct ls_pyname_cache *c);
+/* Drop every name of process tgid (it exited: its addresses mean nothing
+ * any more); an empty cache gives its entries' memory back. Returns how
+ * many were dropped; c may be NULL. */
+size_t ls_pyname_cache_forget(struct ls_pyname_cache *c, pid_t tgid);
+
+/* The name of callback key k (looked up by its tgid and all its fields),
+ * read from /proc/TGID/mem with the offsets of the target's CPython on
+ * first use, then from the cache. Fields that cannot be read are "?". With
+ * off NULL, only the cache is asked. NULL when not cached and off is NULL,
+ * when the process is gone before its first lookup, or on ENOMEM. The
+ * result is valid until the next lookup or forget on c (an eviction may
+ * reuse its memory): copy or format it at once. */
 const struct ls_cb_name *ls_pyname_lookup(struct ls_pyname_cache *c,
 					  const struct ls_py_offsets *off,
 					  const struct ls_cb_key *k);
