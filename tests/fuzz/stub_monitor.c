@@ -123,3 +123,15 @@ int ls_mon_detach(struct ls_mon *m, pid_t pid)
 	FUZZ_CHECK(!m->locked && pid > 0);
 	return pid == 4242 ? 0 : -ENOENT;
 }
+
+uint64_t ls_mon_name_evictions(const struct ls_mon *m)
+{
+	(void)m;
+	return 7;
+}
+
+size_t ls_mon_names_cached(const struct ls_mon *m)
+{
+	(void)m;
+	return 3;
+}
