@@ -237,23 +237,34 @@ static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected
 /* Loop delay (work arriving at a random moment, Node's
  * monitorEventLoopDelay done exactly): p90 and p99 within max(5%, 100 us) of
  * the same formula on the truth's own busy periods and poll times. Ours
- * takes each busy period at its histogram slot's midpoint (within 1/32). */
+ * takes each busy period at its histogram slot's midpoint (within 1/32).
+ * The two windows differ by the periods at their edges, which moves the
+ * weights by a fraction of a percent: where the distribution has a gap at
+ * the quantile (the demo's 10 ms blocks and little between), that alone
+ * moves p90 across the gap (9.2 vs 10.2 ms, seen once in ~20 runs). So
+ * ours must lie within the truth's quantiles one point either side (half
+ * a point for p99), each widened by max(5%, 100 us). */
 static void check_delay(struct run *r)
 {
 	json_object *d = ls_test_jget(r->thread, "delay");
-	static const double qs[] = { 90, 99 };
+	static const double qs[] = { 90, 99 }, slack[] = { 1.0, 0.5 };
 	static const char *keys[] = { "p90_ns", "p99_ns" };
 
 	ck_assert_ptr_nonnull(d);
 	for (int i = 0; i < 2; i++) {
 		uint64_t truth = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i]);
+		uint64_t lo = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i] - slack[i]);
+		uint64_t hi = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i] + slack[i]);
 		uint64_t ours = ls_test_ju64(d, keys[i]);
 
-		fprintf(stderr, "%s: delay %s truth %llu, measured %llu\n", r->t.poll_kind, keys[i],
-			(unsigned long long)truth, (unsigned long long)ours);
-		ck_assert_msg(absdiff(ours, truth) <= max_u64(truth / 20, 100000),
-			      "delay %s measured %llu, truth %llu", keys[i],
-			      (unsigned long long)ours, (unsigned long long)truth);
+		fprintf(stderr, "%s: delay %s truth %llu (%llu to %llu), measured %llu\n",
+			r->t.poll_kind, keys[i], (unsigned long long)truth, (unsigned long long)lo,
+			(unsigned long long)hi, (unsigned long long)ours);
+		ck_assert_msg(ours + max_u64(lo / 20, 100000) >= lo &&
+			      ours <= hi + max_u64(hi / 20, 100000),
+			      "delay %s measured %llu, truth %llu (%llu to %llu)", keys[i],
+			      (unsigned long long)ours, (unsigned long long)truth,
+			      (unsigned long long)lo, (unsigned long long)hi);
 	}
 }
 
