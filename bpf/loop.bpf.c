@@ -78,6 +78,9 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* Precise mode's time split: cb_threads, cb_split_episode(). */
+#include "loop_cbsplit.bpf.h"
+
 /* Drop an armed walk (the busy period ended, the walk was done, or the
  * thread is gone). */
 static __always_inline void disarm(struct ls_thread_stats *st)
@@ -426,6 +429,7 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 			st->ep_runnable_ns += now - st->off_since_ns;
 		}
 		st->off_since_ns = 0;
+		cb_split_episode(st);
 		/* Stacks: take this episode's stack in the thread's own
 		 * context as it leaves its syscall (see "Stacks", bpf/loop_stacks.bpf.h); a
 		 * preemption, or an episode soon after the last walk, goes

@@ -522,6 +522,7 @@ int cli_attach(int argc, char **argv)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
+	a.precise.loop = loop;
 	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
 	a.stacks.resolve_said_elsewhere = a.want_precise;

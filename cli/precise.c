@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "loopscope/busywhy.h"
 #include "loopscope/cbname.h"
 
 #define MAX_SLOW_KEPT 10000
@@ -87,18 +88,20 @@ static const struct ls_cb_name *slow_name(struct cli_precise *p, size_t i, struc
 	return name_of(p, k);
 }
 
-/* "; stacks: 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ..." for
- * a slow callback with stacks, "" without. */
-static const char *stack_text(const struct ls_stack_summary *st, int max_frames, char *buf,
-			      size_t len)
+/* ": 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ...; 0.2 ms on
+ * CPU" for slow callback e: its exact times (ls_callback_times) with its
+ * stacks st when it has them; without the exact times, the sums of its
+ * stacks; "" when it has neither. */
+static const char *why_text(const struct ls_slow_callback_event *e,
+			    const struct ls_stack_summary *st, int max_frames, char *buf,
+			    size_t len)
 {
 	struct ls_period_times t;
 	int n;
 
 	buf[0] = '\0';
-	if (!st || !st->n)
+	if (!ls_callback_times(e, st, &t) && (!st || !st->n))
 		return buf;
-	ls_slowstack_times(st, &t);
 	n = snprintf(buf, len, ": ");
 	ls_slowstack_text(st, &t, max_frames, buf + n, len - (size_t)n);
 	return buf;
@@ -156,6 +159,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
+		ls_callback_why_json(o, e, kept);
 		if (p->stacks) {
 			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
 			json_object_object_add(o, "await_chain", ls_pytask_chain_json(&kept->chain));
@@ -166,7 +170,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
-		       stack_text(kept, 4, why, sizeof(why)));
+		       why_text(e, kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
 		fflush(stdout);
 	}
@@ -198,6 +202,7 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 			.on_slow_callback = on_slow_callback,
 			.ctx = p,
 			.btf_path = p->btf_path,
+			.loop = p->loop,
 		};
 
 		err = ls_pycb_open(&o, &p->pycb);
@@ -330,6 +335,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
 			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
 			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
+			ls_callback_why_json(o, &p->slow[i], &p->slow_stacks[i]);
 			if (p->stacks) {
 				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
 				json_object_object_add(o, "await_chain",
@@ -392,7 +398,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
-		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
+		       why_text(e, &p->slow_stacks[i], 8, why, sizeof(why)));
 		cli_print_chain(&p->slow_stacks[i].chain, "      ");
 	}
 	if (shown < p->nslow)
