@@ -67,6 +67,7 @@ struct run {
 	struct ls_truth t;
 	json_object *report, *thread;
 	uint64_t first, last;
+	uint64_t runnable_ns; /* the loop thread waited for a CPU during the JSON attach */
 };
 
 /* Run the reference loop with poll kind `poll` and the given statements,
@@ -109,7 +110,9 @@ static void run_refloop(struct run *r, const char *poll, uint64_t threshold_ms,
 		lsargv[10] = thr;
 		lsargv[11] = NULL;
 	}
+	r->runnable_ns = ls_test_runnable_ns(loop, loop);
 	rc = ls_test_run(lsargv, r->out, r->err, 30000);
+	r->runnable_ns = ls_test_runnable_ns(loop, loop) - r->runnable_ns;
 	if (rc == 0 && r->intervals) {
 		char *textargv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "-i", "500ms",
 				     "--threshold", thr, NULL };
@@ -289,12 +292,20 @@ static void check_lag(struct run *r)
 		n, (unsigned long long)p99, (unsigned long long)max,
 		(unsigned long long)ls_test_ju64(lag, "count"), (unsigned long long)m99,
 		(unsigned long long)mmax);
-	ck_assert_msg(absdiff(m99, p99) <= max_u64(p99 / 20, 100000),
-		      "lag p99 measured %llu, truth %llu", (unsigned long long)m99,
-		      (unsigned long long)p99);
-	ck_assert_msg(absdiff(mmax, max) <= max_u64(max / 20, 100000),
-		      "lag max measured %llu, truth %llu", (unsigned long long)mmax,
-		      (unsigned long long)max);
+	/* Starvation skews the truth one way only: a thread kept from the
+	 * CPU between the poll's return in the kernel (ours) and its user-space
+	 * stamp (the truth) makes the truth later, by at most what it waited
+	 * for a CPU in the window (schedstat; ~0 on a quiet machine). */
+	fprintf(stderr, "lag: the loop thread waited %llu ns for a CPU during the attach\n",
+		(unsigned long long)r->runnable_ns);
+	ck_assert_msg(m99 <= p99 + max_u64(p99 / 20, 100000) &&
+		      m99 + max_u64(p99 / 20, 100000) + r->runnable_ns >= p99,
+		      "lag p99 measured %llu, truth %llu (runnable %llu)", (unsigned long long)m99,
+		      (unsigned long long)p99, (unsigned long long)r->runnable_ns);
+	ck_assert_msg(mmax <= max + max_u64(max / 20, 100000) &&
+		      mmax + max_u64(max / 20, 100000) + r->runnable_ns >= max,
+		      "lag max measured %llu, truth %llu (runnable %llu)", (unsigned long long)mmax,
+		      (unsigned long long)max, (unsigned long long)r->runnable_ns);
 	free(late);
 }
 

@@ -8,7 +8,8 @@ Each keeps its own measurement, and all are written to --log at the end (no
 I/O inside a callback) as JSON lines: kind ("spin" or
 "sleep"), start_ns (time.monotonic_ns, CLOCK_MONOTONIC), duration_ns
 (time.perf_counter) and cpu_ns (time.thread_time_ns: the thread's own CPU
-time, the truth for "on CPU"). --uvloop runs it on uvloop (where each Handle
+time, the truth for "on CPU") and wait_ns (its schedstat wait for a CPU
+over about the same time). --uvloop runs it on uvloop (where each Handle
 is a PyContext_Enter/Exit pair, not a Context.run). --wait-file starts the
 rounds once that file exists; --rounds stops after that many callbacks.
 """
@@ -16,13 +17,21 @@ import argparse
 import asyncio
 import json
 import os
+import threading
 import time
 
 LOG = None
 RECORDS = []
 
 
+def wait_ns():
+    """This thread's time runnable but not running, ns (schedstat)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+        return int(f.read().split()[1])
+
+
 def block(kind, seconds):
+    w0 = wait_ns()
     t0_ns, t0, c0 = time.monotonic_ns(), time.perf_counter(), time.thread_time_ns()
     if kind == "sleep":
         time.sleep(seconds)
@@ -32,8 +41,10 @@ def block(kind, seconds):
             pass
     dur = int((time.perf_counter() - t0) * 1e9)
     cpu = time.thread_time_ns() - c0
+    waited = wait_ns() - w0
     # Written at the end: no I/O inside the measured callbacks.
-    RECORDS.append({"kind": kind, "start_ns": t0_ns, "duration_ns": dur, "cpu_ns": cpu})
+    RECORDS.append({"kind": kind, "start_ns": t0_ns, "duration_ns": dur, "cpu_ns": cpu,
+                    "wait_ns": waited})
 
 
 async def main(args):
