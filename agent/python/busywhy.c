@@ -2,6 +2,7 @@
 /* Where a slow busy period's time went, in each form an output shows it. */
 #include <stdio.h>
 
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"

@@ -14,7 +14,6 @@
 
 #include <json-c/json.h>
 
-#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/slowstack.h"
 
 /* "150.2 ms blocked in clock_nanosleep <- handler app.py:12 <- ...; 0.3 ms
@@ -37,6 +36,8 @@ void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 		      const struct ls_stack_summary *st);
 
 /* ---- a slow callback of precise mode (ls_slow_callback_event) ---- */
+
+struct ls_slow_callback_event; /* loopscope/abi/pycallback_events.h */
 
 /* The times of slow callback e: exact, from its event, when e->split is
  * LS_CB_SPLIT_EXACT (returns true); else the sums of its stacks st
