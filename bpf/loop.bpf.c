@@ -411,7 +411,11 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		if (st->walk_pending) { /* its walk has not come yet: keep its time */
 			st->carry_blocked_ns += st->ep_blocked_ns;
 			st->carry_runnable_ns += st->ep_runnable_ns;
-			st->carry_syscall = st->ep_syscall;
+			/* Only a block names the syscall: a second preemption
+			 * before the walk (a loaded machine) must not replace
+			 * the carried block's syscall with none. */
+			if (st->ep_blocked_ns)
+				st->carry_syscall = st->ep_syscall;
 		}
 		st->ep_start_ns = now;
 		st->ep_syscall = st->off_syscall;
