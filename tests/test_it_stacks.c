@@ -342,9 +342,10 @@ START_TEST(test_culprits_named_with_syscall_and_split)
 		for (int i = 0; i < n && ok; i++) {
 			ok = check_culprit(py, rep, &c[i], false);
 			if (!ok)
-				fprintf(stderr, "it_stacks: %s: attempt %d: %s; the period: %s\n", py,
-					attempt, why_failed,
-					json_object_to_json_string(period_of(rep, &c[i])));
+				fprintf(stderr, "it_stacks: %s: attempt %d: %s; the period: %s; "
+					"stacks: %s\n", py, attempt, why_failed,
+					json_object_to_json_string(period_of(rep, &c[i])),
+					json_object_to_json_string(ls_test_jget(rep, "stacks")));
 		}
 		json_object_put(rep);
 		if (!ok) {
