@@ -358,9 +358,15 @@ static void check_json(const struct py *py, const char *mode)
 			struct split s;
 
 			ck_assert_msg(e, "%s: %s mode: no %s record holds app callback %d "
-				      "(%s, start %llu, %llu ns): %s", py->name, mode, key, i,
+				      "(%s, start %llu, %llu ns): %s; precise_targets %s, %zu callbacks, "
+				      "lost_callback_events %llu; attach said: %s", py->name, mode, key, i,
 				      blk[i].sleep ? "sleep" : "spin", (unsigned long long)blk[i].start,
-				      (unsigned long long)blk[i].dur, json_object_to_json_string(arr));
+				      (unsigned long long)blk[i].dur, json_object_to_json_string(arr),
+				      json_object_to_json_string(ls_test_jget(rep, "precise_targets")),
+				      ls_test_jget(rep, "callbacks") ?
+				      json_object_array_length(ls_test_jget(rep, "callbacks")) : 0,
+				      (unsigned long long)ls_test_ju64(rep, "lost_callback_events"),
+				      attach_err);
 			json_split(py->name, e, &s);
 			if (k) {
 				json_object *sp = ls_test_jget(e, "split");
