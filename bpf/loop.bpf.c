@@ -28,6 +28,11 @@ __u64 slow_threshold_ns;
  * events and proc events; stack records apart. */
 __u64 lost_events;
 __u64 lost_stack_events;
+/* A busy loop thread switched in with no switch-out seen since its poll
+ * returned (it was on the CPU then, so one must have happened): an
+ * off-CPU episode this session did not see, whose time reads as on CPU.
+ * Should stay 0; counted to find out when it does not. */
+__u64 unpaired_switch_ins;
 
 /* Stacks (see "Stacks", bpf/loop_stacks.bpf.h): take Python stacks in busy periods older
  * than this, ns; 0 = off. Fixed at load (.rodata, set through
@@ -423,6 +428,8 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		st->ep_runnable_ns = 0;
 	}
 	st = busy_thread(next);
+	if (st && !st->off_since_ns)
+		__sync_fetch_and_add(&unpaired_switch_ins, 1);
 	if (st && st->off_since_ns) {
 		if (!now)
 			now = bpf_ktime_get_ns();

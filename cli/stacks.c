@@ -306,6 +306,7 @@ void cli_stacks_report(struct cli_stacks *cs, json_object *jr)
 		ls_json_add_u64(o, "walks_without_frames", errors);
 		ls_json_add_u64(o, "events_dropped", cs->col ? ls_slowstack_dropped(cs->col) : 0);
 		ls_json_add_u64(o, "events_lost", ls_loop_lost_stack_events(cs->loop));
+		ls_json_add_u64(o, "unpaired_switch_ins", ls_loop_unpaired_switch_ins(cs->loop));
 		json_object_object_add(jr, "stacks", o);
 		return;
 	}

@@ -343,6 +343,11 @@ uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors)
 	return l->skel->bss->stack_walks;
 }
 
+uint64_t ls_loop_unpaired_switch_ins(struct ls_loop *l)
+{
+	return __atomic_load_n(&l->skel->bss->unpaired_switch_ins, __ATOMIC_RELAXED);
+}
+
 void ls_loop_cb_maps(const struct ls_loop *l, int *cb_threads_fd, int *threads_fd)
 {
 	*cb_threads_fd = bpf_map__fd(l->skel->maps.cb_threads);

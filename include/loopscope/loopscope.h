@@ -129,6 +129,10 @@ int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
  * runs without them). */
 int ls_loop_stacks_error(const struct ls_loop *l);
 
+/* Switch-ins of a busy loop thread with no switch-out seen before them
+ * (an off-CPU episode missed: its time counted as on CPU); should be 0. */
+uint64_t ls_loop_unpaired_switch_ins(struct ls_loop *l);
+
 /* Stack records the ring buffer could not take (full). */
 uint64_t ls_loop_lost_stack_events(struct ls_loop *l);
 
