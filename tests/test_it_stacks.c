@@ -564,8 +564,10 @@ END_TEST
 START_TEST(test_unsupported_python_keeps_syscall_and_times)
 {
 	char applog[128], appout[128], out[128], err[128], spid[32], line[256];
+	/* 6 s of blocks, every 0.4 s: under load attach's set-up took longer
+	 * than the 1.5 s this once ran for, and saw no block at all. */
 	char *app_argv[] = { py_list.py37, BLOCKING, "--log", applog, "--every", "0.4", "--sleep",
-			     "0.15", "--duration", "1.5", NULL };
+			     "0.15", "--duration", "6", NULL };
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "15s", "--json", "-q", NULL };
 	json_object *rep, *slow, *e;
 	pid_t app, ls;

@@ -198,7 +198,10 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 			 "-d", "2500ms", NULL };
 
 	rc = ls_test_run(argv, out, err, 30000);
-	if (rc != 0) {
+	/* 6: the app exited first (attach's set-up under load ate into its
+	 * 4.5 s); the report is printed either way, and the blocks are
+	 * checked inside the window it covers. */
+	if (rc != 0 && rc != 6) {
 		char *e = ls_test_slurp(err);
 
 		ls_test_kill(app);
