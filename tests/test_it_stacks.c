@@ -265,9 +265,16 @@ static bool check_culprit(const char *py, json_object *rep, const struct culprit
 	if (!spin) {
 		uint64_t st_off = ls_test_ju64(st, "blocked_ns") + ls_test_ju64(st, "runnable_ns");
 
-		CHECK(absdiff(st_off, app_off) <= bound(c->duration_ns),
-			      "%s: %s: its stack holds %llu ns off CPU, the app says %llu ns", py,
-			      c->name, (unsigned long long)st_off, (unsigned long long)app_off);
+		/* The app's off-CPU time also holds what the thread waited for
+		 * a CPU around the block, inside its clocks (schedstat,
+		 * c->wait_ns): preemptions, which go with other stacks. Beside
+		 * two hogs and a dd a 3.8 sleep's stack held 150.3 ms of the
+		 * app's 179.6 ms. */
+		CHECK(absdiff(st_off, app_off) <= bound(c->duration_ns) + c->wait_ns,
+			      "%s: %s: its stack holds %llu ns off CPU, the app says %llu ns (of "
+			      "which %llu ns waiting for a CPU)", py, c->name,
+			      (unsigned long long)st_off, (unsigned long long)app_off,
+			      (unsigned long long)c->wait_ns);
 	} else {
 		uint64_t sampled = 0, lo = c->on_cpu_ns > 25 * MS ? (c->on_cpu_ns - 25 * MS) * 9 / 10 : 0;
 		json_object *stacks = ls_test_jget(p, "stacks");
