@@ -46,6 +46,12 @@ __u64 next_slot;
  * refuses while another task-storage operation is in progress on the CPU):
  * while any, the marker is no filter and every task takes the full path. */
 __u64 unmarked;
+/* Switch-ins of a loop thread inside a busy period whose switch-out was not
+ * seen (a scheduler program skipped by the kernel, or a thread not yet
+ * marked): its off-CPU time is missing from that period's blocked and
+ * runnable figures, which would otherwise read low (0) silently. User space
+ * reports it (ls_loop_offcpu_unseen). */
+__u64 offcpu_unseen;
 /* Walks in one busy period, at most: a thread that stopped polling (its
  * loop ended, and it went on with other work) stays "busy" for ever. */
 #define LS_PERIOD_WALKS_MAX 4096
@@ -539,6 +545,8 @@ static __always_inline int sched_switch(struct task_struct *prev, struct task_st
 		st->ep_runnable_ns = 0;
 	}
 	st = busy_thread(next);
+	if (st && !st->off_since_ns)
+		__sync_fetch_and_add(&offcpu_unseen, 1);
 	if (st && st->off_since_ns) {
 		if (!now)
 			now = bpf_ktime_get_ns();

@@ -307,7 +307,7 @@ static int pid_index(const struct attach *a, uint32_t pid)
 
 /* The final report; returns the number of targets in which a loop thread was seen. */
 static int print_report(struct attach *a, const struct ls_thread_view *v, size_t n,
-			uint64_t now_ns, uint64_t lost)
+			uint64_t now_ns, uint64_t lost, uint64_t unseen)
 {
 	json_object *jr = NULL, *jthreads = NULL, *jslow = NULL, *jexited = NULL, *jnoloop = NULL;
 	bool seen[MAX_PIDS] = { false };
@@ -417,6 +417,10 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	if (unseen && !a->json)
+		printf("  OFF-CPU UNSEEN %llu: switch-outs of a loop thread the scheduler programs "
+		       "missed; blocked/runnable of those periods read low\n",
+		       (unsigned long long)unseen);
 	cli_precise_report(&a->precise, jr);
 	cli_stacks_report(&a->stacks, jr);
 	if (a->json) {
@@ -424,6 +428,7 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 		json_object_object_add(jr, "slow_busy", jslow);
 		ls_json_add_u64(jr, "slow_busy_not_kept", a->slow_dropped);
 		ls_json_add_u64(jr, "lost_events", lost);
+		ls_json_add_u64(jr, "offcpu_unseen", unseen);
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
 		cli_print_json(jr);
@@ -625,7 +630,8 @@ int cli_attach(int argc, char **argv)
 
 	for (int i = 0; i < a.npids; i++)
 		any_exited |= a.exited[i];
-	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
+	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop),
+			 ls_loop_offcpu_unseen(loop, NULL)) == 0) {
 		/* A target that exits before it polls is an exit (6), not a
 		 * target without a loop (7). */
 		fprintf(stderr, "loopscope: no loop thread seen in any target%s\n",

@@ -530,6 +530,13 @@ uint64_t ls_loop_lost_events(struct ls_loop *l)
 	return l->skel->bss->lost_events;
 }
 
+uint64_t ls_loop_offcpu_unseen(struct ls_loop *l, uint64_t *unmarked)
+{
+	if (unmarked)
+		*unmarked = __atomic_load_n(&l->skel->bss->unmarked, __ATOMIC_RELAXED);
+	return __atomic_load_n(&l->skel->bss->offcpu_unseen, __ATOMIC_RELAXED);
+}
+
 void ls_loop_close(struct ls_loop *l)
 {
 	if (!l)

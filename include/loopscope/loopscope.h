@@ -183,6 +183,17 @@ int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 /* Slow events the ring buffer could not take (it was full). */
 uint64_t ls_loop_lost_events(struct ls_loop *l);
 
+/* Integrity of the off-CPU figures (blocked_ns/runnable_ns of busy periods).
+ * Returns how many times since open a loop thread was switched back in
+ * inside a busy period without its switch-out having been seen (the
+ * kernel skipped a scheduler program, or the thread's task-storage marker
+ * was missing): each such episode's off-CPU time is absent from its
+ * period's figures, which read low. *unmarked (optional): loop threads
+ * whose marker the kernel refused right now (while any, the scheduler
+ * programs take the full path for every task; see bpf/loop.bpf.c). Never
+ * fails. */
+uint64_t ls_loop_offcpu_unseen(struct ls_loop *l, uint64_t *unmarked);
+
 /* Detach every program, free every map. NULL is fine. */
 void ls_loop_close(struct ls_loop *l);
 
