@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
@@ -239,7 +240,14 @@ static bool gate_start(struct ls_loop *l, uint64_t stack_after_ns)
 	if (l->gate_every_ns > 20000000)
 		l->gate_every_ns = 20000000;
 	l->gate_after_ns = stack_after_ns > l->gate_every_ns ? stack_after_ns - l->gate_every_ns : 0;
+	/* Signals are the caller's threads' business (Ctrl-C must interrupt
+	 * the caller's poll): the gate's thread blocks them all. */
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	l->gate_started = pthread_create(&l->gate_thread, NULL, gate_main, l) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return l->gate_started;
 }
 
