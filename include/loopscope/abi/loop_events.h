@@ -75,6 +75,7 @@ struct ls_thread_stats {
 	 * with the next stack taken, so walks stay under two per period. */
 	__u64 carry_blocked_ns;
 	__u64 carry_runnable_ns;
+	__u64 exec_at_exit_ns;   /* task->se.sum_exec_runtime at the poll return (on-CPU check) */
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	__u64 period_walks;      /* walks in the busy period in progress */
 	struct ls_hist busy; /* busy period lengths, ns */
