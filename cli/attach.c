@@ -9,60 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 
+#include "attach.h"
 #include "cli.h"
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/loopscope.h"
-
-#define MAX_PIDS CLI_MAX_PIDS
-#define MAX_SLOW_KEPT 10000
-
-struct slow_rec {
-	struct ls_slow_busy_event ev;
-	char thread[16];
-	struct ls_stack_summary stacks; /* Python stacks of the period */
-};
-
-/* A slow period not yet counted in an interval line: its exact length makes
- * that interval's max exact (ls_stats_window_busy_max). */
-struct slow_end {
-	uint32_t tid;
-	uint64_t end_ns, duration_ns;
-};
-
-struct thread_name {
-	uint32_t tid;
-	char name[16];
-};
-
-struct attach {
-	/* options */
-	pid_t pids[MAX_PIDS];
-	int npids;
-	uint64_t duration_ns;   /* 0: until Ctrl-C */
-	uint64_t interval_ns;
-	uint64_t threshold_ns;
-	bool json, quiet;
-	const char *btf_path;   /* NULL: the running kernel's */
-	bool want_precise;      /* --mode precise: per-callback probes on CPython */
-	/* state */
-	bool exited[MAX_PIDS];
-	uint64_t exited_at_ns[MAX_PIDS];
-	uint64_t start_ns;
-	int64_t mono_to_real_ns;
-	struct slow_rec *slow;
-	size_t nslow, slow_dropped;
-	struct thread_name *names;
-	size_t nnames;
-	struct slow_end *ends;  /* slow periods since the interval lines' last snapshot */
-	size_t nends;
-	struct cli_precise precise;
-	struct cli_stacks stacks;
-};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -71,23 +28,54 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
-static const char *thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
+void cli_attach_set_thread_name(struct attach *a, uint32_t tid, const char *name)
 {
 	struct thread_name *grown;
-	size_t i;
 
-	for (i = 0; i < a->nnames; i++)
-		if (a->names[i].tid == tid)
-			return a->names[i].name;
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid) {
+			snprintf(a->names[i].name, sizeof(a->names[i].name), "%s", name);
+			return;
+		}
 	grown = realloc(a->names, (a->nnames + 1) * sizeof(*a->names));
 	if (!grown)
-		return "?";
+		return;
 	a->names = grown;
 	a->names[a->nnames].tid = tid;
-	ls_target_thread_name((pid_t)tgid, (pid_t)tid, a->names[a->nnames].name,
-			      sizeof(a->names[a->nnames].name));
-	return a->names[a->nnames++].name;
+	snprintf(a->names[a->nnames++].name, sizeof(a->names[0].name), "%s", name);
 }
+
+/* A recording stops at its first write error (one line says so); the
+ * run goes on. */
+static void record_status(struct attach *a, int err)
+{
+	if (!err || a->rec_err)
+		return;
+	a->rec_err = err;
+	fprintf(stderr, "loopscope: writing %s failed: %s; recording stopped\n", a->record_path,
+		strerror(-err));
+}
+
+const char *cli_attach_thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
+{
+	char name[16];
+
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid)
+			return a->names[i].name;
+	if (a->replay)
+		return "?";
+	ls_target_thread_name((pid_t)tgid, (pid_t)tid, name, sizeof(name));
+	cli_attach_set_thread_name(a, tid, name);
+	if (a->rec && !a->rec_err)
+		record_status(a, ls_record_put_thread(a->rec, tgid, tid, name));
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid)
+			return a->names[i].name;
+	return "?";
+}
+
+#define thread_name cli_attach_thread_name
 
 static json_object *window_json(struct attach *a, const struct ls_thread_window *w)
 {
@@ -160,6 +148,8 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	}
 	const struct ls_stack_summary *kept = a->slow && a->nslow &&
 		a->slow[a->nslow - 1].ev.start_ns == e->start_ns ? &a->slow[a->nslow - 1].stacks : &st;
+	if (a->rec && !a->rec_err)
+		record_status(a, ls_record_put_slow_busy(a->rec, e, name, kept));
 	if (a->json) {
 		json_object *o = json_object_new_object();
 
@@ -305,9 +295,8 @@ static int pid_index(const struct attach *a, uint32_t pid)
 	return -1;
 }
 
-/* The final report; returns the number of targets in which a loop thread was seen. */
-static int print_report(struct attach *a, const struct ls_thread_view *v, size_t n,
-			uint64_t now_ns, uint64_t lost)
+int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n,
+		      uint64_t now_ns, uint64_t lost)
 {
 	json_object *jr = NULL, *jthreads = NULL, *jslow = NULL, *jexited = NULL, *jnoloop = NULL;
 	bool seen[MAX_PIDS] = { false };
@@ -333,10 +322,19 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	for (size_t i = 0; i < n; i++) {
 		struct ls_thread_window w;
 		int pi = pid_index(a, v[i].tgid);
+		const struct ls_thread_view *before =
+			a->before ? find_thread(a->before, a->nbefore, v[i].tid) : NULL;
 
-		ls_stats_window(&v[i], now_ns, NULL, a->start_ns, &w);
+		ls_stats_window(&v[i], now_ns, before, a->start_ns, &w);
 		if (!w.polls)
 			continue;
+		if (a->replay) {
+			/* The slow periods of this window above the report's
+			 * threshold (it may be larger than the recording's). */
+			w.slow_busy = 0;
+			for (size_t k = 0; k < a->nslow; k++)
+				w.slow_busy += a->slow[k].ev.tid == w.tid;
+		}
 		if (pi >= 0 && !seen[pi]) {
 			seen[pi] = true;
 			nseen++;
@@ -418,7 +416,10 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
 	cli_precise_report(&a->precise, jr);
-	cli_stacks_report(&a->stacks, jr);
+	if (a->replay)
+		cli_report_stacks(a, jr);
+	else
+		cli_stacks_report(&a->stacks, jr);
 	if (a->json) {
 		json_object_object_add(jr, "threads", jthreads);
 		json_object_object_add(jr, "slow_busy", jslow);
@@ -452,10 +453,144 @@ static bool any_cpython(struct attach *a)
 	return false;
 }
 
+/* The recording's header: clocks, host, kernel, threshold, pids. */
+static int record_open(struct attach *a)
+{
+	struct ls_record_header h = { 0 };
+	struct timespec real, mono;
+	struct utsname u;
+	int err;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	h.realtime_ns = (uint64_t)real.tv_sec * 1000000000ULL + (uint64_t)real.tv_nsec;
+	h.monotonic_ns = (uint64_t)mono.tv_sec * 1000000000ULL + (uint64_t)mono.tv_nsec;
+	h.start_ns = a->start_ns;
+	h.threshold_ns = a->threshold_ns;
+	h.interval_ns = a->interval_ns;
+	h.mode = a->want_precise;
+	h.npids = (uint32_t)a->npids;
+	for (int i = 0; i < a->npids && i < LS_RECORD_MAX_PIDS; i++)
+		h.pids[i] = (uint32_t)a->pids[i];
+	if (!uname(&u)) {
+		snprintf(h.host, sizeof(h.host), "%s", u.nodename);
+		snprintf(h.kernel, sizeof(h.kernel), "%.64s %.63s", u.release, u.version);
+	}
+	snprintf(h.tool, sizeof(h.tool), "loopscope %s", LS_VERSION);
+	err = ls_record_open(a->record_path, &h, &a->rec);
+	if (err) {
+		fprintf(stderr, "loopscope: cannot create %s: %s\n", a->record_path, strerror(-err));
+		return err;
+	}
+	for (int i = 0; i < a->npids; i++) {
+		struct ls_py_target t;
+		char comm[64] = "?", interp[64] = "";
+		char path[64];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", a->pids[i]);
+		f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		if (!ls_py_resolve(a->pids[i], &t))
+			snprintf(interp, sizeof(interp), "CPython %d.%d", t.major, t.minor);
+		record_status(a, ls_record_put_process(a->rec, (uint32_t)a->pids[i], comm, interp));
+	}
+	return 0;
+}
+
+static void record_snapshot(struct attach *a, const struct ls_thread_view *v, size_t n,
+			    uint64_t now_ns)
+{
+	if (!a->rec || a->rec_err)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].polls)
+			thread_name(a, v[i].tgid, v[i].tid); /* recorded on first sight */
+	record_status(a, ls_record_put_snapshot(a->rec, now_ns, v, n));
+	record_status(a, ls_record_flush(a->rec)); /* a crash loses at most this interval */
+}
+
+/* The end record, then the file closed. */
+static void record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
+{
+	struct ls_record_end e = { 0 };
+	int err;
+
+	e.end_ns = now_ns;
+	e.lost_events = ls_loop_lost_events(loop);
+	e.slow_not_kept = a->slow_dropped;
+	e.stacks_on = a->stacks.enabled && a->stacks.loop;
+	if (e.stacks_on) {
+		e.stack_walks = ls_loop_stack_walks(loop, &e.stack_walk_errors);
+		e.stack_dropped = a->stacks.col ? ls_slowstack_dropped(a->stacks.col) : 0;
+		e.stack_lost = ls_loop_lost_stack_events(loop);
+		e.stack_procs = (uint32_t)a->stacks.nprocs;
+	}
+	e.npids = (uint32_t)a->npids;
+	for (int i = 0; i < a->npids && i < LS_RECORD_MAX_PIDS; i++) {
+		e.pids[i] = (uint32_t)a->pids[i];
+		e.exited[i] = a->exited[i];
+		e.exited_at_ns[i] = a->exited_at_ns[i];
+	}
+	if (!a->rec_err)
+		record_status(a, ls_record_put_end(a->rec, &e));
+	err = ls_record_close(a->rec);
+	a->rec = NULL;
+	if (!a->rec_err)
+		record_status(a, err);
+	if (!a->rec_err && !a->json)
+		fprintf(stderr, "loopscope: recorded to %s ('loopscope report %s' prints it)\n",
+			a->record_path, a->record_path);
+}
+
+/* Without a report (`record`): the targets in which a loop thread was seen. */
+static int record_seen(struct attach *a, const struct ls_thread_view *v, size_t n)
+{
+	bool seen[MAX_PIDS] = { false };
+	int nseen = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int pi = pid_index(a, v[i].tgid);
+
+		if (v[i].polls && pi >= 0 && !seen[pi]) {
+			seen[pi] = true;
+			nseen++;
+		}
+	}
+	return nseen;
+}
+
+void cli_attach_free(struct attach *a)
+{
+	for (size_t i = 0; i < a->nslow; i++)
+		ls_slowstack_summary_free(&a->slow[i].stacks);
+	free(a->slow);
+	free(a->names);
+	free(a->ends);
+	a->slow = NULL;
+	a->names = NULL;
+	a->ends = NULL;
+	a->nslow = a->nnames = a->nends = 0;
+}
+
 int cli_attach(int argc, char **argv)
 {
-	struct attach a = { 0 };
 	struct cli_attach_opts o;
+	int err = cli_attach_parse(argc, argv, &o);
+
+	if (err)
+		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
+	return cli_attach_run(&o);
+}
+
+int cli_attach_run(const struct cli_attach_opts *op)
+{
+	struct attach a = { 0 };
+	const struct cli_attach_opts o = *op;
 	struct ls_loop_opts lopts = { 0 };
 	struct ls_loop *loop = NULL;
 	struct ls_thread_view *prev = NULL, *cur = NULL;
@@ -466,9 +601,6 @@ int cli_attach(int argc, char **argv)
 	char why[256];
 	int err, ret = LS_EXIT_ERROR, nalive;
 
-	err = cli_attach_parse(argc, argv, &o);
-	if (err)
-		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
 	memcpy(a.pids, o.pids, sizeof(a.pids));
 	a.npids = o.npids;
 	a.duration_ns = o.duration_ns;
@@ -480,6 +612,8 @@ int cli_attach(int argc, char **argv)
 	a.want_precise = o.common.mode == CLI_MODE_PRECISE;
 	a.stacks.enabled = o.common.stacks;
 	a.stacks.folded_path = o.common.folded_path;
+	a.record_path = o.record_path;
+	a.no_report = o.no_report;
 	for (int i = 0; i < a.npids; i++) {
 		if (ls_target_alive(a.pids[i])) {
 			fprintf(stderr, "loopscope: pid %d: no such process\n", a.pids[i]);
@@ -552,6 +686,13 @@ int cli_attach(int argc, char **argv)
 	}
 	a.start_ns = prev_ns = ls_sys_now_ns();
 	next_tick = a.start_ns + a.interval_ns;
+	if (a.record_path && record_open(&a)) {
+		ret = LS_EXIT_ERROR;
+		goto cleanup;
+	}
+	if (o.release_fd >= 0) { /* `record -- CMD`: CMD may start now */
+		(void)!write(o.release_fd, "g", 1);
+	}
 	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
 	/* On stderr in JSON mode too: scripts wait for it to know we are in. */
 	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
@@ -594,14 +735,16 @@ int cli_attach(int argc, char **argv)
 		}
 		if (!nalive)
 			break;
-		if (now_ns >= next_tick && !a.quiet) {
+		if (now_ns >= next_tick && (!a.quiet || a.rec)) {
 			err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 			if (err)
 				goto snapshot_failed;
 			/* The slow events of periods in the snapshot, submitted
 			 * just before it: the interval's max is theirs. */
 			ls_loop_poll(loop, 0);
-			print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
+			record_snapshot(&a, cur, ncur, now_ns);
+			if (!a.quiet)
+				print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
 			free(prev);
 			prev = cur;
 			nprev = ncur;
@@ -618,6 +761,7 @@ int cli_attach(int argc, char **argv)
 	err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 	if (err)
 		goto snapshot_failed;
+	record_snapshot(&a, cur, ncur, now_ns);
 	ls_loop_drain(loop, 300);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
@@ -625,7 +769,11 @@ int cli_attach(int argc, char **argv)
 
 	for (int i = 0; i < a.npids; i++)
 		any_exited |= a.exited[i];
-	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
+	if (a.rec)
+		record_end(&a, loop, now_ns);
+	int nseen = a.no_report ? record_seen(&a, cur, ncur)
+				: cli_attach_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop));
+	if (nseen == 0) {
 		/* A target that exits before it polls is an exit (6), not a
 		 * target without a loop (7). */
 		fprintf(stderr, "loopscope: no loop thread seen in any target%s\n",
@@ -641,15 +789,13 @@ snapshot_failed:
 	fprintf(stderr, "loopscope: reading loop stats failed: %s\n", strerror(-err));
 	ret = LS_EXIT_ERROR;
 cleanup:
+	if (a.rec) /* an error path: what was recorded stays readable */
+		ls_record_close(a.rec);
 	cli_precise_close(&a.precise);
 	ls_loop_close(loop);
 	free(prev);
 	free(cur);
-	for (size_t i = 0; i < a.nslow; i++)
-		ls_slowstack_summary_free(&a.slow[i].stacks);
 	cli_stacks_close(&a.stacks);
-	free(a.slow);
-	free(a.names);
-	free(a.ends);
+	cli_attach_free(&a);
 	return ret;
 }

@@ -200,11 +200,26 @@ struct cli_attach_opts {
 	bool json;                 /* --json */
 	const char *btf_path;      /* --btf; NULL: the running kernel's */
 	struct cli_common common;
+	const char *record_path;   /* --record FILE (record: -o FILE); NULL without */
+	bool no_report;            /* record: no report at the end */
+	int release_fd;            /* record -- CMD: written once attached; -1 none */
+	char **cmd;                /* record -- CMD ARGS: argv of CMD (NULL-ended) */
 };
 
-/* Parse attach's argv (argv[0] "attach") into *o: 0; 1 after --help
- * printed the usage; -EINVAL after one line on stderr (a bad option or
- * value, no -p). */
+/* Attach with options o (cli_attach_parse's): an enum ls_exit code. */
+int cli_attach_run(const struct cli_attach_opts *o);
+
+/* `loopscope record` and `loopscope report FILE` (cli/record.c,
+ * cli/report.c): enum ls_exit codes, enum ls_record_exit for bad files. */
+int cli_record(int argc, char **argv);
+void cli_record_usage(FILE *f);
+int cli_report(int argc, char **argv);
+void cli_report_usage(FILE *f);
+
+/* Parse attach's argv (argv[0] "attach", or "record": then -o FILE is
+ * required, no report is printed, and -- CMD ARGS may stand for -p) into
+ * *o: 0; 1 after --help printed the usage; -EINVAL after one line on
+ * stderr (a bad option or value, no -p). */
 int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *o);
 
 struct cli_run_opts {
