@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -454,7 +455,53 @@ static bool any_cpython(struct attach *a)
 }
 
 /* The recording's header: clocks, host, kernel, threshold, pids. */
-static int record_open(struct attach *a)
+static void record_process(struct attach *a, pid_t pid)
+{
+	struct ls_py_target t;
+	char comm[64] = "?", interp[64] = "", path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+	}
+	if (!ls_py_resolve(pid, &t))
+		snprintf(interp, sizeof(interp), "CPython %d.%d", t.major, t.minor);
+	record_status(a, ls_record_put_process(a->rec, (uint32_t)pid, comm, interp));
+}
+
+/* `record -- CMD`: once CMD has exec'd (its executable is no longer ours),
+ * its stacks can be read and its name recorded. Tried every loop wake-up
+ * for 2 s after the release (a shared libpython maps a little after the
+ * exec); true when done. */
+static bool cmd_resolve(struct attach *a, pid_t pid, uint64_t since_ns, uint64_t now_ns)
+{
+	struct stat self, target;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	if (stat("/proc/self/exe", &self) || stat(path, &target))
+		return true; /* gone */
+	if (self.st_dev == target.st_dev && self.st_ino == target.st_ino)
+		return false; /* not exec'd yet */
+	bool quiet = a->stacks.quiet;
+	bool last = now_ns - since_ns > 2000000000ULL;
+
+	a->stacks.quiet = !last;
+	bool ok = cli_stacks_add(&a->stacks, pid);
+
+	a->stacks.quiet = quiet;
+	if (!ok && !last && a->stacks.enabled && a->stacks.loop)
+		return false;
+	if (a->rec)
+		record_process(a, pid);
+	return true;
+}
+
+static int record_open(struct attach *a, bool cmd)
 {
 	struct ls_record_header h = { 0 };
 	struct timespec real, mono;
@@ -482,23 +529,8 @@ static int record_open(struct attach *a)
 		fprintf(stderr, "loopscope: cannot create %s: %s\n", a->record_path, strerror(-err));
 		return err;
 	}
-	for (int i = 0; i < a->npids; i++) {
-		struct ls_py_target t;
-		char comm[64] = "?", interp[64] = "";
-		char path[64];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/comm", a->pids[i]);
-		f = fopen(path, "r");
-		if (f) {
-			if (fgets(comm, sizeof(comm), f))
-				comm[strcspn(comm, "\n")] = 0;
-			fclose(f);
-		}
-		if (!ls_py_resolve(a->pids[i], &t))
-			snprintf(interp, sizeof(interp), "CPython %d.%d", t.major, t.minor);
-		record_status(a, ls_record_put_process(a->rec, (uint32_t)a->pids[i], comm, interp));
-	}
+	for (int i = 0; i < a->npids && !cmd; i++)
+		record_process(a, a->pids[i]);
 	return 0;
 }
 
@@ -591,6 +623,9 @@ int cli_attach_run(const struct cli_attach_opts *op)
 {
 	struct attach a = { 0 };
 	const struct cli_attach_opts o = *op;
+	/* `record -- CMD`: pids[0] is CMD, still loopscope until it execs */
+	bool cmd = o.release_fd >= 0;
+	uint64_t cmd_since = 0;
 	struct ls_loop_opts lopts = { 0 };
 	struct ls_loop *loop = NULL;
 	struct ls_thread_view *prev = NULL, *cur = NULL;
@@ -659,9 +694,12 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
 	a.stacks.resolve_said_elsewhere = a.want_precise;
-	for (int i = 0; i < a.npids; i++)
+	for (int i = 0; i < a.npids && !cmd; i++)
 		cli_stacks_add(&a.stacks, a.pids[i]);
-	for (int i = 0; i < a.npids && a.want_precise; i++) {
+	if (cmd && a.want_precise)
+		fprintf(stderr, "loopscope: --mode precise needs -p PID; -- CMD is recorded at the "
+			"epoll level\n");
+	for (int i = 0; i < a.npids && a.want_precise && !cmd; i++) {
 		struct ls_py_target t;
 		int resolve_err;
 
@@ -686,12 +724,13 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	}
 	a.start_ns = prev_ns = ls_sys_now_ns();
 	next_tick = a.start_ns + a.interval_ns;
-	if (a.record_path && record_open(&a)) {
+	if (a.record_path && record_open(&a, cmd)) {
 		ret = LS_EXIT_ERROR;
 		goto cleanup;
 	}
 	if (o.release_fd >= 0) { /* `record -- CMD`: CMD may start now */
 		(void)!write(o.release_fd, "g", 1);
+		cmd_since = a.start_ns;
 	}
 	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
 	/* On stderr in JSON mode too: scripts wait for it to know we are in. */
@@ -722,6 +761,8 @@ int cli_attach_run(const struct cli_attach_opts *op)
 		cli_precise_poll(&a.precise);
 		nalive = 0;
 		now_ns = ls_sys_now_ns();
+		if (cmd_since && cmd_resolve(&a, a.pids[0], cmd_since, now_ns))
+			cmd_since = 0;
 		for (int i = 0; i < a.npids; i++) {
 			if (!a.exited[i] && ls_target_alive(a.pids[i])) {
 				a.exited[i] = true;

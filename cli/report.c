@@ -208,6 +208,10 @@ int cli_report(int argc, char **argv)
 		case LS_REC_THREAD:
 			cli_attach_set_thread_name(&a, it.tid, it.name);
 			break;
+		case LS_REC_PROCESS:
+			if (tl)
+				cli_timeline_process(tl, it.tgid, it.name, it.interp);
+			break;
 		case LS_REC_SNAPSHOT:
 			if (tl)
 				cli_timeline_snapshot(tl, it.now_ns, it.views, it.nviews);

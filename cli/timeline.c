@@ -88,17 +88,21 @@ struct cli_timeline *cli_timeline_new(const struct ls_record_header *h, const ch
 		cli_timeline_free(t);
 		return NULL;
 	}
-	for (uint32_t i = 0; i < h->npids && i < LS_RECORD_MAX_PIDS; i++) {
-		json_object *o = event("M", "process_name", h->pids[i], h->pids[i]), *args;
-		char name[64];
-
-		snprintf(name, sizeof(name), "pid %u", h->pids[i]);
-		args = json_object_new_object();
-		json_object_object_add(args, "name", json_object_new_string(name));
-		json_object_object_add(o, "args", args);
-		json_object_array_add(t->events, o);
-	}
 	return t;
+}
+
+void cli_timeline_process(struct cli_timeline *t, uint32_t pid, const char *comm,
+			  const char *interp)
+{
+	json_object *o = event("M", "process_name", pid, pid), *args;
+	char name[160];
+
+	snprintf(name, sizeof(name), "%s%s%s%s", comm, *interp ? " (" : "", interp,
+		 *interp ? ")" : "");
+	args = json_object_new_object();
+	json_object_object_add(args, "name", json_object_new_string(name));
+	json_object_object_add(o, "args", args);
+	json_object_array_add(t->events, o);
 }
 
 static void counter(struct cli_timeline *t, const struct ls_thread_view *v, uint64_t at_ns,

@@ -16,6 +16,9 @@ struct cli_timeline;
  * cli_timeline_finish. NULL on ENOMEM. */
 struct cli_timeline *cli_timeline_new(const struct ls_record_header *h, const char *perfetto_path,
 				      const char *folded_path, uint64_t from_ns, uint64_t to_ns);
+/* Process pid's track: named "comm (interp)". */
+void cli_timeline_process(struct cli_timeline *t, uint32_t pid, const char *comm,
+			  const char *interp);
 /* A snapshot: counters of each thread's interval since the previous one. */
 void cli_timeline_snapshot(struct cli_timeline *t, uint64_t now_ns,
 			   const struct ls_thread_view *v, size_t n);
