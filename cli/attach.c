@@ -417,7 +417,7 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
 	cli_precise_report(&a->precise, jr);
-	if (a->replay)
+	if (a->replay || a->rend_used)
 		cli_report_stacks(a, jr);
 	else
 		cli_stacks_report(&a->stacks, jr);
@@ -546,7 +546,8 @@ static void record_snapshot(struct attach *a, const struct ls_thread_view *v, si
 	record_status(a, ls_record_flush(a->rec)); /* a crash loses at most this interval */
 }
 
-/* The end record, then the file closed. */
+/* The end record (kept in a->rend: the report prints the same counters
+ * as the file holds), then the file closed. */
 static void record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
 {
 	struct ls_record_end e = { 0 };
@@ -568,6 +569,8 @@ static void record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
 		e.exited[i] = a->exited[i];
 		e.exited_at_ns[i] = a->exited_at_ns[i];
 	}
+	a->rend = e;
+	a->rend_used = true;
 	if (!a->rec_err)
 		record_status(a, ls_record_put_end(a->rec, &e));
 	err = ls_record_close(a->rec);
@@ -813,7 +816,9 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	if (a.rec)
 		record_end(&a, loop, now_ns);
 	int nseen = a.no_report ? record_seen(&a, cur, ncur)
-				: cli_attach_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop));
+				: cli_attach_report(&a, cur, ncur, now_ns,
+						    a.rend_used ? a.rend.lost_events
+								: ls_loop_lost_events(loop));
 	if (nseen == 0) {
 		/* A target that exits before it polls is an exit (6), not a
 		 * target without a loop (7). */

@@ -66,6 +66,8 @@ struct attach {
 	const struct ls_thread_view *before;
 	size_t nbefore;
 	struct ls_record_end rend; /* the stacks' counters for the report */
+	bool rend_used;            /* recording: the report prints rend's counters,
+				    * read once, as the file has them */
 };
 
 /* The final report of views v (n threads, copied at now_ns), lost slow

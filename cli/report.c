@@ -250,7 +250,7 @@ int cli_report(int argc, char **argv)
 		case LS_REC_END:
 			a.rend = it.end;
 			lost = it.end.lost_events;
-			a.slow_dropped += it.end.slow_not_kept;
+			/* (slow_not_kept: attach's list was full; the file has them all) */
 			for (uint32_t i = 0; i < it.end.npids; i++)
 				for (int k = 0; k < a.npids; k++)
 					if ((uint32_t)a.pids[k] == it.end.pids[i] && it.end.exited[i] &&

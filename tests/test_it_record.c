@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: `loopscope record` and `loopscope report` against `attach`
+ * and the targets' own truth.
+ *
+ * Each test runs, on the same target at the same time,
+ *   A: `attach --json -q --record FA`  (one session: prints and records), and
+ *   B: `record -p PID -o FB`           (a second, independent session),
+ * then checks
+ *  - report FA --json is attach's report, field for field (json_object_equal):
+ *    the same session's data through the same report code, so no tolerance;
+ *  - report FB over A's window (--from/--to at FB's 100 ms snapshots: the
+ *    windows then differ by less than 100 ms at each edge; the sessions
+ *    start up to hundreds of ms apart), a different session, has the same
+ *    slow events as A where their windows overlap (start within 1 ms: both
+ *    stamp the same syscall boundaries from different BPF programs, a few
+ *    us apart) and its percentiles within one histogram slot of A's: the
+ *    histogram's slots are 1/16 of their power of two wide and a percentile
+ *    is a slot's midpoint, so two windows that differ only by their edge
+ *    periods give the same slot or the next: |a - b| <= max(a, b) / 8.
+ *    Compared: busy and poll p50, each over hundreds of values. Not
+ *    compared, measured at load 16-17 on 2 CPUs: the tails, where the
+ *    windows' edge periods (up to 100 ms of them) move a percentile across
+ *    sparse slots: busy p90 of the Python app 2-28% apart (e.g. 287 against
+ *    369 us), poll p90 23.6 against 28.8 ms; the reference loop's busy p99
+ *    sits at a gap (40 ms spins among 30 us callbacks);
+ *  - FB's slow events against the truth: the reference loop's log (every
+ *    busy period above the threshold, start within 1 ms, duration within
+ *    max(5%, 1 ms): it_attach_refloop's bounds) and the Python app's own
+ *    clocks (each culprit held by one slow period, its function in the
+ *    period's stack where stacks are read);
+ *  - the timeline of FB (--perfetto) parses (python3 -m json.tool) and has
+ *    one slice per slow period, at its start and of its length to the us
+ *    (the trace's unit), named by its culprit frame when it has a stack;
+ *  - report FB --threshold 30ms lists exactly the truth's periods above 30 ms.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pythons.h"
+#include "spawn.h"
+#include "truth.h"
+
+#define REFLOOP LS_BINARY_DIR "/examples/refloop/refloop"
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define APP LS_SOURCE_DIR "/examples/python/culprits.py"
+#define MS 1000000ULL
+
+static struct ls_test_pythons py_list;
+
+static uint64_t absdiff(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+struct pair {
+	char fa[128], fb[128], outa[128], erra[128], outb[128], errb[128];
+	pid_t a, b;
+};
+
+/* Start A and B on pid spid for dur with threshold thr; wait until both
+ * are attached. */
+static void pair_start(struct pair *p, const char *spid, const char *dur, const char *thr)
+{
+	char line[256];
+
+	ls_test_tmp(p->fa, sizeof(p->fa), "fa");
+	ls_test_tmp(p->fb, sizeof(p->fb), "fb");
+	ls_test_tmp(p->outa, sizeof(p->outa), "outa");
+	ls_test_tmp(p->erra, sizeof(p->erra), "erra");
+	ls_test_tmp(p->outb, sizeof(p->outb), "outb");
+	ls_test_tmp(p->errb, sizeof(p->errb), "errb");
+	char *a[] = { LOOPSCOPE, "attach", "-p", (char *)spid, "-d", (char *)dur, "--json", "-q",
+		      "--threshold", (char *)thr, "--record", p->fa, NULL };
+	char *b[] = { LOOPSCOPE, "record", "-p", (char *)spid, "-d", (char *)dur, "--threshold",
+		      (char *)thr, "-o", p->fb, "-i", "100ms", NULL };
+
+	p->a = ls_test_spawn(a, p->outa, p->erra);
+	p->b = ls_test_spawn(b, p->outb, p->errb);
+	ck_assert_int_gt(p->a, 0);
+	ck_assert_int_gt(p->b, 0);
+	ck_assert_int_eq(ls_test_wait_substr(p->erra, "attached to", 30000, line, sizeof(line)), 0);
+	ck_assert_int_eq(ls_test_wait_substr(p->errb, "attached to", 30000, line, sizeof(line)), 0);
+}
+
+static void pair_wait(struct pair *p)
+{
+	int sa, sb;
+
+	ck_assert_int_eq(ls_test_wait(p->a, 60000, &sa), 0);
+	ck_assert_int_eq(ls_test_wait(p->b, 60000, &sb), 0);
+	if (sa || sb) {
+		char *ea = ls_test_slurp(p->erra), *eb = ls_test_slurp(p->errb);
+
+		ck_abort_msg("attach exited %d (%s), record %d (%s)", sa, ea, sb, eb);
+	}
+}
+
+static void pair_free(struct pair *p)
+{
+	unlink(p->fa);
+	unlink(p->fb);
+	unlink(p->outa);
+	unlink(p->erra);
+	unlink(p->outb);
+	unlink(p->errb);
+}
+
+/* `loopscope report FILE --json [extra...]`: its report object. */
+static json_object *report_json(const char *file, const char *x1, const char *x2)
+{
+	char out[128], err[128];
+	char *argv[] = { LOOPSCOPE, "report", (char *)file, "--json", (char *)x1, (char *)x2, NULL };
+	json_object *r;
+	int rc;
+
+	ls_test_tmp(out, sizeof(out), "rout");
+	ls_test_tmp(err, sizeof(err), "rerr");
+	rc = ls_test_run(argv, out, err, 30000);
+	if (rc != 0) {
+		char *e = ls_test_slurp(err);
+
+		ck_abort_msg("report %s exited %d: %s", file, rc, e ? e : "");
+	}
+	r = ls_test_json_last(out, "report");
+	ck_assert_ptr_nonnull(r);
+	unlink(out);
+	unlink(err);
+	return r;
+}
+
+/* The path of the first difference between a and b into path ("" none). */
+static bool first_diff(json_object *a, json_object *b, char *path, size_t len)
+{
+	size_t n = strlen(path);
+
+	if (json_object_get_type(a) != json_object_get_type(b))
+		return true;
+	if (json_object_is_type(a, json_type_object)) {
+		json_object_object_foreach(a, k, va) {
+			snprintf(path + n, len - n, ".%s", k);
+			if (first_diff(va, ls_test_jget(b, k), path, len))
+				return true;
+		}
+		path[n] = 0;
+		return json_object_object_length(a) != json_object_object_length(b);
+	}
+	if (json_object_is_type(a, json_type_array)) {
+		if (json_object_array_length(a) != json_object_array_length(b))
+			return true;
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			snprintf(path + n, len - n, "[%zu]", i);
+			if (first_diff(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i),
+				       path, len))
+				return true;
+		}
+		path[n] = 0;
+		return false;
+	}
+	return !json_object_equal(a, b);
+}
+
+/* report FA equals attach's own report, field for field. */
+static void check_same_report(struct pair *p, json_object **attach_rep)
+{
+	json_object *mine = ls_test_json_last(p->outa, "report"), *back = report_json(p->fa, NULL, NULL);
+
+	ck_assert_ptr_nonnull(mine);
+	char path[512] = "";
+
+	if (!json_object_equal(mine, back)) {
+		first_diff(mine, back, path, sizeof(path));
+		ck_abort_msg("attach's report and report FA differ first at %s", path);
+	}
+	json_object_put(back);
+	*attach_rep = mine;
+}
+
+static json_object *thread0(json_object *rep)
+{
+	json_object *t = ls_test_jget(rep, "threads");
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_ge((int)json_object_array_length(t), 1);
+	return json_object_array_get_idx(t, 0);
+}
+
+static void same_slot(const char *what, uint64_t a, uint64_t b)
+{
+	ck_assert_msg(absdiff(a, b) <= max_u64(a, b) / 8, "%s: attach %llu ns, record %llu ns: more "
+		      "than one histogram slot apart", what, (unsigned long long)a,
+		      (unsigned long long)b);
+}
+
+/* B's report over A's window, as near as B's snapshots (every 100 ms)
+ * allow: from the first at or after A's start to the last before A's end. */
+static json_object *report_aligned(const char *fb, json_object *ra, json_object *rb)
+{
+	uint64_t as = ls_test_ju64(ra, "start_ns"), ae = ls_test_ju64(ra, "end_ns");
+	uint64_t bs = ls_test_ju64(rb, "start_ns"), step = 100 * MS;
+	uint64_t from = as > bs ? (as - bs + step - 1) / step * step : 0;
+	char f[64], t[64];
+
+	snprintf(f, sizeof(f), "--from=%lluns", (unsigned long long)from);
+	snprintf(t, sizeof(t), "--to=%lluns", (unsigned long long)(ae - bs));
+	return report_json(fb, from ? f : t, from ? t : NULL);
+}
+
+/* A's and B's reports: the same slow events where both windows hold them,
+ * busy and poll p50 within a slot. */
+static void check_sessions_agree(json_object *ra, json_object *rb)
+{
+	json_object *ta = thread0(ra), *tb = thread0(rb);
+	json_object *sa = ls_test_jget(ra, "slow_busy"), *sb = ls_test_jget(rb, "slow_busy");
+	uint64_t from = max_u64(ls_test_ju64(ra, "start_ns"), ls_test_ju64(rb, "start_ns"));
+	uint64_t to = ls_test_ju64(ra, "end_ns") < ls_test_ju64(rb, "end_ns") ?
+		      ls_test_ju64(ra, "end_ns") : ls_test_ju64(rb, "end_ns");
+	size_t na = json_object_array_length(sa), nb = json_object_array_length(sb);
+	int common = 0;
+	static const char *hists[] = { "busy", "poll" };
+	static const char *qs[] = { "p50_ns", "p50_ns" };
+
+	/* Each side's events ending 1 ms inside the common window are in the other. */
+	for (int side = 0; side < 2; side++) {
+		json_object *x = side ? sb : sa, *y = side ? sa : sb;
+		size_t nx = side ? nb : na, ny = side ? na : nb;
+
+		for (size_t i = 0; i < nx; i++) {
+			json_object *e = json_object_array_get_idx(x, i);
+			uint64_t s = ls_test_ju64(e, "start_ns"), d = ls_test_ju64(e, "duration_ns");
+			bool found = false;
+
+			if (s < from + MS || s + d + MS > to)
+				continue;
+			for (size_t k = 0; k < ny && !found; k++) {
+				json_object *f = json_object_array_get_idx(y, k);
+
+				found = absdiff(ls_test_ju64(f, "start_ns"), s) <= MS &&
+					absdiff(ls_test_ju64(f, "duration_ns"), d) <= MS;
+			}
+			ck_assert_msg(found, "slow period at %llu (%llu ns) of %s not in %s",
+				      (unsigned long long)s, (unsigned long long)d,
+				      side ? "record" : "attach", side ? "attach" : "record");
+			common += !side;
+		}
+	}
+	ck_assert_int_ge(common, 2);
+	for (int i = 0; i < 2; i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "%s %s", hists[i], qs[i]);
+		same_slot(what, ls_test_ju64(ls_test_jget(ta, hists[i]), qs[i]),
+			  ls_test_ju64(ls_test_jget(tb, hists[i]), qs[i]));
+	}
+	fprintf(stderr, "it_record: attach and record agree: %d slow periods in both, busy p50 %llu/%llu "
+		"ns, p90 %llu/%llu ns\n", common,
+		(unsigned long long)ls_test_ju64(ls_test_jget(ta, "busy"), "p50_ns"),
+		(unsigned long long)ls_test_ju64(ls_test_jget(tb, "busy"), "p50_ns"),
+		(unsigned long long)ls_test_ju64(ls_test_jget(ta, "busy"), "p90_ns"),
+		(unsigned long long)ls_test_ju64(ls_test_jget(tb, "busy"), "p90_ns"));
+}
+
+/* Slow events of rep against the truth's periods above min_ns in
+ * (first, last]: one to one, start within 1 ms, duration within
+ * max(5%, 1 ms). Returns how many. */
+static size_t check_truth(json_object *rep, struct ls_truth *t, uint64_t min_ns)
+{
+	json_object *th = thread0(rep), *slow = ls_test_jget(rep, "slow_busy");
+	uint64_t first = ls_test_ju64(th, "first_poll_enter_ns"), last = ls_test_ju64(th, "last_poll_enter_ns");
+	struct ls_truth_busy *tb = NULL;
+	size_t ntb = ls_truth_busy_periods(t, first + 1, last, min_ns, &tb), n = 0;
+
+	for (size_t i = 0; i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		uint64_t s = ls_test_ju64(e, "start_ns"), d = ls_test_ju64(e, "duration_ns");
+		bool found = false;
+
+		if (s + d > last || s + d <= first)
+			continue;
+		ck_assert_msg(d > min_ns, "a slow period of %llu ns under the threshold %llu",
+			      (unsigned long long)d, (unsigned long long)min_ns);
+		n++;
+		for (size_t k = 0; k < ntb && !found; k++)
+			found = absdiff(tb[k].start_ns, s) <= MS &&
+				absdiff(tb[k].duration_ns, d) <= max_u64(MS, d / 20);
+		ck_assert_msg(found, "slow period at %llu (%llu ns) is not in the truth",
+			      (unsigned long long)s, (unsigned long long)d);
+	}
+	ck_assert_msg(n == ntb, "%zu slow periods reported, the truth has %zu above %llu ns", n, ntb,
+		      (unsigned long long)min_ns);
+	free(tb);
+	return n;
+}
+
+/* The timeline of file: valid JSON; one "X" slice per slow period of rep,
+ * at its start (ts from the report's start) and of its length, to the us;
+ * counters and thread names there. Returns the slices' names joined. */
+static char *check_perfetto(const char *file, json_object *rep)
+{
+	char trace[128], out[128], err[128];
+	char *argv[] = { LOOPSCOPE, "report", (char *)file, "--perfetto", trace, NULL };
+	char *tool[] = { "/usr/bin/python3", "-m", "json.tool", trace, NULL };
+	json_object *root, *ev, *slow = ls_test_jget(rep, "slow_busy");
+	uint64_t start = ls_test_ju64(rep, "start_ns");
+	size_t nx = 0, nc = 0, nm = 0, nslow = json_object_array_length(slow);
+	char *names = calloc(1, 65536);
+
+	ls_test_tmp(trace, sizeof(trace), "trace");
+	ls_test_tmp(out, sizeof(out), "pout");
+	ls_test_tmp(err, sizeof(err), "perr");
+	ck_assert_int_eq(ls_test_run(argv, out, err, 30000), 0);
+	ck_assert_int_eq(ls_test_run(tool, out, err, 30000), 0);
+	root = json_object_from_file(trace);
+	ck_assert_ptr_nonnull(root);
+	ev = ls_test_jget(root, "traceEvents");
+	ck_assert_ptr_nonnull(ev);
+	for (size_t i = 0; i < json_object_array_length(ev); i++) {
+		json_object *e = json_object_array_get_idx(ev, i);
+		const char *ph = json_object_get_string(ls_test_jget(e, "ph"));
+
+		if (!strcmp(ph, "C"))
+			nc++;
+		if (!strcmp(ph, "M"))
+			nm++;
+		if (strcmp(ph, "X"))
+			continue;
+		double ts = json_object_get_double(ls_test_jget(e, "ts"));
+		double dur = json_object_get_double(ls_test_jget(e, "dur"));
+		bool found = false;
+
+		for (size_t k = 0; k < nslow && !found; k++) {
+			json_object *s = json_object_array_get_idx(slow, k);
+
+			found = absdiff((uint64_t)(ts * 1000 + 0.5) + start, ls_test_ju64(s, "start_ns")) <= 1000 &&
+				absdiff((uint64_t)(dur * 1000 + 0.5), ls_test_ju64(s, "duration_ns")) <= 1000;
+		}
+		ck_assert_msg(found, "slice at ts %.3f us (%.3f us) is no slow period of the report", ts, dur);
+		strncat(names, json_object_get_string(ls_test_jget(e, "name")), 60000 - strlen(names));
+		strcat(names, "|");
+		nx++;
+	}
+	ck_assert_uint_eq(nx, nslow);
+	ck_assert_uint_gt(nc, 0);
+	ck_assert_uint_gt(nm, 0);
+	json_object_put(root);
+	unlink(trace);
+	unlink(out);
+	unlink(err);
+	return names;
+}
+
+/* The reference loop's demo workload (it_attach_refloop): 40 ms spins and
+ * 25 ms naps among 10 ms ticks and 7 ms pipe writes, threshold 20 ms. */
+START_TEST(test_refloop)
+{
+	char truth[128], loop_out[128], line[64], pid[32];
+	char *argv[] = { REFLOOP, "--duration", "20s", "--poll", "epoll_pwait2", "--truth", truth,
+			 "timer tick every=10ms", "timer spin40 every=10ms nth=50 spin=40ms",
+			 "timer nap25 every=300ms sleep=25ms", "pipe pipe every=7ms", NULL };
+	struct pair p;
+	struct ls_truth t;
+	json_object *ra, *rb, *r30;
+	int status;
+	pid_t loop;
+
+	ls_test_tmp(truth, sizeof(truth), "truth");
+	ls_test_tmp(loop_out, sizeof(loop_out), "loop");
+	loop = ls_test_spawn(argv, loop_out, NULL);
+	ck_assert_int_eq(ls_test_wait_line(loop_out, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(pid, sizeof(pid), "%d", loop);
+	pair_start(&p, pid, "3s", "20ms");
+	pair_wait(&p);
+	kill(loop, SIGTERM);
+	ck_assert_int_eq(ls_test_wait(loop, 5000, &status), 0);
+	ck_assert_int_eq(ls_truth_load(truth, &t), 0);
+
+	check_same_report(&p, &ra);
+	rb = report_json(p.fb, NULL, NULL);
+	json_object *rb_al = report_aligned(p.fb, ra, rb);
+
+	check_sessions_agree(ra, rb_al);
+	json_object_put(rb_al);
+	size_t n = check_truth(rb, &t, 20 * MS);
+	free(check_perfetto(p.fb, rb));
+	/* A larger threshold on the same recording: only the 40 ms spins. */
+	r30 = report_json(p.fb, "--threshold", "30ms");
+	size_t n30 = check_truth(r30, &t, 30 * MS);
+
+	ck_assert_uint_lt(n30, n);
+	ck_assert_uint_gt(n30, 0);
+	fprintf(stderr, "it_record: refloop: %zu slow periods as the truth, %zu above 30 ms\n", n, n30);
+	json_object_put(ra);
+	json_object_put(rb);
+	json_object_put(r30);
+	ls_truth_free(&t);
+	pair_free(&p);
+	unlink(truth);
+	unlink(loop_out);
+}
+END_TEST
+
+/* The Python culprit app: each culprit (its own log: start, duration,
+ * function) is held by one slow period of the recording, with its
+ * function in the stacks when the report says stacks were read. */
+START_TEST(test_python_culprits)
+{
+	const char *py = py_list.path[_i];
+	char applog[128], appout[128], wait_file[128], line[64], spid[32];
+	char *app_argv[] = { (char *)py, APP, "--log", applog, "--rounds", "4", "--wait-file",
+			     wait_file, NULL };
+	struct pair p;
+	json_object *ra, *rb;
+	int status, matched = 0;
+	pid_t app;
+
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(appout, sizeof(appout), "appout");
+	ls_test_tmp(wait_file, sizeof(wait_file), "wait");
+	unlink(wait_file);
+	app = ls_test_spawn(app_argv, appout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 15000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", ls_test_host_pid(app));
+	pair_start(&p, spid, "4s", "100ms");
+	FILE *wf = fopen(wait_file, "w");
+	ck_assert_ptr_nonnull(wf);
+	fclose(wf);
+	pair_wait(&p);
+	ls_test_kill(app);
+	ls_test_wait(app, 10000, &status);
+
+	check_same_report(&p, &ra);
+	rb = report_json(p.fb, NULL, NULL);
+	json_object *rb_al = report_aligned(p.fb, ra, rb);
+
+	check_sessions_agree(ra, rb_al);
+	json_object_put(rb_al);
+	json_object *stacks = ls_test_jget(rb, "stacks");
+	bool with_stacks = stacks && ls_test_ju64(stacks, "processes") > 0;
+	json_object *slow = ls_test_jget(rb, "slow_busy");
+	uint64_t start = ls_test_ju64(rb, "start_ns"), end = ls_test_ju64(rb, "end_ns");
+	FILE *f = fopen(applog, "r");
+	char buf[1024];
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(buf, sizeof(buf), f)) {
+		json_object *o = json_tokener_parse(buf);
+		uint64_t s = ls_test_ju64(o, "start_ns"), d = ls_test_ju64(o, "duration_ns");
+		const char *fn = json_object_get_string(ls_test_jget(o, "function"));
+		bool found = false;
+
+		if (s < start || s + d + 50 * MS > end) {
+			json_object_put(o);
+			continue;
+		}
+		for (size_t i = 0; i < json_object_array_length(slow) && !found; i++) {
+			json_object *e = json_object_array_get_idx(slow, i);
+			uint64_t es = ls_test_ju64(e, "start_ns"), ed = ls_test_ju64(e, "duration_ns");
+
+			if (es > s || es + ed < s + d)
+				continue;
+			found = true;
+			if (with_stacks && strcmp(fn, "spin_culprit")) /* on-CPU: sampled, may miss */
+				ck_assert_msg(strstr(json_object_to_json_string(ls_test_jget(e, "stacks")), fn),
+					      "%s: %s not in the stacks of its slow period: %s", py, fn,
+					      json_object_to_json_string(e));
+		}
+		ck_assert_msg(found, "%s: culprit %s at %llu (%llu ns) held by no slow period", py, fn,
+			      (unsigned long long)s, (unsigned long long)d);
+		matched++;
+		json_object_put(o);
+	}
+	fclose(f);
+	ck_assert_msg(matched >= 4, "%s: only %d culprits inside the window", py, matched);
+	char *names = check_perfetto(p.fb, rb);
+
+	if (with_stacks)
+		ck_assert_msg(strstr(names, "sleep_culprit"), "%s: slices %s", py, names);
+	fprintf(stderr, "it_record: %s: %d culprits recorded%s; slices %s\n", py, matched,
+		with_stacks ? " with their stacks" : " (no stacks for this interpreter)", names);
+	free(names);
+	json_object_put(ra);
+	json_object_put(rb);
+	pair_free(&p);
+	unlink(applog);
+	unlink(appout);
+	unlink(wait_file);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("it_record");
+	TCase *tc = tcase_create("record");
+
+	ls_test_find_pythons("it_record", 8, LS_TEST_PY_ALL, &py_list);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_refloop);
+	if (py_list.n)
+		tcase_add_loop_test(tc, test_python_culprits, 0, py_list.n);
+	suite_add_tcase(s, tc);
+	return ls_test_run_suite(s);
+}
