@@ -118,8 +118,9 @@ static void pair_free(struct pair *p)
 	unlink(p->errb);
 }
 
-/* `loopscope report FILE --json [extra...]`: its report object. */
-static json_object *report_json(const char *file, const char *x1, const char *x2)
+/* `loopscope report FILE --json [extra...]`, which exits want: its
+ * report object. */
+static json_object *report_json_rc(const char *file, const char *x1, const char *x2, int want)
 {
 	char out[128], err[128];
 	char *argv[] = { LOOPSCOPE, "report", (char *)file, "--json", (char *)x1, (char *)x2, NULL };
@@ -129,16 +130,21 @@ static json_object *report_json(const char *file, const char *x1, const char *x2
 	ls_test_tmp(out, sizeof(out), "rout");
 	ls_test_tmp(err, sizeof(err), "rerr");
 	rc = ls_test_run(argv, out, err, 30000);
-	if (rc != 0) {
+	if (rc != want) {
 		char *e = ls_test_slurp(err);
 
-		ck_abort_msg("report %s exited %d: %s", file, rc, e ? e : "");
+		ck_abort_msg("report %s exited %d, not %d: %s", file, rc, want, e ? e : "");
 	}
 	r = ls_test_json_last(out, "report");
 	ck_assert_ptr_nonnull(r);
 	unlink(out);
 	unlink(err);
 	return r;
+}
+
+static json_object *report_json(const char *file, const char *x1, const char *x2)
+{
+	return report_json_rc(file, x1, x2, 0);
 }
 
 /* The path of the first difference between a and b into path ("" none). */
@@ -499,6 +505,101 @@ START_TEST(test_python_culprits)
 }
 END_TEST
 
+/* SIGTERM ends a recording cleanly (its end record: report exits 0) with
+ * every probe gone; SIGKILL loses at most the last interval: the report of
+ * what was written, exit 23 (truncated). */
+START_TEST(test_signals)
+{
+	char truth[128], loop_out[128], line[64], pid[32], f[128], out[128], err[128];
+	char *argv[] = { REFLOOP, "--duration", "20s", "--truth", truth, "timer tick every=10ms",
+			 "timer spin every=10ms nth=20 spin=30ms", NULL };
+	char *leftovers = ls_test_bpf_leftovers(), *after;
+	int status;
+	pid_t loop;
+
+	ls_test_tmp(truth, sizeof(truth), "truth");
+	ls_test_tmp(loop_out, sizeof(loop_out), "loop");
+	loop = ls_test_spawn(argv, loop_out, NULL);
+	ck_assert_int_eq(ls_test_wait_line(loop_out, "pid ", 5000, line, sizeof(line)), 0);
+	snprintf(pid, sizeof(pid), "%d", loop);
+	for (int sig = 0; sig < 2; sig++) {
+		ls_test_tmp(f, sizeof(f), "sigrec");
+		ls_test_tmp(out, sizeof(out), "sigout");
+		ls_test_tmp(err, sizeof(err), "sigerr");
+		char *rec[] = { LOOPSCOPE, "record", "-p", pid, "-o", f, "--threshold", "20ms", NULL };
+		pid_t r = ls_test_spawn(rec, out, err);
+
+		ck_assert_int_eq(ls_test_wait_substr(err, "attached to", 30000, line, sizeof(line)), 0);
+		ck_assert_int_gt(ls_test_bpf_links_of(r), 0);
+		usleep(2500 * 1000); /* two snapshots, and slow periods */
+		kill(r, sig ? SIGKILL : SIGTERM);
+		ck_assert_int_eq(ls_test_wait(r, 10000, &status), 0);
+		json_object *rep = report_json_rc(f, NULL, NULL, sig ? 23 : 0);
+		json_object *th = thread0(rep);
+
+		ck_assert_uint_gt(ls_test_ju64(th, "polls"), 100);
+		ck_assert_uint_ge(json_object_array_length(ls_test_jget(rep, "slow_busy")), 2);
+		fprintf(stderr, "it_record: %s: report of %llu polls, %zu slow periods%s\n",
+			sig ? "SIGKILL" : "SIGTERM", (unsigned long long)ls_test_ju64(th, "polls"),
+			json_object_array_length(ls_test_jget(rep, "slow_busy")),
+			sig ? ", exit 23 (truncated)" : ", exit 0");
+		json_object_put(rep);
+		unlink(f);
+		unlink(out);
+		unlink(err);
+	}
+	kill(loop, SIGTERM);
+	ck_assert_int_eq(ls_test_wait(loop, 5000, &status), 0);
+	after = ls_test_bpf_leftovers();
+	ck_assert_str_eq(after, leftovers);
+	free(after);
+	free(leftovers);
+	unlink(truth);
+	unlink(loop_out);
+}
+END_TEST
+
+/* record -o F -- CMD: CMD starts once the session is in and the recording
+ * ends with it (exit 0); the report (exit 6: the target exited) has the
+ * truth's slow periods from CMD's first poll. */
+START_TEST(test_cmd)
+{
+	char truth[128], f[128], out[128], err[128];
+	char *argv[] = { LOOPSCOPE, "record", "-o", f, "--threshold", "20ms", "--", REFLOOP,
+			 "--duration", "2s", "--truth", truth, "timer tick every=10ms",
+			 "timer spin every=10ms nth=20 spin=30ms", NULL };
+	struct ls_truth t;
+
+	ls_test_tmp(truth, sizeof(truth), "truth");
+	ls_test_tmp(f, sizeof(f), "cmdrec");
+	ls_test_tmp(out, sizeof(out), "cmdout");
+	ls_test_tmp(err, sizeof(err), "cmderr");
+	int rc = ls_test_run(argv, out, err, 30000);
+	if (rc) {
+		char *e = ls_test_slurp(err);
+
+		ck_abort_msg("record -- CMD exited %d: %s", rc, e);
+	}
+	ck_assert_int_eq(ls_truth_load(truth, &t), 0);
+	json_object *rep = report_json_rc(f, NULL, NULL, 6);
+	json_object *th = thread0(rep);
+
+	/* Every poll of CMD was seen: from its first. */
+	ck_assert_uint_eq(ls_test_ju64(th, "polls"), t.npolls);
+	size_t n = check_truth(rep, &t, 20 * MS);
+
+	ck_assert_uint_ge(n, 5);
+	fprintf(stderr, "it_record: record -- CMD: %zu polls as the truth, %zu slow periods\n",
+		t.npolls, n);
+	json_object_put(rep);
+	ls_truth_free(&t);
+	unlink(truth);
+	unlink(f);
+	unlink(out);
+	unlink(err);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_record");
@@ -507,6 +608,8 @@ int main(void)
 	ls_test_find_pythons("it_record", 8, LS_TEST_PY_ALL, &py_list);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_refloop);
+	tcase_add_test(tc, test_signals);
+	tcase_add_test(tc, test_cmd);
 	if (py_list.n)
 		tcase_add_loop_test(tc, test_python_culprits, 0, py_list.n);
 	suite_add_tcase(s, tc);
