@@ -501,6 +501,38 @@ static bool cmd_resolve(struct attach *a, pid_t pid, uint64_t since_ns, uint64_t
 	return true;
 }
 
+/* Precise mode kept slow callback i: into the recording, names resolved. */
+static void record_slow_callback(void *ctx, size_t i)
+{
+	struct attach *a = ctx;
+	struct cli_precise *p = &a->precise;
+
+	if (!a->rec || a->rec_err)
+		return;
+	record_status(a, ls_record_put_slow_callback(a->rec, &p->slow[i],
+						     cli_precise_name(p, &p->slow[i].key),
+						     &p->slow_names[i], &p->slow_stacks[i]));
+}
+
+/* Precise mode's callback table, taken once for the file and the report. */
+static void record_callbacks(struct attach *a, uint64_t now_ns)
+{
+	struct cli_precise *p = &a->precise;
+	const struct ls_cb_name **names;
+
+	if (!p->pycb || cli_precise_fix(p))
+		return;
+	names = malloc((p->nfixed + 1) * sizeof(*names));
+	if (!names) {
+		record_status(a, -ENOMEM);
+		return;
+	}
+	for (size_t i = 0; i < p->nfixed; i++)
+		names[i] = cli_precise_name(p, &p->fixed[i].key);
+	record_status(a, ls_record_put_callbacks(a->rec, now_ns, p->fixed, names, p->nfixed));
+	free(names);
+}
+
 static int record_open(struct attach *a, bool cmd)
 {
 	struct ls_record_header h = { 0 };
@@ -531,6 +563,13 @@ static int record_open(struct attach *a, bool cmd)
 	}
 	for (int i = 0; i < a->npids && !cmd; i++)
 		record_process(a, a->pids[i]);
+	for (int i = 0; i < a->precise.ntargets; i++)
+		record_status(a, ls_record_put_precise_target(a->rec, (uint32_t)a->precise.targets[i].pid,
+							      a->precise.targets[i].major,
+							      a->precise.targets[i].minor,
+							      a->precise.targets[i].route));
+	a->precise.on_kept = record_slow_callback;
+	a->precise.on_kept_ctx = a;
 	return 0;
 }
 
@@ -553,10 +592,14 @@ static void record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
 	struct ls_record_end e = { 0 };
 	int err;
 
+	record_callbacks(a, now_ns); /* its slow callbacks still queued go first */
 	e.end_ns = now_ns;
 	e.lost_events = ls_loop_lost_events(loop);
 	e.slow_not_kept = a->slow_dropped;
 	e.stacks_on = a->stacks.enabled && a->stacks.loop;
+	e.stacks_enabled = a->stacks.enabled;
+	e.lost_callback_events = a->precise.replay_lost;
+	e.slow_callbacks_not_kept = a->precise.slow_dropped;
 	if (e.stacks_on) {
 		e.stack_walks = ls_loop_stack_walks(loop, &e.stack_walk_errors);
 		e.stack_dropped = a->stacks.col ? ls_slowstack_dropped(a->stacks.col) : 0;

@@ -161,7 +161,23 @@ struct cli_precise {
 					  * Task's step); qualname "" otherwise */
 	size_t nslow, slow_dropped;
 	struct cli_stacks *stacks;       /* NULL: no stacks */
+	/* Recording (cli/attach.c) and replay (cli/report.c): */
+	void (*on_kept)(void *ctx, size_t i); /* slow callback i was kept */
+	void *on_kept_ctx;
+	struct ls_cb_entry *fixed;       /* the report's callback table when taken
+					  * already (recorded, or read back); owned */
+	size_t nfixed;
+	bool has_fixed;
+	bool replay;                     /* names from fixed_names, not the process */
+	struct ls_cb_name *fixed_names;  /* of fixed[i]; owned */
+	struct ls_cb_name *slow_key_names; /* replay: of slow[i].key; owned */
+	uint64_t replay_lost;            /* lost events, as recorded */
 };
+
+/* The callback table of the report, taken now (a snapshot and the slow
+ * callbacks still queued), kept in p->fixed: what the recording writes and
+ * the report prints are then the same. 0, or -errno. */
+int cli_precise_fix(struct cli_precise *p);
 
 /* Resolve pid's CPython (into *t) and attach precise mode to it. Returns 0
  * when attached; 1 when pid stays at epoll level: one line on stderr says

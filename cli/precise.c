@@ -26,6 +26,15 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 	const struct ls_cb_name *nm;
 
+	if (p->replay) { /* read back from a recording */
+		for (size_t i = 0; i < p->nfixed; i++)
+			if (!memcmp(&p->fixed[i].key, k, sizeof(*k)))
+				return &p->fixed_names[i];
+		for (size_t i = 0; p->slow_key_names && i < p->nslow; i++)
+			if (!memcmp(&p->slow[i].key, k, sizeof(*k)))
+				return &p->slow_key_names[i];
+		return &unknown;
+	}
 	/* off is NULL for a target already removed: its names were read when
 	 * its events came, and the cache has them. */
 	if (!p->names)
@@ -149,6 +158,8 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	/* Resolve the name now, while the process surely exists: the report
 	 * may come after it is gone. */
 	name_of(p, &e->key);
+	if (is_kept && p->on_kept)
+		p->on_kept(p->on_kept_ctx, p->nslow - 1);
 	if (p->json) {
 		json_object *o = callback_json_named(&key, nm);
 
@@ -299,6 +310,30 @@ static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, ui
 	}
 }
 
+static uint64_t lost_events(struct cli_precise *p)
+{
+	/* Taken with the table (cli_precise_fix), or read back. */
+	return p->pycb && !p->has_fixed ? ls_pycb_lost_events(p->pycb) : p->replay_lost;
+}
+
+int cli_precise_fix(struct cli_precise *p)
+{
+	struct ls_cb_entry *v = NULL;
+	size_t n = 0;
+
+	if (!p->pycb)
+		return -ENOENT;
+	if (ls_pycb_snapshot(p->pycb, &v, &n))
+		return -ENOMEM;
+	cli_precise_poll(p);
+	p->replay_lost = ls_pycb_lost_events(p->pycb);
+	free(p->fixed);
+	p->fixed = v;
+	p->nfixed = n;
+	p->has_fixed = true;
+	return 0;
+}
+
 void cli_precise_report(struct cli_precise *p, json_object *jr)
 {
 	struct ls_cb_entry *v = NULL;
@@ -306,13 +341,17 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 	char b1[32], b2[32], full[600];
 	size_t n = 0;
 
-	if (!p->pycb)
+	if (!p->pycb && !p->replay)
 		return;
-	if (ls_pycb_snapshot(p->pycb, &v, &n)) {
+	if (!p->has_fixed && !p->replay && cli_precise_fix(p)) {
 		fprintf(stderr, "loopscope: reading callback stats failed\n");
 		return;
 	}
-	cli_precise_poll(p);
+	n = p->nfixed;
+	v = malloc((n + 1) * sizeof(*v)); /* sorted below: the names stay with fixed */
+	if (!v)
+		return;
+	memcpy(v, p->fixed, n * sizeof(*v));
 	if (jr) {
 		jcb = json_object_new_array();
 		jslow = json_object_new_array();
@@ -354,7 +393,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		json_object_object_add(jr, "callbacks", jcb);
 		json_object_object_add(jr, "slow_callbacks", jslow);
 		ls_json_add_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
-		ls_json_add_u64(jr, "lost_callback_events", ls_pycb_lost_events(p->pycb));
+		ls_json_add_u64(jr, "lost_callback_events", lost_events(p));
 		free(v);
 		return;
 	}
@@ -398,9 +437,9 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 	if (shown < p->nslow)
 		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,
 		       p->nslow - shown);
-	if (ls_pycb_lost_events(p->pycb))
+	if (lost_events(p))
 		printf("  LOST %llu slow callback events: the ring buffer was full\n",
-		       (unsigned long long)ls_pycb_lost_events(p->pycb));
+		       (unsigned long long)lost_events(p));
 	free(v);
 }
 
@@ -414,5 +453,8 @@ void cli_precise_close(struct cli_precise *p)
 	free(p->slow_stacks);
 	free(p->slow_names);
 	free(p->slow);
+	free(p->fixed);
+	free(p->fixed_names);
+	free(p->slow_key_names);
 	memset(p, 0, sizeof(*p));
 }

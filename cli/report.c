@@ -140,6 +140,78 @@ void cli_report_stacks(struct attach *a, json_object *jr)
 		       "periods are partial)\n", (unsigned long long)e->stack_lost);
 }
 
+/* Precise mode's records into a->precise, as attach's precise mode fills
+ * it while it runs. 0 or -ENOMEM. */
+static int replay_precise(struct attach *a, struct ls_replay *r, struct ls_replay_item *it,
+			  uint64_t win_from, uint64_t win_to, bool has_from)
+{
+	struct cli_precise *p = &a->precise;
+
+	p->replay = true;
+	if (it->type == LS_REC_PRECISE_TARGET) {
+		if (!p->targets && !(p->targets = calloc(CLI_MAX_TARGETS, sizeof(*p->targets))))
+			return -ENOMEM;
+		if (p->ntargets < CLI_MAX_TARGETS) {
+			struct ls_py_target *t = &p->targets[p->ntargets++];
+
+			t->pid = (pid_t)it->tgid;
+			t->major = it->major;
+			t->minor = it->minor;
+			t->route = (enum ls_py_route)it->route;
+		}
+		return 0;
+	}
+	if (it->type == LS_REC_CALLBACKS) {
+		struct ls_cb_entry *v = malloc((it->ncallbacks + 1) * sizeof(*v));
+		struct ls_cb_name *nm = malloc((it->ncallbacks + 1) * sizeof(*nm));
+
+		if (!v || !nm) {
+			free(v);
+			free(nm);
+			return -ENOMEM;
+		}
+		memcpy(v, it->callbacks, it->ncallbacks * sizeof(*v));
+		memcpy(nm, it->callback_names, it->ncallbacks * sizeof(*nm));
+		free(p->fixed);
+		free(p->fixed_names);
+		p->fixed = v;
+		p->fixed_names = nm;
+		p->nfixed = it->ncallbacks;
+		p->has_fixed = true;
+		return 0;
+	}
+	/* LS_REC_SLOW_CALLBACK */
+	const struct ls_slow_callback_event *e = it->slow_cb;
+	uint64_t end = e->start_ns + e->duration_ns;
+
+	if (e->duration_ns <= a->threshold_ns || end > win_to || (has_from && end <= win_from))
+		return 0;
+	if (p->nslow >= MAX_SLOW_KEPT) {
+		p->slow_dropped++;
+		return 0;
+	}
+	void *g1 = realloc(p->slow, (p->nslow + 1) * sizeof(*p->slow));
+	if (g1)
+		p->slow = g1;
+	void *g2 = realloc(p->slow_stacks, (p->nslow + 1) * sizeof(*p->slow_stacks));
+	if (g2)
+		p->slow_stacks = g2;
+	void *g3 = realloc(p->slow_names, (p->nslow + 1) * sizeof(*p->slow_names));
+	if (g3)
+		p->slow_names = g3;
+	void *g4 = realloc(p->slow_key_names, (p->nslow + 1) * sizeof(*p->slow_key_names));
+	if (g4)
+		p->slow_key_names = g4;
+	if (!g1 || !g2 || !g3 || !g4)
+		return -ENOMEM;
+	p->slow[p->nslow] = *e;
+	p->slow_names[p->nslow] = *it->cb_slow_name;
+	p->slow_key_names[p->nslow] = *it->cb_name;
+	ls_replay_take_stacks(r, it, &p->slow_stacks[p->nslow]);
+	p->nslow++;
+	return 0;
+}
+
 /* A copy of snapshot views (the reader reuses its buffer). */
 static int keep_views(struct ls_thread_view **dst, size_t *n, const struct ls_replay_item *it)
 {
@@ -194,6 +266,9 @@ int cli_report(int argc, char **argv)
 	a.interval_ns = h.interval_ns;
 	a.mono_to_real_ns = (int64_t)(h.realtime_ns - h.monotonic_ns);
 	a.start_ns = h.start_ns;
+	a.precise.json = a.json;
+	a.precise.threshold_ns = a.threshold_ns;
+	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	win_from = h.start_ns + o.from_ns;
 	win_to = o.has_to ? h.start_ns + o.to_ns : UINT64_MAX;
 	if (o.perfetto || o.folded) {
@@ -247,8 +322,17 @@ int cli_report(int argc, char **argv)
 			a.nslow++;
 			break;
 		}
+		case LS_REC_PRECISE_TARGET:
+		case LS_REC_CALLBACKS:
+		case LS_REC_SLOW_CALLBACK:
+			if (replay_precise(&a, r, &it, win_from, win_to, o.has_from))
+				goto oom;
+			break;
 		case LS_REC_END:
 			a.rend = it.end;
+			a.precise.replay_lost = it.end.lost_callback_events;
+			a.precise.slow_dropped += it.end.slow_callbacks_not_kept;
+			a.precise.stacks = it.end.stacks_enabled ? &a.stacks : NULL;
 			lost = it.end.lost_events;
 			/* (slow_not_kept: attach's list was full; the file has them all) */
 			for (uint32_t i = 0; i < it.end.npids; i++)
@@ -264,6 +348,37 @@ int cli_report(int argc, char **argv)
 		}
 	}
 	rerr = err;
+	/* With --from/--to, the window is that of the snapshots found: keep
+	 * the slow periods ending inside it, as attach's interval lines count
+	 * them (without, every period recorded: attach lists those it drained
+	 * after its last snapshot too). */
+	if (o.has_from || o.has_to) {
+		uint64_t lo = o.has_from && before ? before_ns : 0, hi = o.has_to ? now_ns : UINT64_MAX;
+		size_t k = 0, kp = 0;
+
+		for (size_t i = 0; i < a.nslow; i++) {
+			uint64_t end = a.slow[i].ev.start_ns + a.slow[i].ev.duration_ns;
+
+			if (end > lo && end <= hi)
+				a.slow[k++] = a.slow[i];
+			else
+				ls_slowstack_summary_free(&a.slow[i].stacks);
+		}
+		a.nslow = k;
+		for (size_t i = 0; i < a.precise.nslow; i++) {
+			uint64_t end = a.precise.slow[i].start_ns + a.precise.slow[i].duration_ns;
+
+			if (end > lo && end <= hi) {
+				a.precise.slow[kp] = a.precise.slow[i];
+				a.precise.slow_stacks[kp] = a.precise.slow_stacks[i];
+				a.precise.slow_names[kp] = a.precise.slow_names[i];
+				a.precise.slow_key_names[kp++] = a.precise.slow_key_names[i];
+			} else {
+				ls_slowstack_summary_free(&a.precise.slow_stacks[i]);
+			}
+		}
+		a.precise.nslow = kp;
+	}
 	if (o.has_from) {
 		if (before) {
 			a.before = before;
@@ -297,6 +412,7 @@ oom:
 	ret = LS_EXIT_ERROR;
 out:
 	cli_timeline_free(tl);
+	cli_precise_close(&a.precise);
 	ls_replay_close(r);
 	free(now);
 	free(before);

@@ -53,7 +53,7 @@
 #define APP LS_SOURCE_DIR "/examples/python/culprits.py"
 #define MS 1000000ULL
 
-static struct ls_test_pythons py_list;
+static struct ls_test_pythons py_list, full_list;
 
 static uint64_t absdiff(uint64_t a, uint64_t b)
 {
@@ -600,6 +600,74 @@ START_TEST(test_cmd)
 }
 END_TEST
 
+/* Precise mode: `attach --mode precise --record F` on
+ * examples/python/known_callbacks.py (whose slow callbacks it_precise
+ * checks against asyncio's own debug mode), then report F: the same
+ * callback table, slow callbacks (names, stacks) and counters, field for
+ * field; in text too. */
+START_TEST(test_precise)
+{
+	const char *py = full_list.path[_i];
+	char applog[128], appout[128], line[64], spid[32], f[128], out[128], err[128], txt[128];
+	char *app_argv[] = { (char *)py, LS_SOURCE_DIR "/examples/python/known_callbacks.py", "--log",
+			     applog, "--duration", "8", NULL };
+	pid_t app;
+	int status;
+
+	ls_test_tmp(applog, sizeof(applog), "applog");
+	ls_test_tmp(appout, sizeof(appout), "appout");
+	ls_test_tmp(f, sizeof(f), "prec");
+	ls_test_tmp(out, sizeof(out), "pout");
+	ls_test_tmp(err, sizeof(err), "perr");
+	ls_test_tmp(txt, sizeof(txt), "ptxt");
+	app = ls_test_spawn(app_argv, appout, NULL);
+	ck_assert_int_eq(ls_test_wait_line(appout, "pid ", 15000, line, sizeof(line)), 0);
+	snprintf(spid, sizeof(spid), "%d", ls_test_host_pid(app));
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3s", "--json", "-q", "--mode",
+			 "precise", "--record", f, NULL };
+	int rc = ls_test_run(argv, out, err, 60000);
+
+	ls_test_kill(app);
+	ls_test_wait(app, 10000, &status);
+	if (rc) {
+		char *e = ls_test_slurp(err);
+
+		ck_abort_msg("%s: attach exited %d: %s", py, rc, e);
+	}
+	json_object *mine = ls_test_json_last(out, "report"), *back = report_json(f, NULL, NULL);
+	char path[512] = "";
+
+	ck_assert_ptr_nonnull(mine);
+	if (!json_object_equal(mine, back)) {
+		first_diff(mine, back, path, sizeof(path));
+		ck_abort_msg("%s: attach's report and report F differ first at %s", py, path);
+	}
+	size_t ncb = json_object_array_length(ls_test_jget(back, "callbacks"));
+	size_t nslow = json_object_array_length(ls_test_jget(back, "slow_callbacks"));
+
+	ck_assert_uint_ge(ncb, 3);
+	ck_assert_uint_ge(nslow, 2);
+	/* The text report names them as attach's would: the recorded names. */
+	char *rargv[] = { LOOPSCOPE, "report", f, NULL };
+
+	ck_assert_int_eq(ls_test_run(rargv, txt, err, 30000), 0);
+	char *text = ls_test_slurp(txt);
+	ck_assert_msg(strstr(text, "blocking_coro() known_callbacks.py:"), "%s: %s", py, text);
+	ck_assert_msg(strstr(text, "callbacks of pid"), "%s: %s", py, text);
+	fprintf(stderr, "it_record: precise, %s: %zu callbacks, %zu slow, report = attach's\n", py,
+		ncb, nslow);
+	free(text);
+	json_object_put(mine);
+	json_object_put(back);
+	unlink(applog);
+	unlink(appout);
+	unlink(f);
+	unlink(out);
+	unlink(err);
+	unlink(txt);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_record");
@@ -612,6 +680,9 @@ int main(void)
 	tcase_add_test(tc, test_cmd);
 	if (py_list.n)
 		tcase_add_loop_test(tc, test_python_culprits, 0, py_list.n);
+	ls_test_find_pythons("it_record", 8, LS_TEST_PY_FULL, &full_list);
+	if (full_list.n)
+		tcase_add_loop_test(tc, test_precise, 0, full_list.n);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }

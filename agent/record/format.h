@@ -34,6 +34,10 @@
  * summary (docs/RECORD.md). */
 #define REC_SLOW_FIXED (2 * 4 + 6 * 8 + 4 + 4)
 
+/* A callback's key and its name (precise mode): u32 tgid, kind, u64 code,
+ * name (addresses in the target), u32 qualname id, file id, s32 first line. */
+#define REC_CBKEY 36
+
 static inline void rec_w16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 static inline void rec_w32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
 static inline void rec_w64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }

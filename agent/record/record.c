@@ -9,6 +9,9 @@
 #include <zlib.h>
 
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/abi/pycallback_events.h"
+#include "loopscope/pycallback.h"
+#include "loopscope/pyname.h"
 #include "loopscope/record.h"
 #include "record/format.h"
 
@@ -343,62 +346,52 @@ int ls_record_put_process(struct ls_record_writer *w, uint32_t pid, const char *
 	return 0;
 }
 
-int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_busy_event *e,
-			    const char *thread, const struct ls_stack_summary *st)
+/* The ids of the names a stack summary uses, in the order stacks_put
+ * writes them, defined first (their string records go before the record
+ * that uses them): malloc'd into *ids. */
+static int stacks_ids(struct ls_record_writer *w, const struct ls_stack_summary *st, uint32_t **ids)
 {
-	static const struct ls_stack_summary none;
-	size_t total = REC_SLOW_FIXED + 40; /* the summary's header */
-	uint32_t tid_name, *ids;
-	size_t nids = 0, k = 0;
-	uint8_t *p;
-	int err;
+	size_t nids = 2 * (size_t)st->chain.n, k = 0;
+	int err = 0;
 
-	if (!st)
-		st = &none;
-	/* Names first: their string records go before this one. */
 	for (size_t i = 0; i < st->n; i++)
 		nids += 2 * st->stacks[i].nframes;
-	nids += 2 * st->chain.n;
-	ids = malloc((nids + 1) * sizeof(*ids));
-	if (!ids)
+	*ids = malloc((nids + 1) * sizeof(**ids));
+	if (!*ids)
 		return -ENOMEM;
-	err = name_id(w, thread, &tid_name);
 	for (uint32_t i = 0; !err && i < st->chain.n && i < LS_PYTASK_CHAIN_MAX; i++) {
-		err = name_id(w, st->chain.task[i].name, &ids[k++]);
+		err = name_id(w, st->chain.task[i].name, &(*ids)[k++]);
 		if (!err)
-			err = name_id(w, st->chain.task[i].coro, &ids[k++]);
+			err = name_id(w, st->chain.task[i].coro, &(*ids)[k++]);
 	}
 	for (size_t i = 0; !err && i < st->n; i++)
 		for (uint16_t f = 0; !err && f < st->stacks[i].nframes; f++) {
-			err = name_id(w, st->stacks[i].frames[f].qualname, &ids[k++]);
+			err = name_id(w, st->stacks[i].frames[f].qualname, &(*ids)[k++]);
 			if (!err)
-				err = name_id(w, st->stacks[i].frames[f].filename, &ids[k++]);
+				err = name_id(w, st->stacks[i].frames[f].filename, &(*ids)[k++]);
 		}
 	if (err) {
-		free(ids);
-		return err;
+		free(*ids);
+		*ids = NULL;
 	}
-	total += st->chain.n * 20;
+	return err;
+}
+
+static size_t stacks_size(const struct ls_stack_summary *st)
+{
+	size_t total = 40 + st->chain.n * 20;
+
 	for (size_t i = 0; i < st->n; i++)
 		total += 40 + st->stacks[i].nframes * 16;
-	p = begin(w, LS_REC_SLOW_BUSY, total);
-	if (!p) {
-		free(ids);
-		return fail(w);
-	}
-	rec_w32(p, e->tgid);
-	rec_w32(p + 4, e->tid);
-	rec_w64(p + 8, e->start_ns);
-	rec_w64(p + 16, e->duration_ns);
-	rec_w64(p + 24, (uint64_t)e->poll_timeout_ns);
-	rec_w64(p + 32, e->blocked_ns);
-	rec_w64(p + 40, e->runnable_ns);
-	rec_w64(p + 48, e->top_block_ns);
-	rec_w32(p + 56, (uint32_t)e->top_syscall);
-	rec_w32(p + 60, tid_name);
-	p += REC_SLOW_FIXED;
-	/* The summary: u32 nstacks, u32 dropped, u64 on_cpu, u64 off_cpu,
-	 * u32 chain n, u32 chain truncated, u64 chain read_ns, tasks, stacks. */
+	return total;
+}
+
+/* The summary: u32 nstacks, u32 dropped, u64 on_cpu, u64 off_cpu, u32
+ * chain n, u32 chain truncated, u64 chain read_ns, tasks, stacks. */
+static uint8_t *stacks_put(uint8_t *p, const struct ls_stack_summary *st, const uint32_t *ids)
+{
+	size_t k = 0;
+
 	rec_w32(p, (uint32_t)st->n);
 	rec_w32(p + 4, (uint32_t)st->dropped);
 	rec_w64(p + 8, st->on_cpu_ns);
@@ -407,7 +400,6 @@ int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_bus
 	rec_w32(p + 28, st->chain.truncated);
 	rec_w64(p + 32, st->chain.read_ns);
 	p += 40;
-	k = 0;
 	for (uint32_t i = 0; i < st->chain.n; i++, p += 20) {
 		rec_w64(p, st->chain.task[i].addr);
 		rec_w32(p + 8, ids[k++]);
@@ -434,6 +426,145 @@ int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_bus
 			rec_w32(p + 12, (uint32_t)a->frames[f].line);
 		}
 	}
+	return p;
+}
+
+static const struct ls_stack_summary no_stacks;
+
+int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_busy_event *e,
+			    const char *thread, const struct ls_stack_summary *st)
+{
+	uint32_t tid_name, *ids = NULL;
+	uint8_t *p;
+	int err;
+
+	if (!st)
+		st = &no_stacks;
+	err = name_id(w, thread, &tid_name);
+	if (!err)
+		err = stacks_ids(w, st, &ids);
+	if (err)
+		return err;
+	p = begin(w, LS_REC_SLOW_BUSY, REC_SLOW_FIXED + stacks_size(st));
+	if (!p) {
+		free(ids);
+		return fail(w);
+	}
+	rec_w32(p, e->tgid);
+	rec_w32(p + 4, e->tid);
+	rec_w64(p + 8, e->start_ns);
+	rec_w64(p + 16, e->duration_ns);
+	rec_w64(p + 24, (uint64_t)e->poll_timeout_ns);
+	rec_w64(p + 32, e->blocked_ns);
+	rec_w64(p + 40, e->runnable_ns);
+	rec_w64(p + 48, e->top_block_ns);
+	rec_w32(p + 56, (uint32_t)e->top_syscall);
+	rec_w32(p + 60, tid_name);
+	stacks_put(p + REC_SLOW_FIXED, st, ids);
+	free(ids);
+	return 0;
+}
+
+int ls_record_put_precise_target(struct ls_record_writer *w, uint32_t pid, int major, int minor,
+				 uint32_t route)
+{
+	uint8_t *p = begin(w, LS_REC_PRECISE_TARGET, 16);
+
+	if (!p)
+		return fail(w);
+	rec_w32(p, pid);
+	rec_w32(p + 4, (uint32_t)major);
+	rec_w32(p + 8, (uint32_t)minor);
+	rec_w32(p + 12, route);
+	return 0;
+}
+
+/* A callback key and its name: u32 tgid, kind, u64 code, name, u32
+ * qualname id, file id, s32 first line (REC_CBKEY bytes). */
+static int cbname_ids(struct ls_record_writer *w, const struct ls_cb_name *nm, uint32_t id[2])
+{
+	int err = name_id(w, nm ? nm->qualname : "", &id[0]);
+
+	return err ? err : name_id(w, nm ? nm->filename : "", &id[1]);
+}
+
+static uint8_t *cbkey_put(uint8_t *p, const struct ls_cb_key *k, const uint32_t id[2],
+			  const struct ls_cb_name *nm)
+{
+	rec_w32(p, k->tgid);
+	rec_w32(p + 4, k->kind);
+	rec_w64(p + 8, k->code);
+	rec_w64(p + 16, k->name);
+	rec_w32(p + 24, id[0]);
+	rec_w32(p + 28, id[1]);
+	rec_w32(p + 32, (uint32_t)(nm ? nm->firstlineno : 0));
+	return p + REC_CBKEY;
+}
+
+int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
+			    const struct ls_cb_entry *v, const struct ls_cb_name *const *names,
+			    size_t n)
+{
+	uint32_t (*ids)[2] = malloc((n + 1) * sizeof(*ids));
+	size_t total = 12;
+	uint8_t *p;
+	int err = ids ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !err && i < n; i++) {
+		err = cbname_ids(w, names[i], ids[i]);
+		total += 4 + REC_CBKEY + hist_size(&v[i].stats.duration);
+	}
+	if (err) {
+		free(ids);
+		return err;
+	}
+	p = begin(w, LS_REC_CALLBACKS, total);
+	if (!p) {
+		free(ids);
+		return fail(w);
+	}
+	rec_w64(p, now_ns);
+	rec_w32(p + 8, (uint32_t)n);
+	p += 12;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *start = p;
+
+		p = cbkey_put(p + 4, &v[i].key, ids[i], names[i]);
+		p = put_hist(p, &v[i].stats.duration);
+		rec_w32(start, (uint32_t)(p - start));
+	}
+	free(ids);
+	return 0;
+}
+
+int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow_callback_event *e,
+				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
+				const struct ls_stack_summary *st)
+{
+	uint32_t id[2], sid[2], *ids = NULL;
+	uint8_t *p;
+	int err;
+
+	if (!st)
+		st = &no_stacks;
+	err = cbname_ids(w, name, id);
+	if (!err)
+		err = cbname_ids(w, slow_name, sid);
+	if (!err)
+		err = stacks_ids(w, st, &ids);
+	if (err)
+		return err;
+	p = begin(w, LS_REC_SLOW_CALLBACK, 4 + 16 + 2 * REC_CBKEY + stacks_size(st));
+	if (!p) {
+		free(ids);
+		return fail(w);
+	}
+	rec_w32(p, e->tid);
+	rec_w64(p + 4, e->start_ns);
+	rec_w64(p + 12, e->duration_ns);
+	p = cbkey_put(p + 20, &e->key, id, name);
+	p = cbkey_put(p, &e->key, sid, slow_name);
+	stacks_put(p, st, ids);
 	free(ids);
 	return 0;
 }
@@ -441,7 +572,7 @@ int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_bus
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 {
 	uint32_t n = e->npids > LS_RECORD_MAX_PIDS ? LS_RECORD_MAX_PIDS : e->npids;
-	uint8_t *p = begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16);
+	uint8_t *p = begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8);
 
 	if (!p)
 		return fail(w);
@@ -458,6 +589,10 @@ int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 		rec_w32(p + 4, e->exited[i]);
 		rec_w64(p + 8, e->exited_at_ns[i]);
 	}
+	/* 1.1 */
+	rec_w32(p, e->stacks_enabled);
+	rec_w64(p + 4, e->lost_callback_events);
+	rec_w64(p + 12, e->slow_callbacks_not_kept);
 	return 0;
 }
 

@@ -14,6 +14,8 @@
 #include <zlib.h>
 
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/pycallback.h"
+#include "loopscope/pyname.h"
 #include "loopscope/record.h"
 #include "record/format.h"
 
@@ -36,6 +38,11 @@ struct ls_replay {
 	size_t views_cap;
 	struct ls_slow_busy_event slow;
 	struct ls_stack_summary stacks;
+	struct ls_slow_callback_event slow_cb;
+	struct ls_cb_name cb_name, cb_slow_name;
+	struct ls_cb_entry *cbs;     /* the last LS_REC_CALLBACKS */
+	struct ls_cb_name *cb_names;
+	size_t cbs_cap;
 };
 
 int ls_replay_exit_code(int err)
@@ -339,31 +346,15 @@ static void summary_free(struct ls_stack_summary *st)
 	memset(st, 0, sizeof(*st));
 }
 
-static int get_slow(struct ls_replay *r, const uint8_t *p, uint32_t len, struct ls_replay_item *it)
+/* A stack summary at *pp (end: the record's end) into r->stacks. */
+static int get_stacks(struct ls_replay *r, const uint8_t **pp, const uint8_t *end)
 {
-	const uint8_t *end = p + len;
-	struct ls_slow_busy_event *e = &r->slow;
 	struct ls_stack_summary *st = &r->stacks;
+	const uint8_t *p = *pp;
 	uint32_t nstacks, nchain;
 
-	summary_free(st);
-	if (len < REC_SLOW_FIXED + 40)
+	if (end - p < 40)
 		return -EBADMSG;
-	memset(e, 0, sizeof(*e));
-	e->type = LS_EV_SLOW_BUSY;
-	e->tgid = rec_r32(p);
-	e->tid = rec_r32(p + 4);
-	e->start_ns = rec_r64(p + 8);
-	e->duration_ns = rec_r64(p + 16);
-	e->poll_timeout_ns = (int64_t)rec_r64(p + 24);
-	e->blocked_ns = rec_r64(p + 32);
-	e->runnable_ns = rec_r64(p + 40);
-	e->top_block_ns = rec_r64(p + 48);
-	e->top_syscall = (int32_t)rec_r32(p + 56);
-	it->thread = name_of(r, rec_r32(p + 60));
-	if (!it->thread)
-		return -EBADMSG;
-	p += REC_SLOW_FIXED;
 	nstacks = rec_r32(p);
 	st->dropped = rec_r32(p + 4);
 	st->on_cpu_ns = rec_r64(p + 8);
@@ -428,8 +419,136 @@ static int get_slow(struct ls_replay *r, const uint8_t *p, uint32_t len, struct 
 		a->nframes = nf;
 	}
 	st->n = nstacks;
+	*pp = p;
+	return 0;
+}
+
+static int get_slow(struct ls_replay *r, const uint8_t *p, uint32_t len, struct ls_replay_item *it)
+{
+	const uint8_t *end = p + len;
+	struct ls_slow_busy_event *e = &r->slow;
+	int err;
+
+	summary_free(&r->stacks);
+	if (len < REC_SLOW_FIXED)
+		return -EBADMSG;
+	memset(e, 0, sizeof(*e));
+	e->type = LS_EV_SLOW_BUSY;
+	e->tgid = rec_r32(p);
+	e->tid = rec_r32(p + 4);
+	e->start_ns = rec_r64(p + 8);
+	e->duration_ns = rec_r64(p + 16);
+	e->poll_timeout_ns = (int64_t)rec_r64(p + 24);
+	e->blocked_ns = rec_r64(p + 32);
+	e->runnable_ns = rec_r64(p + 40);
+	e->top_block_ns = rec_r64(p + 48);
+	e->top_syscall = (int32_t)rec_r32(p + 56);
+	it->thread = name_of(r, rec_r32(p + 60));
+	if (!it->thread)
+		return -EBADMSG;
+	p += REC_SLOW_FIXED;
+	err = get_stacks(r, &p, end);
+	if (err)
+		return err;
 	it->slow = e;
-	it->stacks = *st;
+	it->stacks = r->stacks;
+	return 0;
+}
+
+/* A callback key and its name at p (REC_CBKEY bytes, checked by the caller). */
+static int get_cbkey(struct ls_replay *r, const uint8_t *p, struct ls_cb_key *k,
+		     struct ls_cb_name *nm)
+{
+	const char *q = name_of(r, rec_r32(p + 24)), *f = name_of(r, rec_r32(p + 28));
+
+	if (!q || !f)
+		return -EBADMSG;
+	k->tgid = rec_r32(p);
+	k->kind = rec_r32(p + 4);
+	k->code = rec_r64(p + 8);
+	k->name = rec_r64(p + 16);
+	snprintf(nm->qualname, sizeof(nm->qualname), "%s", q);
+	snprintf(nm->filename, sizeof(nm->filename), "%s", f);
+	nm->firstlineno = (int32_t)rec_r32(p + 32);
+	return 0;
+}
+
+static int get_callbacks(struct ls_replay *r, const uint8_t *p, uint32_t len,
+			 struct ls_replay_item *it)
+{
+	const uint8_t *end = p + len;
+	uint32_t n;
+
+	if (len < 12)
+		return -EBADMSG;
+	it->now_ns = rec_r64(p);
+	n = rec_r32(p + 8);
+	p += 12;
+	if (n > SNAP_THREADS_MAX || (size_t)n * (4 + REC_CBKEY + 26) > (size_t)(end - p))
+		return -EBADMSG;
+	if (n > r->cbs_cap) {
+		struct ls_cb_entry *v = realloc(r->cbs, n * sizeof(*v));
+		struct ls_cb_name *nm;
+
+		if (!v)
+			return -ENOMEM;
+		r->cbs = v;
+		nm = realloc(r->cb_names, n * sizeof(*nm));
+		if (!nm)
+			return -ENOMEM;
+		r->cb_names = nm;
+		r->cbs_cap = n;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *q;
+		uint32_t elen;
+
+		if (end - p < 4)
+			return -EBADMSG;
+		elen = rec_r32(p);
+		if (elen < 4 + REC_CBKEY + 26 || elen > (size_t)(end - p))
+			return -EBADMSG;
+		memset(&r->cbs[i], 0, sizeof(r->cbs[i]));
+		if (get_cbkey(r, p + 4, &r->cbs[i].key, &r->cb_names[i]))
+			return -EBADMSG;
+		q = p + 4 + REC_CBKEY;
+		if (get_hist(&q, p + elen, &r->cbs[i].stats.duration))
+			return -EBADMSG;
+		p += elen;
+	}
+	it->callbacks = r->cbs;
+	it->callback_names = r->cb_names;
+	it->ncallbacks = n;
+	return 0;
+}
+
+static int get_slow_cb(struct ls_replay *r, const uint8_t *p, uint32_t len,
+		       struct ls_replay_item *it)
+{
+	const uint8_t *end = p + len;
+	struct ls_slow_callback_event *e = &r->slow_cb;
+	struct ls_cb_key k2;
+	int err;
+
+	summary_free(&r->stacks);
+	if (len < 20 + 2 * REC_CBKEY)
+		return -EBADMSG;
+	memset(e, 0, sizeof(*e));
+	e->type = LS_EV_SLOW_CALLBACK;
+	e->tid = rec_r32(p);
+	e->start_ns = rec_r64(p + 4);
+	e->duration_ns = rec_r64(p + 12);
+	if (get_cbkey(r, p + 20, &e->key, &r->cb_name) ||
+	    get_cbkey(r, p + 20 + REC_CBKEY, &k2, &r->cb_slow_name))
+		return -EBADMSG;
+	p += 20 + 2 * REC_CBKEY;
+	err = get_stacks(r, &p, end);
+	if (err)
+		return err;
+	it->slow_cb = e;
+	it->cb_name = &r->cb_name;
+	it->cb_slow_name = &r->cb_slow_name;
+	it->stacks = r->stacks;
 	return 0;
 }
 
@@ -458,6 +577,13 @@ static int get_end(const uint8_t *p, uint32_t len, struct ls_replay_item *it)
 		e->pids[i] = rec_r32(p);
 		e->exited[i] = rec_r32(p + 4) != 0;
 		e->exited_at_ns[i] = rec_r64(p + 8);
+	}
+	if (len >= 68 + n * 16 + 20) { /* 1.1 */
+		e->stacks_enabled = rec_r32(p) != 0;
+		e->lost_callback_events = rec_r64(p + 4);
+		e->slow_callbacks_not_kept = rec_r64(p + 12);
+	} else {
+		e->stacks_enabled = e->stacks_on;
 	}
 	return 0;
 }
@@ -514,6 +640,20 @@ static int next(struct ls_replay *r, struct ls_replay_item *it)
 		case LS_REC_SLOW_BUSY:
 			err = get_slow(r, p, len, it);
 			return err ? err : 1;
+		case LS_REC_PRECISE_TARGET:
+			if (len < 16)
+				return -EBADMSG;
+			it->tgid = rec_r32(p);
+			it->major = (int)rec_r32(p + 4);
+			it->minor = (int)rec_r32(p + 8);
+			it->route = rec_r32(p + 12);
+			return 1;
+		case LS_REC_CALLBACKS:
+			err = get_callbacks(r, p, len, it);
+			return err ? err : 1;
+		case LS_REC_SLOW_CALLBACK:
+			err = get_slow_cb(r, p, len, it);
+			return err ? err : 1;
 		case LS_REC_END:
 			if (r->ended)
 				return -EBADMSG;
@@ -563,6 +703,8 @@ void ls_replay_close(struct ls_replay *r)
 	free(r->data);
 	free(r->raw);
 	free(r->views);
+	free(r->cbs);
+	free(r->cb_names);
 	summary_free(&r->stacks);
 	free(r);
 }

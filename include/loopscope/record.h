@@ -20,12 +20,16 @@
 #include "loopscope/loopscope.h"
 #include "loopscope/slowstack.h"
 
-/* Kernel record (loopscope/abi/loop_events.h), only pointed to here. */
+/* Kernel records (loopscope/abi/), only pointed to here. */
 struct ls_slow_busy_event;
+struct ls_slow_callback_event;
+struct ls_cb_entry;
+struct ls_cb_name;
 
 #define LS_RECORD_MAGIC "LOOPSREC"   /* 8 bytes, no NUL */
 #define LS_RECORD_VERSION_MAJOR 1    /* a reader refuses a larger one */
-#define LS_RECORD_VERSION_MINOR 0    /* fields appended: readers skip them */
+#define LS_RECORD_VERSION_MINOR 1    /* fields appended: readers skip them
+				      * (1: precise mode's records, END's flags) */
 #define LS_RECORD_MAX_PIDS 64
 /* A block's records before compression, at most (the reader refuses more). */
 #define LS_RECORD_BLOCK_MAX (4u << 20)
@@ -38,6 +42,9 @@ enum ls_record_type {
 	LS_REC_SLOW_BUSY = 4, /* a slow busy period, its reasons and stacks */
 	LS_REC_END = 5,       /* the run ended cleanly: end time, counters, exits */
 	LS_REC_PROCESS = 6,   /* u32 pid, comm id, interpreter id */
+	LS_REC_PRECISE_TARGET = 7, /* a process in precise mode: pid, version, route */
+	LS_REC_CALLBACKS = 8,      /* precise mode: every callback's histogram, named */
+	LS_REC_SLOW_CALLBACK = 9,  /* precise mode: a slow callback, named, its stacks */
 };
 
 /* Exit codes of `loopscope report` for a bad file (beside enum ls_exit):
@@ -98,12 +105,30 @@ struct ls_record_end {
 	uint64_t stack_walks, stack_walk_errors, stack_dropped, stack_lost;
 	uint32_t stack_procs;     /* processes whose stacks were walked; 0: stacks off */
 	bool stacks_on;
+	bool stacks_enabled;      /* stacks asked for (not --no-stacks) */
+	uint64_t lost_callback_events; /* precise mode's ring buffer */
+	uint64_t slow_callbacks_not_kept;
 	uint32_t npids;
 	uint32_t pids[LS_RECORD_MAX_PIDS];
 	bool exited[LS_RECORD_MAX_PIDS];
 	uint64_t exited_at_ns[LS_RECORD_MAX_PIDS];
 };
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *end);
+
+/* Precise mode. A target: pid, CPython major.minor, how context_run was
+ * found (enum ls_py_route). */
+int ls_record_put_precise_target(struct ls_record_writer *w, uint32_t pid, int major, int minor,
+				 uint32_t route);
+/* Every callback's duration histogram at now_ns: n entries v, names[i]
+ * the name of v[i].key. */
+int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
+			    const struct ls_cb_entry *v, const struct ls_cb_name *const *names,
+			    size_t n);
+/* A slow callback e: its key's name, the name its stack gave it (a
+ * Task's step; qualname "" none), its stacks (NULL: none). */
+int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow_callback_event *e,
+				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
+				const struct ls_stack_summary *st);
 
 /* Compress and write the block being filled (nothing when empty), then
  * fdatasync nothing: the kernel has it, a crash of ours loses nothing
@@ -137,6 +162,16 @@ struct ls_replay_item {
 	const char *interp;                   /* PROCESS */
 	/* LS_REC_END */
 	struct ls_record_end end;
+	/* LS_REC_PRECISE_TARGET: tgid, and */
+	int major, minor;
+	uint32_t route;
+	/* LS_REC_CALLBACKS: now_ns, and entries with their names (reader's) */
+	const struct ls_cb_entry *callbacks;
+	const struct ls_cb_name *callback_names;
+	size_t ncallbacks;
+	/* LS_REC_SLOW_CALLBACK: the event, its names, stacks (as SLOW_BUSY) */
+	const struct ls_slow_callback_event *slow_cb;
+	const struct ls_cb_name *cb_name, *cb_slow_name;
 };
 
 /* Open recording path and read its header into *h: 0 and *out, or
