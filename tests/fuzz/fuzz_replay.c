@@ -19,6 +19,8 @@
 
 #include "fuzz.h"
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/pycallback.h"
+#include "loopscope/pyname.h"
 #include "loopscope/record.h"
 #include "record/format.h"
 
@@ -53,6 +55,22 @@ static void touch_item(const struct ls_replay_item *it)
 	case LS_REC_END:
 		FUZZ_CHECK(it->end.npids <= LS_RECORD_MAX_PIDS);
 		break;
+	case LS_REC_PRECISE_TARGET:
+		break;
+	case LS_REC_CALLBACKS:
+		for (size_t i = 0; i < it->ncallbacks; i++)
+			sink += strlen(it->callback_names[i].qualname) +
+				strlen(it->callback_names[i].filename) +
+				it->callbacks[i].stats.duration.slots[LS_HIST_NSLOTS - 1];
+		break;
+	case LS_REC_SLOW_CALLBACK:
+		sink += strlen(it->cb_name->qualname) + strlen(it->cb_slow_name->filename) +
+			it->slow_cb->duration_ns;
+		FUZZ_CHECK(it->stacks.n <= LS_SUMMARY_STACKS_MAX);
+		for (size_t i = 0; i < it->stacks.n; i++)
+			for (uint16_t f = 0; f < it->stacks.stacks[i].nframes; f++)
+				sink += strlen(it->stacks.stacks[i].frames[f].qualname);
+		break;
 	default:
 		FUZZ_CHECK(0); /* unknown types are skipped, never handed out */
 	}
@@ -75,7 +93,7 @@ static void read_all(const uint8_t *data, size_t size)
 	FUZZ_CHECK(memchr(h.host, 0, sizeof(h.host)) && memchr(h.kernel, 0, sizeof(h.kernel)));
 	while ((err = ls_replay_next(r, &it)) > 0) {
 		touch_item(&it);
-		if (it.type == LS_REC_SLOW_BUSY && (n++ & 1)) {
+		if ((it.type == LS_REC_SLOW_BUSY || it.type == LS_REC_SLOW_CALLBACK) && (n++ & 1)) {
 			struct ls_stack_summary st;
 
 			ls_replay_take_stacks(r, &it, &st);
