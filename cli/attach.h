@@ -81,6 +81,26 @@ const char *cli_attach_thread_name(struct attach *a, uint32_t tgid, uint32_t tid
 void cli_attach_set_thread_name(struct attach *a, uint32_t tid, const char *name);
 /* Free what the report's state holds. */
 void cli_attach_free(struct attach *a);
+/* attach_record.c: recording. One line on stderr for the first write
+ * error err (< 0; 0 does nothing), after which nothing more is written. */
+void cli_attach_record_status(struct attach *a, int err);
+/* Create a->record_path with its header and the targets' process records
+ * (not for `record -- CMD`, cmd: CMD has not exec'd yet). 0, or -errno
+ * after one line on stderr. */
+int cli_attach_record_open(struct attach *a, bool cmd);
+/* Snapshot v (n threads at now_ns), the new threads' names, then the block
+ * closed: a crash loses at most what follows. */
+void cli_attach_record_snapshot(struct attach *a, const struct ls_thread_view *v, size_t n,
+				uint64_t now_ns);
+/* Precise mode's table (taken once, for the file and the report), the end
+ * record (kept in a->rend: the report prints its counters), the file
+ * closed. */
+void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns);
+/* `record -- CMD`: once CMD (pid) has exec'd, its stacks and its process
+ * record; tried for 2 s after since_ns. true when done. */
+bool cli_attach_cmd_resolve(struct attach *a, pid_t pid, uint64_t since_ns, uint64_t now_ns);
+/* Without a report (`record`): the targets in which a loop thread was seen. */
+int cli_attach_record_seen(struct attach *a, const struct ls_thread_view *v, size_t n);
 /* report.c: the stacks' line of a replayed report (the counters of the
  * end record). */
 void cli_report_stacks(struct attach *a, json_object *jr);

@@ -322,9 +322,13 @@ int cli_report(int argc, char **argv)
 			a.nslow++;
 			break;
 		}
+		case LS_REC_SLOW_CALLBACK:
+			if (tl)
+				cli_timeline_slow_callback(tl, it.slow_cb, it.cb_name, it.cb_slow_name,
+							   &it.stacks);
+			/* fall through */
 		case LS_REC_PRECISE_TARGET:
 		case LS_REC_CALLBACKS:
-		case LS_REC_SLOW_CALLBACK:
 			if (replay_precise(&a, r, &it, win_from, win_to, o.has_from))
 				goto oom;
 			break;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/busywhy.h"
 #include "timeline.h"
 
@@ -159,10 +160,66 @@ void cli_timeline_snapshot(struct cli_timeline *t, uint64_t now_ns,
 	}
 }
 
+static json_object *stacks_json(const struct ls_stack_summary *st)
+{
+	json_object *stacks = json_object_new_array();
+	char fr[600];
+
+	for (size_t i = 0; st && i < st->n; i++) {
+		const struct ls_stack_agg *a = &st->stacks[i];
+		json_object *s = json_object_new_object(), *frames = json_object_new_array();
+
+		ls_json_add_u64(s, "on_cpu_ns", a->on_cpu_ns);
+		ls_json_add_u64(s, "blocked_ns", a->blocked_ns);
+		ls_json_add_u64(s, "runnable_ns", a->runnable_ns);
+		for (uint16_t f = 0; f < a->nframes; f++)
+			json_object_array_add(frames, json_object_new_string(
+				ls_slowstack_frame_text(&a->frames[f], fr, sizeof(fr))));
+		json_object_object_add(s, "frames", frames);
+		json_object_array_add(stacks, s);
+	}
+	return stacks;
+}
+
+void cli_timeline_slow_callback(struct cli_timeline *t, const struct ls_slow_callback_event *e,
+				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
+				const struct ls_stack_summary *st)
+{
+	struct ls_cb_key k = e->key;
+	const struct ls_cb_name *nm = name;
+	char full[600], why[4096];
+	json_object *o, *args;
+	uint64_t end = e->start_ns + e->duration_ns;
+
+	if (end <= t->from_ns || end > t->to_ns)
+		return;
+	if (slow_name && slow_name->qualname[0]) { /* as precise mode names it */
+		if (k.kind != LS_CB_CONTEXT)
+			k.kind = LS_CB_TASK;
+		nm = slow_name;
+	}
+	o = event("X", ls_pyname_format(&k, nm, full, sizeof(full)), e->key.tgid, e->tid);
+	json_object_object_add(o, "cat", json_object_new_string("slow_callback"));
+	json_object_object_add(o, "ts", json_object_new_double(us(t, e->start_ns)));
+	json_object_object_add(o, "dur", json_object_new_double(e->duration_ns / 1000.0));
+	args = json_object_new_object();
+	ls_json_add_u64(args, "duration_ns", e->duration_ns);
+	if (st && st->n) {
+		struct ls_period_times pt;
+
+		ls_slowstack_times(st, &pt);
+		json_object_object_add(args, "why", json_object_new_string(
+			ls_slowstack_text(st, &pt, 8, why, sizeof(why))));
+	}
+	json_object_object_add(args, "stacks", stacks_json(st));
+	json_object_object_add(o, "args", args);
+	json_object_array_add(t->events, o);
+}
+
 void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *e,
 		       const char *thread, const struct ls_stack_summary *st)
 {
-	char name[600], why[4096], fr[600];
+	char name[600], why[4096];
 	json_object *o, *args, *stacks;
 	uint64_t end = e->start_ns + e->duration_ns;
 
@@ -184,20 +241,7 @@ void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *
 	ls_json_add_u64(args, "duration_ns", e->duration_ns);
 	json_object_object_add(args, "why", json_object_new_string(ls_busy_why(e, st, 8, why,
 									      sizeof(why))));
-	stacks = json_object_new_array();
-	for (size_t i = 0; st && i < st->n; i++) {
-		const struct ls_stack_agg *a = &st->stacks[i];
-		json_object *s = json_object_new_object(), *frames = json_object_new_array();
-
-		ls_json_add_u64(s, "on_cpu_ns", a->on_cpu_ns);
-		ls_json_add_u64(s, "blocked_ns", a->blocked_ns);
-		ls_json_add_u64(s, "runnable_ns", a->runnable_ns);
-		for (uint16_t f = 0; f < a->nframes; f++)
-			json_object_array_add(frames, json_object_new_string(
-				ls_slowstack_frame_text(&a->frames[f], fr, sizeof(fr))));
-		json_object_object_add(s, "frames", frames);
-		json_object_array_add(stacks, s);
-	}
+	stacks = stacks_json(st);
 	json_object_object_add(args, "stacks", stacks);
 	json_object_object_add(o, "args", args);
 	json_object_array_add(t->events, o);

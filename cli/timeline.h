@@ -26,6 +26,12 @@ void cli_timeline_snapshot(struct cli_timeline *t, uint64_t now_ns,
  * frame, its stacks as arguments. */
 void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *e,
 		       const char *thread, const struct ls_stack_summary *st);
+/* A slow callback (precise mode): a slice on its thread's track (inside
+ * its busy period's), named by the callback (its Task's when its stack
+ * names one: slow_name), its stacks as arguments. */
+void cli_timeline_slow_callback(struct cli_timeline *t, const struct ls_slow_callback_event *e,
+				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
+				const struct ls_stack_summary *st);
 /* Write the files: 0, or 1 after one line on stderr. */
 int cli_timeline_finish(struct cli_timeline *t);
 void cli_timeline_free(struct cli_timeline *t);

@@ -340,7 +340,7 @@ static char *check_perfetto(const char *file, json_object *rep)
 			nc++;
 		if (!strcmp(ph, "M"))
 			nm++;
-		if (strcmp(ph, "X"))
+		if (strcmp(ph, "X") || strcmp(json_object_get_string(ls_test_jget(e, "cat")), "slow_busy"))
 			continue;
 		double ts = json_object_get_double(ls_test_jget(e, "ts"));
 		double dur = json_object_get_double(ls_test_jget(e, "dur"));
@@ -654,8 +654,47 @@ START_TEST(test_precise)
 	char *text = ls_test_slurp(txt);
 	ck_assert_msg(strstr(text, "blocking_coro() known_callbacks.py:"), "%s: %s", py, text);
 	ck_assert_msg(strstr(text, "callbacks of pid"), "%s: %s", py, text);
-	fprintf(stderr, "it_record: precise, %s: %zu callbacks, %zu slow, report = attach's\n", py,
-		ncb, nslow);
+	/* The timeline: a slice per slow callback, inside its busy period's. */
+	char trace[128];
+	char *pargv[] = { LOOPSCOPE, "report", f, "--perfetto", trace, NULL };
+
+	ls_test_tmp(trace, sizeof(trace), "ptrace");
+	ck_assert_int_eq(ls_test_run(pargv, txt, err, 30000), 0);
+	json_object *root = json_object_from_file(trace), *ev;
+	size_t ncbx = 0;
+
+	ck_assert_ptr_nonnull(root);
+	ev = ls_test_jget(root, "traceEvents");
+	for (size_t i = 0; i < json_object_array_length(ev); i++) {
+		json_object *c = json_object_array_get_idx(ev, i);
+		bool inside = false;
+
+		if (strcmp(json_object_get_string(ls_test_jget(c, "ph")), "X") ||
+		    strcmp(json_object_get_string(ls_test_jget(c, "cat")), "slow_callback"))
+			continue;
+		double cs = json_object_get_double(ls_test_jget(c, "ts"));
+		double ce = cs + json_object_get_double(ls_test_jget(c, "dur"));
+
+		for (size_t k = 0; k < json_object_array_length(ev) && !inside; k++) {
+			json_object *b = json_object_array_get_idx(ev, k);
+
+			if (strcmp(json_object_get_string(ls_test_jget(b, "ph")), "X") ||
+			    strcmp(json_object_get_string(ls_test_jget(b, "cat")), "slow_busy"))
+				continue;
+			double bs = json_object_get_double(ls_test_jget(b, "ts"));
+			double be = bs + json_object_get_double(ls_test_jget(b, "dur"));
+
+			inside = bs <= cs && ce <= be;
+		}
+		ck_assert_msg(inside, "%s: slow callback slice %s at %.1f us is in no busy slice", py,
+			      json_object_get_string(ls_test_jget(c, "name")), cs);
+		ncbx++;
+	}
+	ck_assert_uint_eq(ncbx, nslow);
+	json_object_put(root);
+	unlink(trace);
+	fprintf(stderr, "it_record: precise, %s: %zu callbacks, %zu slow, report = attach's, "
+		"their slices in their busy periods'\n", py, ncb, nslow);
 	free(text);
 	json_object_put(mine);
 	json_object_put(back);
