@@ -130,9 +130,10 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
 				const struct ls_stack_summary *st);
 
-/* Compress and write the block being filled (nothing when empty), then
- * fdatasync nothing: the kernel has it, a crash of ours loses nothing
- * written. 0 or -errno. */
+/* Compress and write the block being filled (nothing when empty): once
+ * written the kernel has it, and a crash of the recorder loses nothing
+ * before it (no fsync: a crash of the machine may). 0 or -errno of
+ * write(2), -ENOMEM. */
 int ls_record_flush(struct ls_record_writer *w);
 /* Flush, close, free: 0 or the first error seen. NULL is fine. */
 int ls_record_close(struct ls_record_writer *w);
