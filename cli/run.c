@@ -361,6 +361,8 @@ int cli_run(int argc, char **argv)
 	run.quiet = o.common.quiet;
 	run.stacks.enabled = o.common.stacks;
 	run.stacks.folded_path = o.common.folded_path;
+	run.stacks.app_paths = o.common.app_paths;
+	run.stacks.napp_paths = o.common.napp_paths;
 	/* Fail before CMD runs when a report cannot be written. */
 	const char *outs[] = { run.json_out, run.junit_out };
 	for (size_t i = 0; i < 2; i++) {

@@ -52,6 +52,9 @@ struct ls_stack_summary {
 	uint64_t on_cpu_ns;  /* sum of on_cpu_ns: the sampled part */
 	uint64_t off_cpu_ns; /* sum of blocked_ns + runnable_ns */
 	struct ls_pytask_chain chain; /* the running Task's await chain (3.14+; n 0: none) */
+	bool has_app;        /* app holds the application frame (loopscope/appframe.h) */
+	struct ls_pyframe app; /* the innermost frame of the user's code in the culprit
+				* (heaviest) stack; set by ls_appframe_pick */
 };
 
 /* An empty collector; NULL on ENOMEM. */
