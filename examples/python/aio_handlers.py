@@ -8,7 +8,7 @@ code, under the one framework wrapper (RequestHandler._handle_request):
            (blocked in clock_nanosleep)
 
 A client thread (urllib: no callback on the loop) requests them in turn,
---rounds times each, once --wait-file exists (a test creates it when
+--rounds times each (--only NAME: that one only), once --wait-file exists (a test creates it when
 loopscope is attached), then the app exits. Every request logs, to --log,
 one JSON line with the handler's own measurement:
   {"name": "report", "function": "report", "file": "/abs/aio_handlers.py",
@@ -78,6 +78,8 @@ def client(port, loop, app_runner_done):
         time.sleep(0.02)
     for _ in range(ARGS.rounds):
         for path in ("/report", "/db"):
+            if ARGS.only and path != "/" + ARGS.only:
+                continue
             urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=30).read()
             time.sleep(0.05)
     loop.call_soon_threadsafe(app_runner_done.set)
@@ -109,6 +111,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--log", default="/dev/null")
     p.add_argument("--wait-file")
+    p.add_argument("--only", choices=("report", "db"))
     ARGS = p.parse_args()
     LOG = open(ARGS.log, "a")
     import asyncio
