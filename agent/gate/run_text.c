@@ -62,13 +62,13 @@ void ls_run_print_annotations(const struct ls_run_result *r, FILE *f)
 			if (!ls_gate_slow_counts(r, s))
 				continue;
 			/* The blocking line when known: the application frame. */
-			const char *file = s->app_file[0] ? s->app_file : s->file;
+			const char *file = s->app_file[0] ? FIELD(s->app_file) : FIELD(s->file);
 			int at = s->app_file[0] ? s->app_line : s->line;
 
 			fputs(r->slow_gate_failed ? "::error " : "::warning ", f);
 			if (file[0]) {
 				fputs("file=", f);
-				gh_escape(f, repo_relative(FIELD(file), base), true);
+				gh_escape(f, repo_relative(file, base), true);
 				if (at > 0) {
 					snprintf(line, sizeof(line), "%d", at);
 					fputs(",line=", f);
