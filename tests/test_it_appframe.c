@@ -16,6 +16,10 @@
  *    per (wrapper, application function) whose count is the number of
  *    requests of that handler. On Debian's python3-aiohttp (host 3.11) and
  *    sid's (3.14, 3.15; chrooted and as containers).
+ *  - cwd_rule_and_app_path: with aio_helpers imported from a folder
+ *    outside the app's (its working directory), /db is named by db's own
+ *    call of it; with --app-path on that folder, by the helper, and /report
+ *    by nothing (strict). The same interpreters.
  *  - allow_same_in_both_modes: `run --fail-on-slow 100ms --allow
  *    'aio_helpers.py:*'` passes in light and in precise mode (the culprit
  *    is in the helper module); '--allow nomatch.py:*' fails in both, and
@@ -72,8 +76,8 @@ static void find_aiohttp(void)
 }
 
 struct req {
-	char name[16], function[64], file[512];
-	int line;
+	char name[16], function[64], file[512], caller_file[512];
+	int line, caller_line;
 	uint64_t start_ns, duration_ns;
 };
 
@@ -93,6 +97,9 @@ static int load_reqs(const char *path, struct req *r, int max)
 			 json_object_get_string(ls_test_jget(o, "function")));
 		snprintf(r[n].file, sizeof(r[n].file), "%s", json_object_get_string(ls_test_jget(o, "file")));
 		r[n].line = json_object_get_int(ls_test_jget(o, "line"));
+		snprintf(r[n].caller_file, sizeof(r[n].caller_file), "%s",
+			 ls_test_jget(o, "caller_file") ? json_object_get_string(ls_test_jget(o, "caller_file")) : "");
+		r[n].caller_line = json_object_get_int(ls_test_jget(o, "caller_line"));
 		r[n].start_ns = ls_test_ju64(o, "start_ns");
 		r[n].duration_ns = ls_test_ju64(o, "duration_ns");
 		json_object_put(o);
@@ -109,12 +116,16 @@ static const char *jstr(json_object *o, const char *k)
 	return s ? s : "";
 }
 
-/* The app under `loopscope attach --mode precise --json`; its report. */
-static json_object *attach_app(const char *py, const char *tag, const char *applog)
+/* The app under `loopscope attach --mode precise --json`; its report.
+ * helpers: --helpers-dir for the app (NULL: none); app_path: --app-path
+ * for loopscope (NULL: none). */
+static json_object *attach_app_with(const char *py, const char *tag, const char *applog,
+				    const char *helpers, const char *app_path)
 {
 	char appout[128], out[128], err[128], spid[32], line[256], wait_file[128];
 	char *app_argv[] = { (char *)py, APP, "--rounds", "3", "--block", "0.15", "--log",
-			     (char *)applog, "--wait-file", wait_file, NULL };
+			     (char *)applog, "--wait-file", wait_file,
+			     helpers ? "--helpers-dir" : NULL, (char *)helpers, NULL };
 	pid_t app, ls;
 	int status;
 
@@ -124,7 +135,8 @@ static json_object *attach_app(const char *py, const char *tag, const char *appl
 	unlink(wait_file);
 	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 30000);
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "30s", "--json", "-q", "--mode",
-			 "precise", "--threshold", "100ms", NULL };
+			 "precise", "--threshold", "100ms", app_path ? "--app-path" : NULL,
+			 (char *)app_path, NULL };
 
 	ls = ls_test_spawn(argv, out, err);
 	ck_assert_int_gt(ls, 0);
@@ -155,6 +167,33 @@ static json_object *attach_app(const char *py, const char *tag, const char *appl
 	unlink(out);
 	unlink(err);
 	return rep;
+}
+
+static json_object *attach_app(const char *py, const char *tag, const char *applog)
+{
+	return attach_app_with(py, tag, applog, NULL, NULL);
+}
+
+/* The slow callback of rep holding request q (its interval inside). */
+static json_object *callback_of(json_object *rep, const struct req *q)
+{
+	json_object *slow = ls_test_jget(rep, "slow_callbacks"), *hit = NULL;
+
+	for (size_t k = 0; slow && k < json_object_array_length(slow); k++) {
+		json_object *e = json_object_array_get_idx(slow, k);
+		uint64_t s = ls_test_ju64(e, "start_ns"), d = ls_test_ju64(e, "duration_ns");
+
+		if (s <= q->start_ns && q->start_ns + q->duration_ns <= s + d + 1000000)
+			hit = e;
+	}
+	return hit;
+}
+
+/* Whether app_frame af is function fn at file:line. */
+static bool frame_is(json_object *af, const char *fn, const char *file, int line)
+{
+	return af && !strcmp(jstr(af, "function"), fn) && !strcmp(jstr(af, "file"), file) &&
+	       json_object_get_int(ls_test_jget(af, "line")) == line;
 }
 
 START_TEST(test_handlers_split)
@@ -227,6 +266,65 @@ START_TEST(test_handlers_split)
 	ck_assert_int_eq(ls_test_ju64(rep, "callback_app_rows_overflowed"), 0);
 	json_object_put(rep);
 	unlink(applog);
+}
+END_TEST
+
+/* The rule's other branches: the working directory (the app's folder)
+ * wins over the fallback, also for a chrooted target (whose
+ * /proc/PID/cwd reads with its root in front): with aio_helpers imported
+ * from a folder outside it, /db's application frame is db's own call of
+ * slow_query, not the helper; --app-path HELPERS_DIR (strict) names the
+ * helper, and nothing for /report (no frame there). */
+START_TEST(test_cwd_rule_and_app_path)
+{
+	const char *py = aio_py[_i], *tag = aio_name[_i];
+	char applog[128], dir[64] = "/tmp/loopscope-test-helpers.XXXXXX", copy[128];
+	char *text = ls_test_slurp(HELPERS);
+	struct req r[16];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(copy, sizeof(copy), "%s/aio_helpers.py", dir);
+	f = fopen(copy, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	/* Check runs each test in its own process: the cwd is this test's. */
+	ck_assert_int_eq(chdir(LS_SOURCE_DIR "/examples/python"), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		json_object *rep;
+		int n;
+
+		ls_test_tmp(applog, sizeof(applog), "aiolog");
+		rep = attach_app_with(py, tag, applog, dir, pass ? dir : NULL);
+		n = load_reqs(applog, r, 16);
+		ck_assert_msg(n == 6, "%s: %d requests logged, want 6", tag, n);
+		for (int i = 0; i < n; i++) {
+			json_object *hit = callback_of(rep, &r[i]), *af;
+			bool db = !strcmp(r[i].name, "db");
+
+			ck_assert_msg(hit, "%s: request %s: no slow callback holds it", tag, r[i].name);
+			af = ls_test_jget(hit, "app_frame");
+			if (!pass && db)
+				ck_assert_msg(frame_is(af, "db", r[i].caller_file, r[i].caller_line),
+					      "%s: cwd rule: /db app_frame %s, want db %s:%d", tag,
+					      json_object_to_json_string(af), r[i].caller_file, r[i].caller_line);
+			else if (!pass || db)
+				ck_assert_msg(frame_is(af, r[i].function, r[i].file, r[i].line),
+					      "%s: %s: %s app_frame %s, want %s %s:%d", tag,
+					      pass ? "--app-path" : "cwd rule", r[i].name,
+					      json_object_to_json_string(af), r[i].function, r[i].file, r[i].line);
+			else
+				ck_assert_msg(!af, "%s: --app-path %s: /report app_frame %s, want null", tag,
+					      dir, json_object_to_json_string(af));
+		}
+		json_object_put(rep);
+		unlink(applog);
+	}
+	unlink(copy);
+	rmdir(dir);
 }
 END_TEST
 
@@ -310,9 +408,10 @@ int main(void)
 
 	find_aiohttp();
 	tcase_set_timeout(tc, 120);
-	if (naio)
+	if (naio) {
 		tcase_add_loop_test(tc, test_handlers_split, 0, naio);
-	else
+		tcase_add_loop_test(tc, test_cwd_rule_and_app_path, 0, naio);
+	} else
 		fprintf(stderr, "it_appframe: SKIP handlers_split: no interpreter with aiohttp\n");
 	tcase_add_test(tc, test_allow_same_in_both_modes);
 	suite_add_tcase(s, tc);

@@ -146,6 +146,21 @@ static const char *cwd_of(struct ls_appframe *af, pid_t pid)
 	/* A directory deleted under the process reads "/x (deleted)". */
 	if (n > 10 && !strcmp(r->path + n - 10, " (deleted)"))
 		r->path[n - 10] = '\0';
+	/* As the target sees it: a chrooted process's cwd reads with its
+	 * root in front ("/srv/root/app" for "/app"; a process in its own
+	 * mount namespace reads as it sees it already, root "/"). */
+	char root[PATH_LEN];
+
+	snprintf(link, sizeof(link), "/proc/%d/root", (int)pid);
+	n = readlink(link, root, sizeof(root) - 1);
+	root[n > 0 ? n : 0] = '\0';
+	size_t rl = strlen(root);
+
+	if (rl > 1 && !strncmp(r->path, root, rl) && (r->path[rl] == '/' || !r->path[rl])) {
+		memmove(r->path, r->path + rl, strlen(r->path + rl) + 1);
+		if (!r->path[0])
+			snprintf(r->path, PATH_LEN, "/");
+	}
 	return r->path;
 }
 

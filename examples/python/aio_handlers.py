@@ -14,11 +14,10 @@ one JSON line with the handler's own measurement:
   {"name": "report", "function": "report", "file": "/abs/aio_handlers.py",
    "line": 40, "start_ns": N, "duration_ns": N}
 "line" is the line the handler's time goes to: report's json.dumps call,
-slow_query's time.sleep (in aio_helpers.py). start_ns is CLOCK_MONOTONIC,
-duration_ns from time.perf_counter. --via-stdlib makes /db call slow_query
-through functools.partial and a stdlib frame (operator.call on 3.11+),
-so that a stdlib frame sits between the two application frames.
-"""
+slow_query's time.sleep (in aio_helpers.py; /db also logs "caller_file" and
+"caller_line", its own call of slow_query). start_ns is CLOCK_MONOTONIC,
+duration_ns from time.perf_counter. --helpers-dir DIR imports aio_helpers
+from DIR (a copy outside the app's folder). """
 import argparse
 import inspect
 import json
@@ -30,7 +29,7 @@ import urllib.request
 
 from aiohttp import web
 
-import aio_helpers
+aio_helpers = None  # imported in __main__, from --helpers-dir when given
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARGS = None
@@ -45,10 +44,13 @@ def line_of(func, marker):
     raise ValueError(marker)
 
 
-def log(name, function, file, line, began):
+def log(name, function, file, line, began, caller=None):
     duration_ns = int((time.perf_counter() - began[1]) * 1e9)
-    LOG.write(json.dumps({"name": name, "function": function, "file": file, "line": line,
-                          "start_ns": began[0], "duration_ns": duration_ns}) + "\n")
+    rec = {"name": name, "function": function, "file": file, "line": line,
+           "start_ns": began[0], "duration_ns": duration_ns}
+    if caller:
+        rec["caller_file"], rec["caller_line"] = caller
+    LOG.write(json.dumps(rec) + "\n")
     LOG.flush()
 
 
@@ -67,9 +69,10 @@ async def report(request):
 
 async def db(request):
     began = (time.monotonic_ns(), time.perf_counter())
-    aio_helpers.slow_query(ARGS.block)
+    aio_helpers.slow_query(ARGS.block)  # DB_CALL
     log("db", "slow_query", os.path.abspath(aio_helpers.__file__),
-        line_of(aio_helpers.slow_query, "# QUERY_LINE"), began)
+        line_of(aio_helpers.slow_query, "# QUERY_LINE"), began,
+        caller=(os.path.abspath(__file__), line_of(db, "# DB_CALL")))
     return web.Response(text="ok")
 
 
@@ -112,7 +115,11 @@ if __name__ == "__main__":
     p.add_argument("--log", default="/dev/null")
     p.add_argument("--wait-file")
     p.add_argument("--only", choices=("report", "db"))
+    p.add_argument("--helpers-dir")
     ARGS = p.parse_args()
+    import sys
+    sys.path.insert(0, ARGS.helpers_dir or HERE)
+    import aio_helpers
     LOG = open(ARGS.log, "a")
     import asyncio
     asyncio.run(main())

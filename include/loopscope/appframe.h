@@ -62,8 +62,9 @@ bool ls_appframe_under(const char *filename, const char *dir);
 
 /* The application frame of stack a of process pid: index into a->frames,
  * -1 when none. pid's working directory is read once (readlink of
- * /proc/PID/cwd) and cached; a process gone leaves no path (the fallback
- * rule applies). */
+ * /proc/PID/cwd, less the /proc/PID/root prefix of a chrooted process: the
+ * path as the target sees it, as its co_filename) and cached; a process
+ * gone leaves no path (the fallback rule applies). */
 int ls_appframe_index(struct ls_appframe *af, pid_t pid, const struct ls_stack_agg *a);
 
 /* The application frame of sum: that of its heaviest stack with frames
