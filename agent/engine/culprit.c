@@ -52,7 +52,7 @@ void ls_mon_stacks_step(struct ls_mon *m, struct ls_mon_target *t)
 	if (!t->stacks_pending || t->exited_ns)
 		return;
 	t->stacks_pending = false;
-	if (!m->stacks || !t->py_off || !t->py_runtime_addr || t->stacks_on)
+	if (!m->cfg.stacks || !m->stacks || !t->py_off || !t->py_runtime_addr || t->stacks_on)
 		return;
 	err = ls_loop_set_python(m->loop, t->pid, t->py_runtime_addr, t->py_off);
 	pthread_mutex_lock(&m->stlock);

@@ -379,10 +379,12 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	lopts.ctx = m;
 	/* Python stacks of slow periods, as attach takes them: sampled at
 	 * 1 kHz, only in busy periods past a quarter of the threshold. */
-	lopts.stack_after_ns = cfg->threshold_ns / LS_MON_STACK_AFTER_DIV ?
-				       cfg->threshold_ns / LS_MON_STACK_AFTER_DIV : 1;
-	lopts.sample_hz = 1000;
-	lopts.on_stack = ls_mon_on_stack;
+	if (cfg->stacks) {
+		lopts.stack_after_ns = cfg->threshold_ns / LS_MON_STACK_AFTER_DIV ?
+					       cfg->threshold_ns / LS_MON_STACK_AFTER_DIV : 1;
+		lopts.sample_hz = 1000;
+		lopts.on_stack = ls_mon_on_stack;
+	}
 	if (ls_mon_stacks_open(m)) {
 		e = -ENOMEM;
 		snprintf(err, len, "out of memory");
