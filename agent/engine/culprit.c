@@ -3,6 +3,7 @@
  * and its application frame (loopscope/appframe.h), as `loopscope attach`
  * and `run` name them, in `status --json`, `top` and one log line. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 int ls_mon_stacks_open(struct ls_mon *m)
 {
 	pthread_mutex_init(&m->stlock, NULL);
-	m->stacks = ls_slowstack_new();
+	m->stacks = ls_slowstack_new_max(LS_MON_STACKS_KEPT, LS_MON_CODE_KEPT, LS_MON_CODE_BYTES);
 	m->app = ls_appframe_new(NULL, 0);
 	return m->stacks && m->app ? 0 : -ENOMEM;
 }
@@ -82,10 +83,19 @@ void ls_mon_stacks_forget(struct ls_mon *m, pid_t pid)
 
 void ls_mon_stacks_prune(struct ls_mon *m, uint64_t now)
 {
+	size_t before = 0, after = 0;
+
 	pthread_mutex_lock(&m->stlock);
-	if (m->stacks && now > KEEP_NS)
+	if (m->stacks && now > KEEP_NS) {
+		before = ls_slowstack_kept(m->stacks);
 		ls_slowstack_prune(m->stacks, now - KEEP_NS);
+		after = ls_slowstack_kept(m->stacks);
+	}
 	pthread_mutex_unlock(&m->stlock);
+	/* Records went: give their memory back (many small blocks freed in
+	 * the middle of the heap stay the process's otherwise). */
+	if (after < before)
+		malloc_trim(0);
 }
 
 static void put_frame(struct ls_mon_frame *out, const struct ls_pyframe *f)

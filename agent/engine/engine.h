@@ -86,6 +86,12 @@ void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
 
 /* ---- culprit.c: Python stacks of slow events ---- */
 
+/* Stack records kept at most (the oldest go): ~2.3 MiB at 64 frames each. */
+#define LS_MON_STACKS_KEPT 2048
+/* Code objects cached to name frames (all dropped at once past either
+ * bound, then refilled on use): ~0.6 MiB of names and 2 MiB of tables. */
+#define LS_MON_CODE_KEPT 1024
+#define LS_MON_CODE_BYTES (2u << 20)
 /* Stacks are taken in busy periods older than threshold / this. */
 #define LS_MON_STACK_AFTER_DIV 4
 /* At most this many slow-event log lines a second (the rest are counted

@@ -367,6 +367,10 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->pylock, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
+	/* Touched now (~0.4 MiB): the agent's memory is what it is from the
+	 * start, it does not grow as slow events fill the ring. */
+	if (m->slow)
+		explicit_bzero(m->slow, LS_MON_SLOW_KEPT * sizeof(*m->slow));
 	m->jobs = ls_mon_precise_queue(m);
 	if (!m->slow || !m->jobs) {
 		e = -ENOMEM;
