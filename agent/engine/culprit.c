@@ -72,6 +72,16 @@ void ls_mon_stacks_step(struct ls_mon *m, struct ls_mon_target *t)
 	t->stacks_on = true;
 }
 
+void ls_mon_stacks_stop(struct ls_mon *m, struct ls_mon_target *t)
+{
+	if (t->stacks_on)
+		ls_loop_set_python(m->loop, t->pid, 0, NULL);
+	t->stacks_on = false;
+	t->stacks_pending = false;
+	t->py_runtime_addr = 0;
+	ls_mon_stacks_forget(m, t->pid);
+}
+
 void ls_mon_stacks_forget(struct ls_mon *m, pid_t pid)
 {
 	pthread_mutex_lock(&m->stlock);

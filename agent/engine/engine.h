@@ -106,6 +106,9 @@ void ls_mon_on_stack(const struct ls_stack_event *e, void *ctx);
 /* t was resolved (stacks_pending): walk its Python stacks from now on.
  * Engine thread, lock held. */
 void ls_mon_stacks_step(struct ls_mon *m, struct ls_mon_target *t);
+/* t exec'd: its stacks are walked no more (the old image's layouts),
+ * until its new image resolves. Lock held. */
+void ls_mon_stacks_stop(struct ls_mon *m, struct ls_mon_target *t);
 /* t's pid is gone for good: drop what is kept of it. Lock held. */
 void ls_mon_stacks_forget(struct ls_mon *m, pid_t pid);
 /* The culprit and application frames of s (pid, tid, start_ns and

@@ -219,6 +219,7 @@ static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 	}
 	/* The old image's uprobes are gone with it; resolve the new one. */
 	ls_mon_precise_stop(m, t);
+	ls_mon_stacks_stop(m, t);
 	t->py_major = t->py_minor = 0;
 	t->resolve_tries = 0;
 	t->version_tries = 0;
