@@ -426,7 +426,10 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 		json_object_object_add(jr, "slow_busy", jslow);
 		ls_json_add_u64(jr, "slow_busy_not_kept", a->slow_dropped);
 		ls_json_add_u64(jr, "lost_events", lost);
-		ls_json_add_u64(jr, "offcpu_unseen", a->offcpu_unseen);
+		/* Only when nonzero: a recording does not carry it yet, and
+		 * report's replay must equal attach's own report. */
+		if (a->offcpu_unseen)
+			ls_json_add_u64(jr, "offcpu_unseen", a->offcpu_unseen);
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
 		cli_print_json(jr);
