@@ -36,6 +36,10 @@
 struct proc_state {
 	uint64_t resolve_until_ns; /* 0: nothing to try */
 	uint64_t next_try_ns;
+	/* CLOCK_MONOTONIC ns when precise mode's probes were in place (0: not
+	 * precise): busy periods that began before it are not covered by
+	 * callback events and stay slow events of their own. */
+	uint64_t precise_since_ns;
 	bool gone;
 };
 
@@ -134,6 +138,32 @@ static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t 
 	snprintf(s->name, sizeof(s->name), "busy period");
 }
 
+/* The culprit stack (the heaviest with frames) into s->frames, whole
+ * frames only (--allow matches any of them). */
+static void put_culprit_frames(struct ls_run_slow *s, const struct ls_stack_summary *st)
+{
+	size_t pos = 0;
+
+	for (size_t k = 0; k < st->n; k++) {
+		const struct ls_stack_agg *a = &st->stacks[k];
+
+		if (!a->nframes)
+			continue;
+		for (uint16_t i = 0; i < a->nframes; i++) {
+			const struct ls_pyframe *f = &a->frames[i];
+			char one[700];
+			int n = snprintf(one, sizeof(one), "%s\t%s\t%d\n", f->qualname, f->filename,
+					 f->line > 0 ? f->line : f->firstlineno);
+
+			if (n <= 0 || pos + (size_t)n >= sizeof(s->frames))
+				break;
+			memcpy(s->frames + pos, one, (size_t)n + 1);
+			pos += (size_t)n;
+		}
+		return;
+	}
+}
+
 /* What the stacks of a slow event say: why, the test, and for a busy
  * period (which has no name of its own) the culprit: the innermost frame
  * of its heaviest stack, with the line it was on. */
@@ -151,6 +181,12 @@ static void explain(struct ls_run_slow *s, const struct ls_stack_summary *st,
 	if (!st->n)
 		return;
 	ls_slowstack_text(st, t, 6, s->why, sizeof(s->why));
+	if (st->has_app) {
+		snprintf(s->app_function, sizeof(s->app_function), "%s", st->app.qualname);
+		snprintf(s->app_file, sizeof(s->app_file), "%s", st->app.filename);
+		s->app_line = st->app.line > 0 ? st->app.line : st->app.firstlineno;
+	}
+	put_culprit_frames(s, st);
 	if (!s->test[0])
 		ls_cbname_pytest_from_stack(st, s->test, sizeof(s->test));
 	if (s->kind == LS_RUN_SLOW_BUSY && st->stacks[0].nframes) {
@@ -209,8 +245,10 @@ static void resolve_pending(struct run *run)
 			snprintf(p->python, sizeof(p->python), "%d.%d", t.major, t.minor);
 			cli_stacks_add_resolved(&run->stacks, &t);
 		}
-		if (err == 0)
+		if (err == 0) {
 			p->precise = true;
+			st->precise_since_ns = ls_sys_now_ns();
+		}
 		else if (err < 0)
 			fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s\n",
 				strerror(-err));
@@ -289,6 +327,20 @@ static void pytest_name(const struct ls_cb_key *k, const struct ls_cb_name *nm, 
 		ls_cbname_pytest_node(nm->filename, nm->qualname, out, len);
 }
 
+/* Whether a slow callback of precise mode lies inside busy period `s`
+ * (same thread): then the callback stands for it. */
+static bool slow_callback_within(const struct cli_precise *pr, const struct ls_run_slow *s)
+{
+	for (size_t i = 0; i < pr->nslow; i++) {
+		const struct ls_slow_callback_event *e = &pr->slow[i];
+
+		if ((pid_t)e->tid == s->tid && e->start_ns >= s->start_ns &&
+		    e->start_ns < s->start_ns + s->duration_ns)
+			return true;
+	}
+	return false;
+}
+
 /* Collect slow callbacks (precise processes) in place of their busy
  * periods, the loop threads' lag, then the verdicts. */
 static void finish(struct run *run, struct ls_loop *loop)
@@ -297,11 +349,16 @@ static void finish(struct run *run, struct ls_loop *loop)
 	struct cli_precise *pr = &run->precise;
 	int kept = 0;
 
-	/* A precise process's slow busy periods are its slow callbacks. */
+	/* A precise process's slow busy periods are its slow callbacks, once
+	 * its probes were in place: a busy period that began before (a short
+	 * test whose set-up lost the race on a loaded CI machine) has no
+	 * callback event and stays a slow event of its own. */
 	for (int i = 0; i < r->nslow; i++) {
 		struct ls_run_process *p = proc_find(r, r->slow[i].pid);
 
-		if (!(p && p->precise))
+		if (!(p && p->precise) ||
+		    (r->slow[i].start_ns < run->st[p - r->procs].precise_since_ns &&
+		     !slow_callback_within(pr, &r->slow[i])))
 			r->slow[kept++] = r->slow[i];
 	}
 	r->nslow = kept;
@@ -370,6 +427,8 @@ int cli_run(int argc, char **argv)
 	run.quiet = o.common.quiet;
 	run.stacks.enabled = o.common.stacks;
 	run.stacks.folded_path = o.common.folded_path;
+	run.stacks.app_paths = o.common.app_paths;
+	run.stacks.napp_paths = o.common.napp_paths;
 	/* Fail before CMD runs when a report cannot be written. */
 	const char *outs[] = { run.json_out, run.junit_out };
 	for (size_t i = 0; i < 2; i++) {
@@ -406,6 +465,11 @@ int cli_run(int argc, char **argv)
 	run.precise.loop = loop;
 	cli_stacks_opened(&run.stacks, loop);
 	run.precise.stacks = run.stacks.enabled ? &run.stacks : NULL;
+	if (!run.light && (err = cli_precise_open(&run.precise))) {
+		fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s; "
+			"epoll level only\n", strerror(-err));
+		run.light = true;
+	}
 
 	if (pipe2(go, O_CLOEXEC) || pipe2(execerr, O_CLOEXEC)) {
 		fprintf(stderr, "loopscope: pipe: %s\n", strerror(errno));

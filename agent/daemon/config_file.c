@@ -150,6 +150,11 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 				ret = fail(err, len, path, line, "max_targets must be an integer 1-1024");
 			else
 				c->max_targets = config_setting_get_int(s);
+		} else if (!strcmp(key, "stacks")) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				ret = fail(err, len, path, line, "stacks must be true or false");
+			else
+				c->stacks = config_setting_get_bool(s);
 		} else if (!strcmp(key, "rules")) {
 			if (config_setting_type(s) != CONFIG_TYPE_LIST) {
 				ret = fail(err, len, path, line,
@@ -170,7 +175,7 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		} else {
 			ret = fail(err, len, path, line,
 				   "unknown setting '%s' (listen, socket, threshold, interval, grace, "
-				   "scan, max_targets, btf, rules)", key);
+				   "scan, max_targets, stacks, btf, rules)", key);
 		}
 	}
 out:

@@ -22,6 +22,7 @@ void ls_config_defaults(struct ls_config *c)
 	c->grace_ns = 30000000000ULL;
 	c->scan_ns = 10000000000ULL;
 	c->max_targets = 512;
+	c->stacks = true;
 }
 
 int ls_config_parse_mode(const char *s, enum ls_mode *mode)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "loopscope/abi/pycallback_events.h"
+#include "loopscope/appframe.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"
@@ -53,6 +54,7 @@ void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 	} else {
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
+	json_object_object_add(o, "app_frame", ls_appframe_json(st && st->has_app ? &st->app : NULL));
 	json_object_object_add(o, "stacks", ls_slowstack_json(st));
 	json_object_object_add(o, "await_chain", ls_pytask_chain_json(st ? &st->chain : NULL));
 }
