@@ -62,6 +62,8 @@ struct attach {
 	size_t nends;
 	struct cli_precise precise;
 	struct cli_stacks stacks;
+	struct cli_gone gone;   /* exited loop threads pruned from the table */
+	struct ls_loop *loop;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -417,6 +419,7 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	cli_threads_report(a->loop, a->pids, a->npids, &a->gone, jr);
 	cli_precise_report(&a->precise, jr);
 	cli_stacks_report(&a->stacks, jr);
 	if (a->json) {
@@ -513,6 +516,7 @@ int cli_attach(int argc, char **argv)
 		ret = err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_ERROR;
 		goto cleanup;
 	}
+	a.loop = loop;
 	clock_gettime(CLOCK_REALTIME, &real);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	a.mono_to_real_ns = ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
@@ -608,8 +612,12 @@ int cli_attach(int argc, char **argv)
 			cur = NULL;
 			prev_ns = now_ns;
 		}
-		if (now_ns >= next_tick)
+		if (now_ns >= next_tick) {
 			cli_stacks_prune(&a.stacks, now_ns);
+			/* Exited threads out of the kernel's table: a target
+			 * that churns threads does not keep it full. */
+			ls_loop_prune(loop, cli_gone_keep, &a.gone);
+		}
 		while (next_tick <= now_ns)
 			next_tick += a.interval_ns;
 	}
@@ -619,6 +627,7 @@ int cli_attach(int argc, char **argv)
 	if (err)
 		goto snapshot_failed;
 	ls_loop_drain(loop, 300);
+	cli_gone_append(&a.gone, &cur, &ncur);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
 	bool any_exited = false;
@@ -648,6 +657,7 @@ cleanup:
 	for (size_t i = 0; i < a.nslow; i++)
 		ls_slowstack_summary_free(&a.slow[i].stacks);
 	cli_stacks_close(&a.stacks);
+	cli_gone_free(&a.gone);
 	free(a.slow);
 	free(a.names);
 	free(a.ends);
