@@ -503,6 +503,7 @@ int cli_attach(int argc, char **argv)
 
 	lopts.slow_threshold_ns = a.threshold_ns;
 	lopts.btf_path = a.btf_path;
+	lopts.thread_quota = o.thread_quota;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.ctx = &a;
 	if (cli_stacks_init(&a.stacks)) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -38,6 +39,8 @@ void cli_attach_usage(FILE *f)
 		"      --folded FILE         write the slow periods' stacks to FILE in folded\n"
 		"                            format (flamegraph.pl, speedscope), weights in us\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
+		"      --thread-quota N      threads of one process tracked at once (default 512,\n"
+		"                            1-4096): beyond it, new threads are counted, not tracked\n"
 		"  -h, --help                this help\n"
 		"\n"
 		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
@@ -58,6 +61,7 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "btf", required_argument, NULL, 'b' },
+		{ "thread-quota", required_argument, NULL, 'Q' },
 		{ 0 },
 	};
 	int c, n;
@@ -96,6 +100,17 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		case 'b':
 			a->btf_path = optarg;
 			break;
+		case 'Q': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (!*optarg || *end || v < 1 || v > 4096) {
+				fprintf(stderr, "loopscope: --thread-quota must be 1-4096\n");
+				return -EINVAL;
+			}
+			a->thread_quota = (unsigned int)v;
+			break;
+		}
 		case 'h':
 			cli_attach_usage(stdout);
 			return 1;

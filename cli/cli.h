@@ -224,6 +224,7 @@ struct cli_attach_opts {
 	uint64_t interval_ns;      /* -i; 1 s */
 	bool json;                 /* --json */
 	const char *btf_path;      /* --btf; NULL: the running kernel's */
+	unsigned int thread_quota; /* --thread-quota; 0: LS_THREAD_QUOTA */
 	struct cli_common common;
 };
 

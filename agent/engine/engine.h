@@ -41,6 +41,7 @@ struct ls_mon {
 	size_t nslow;
 	uint64_t slow_seq;
 	uint64_t attached_total;
+	uint64_t tick_gen;           /* windows cut so far (ls_mon_thread.seen_gen) */
 	uint64_t next_tick_ns, next_scan_ns, window_end_ns;
 	bool limit_logged;
 	pid_t self;

@@ -139,7 +139,13 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi
  * last figures for the grace period. Call with the lock held. */
 static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char *why)
 {
+	struct ls_loop_thread_counts c;
+
 	ls_mon_precise_stop(m, t);
+	if (ls_loop_thread_counts(m->loop, t->pid, &c) == 0) {
+		t->threads_untracked = c.untracked;
+		t->threads_pruned = c.pruned;
+	}
 	ls_loop_remove_target(m->loop, t->pid);
 	ls_discover_watch(m->disc, t->pid, false);
 	t->exited_ns = ls_sys_now_ns();
@@ -371,6 +377,7 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 		goto cleanup;
 	}
 	lopts.slow_threshold_ns = cfg->threshold_ns;
+	lopts.thread_quota = (unsigned int)cfg->thread_quota;
 	lopts.btf_path = btf;
 	lopts.on_slow_busy = ls_mon_on_slow_busy;
 	lopts.ctx = m;
@@ -565,6 +572,11 @@ uint64_t ls_mon_name_evictions(const struct ls_mon *m)
 size_t ls_mon_names_cached(const struct ls_mon *m)
 {
 	return ls_pyname_cache_size(m->names);
+}
+
+void ls_mon_thread_table(const struct ls_mon *m, struct ls_loop_table_counts *out)
+{
+	ls_loop_table_counts(m->loop, out);
 }
 
 uint64_t ls_mon_attached_total(const struct ls_mon *m)
