@@ -65,24 +65,18 @@ static int version_from_name(const char *path, int *major, int *minor)
 /* PY_VERSION (Include/patchlevel.h), a string literal "3.11.2" in .rodata,
  * possibly tail-merged into another string ("/root/.pyenv/versions/3.12.1"):
  * the first NUL-terminated "3.M.P[suffix]" with M >= 6 not preceded by a
- * digit or a dot (other libraries' "3.2.0" strings are skipped by M). */
-static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
-{
-	struct ls_elf_section s;
-	char *buf;
-	size_t i;
-	int ret = -1;
+ * digit or a dot (other libraries' "3.2.0" strings are skipped by M).
+ * Read in chunks of RODATA_CHUNK, at most LS_ELF_SECTION_MAX bytes of the
+ * section (a target's file may claim any size: the memory used is one
+ * chunk, the time bounded by the cap; ls_elf_read checks the file's end). */
+#define RODATA_CHUNK (64u << 10)
+#define RODATA_OVERLAP 64 /* longer than any version string: one split by a chunk's end is seen whole in the next */
 
-	if (ls_elf_section(e, ".rodata", &s) || !s.size || s.size > (256u << 20))
-		return -1;
-	buf = malloc(s.size + 1);
-	if (!buf)
-		return -1;
-	if (ls_elf_read(e, s.addr, buf, s.size))
-		goto cleanup;
-	buf[s.size] = '\0';
-	for (i = 0; i + 5 < s.size && ret; i++) {
-		char *p = buf + i, *end;
+static int version_in(const char *buf, size_t n, size_t from, int *major, int *minor)
+{
+	for (size_t i = from; i + 5 < n; i++) {
+		const char *p = buf + i;
+		char *end;
 		long m;
 
 		if (p[0] != '3' || p[1] != '.' || (i && (isdigit((unsigned char)p[-1]) || p[-1] == '.')))
@@ -93,13 +87,48 @@ static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
 		strtol(end + 1, &end, 10);
 		while (isalnum((unsigned char)*end) || *end == '+') /* a1, rc2, + */
 			end++;
-		if (*end == '\0') {
+		if (*end == '\0' && end < buf + n) { /* its NUL in the data */
 			*major = 3;
 			*minor = (int)m;
-			ret = 0;
+			return 0;
 		}
 	}
-cleanup:
+	return -1;
+}
+
+static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
+{
+	struct ls_elf_section s;
+	uint64_t size, done = 0;
+	char *buf;
+	int ret = -1;
+
+	if (ls_elf_section(e, ".rodata", &s) || !s.size)
+		return -1;
+	size = s.size < LS_ELF_SECTION_MAX ? s.size : LS_ELF_SECTION_MAX;
+	buf = malloc(RODATA_OVERLAP + RODATA_CHUNK + 1);
+	if (!buf)
+		return -1;
+	/* buf: the last RODATA_OVERLAP bytes of the previous chunk (keep),
+	 * then this one: a string cut by a chunk's end is seen whole in the
+	 * next (the NUL after the data does not count as its end). Matches
+	 * start after the overlap's first byte, whose predecessor is gone
+	 * (it was looked at with it, in the previous chunk). */
+	size_t keep = 0;
+
+	while (done < size && ret) {
+		size_t n = size - done < RODATA_CHUNK ? (size_t)(size - done) : RODATA_CHUNK, len, k;
+
+		if (ls_elf_read(e, s.addr + done, buf + keep, n))
+			break;
+		len = keep + n;
+		buf[len] = '\0';
+		ret = version_in(buf, len, keep ? 1 : 0, major, minor);
+		done += n;
+		k = len < RODATA_OVERLAP ? len : RODATA_OVERLAP;
+		memmove(buf, buf + len - k, k);
+		keep = k;
+	}
 	free(buf);
 	return ret;
 }
