@@ -319,6 +319,9 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 		scan_proc(m);
 		m->next_scan_ns = now + m->cfg.scan_ns;
 	}
+	/* A set-up that hangs (a target blocking it) is abandoned. */
+	if (m->jobs)
+		ls_jobq_watch(m->jobs, now);
 	/* Precise-mode set-ups due (new targets, retries after an exec). */
 	ls_mon_lock(m);
 	for (size_t i = 0; i < m->ntargets; i++) {
@@ -511,8 +514,17 @@ void ls_mon_close(struct ls_mon *m)
 	if (!m)
 		return;
 	/* The worker finishes the job in progress; ls_pycb_close takes down
-	 * every uprobe left, queued for removal or not. */
-	ls_jobq_free(m->jobs);
+	 * every uprobe left, queued for removal or not. A worker stuck in a
+	 * job (a target blocking its set-up) is not waited for beyond
+	 * LS_MON_CLOSE_WAIT_NS: what it may still touch (the engine, the
+	 * precise session) is left to the process's exit, which closes every
+	 * BPF link and program with its file descriptors. */
+	if (!ls_jobq_free(m->jobs, LS_MON_CLOSE_WAIT_NS)) {
+		ls_mon_log(m, "a precise-mode job is stuck; leaving it to the exit");
+		ls_discover_close(m->disc);
+		ls_loop_close(m->loop);
+		return;
+	}
 	ls_discover_close(m->disc);
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
