@@ -338,8 +338,45 @@ static void host_path_of(pid_t pid, const char *path, unsigned long start, unsig
 		snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
 }
 
+/* Whether device major:minor of process pid's mount namespace is a FUSE
+ * file system (/proc/PID/mountinfo, proc(5): field 3 "major:minor", the
+ * type after " - "; "fuse", "fuse.sshfs", "fuseblk"), with its type in
+ * type. Its server is a process that may never answer a read, and a read
+ * it holds waits uninterruptibly (fs/fuse/dev.c, request_wait_answer):
+ * such a file is not read at all (issue #12 item 3). Only procfs is read
+ * here, never the file system itself. */
+static bool on_fuse(pid_t pid, unsigned major, unsigned minor, char *type, size_t len)
+{
+	char path[64], line[4096];
+	bool fuse = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!fuse && fgets(line, sizeof(line), f)) {
+		unsigned ma, mi;
+		char *dash;
+
+		if (sscanf(line, "%*s %*s %u:%u", &ma, &mi) != 2 || ma != major || mi != minor ||
+		    !(dash = strstr(line, " - ")))
+			continue;
+		dash += 3;
+		dash[strcspn(dash, " \n")] = '\0';
+		if (!strncmp(dash, "fuse", 4)) {
+			fuse = true;
+			snprintf(type, len, "%s", dash);
+		}
+	}
+	fclose(f);
+	return fuse;
+}
+
 int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 {
+	unsigned lib_dev[2] = { 0 }, exe_dev[2] = { 0 }, aio_dev[2] = { 0 };
+	char fstype[64];
 	char who[32], maps[64], exe[PATH_MAX] = "", line[PATH_MAX + 128];
 	char aio[PATH_MAX] = "", aio_host[PATH_MAX + 64] = "";
 	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0, aio_start = 0, aio_end = 0;
@@ -365,10 +402,12 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	/* "start-end perms offset dev inode   path" (proc(5)) */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end, off;
+		unsigned dmaj, dmin;
 		int pos = 0;
 		char *p;
 
-		if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &start, &end, &off, &pos) < 3 || !pos)
+		if (sscanf(line, "%lx-%lx %*s %lx %x:%x %*s %n", &start, &end, &off, &dmaj, &dmin,
+			   &pos) < 5 || !pos)
 			continue;
 		p = line + pos;
 		p[strcspn(p, "\n")] = '\0';
@@ -378,13 +417,19 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 		if (!lib_start && !strncmp(base_name(p), "libpython", 9)) {
 			lib_start = start;
 			lib_end = end;
+			lib_dev[0] = dmaj;
+			lib_dev[1] = dmin;
 			snprintf(out->path, sizeof(out->path), "%s", p);
 		} else if (!exe_start && *exe && !strcmp(p, exe)) {
 			exe_start = start;
 			exe_end = end;
+			exe_dev[0] = dmaj;
+			exe_dev[1] = dmin;
 		} else if (!aio_start && is_asyncio_ext(p)) {
 			aio_start = start;
 			aio_end = end;
+			aio_dev[0] = dmaj;
+			aio_dev[1] = dmin;
 			snprintf(aio, sizeof(aio), "%s", p);
 		}
 	}
@@ -398,6 +443,17 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	out->shared = lib_start != 0;
 	if (!out->shared)
 		snprintf(out->path, sizeof(out->path), "%s", exe);
+	{
+		const unsigned *dev = out->shared ? lib_dev : exe_dev;
+
+		if (on_fuse(pid, dev[0], dev[1], fstype, sizeof(fstype))) {
+			snprintf(out->error, sizeof(out->error), "%s%.160s is on a FUSE file system (%.40s): "
+				 "not read (its server could stall loopscope)", who, out->path, fstype);
+			return -EREMOTE;
+		}
+		if (aio_start && on_fuse(pid, aio_dev[0], aio_dev[1], fstype, sizeof(fstype)))
+			aio_start = 0; /* the Task offsets are an extra: without them */
+	}
 	/* Paths in maps are as the target sees them: open them through its
 	 * root so targets in other mount namespaces (containers) work too. */
 	host_path_of(pid, out->path, out->shared ? lib_start : exe_start,

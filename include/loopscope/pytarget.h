@@ -152,7 +152,10 @@ struct ls_py_target {
  * describe a free-threaded build ("free-threaded CPython not supported
  * yet"); -ENOENT context_run not found in the file (stripped and the
  * tp_methods route failed); -EINVAL the mapped path is not a regular file;
- * other -errno from opening the file. The file is opened through the
+ * -EREMOTE the file is on a FUSE file system (its server, any process, may
+ * never answer a read, and the reader would wait uninterruptibly: not read;
+ * /proc/PID/mountinfo tells, without touching the file system); other
+ * -errno from opening the file. The file is opened through the
  * mapping (host_path: /proc/PID/map_files/START-END), so chrooted targets,
  * other mount namespaces and deleted files work. On success out->off holds
  * the layouts and out->note may hold one line to show. */
