@@ -20,6 +20,7 @@ struct ls_jobq {
 	pthread_cond_t cond;    /* jobs queued, or stop */
 	pthread_cond_t gone;    /* a worker thread ended */
 	bool stop;
+	bool orphaned;          /* ls_jobq_free left it to its last thread */
 	char *jobs;             /* n records of job_size, oldest first */
 	size_t n, cap;
 	/* The worker in charge is the one of generation gen; older ones were
@@ -43,6 +44,16 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void destroy(struct ls_jobq *q)
+{
+	pthread_cond_destroy(&q->cond);
+	pthread_cond_destroy(&q->gone);
+	pthread_mutex_destroy(&q->lock);
+	free(q->jobs);
+	free(q->running);
+	free(q);
 }
 
 static void *worker_main(void *arg)
@@ -81,8 +92,12 @@ static void *worker_main(void *arg)
 		q->have_worker = false; /* no memory: the next push tries again */
 	q->threads--;
 	pthread_cond_broadcast(&q->gone);
+	bool last = q->orphaned && !q->threads;
+
 	pthread_mutex_unlock(&q->lock);
 	free(job);
+	if (last)
+		destroy(q); /* ls_jobq_free gave up on us: nobody else holds q */
 	return NULL;
 }
 
@@ -205,14 +220,10 @@ bool ls_jobq_free(struct ls_jobq *q, uint64_t wait_ns)
 	while (q->threads && pthread_cond_timedwait(&q->gone, &q->lock, &until) != ETIMEDOUT)
 		;
 	done = q->threads == 0;
+	q->orphaned = !done; /* the last thread frees q when (if) it ends */
 	pthread_mutex_unlock(&q->lock);
 	if (!done)
-		return false; /* a thread still uses q: left for the process's exit */
-	pthread_cond_destroy(&q->cond);
-	pthread_cond_destroy(&q->gone);
-	pthread_mutex_destroy(&q->lock);
-	free(q->jobs);
-	free(q->running);
-	free(q);
+		return false;
+	destroy(q);
 	return true;
 }

@@ -57,9 +57,9 @@ uint64_t ls_jobq_watch(struct ls_jobq *q, uint64_t now_ns);
 /* Stop the worker after the job in progress (jobs still queued are not
  * run) and wait up to wait_ns for every worker thread, stuck ones
  * included, to end; then free everything and return true. When one is
- * still running, return false and free nothing (the queue stays valid for
- * it; the caller must also keep what its jobs use): the process is about
- * to exit. NULL is fine (true). */
+ * still running, return false: the queue is freed by its last thread when
+ * (if) its job returns, and the caller must keep what its jobs use (the
+ * process is about to exit). NULL is fine (true). */
 bool ls_jobq_free(struct ls_jobq *q, uint64_t wait_ns);
 
 #endif /* LS_ENGINE_JOBQ_H */
