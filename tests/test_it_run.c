@@ -225,6 +225,62 @@ START_TEST(test_invalid_gate_value_exits_87)
 }
 END_TEST
 
+/* A slow callback that ran before precise mode's probes were in place (a
+ * short test whose set-up lost the race on a loaded CI machine) still fails
+ * the gate, as the busy period that holds it. The race is made certain: the
+ * command stops loopscope (its parent) with SIGSTOP and has it continued
+ * 1 s later, after the app's one 150 ms block; the app then idles 2 s, so
+ * precise mode attaches to it while it lives. Before the fix, the busy
+ * period was dropped as "a precise process's" and the gate passed. */
+#define EARLY_APP                                                                         \
+	"import asyncio, json, sys, time\n"                                               \
+	"def block():\n"                                                                  \
+	"    s = time.monotonic_ns(); t = time.perf_counter(); time.sleep(0.15)\n"       \
+	"    d = int((time.perf_counter() - t) * 1e9)\n"                                  \
+	"    open(sys.argv[1], 'a').write(json.dumps({'start_ns': s, 'duration_ns': d}) + '\\n')\n" \
+	"async def main():\n"                                                             \
+	"    await asyncio.sleep(0.05)\n"                                                 \
+	"    asyncio.get_running_loop().call_soon(block)\n"                               \
+	"    await asyncio.sleep(2.0)\n"                                                  \
+	"asyncio.run(main())\n"
+
+START_TEST(test_block_before_precise_attach_fails_the_gate)
+{
+	struct ls_test_out o = { 0 };
+	char json[128], script[1024];
+
+	ls_test_tmp(o.log, sizeof(o.log), "log");
+	ls_test_tmp(json, sizeof(json), "json");
+	snprintf(script, sizeof(script),
+		 "kill -STOP $PPID; (sleep 1; kill -CONT $PPID) & exec " PY " -c \"$0\" %s",
+		 o.log);
+	char *argv[] = { LOOPSCOPE, "run", "--fail-on-slow", "100ms", "--json-out", json, "--",
+			 "/bin/sh", "-c", script, EARLY_APP, NULL };
+	ck_assert_int_eq(run_ls(&o, argv), LS_RUN_EXIT_GATE);
+
+	json_object *app = load_json(o.log); /* one line: the one block */
+	uint64_t bst = ls_test_ju64(app, "start_ns"), bdu = ls_test_ju64(app, "duration_ns");
+	json_object *rep = load_json(json);
+	json_object *slow = ls_test_jget(rep, "slow");
+	ck_assert_int_eq(json_object_array_length(slow), 1);
+	json_object *s = json_object_array_get_idx(slow, 0);
+	ck_assert_str_eq(json_object_get_string(ls_test_jget(s, "kind")), "busy");
+	/* The busy period holds the block: it starts before it (the poll's
+	 * return) by at most the rest of that iteration, 20 ms with room for a
+	 * loaded machine, and lasts at least as long. */
+	uint64_t st = ls_test_ju64(s, "start_ns"), du = ls_test_ju64(s, "duration_ns");
+	ck_assert_msg(st <= bst && bst - st < 20000000ULL,
+		      "busy period starts %llu, block %llu", (unsigned long long)st,
+		      (unsigned long long)bst);
+	ck_assert_msg(du + 1000000ULL >= bdu, "busy %llu < block %llu",
+		      (unsigned long long)du, (unsigned long long)bdu);
+	json_object_put(rep);
+	json_object_put(app);
+	unlink(json);
+	ls_test_out_free(&o);
+}
+END_TEST
+
 /* The JUnit file is XML a real parser reads, with the failure in it; the
  * annotations have the documented form; the JSON matches the schema. */
 START_TEST(test_reports_parse_and_validate)
@@ -358,6 +414,16 @@ START_TEST(test_sync_test_named_by_its_stack)
 	ck_assert_ptr_nonnull(f);
 	fputs(src, f);
 	fclose(f);
+	/* What this test checks is naming, not the set-up race (that is
+	 * test_block_before_precise_attach_fails_the_gate): a conftest that
+	 * sleeps 1 s at collection gives precise mode's set-up (~0.2 s after
+	 * exec here, more on a loaded machine) time to finish first. */
+	snprintf(file, sizeof(file), "%s/conftest.py", dir);
+	f = fopen(file, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("import time\ntime.sleep(1.0)\n", f);
+	fclose(f);
+	snprintf(file, sizeof(file), "%s/test_sync_loop.py", dir);
 	for (int m = 0; m < 2; m++) {
 		struct ls_test_out o = { 0 };
 
@@ -389,8 +455,10 @@ START_TEST(test_sync_test_named_by_its_stack)
 		unlink(json);
 		ls_test_out_free(&o);
 	}
-	unlink(file);
-	rmdir(dir);
+	/* the test, its conftest and pytest's __pycache__ */
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -475,6 +543,7 @@ int main(void)
 	tcase_add_test(tc, test_allow_pattern_tolerates_the_known_spot);
 	tcase_add_test(tc, test_max_slow_tolerates_n);
 	tcase_add_test(tc, test_short_lived_grandchild_is_caught);
+	tcase_add_test(tc, test_block_before_precise_attach_fails_the_gate);
 	tcase_add_test(tc, test_killed_by_signal_exits_128_plus_n);
 	tcase_add_test(tc, test_cmd_not_found_exits_127);
 	tcase_add_test(tc, test_unwritable_report_fails_before_cmd);
