@@ -197,6 +197,12 @@ struct cli_precise {
  * attach lists them in "precise_targets". */
 int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
 		    int *resolve_err, struct ls_py_target *t);
+/* Load precise mode's BPF object (verified once, no probe attached yet) with
+ * p->threshold_ns, p->btf_path: 0, or -errno from ls_pycb_open / -ENOMEM.
+ * Idempotent. `run` calls it before CMD starts, so that a target's set-up
+ * is only its uprobes (the verifier's load took 0.1-0.5 s on a busy
+ * machine, while a short test already ran); the add functions call it. */
+int cli_precise_open(struct cli_precise *p);
 /* Attach precise mode to an already resolved target: 0; -EAGAIN when it
  * could not be probed (one line said why; epoll level goes on); -errno when
  * the BPF object could not be loaded. */

@@ -188,7 +188,7 @@ int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
 	return err == -EAGAIN ? 1 : err;
 }
 
-int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t)
+int cli_precise_open(struct cli_precise *p)
 {
 	int err;
 
@@ -208,6 +208,15 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 		if (!p->names || !p->targets)
 			return -ENOMEM;
 	}
+	return 0;
+}
+
+int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t)
+{
+	int err = cli_precise_open(p);
+
+	if (err)
+		return err;
 	if (p->ntargets == CLI_MAX_TARGETS) {
 		fprintf(stderr, "loopscope: pid %d: %d Python processes in precise mode already; "
 			"epoll level only\n", t->pid, CLI_MAX_TARGETS);

@@ -421,6 +421,11 @@ int cli_run(int argc, char **argv)
 	run.precise.threshold_ns = run.threshold_ns;
 	cli_stacks_opened(&run.stacks, loop);
 	run.precise.stacks = run.stacks.enabled ? &run.stacks : NULL;
+	if (!run.light && (err = cli_precise_open(&run.precise))) {
+		fprintf(stderr, "loopscope: loading precise-mode BPF programs failed: %s; "
+			"epoll level only\n", strerror(-err));
+		run.light = true;
+	}
 
 	if (pipe2(go, O_CLOEXEC) || pipe2(execerr, O_CLOEXEC)) {
 		fprintf(stderr, "loopscope: pipe: %s\n", strerror(errno));
