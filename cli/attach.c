@@ -9,62 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 
+#include "attach.h"
 #include "cli.h"
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/loopscope.h"
-
-#define MAX_PIDS CLI_MAX_PIDS
-#define MAX_SLOW_KEPT 10000
-
-struct slow_rec {
-	struct ls_slow_busy_event ev;
-	char thread[16];
-	struct ls_stack_summary stacks; /* Python stacks of the period */
-};
-
-/* A slow period not yet counted in an interval line: its exact length makes
- * that interval's max exact (ls_stats_window_busy_max). */
-struct slow_end {
-	uint32_t tid;
-	uint64_t end_ns, duration_ns;
-};
-
-struct thread_name {
-	uint32_t tid;
-	char name[16];
-};
-
-struct attach {
-	/* options */
-	pid_t pids[MAX_PIDS];
-	int npids;
-	uint64_t duration_ns;   /* 0: until Ctrl-C */
-	uint64_t interval_ns;
-	uint64_t threshold_ns;
-	bool json, quiet;
-	const char *btf_path;   /* NULL: the running kernel's */
-	bool want_precise;      /* --mode precise: per-callback probes on CPython */
-	/* state */
-	bool exited[MAX_PIDS];
-	uint64_t exited_at_ns[MAX_PIDS];
-	uint64_t start_ns;
-	int64_t mono_to_real_ns;
-	struct slow_rec *slow;
-	size_t nslow, slow_dropped;
-	struct thread_name *names;
-	size_t nnames;
-	struct slow_end *ends;  /* slow periods since the interval lines' last snapshot */
-	size_t nends;
-	struct cli_precise precise;
-	struct cli_stacks stacks;
-	struct cli_gone gone;   /* exited loop threads pruned from the table */
-	struct ls_loop *loop;
-};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -73,23 +29,43 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
-static const char *thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
+void cli_attach_set_thread_name(struct attach *a, uint32_t tid, const char *name)
 {
 	struct thread_name *grown;
-	size_t i;
 
-	for (i = 0; i < a->nnames; i++)
-		if (a->names[i].tid == tid)
-			return a->names[i].name;
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid) {
+			snprintf(a->names[i].name, sizeof(a->names[i].name), "%s", name);
+			return;
+		}
 	grown = realloc(a->names, (a->nnames + 1) * sizeof(*a->names));
 	if (!grown)
-		return "?";
+		return;
 	a->names = grown;
 	a->names[a->nnames].tid = tid;
-	ls_target_thread_name((pid_t)tgid, (pid_t)tid, a->names[a->nnames].name,
-			      sizeof(a->names[a->nnames].name));
-	return a->names[a->nnames++].name;
+	snprintf(a->names[a->nnames++].name, sizeof(a->names[0].name), "%s", name);
 }
+
+const char *cli_attach_thread_name(struct attach *a, uint32_t tgid, uint32_t tid)
+{
+	char name[16];
+
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid)
+			return a->names[i].name;
+	if (a->replay)
+		return "?";
+	ls_target_thread_name((pid_t)tgid, (pid_t)tid, name, sizeof(name));
+	cli_attach_set_thread_name(a, tid, name);
+	if (a->rec && !a->rec_err)
+		cli_attach_record_status(a, ls_record_put_thread(a->rec, tgid, tid, name));
+	for (size_t i = 0; i < a->nnames; i++)
+		if (a->names[i].tid == tid)
+			return a->names[i].name;
+	return "?";
+}
+
+#define thread_name cli_attach_thread_name
 
 static json_object *window_json(struct attach *a, const struct ls_thread_window *w)
 {
@@ -162,6 +138,8 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	}
 	const struct ls_stack_summary *kept = a->slow && a->nslow &&
 		a->slow[a->nslow - 1].ev.start_ns == e->start_ns ? &a->slow[a->nslow - 1].stacks : &st;
+	if (a->rec && !a->rec_err)
+		cli_attach_record_status(a, ls_record_put_slow_busy(a->rec, e, name, kept));
 	if (a->json) {
 		json_object *o = json_object_new_object();
 
@@ -176,9 +154,12 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	} else if (!a->quiet) {
 		char b3[32], why[2048];
 
-		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s): %s\n",
+		char app[700];
+
+		printf("%s  SLOW busy %s%s since %s  pid %u tid %u (%s): %s\n",
 		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
+		       ls_appframe_suffix(kept->has_app ? &kept->app : NULL, app, sizeof(app)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
 		       name, ls_busy_why(e, kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
@@ -307,9 +288,8 @@ static int pid_index(const struct attach *a, uint32_t pid)
 	return -1;
 }
 
-/* The final report; returns the number of targets in which a loop thread was seen. */
-static int print_report(struct attach *a, const struct ls_thread_view *v, size_t n,
-			uint64_t now_ns, uint64_t lost)
+int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n,
+		      uint64_t now_ns, uint64_t lost)
 {
 	json_object *jr = NULL, *jthreads = NULL, *jslow = NULL, *jexited = NULL, *jnoloop = NULL;
 	bool seen[MAX_PIDS] = { false };
@@ -335,10 +315,19 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	for (size_t i = 0; i < n; i++) {
 		struct ls_thread_window w;
 		int pi = pid_index(a, v[i].tgid);
+		const struct ls_thread_view *before =
+			a->before ? find_thread(a->before, a->nbefore, v[i].tid) : NULL;
 
-		ls_stats_window(&v[i], now_ns, NULL, a->start_ns, &w);
+		ls_stats_window(&v[i], now_ns, before, a->start_ns, &w);
 		if (!w.polls)
 			continue;
+		if (a->replay) {
+			/* The slow periods of this window above the report's
+			 * threshold (it may be larger than the recording's). */
+			w.slow_busy = 0;
+			for (size_t k = 0; k < a->nslow; k++)
+				w.slow_busy += a->slow[k].ev.tid == w.tid;
+		}
 		if (pi >= 0 && !seen[pi]) {
 			seen[pi] = true;
 			nseen++;
@@ -389,9 +378,13 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 		} else {
 			char why[4096];
 
-			printf("    %s  busy %-9s  pid %u tid %u (%s): %s\n",
+			char app[700];
+
+			printf("    %s  busy %-9s%s  pid %u tid %u (%s): %s\n",
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
-			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
+			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)),
+			       ls_appframe_suffix(s->stacks.has_app ? &s->stacks.app : NULL, app, sizeof(app)),
+			       s->ev.tgid, s->ev.tid,
 			       s->thread, ls_busy_why(&s->ev, &s->stacks, 8, why, sizeof(why)));
 			cli_print_chain(&s->stacks.chain, "      ");
 		}
@@ -419,9 +412,13 @@ static int print_report(struct attach *a, const struct ls_thread_view *v, size_t
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
-	cli_threads_report(a->loop, a->pids, a->npids, &a->gone, jr);
+	if (a->loop) /* not in a replay */
+		cli_threads_report(a->loop, a->pids, a->npids, &a->gone, jr);
 	cli_precise_report(&a->precise, jr);
-	cli_stacks_report(&a->stacks, jr);
+	if (a->replay || a->rend_used)
+		cli_report_stacks(a, jr);
+	else
+		cli_stacks_report(&a->stacks, jr);
 	if (a->json) {
 		json_object_object_add(jr, "threads", jthreads);
 		json_object_object_add(jr, "slow_busy", jslow);
@@ -455,10 +452,37 @@ static bool any_cpython(struct attach *a)
 	return false;
 }
 
+/* The recording's header: clocks, host, kernel, threshold, pids. */
+void cli_attach_free(struct attach *a)
+{
+	for (size_t i = 0; i < a->nslow; i++)
+		ls_slowstack_summary_free(&a->slow[i].stacks);
+	free(a->slow);
+	free(a->names);
+	free(a->ends);
+	a->slow = NULL;
+	a->names = NULL;
+	a->ends = NULL;
+	a->nslow = a->nnames = a->nends = 0;
+}
+
 int cli_attach(int argc, char **argv)
 {
-	struct attach a = { 0 };
 	struct cli_attach_opts o;
+	int err = cli_attach_parse(argc, argv, &o);
+
+	if (err)
+		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
+	return cli_attach_run(&o);
+}
+
+int cli_attach_run(const struct cli_attach_opts *op)
+{
+	struct attach a = { 0 };
+	const struct cli_attach_opts o = *op;
+	/* `record -- CMD`: pids[0] is CMD, still loopscope until it execs */
+	bool cmd = o.release_fd >= 0;
+	uint64_t cmd_since = 0;
 	struct ls_loop_opts lopts = { 0 };
 	struct ls_loop *loop = NULL;
 	struct ls_thread_view *prev = NULL, *cur = NULL;
@@ -469,9 +493,6 @@ int cli_attach(int argc, char **argv)
 	char why[256];
 	int err, ret = LS_EXIT_ERROR, nalive;
 
-	err = cli_attach_parse(argc, argv, &o);
-	if (err)
-		return err > 0 ? LS_EXIT_OK : LS_EXIT_USAGE;
 	memcpy(a.pids, o.pids, sizeof(a.pids));
 	a.npids = o.npids;
 	a.duration_ns = o.duration_ns;
@@ -483,6 +504,10 @@ int cli_attach(int argc, char **argv)
 	a.want_precise = o.common.mode == CLI_MODE_PRECISE;
 	a.stacks.enabled = o.common.stacks;
 	a.stacks.folded_path = o.common.folded_path;
+	a.record_path = o.record_path;
+	a.no_report = o.no_report;
+	a.stacks.app_paths = o.common.app_paths;
+	a.stacks.napp_paths = o.common.napp_paths;
 	for (int i = 0; i < a.npids; i++) {
 		if (ls_target_alive(a.pids[i])) {
 			fprintf(stderr, "loopscope: pid %d: no such process\n", a.pids[i]);
@@ -530,9 +555,12 @@ int cli_attach(int argc, char **argv)
 	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
 	a.stacks.resolve_said_elsewhere = a.want_precise;
-	for (int i = 0; i < a.npids; i++)
+	for (int i = 0; i < a.npids && !cmd; i++)
 		cli_stacks_add(&a.stacks, a.pids[i]);
-	for (int i = 0; i < a.npids && a.want_precise; i++) {
+	if (cmd && a.want_precise)
+		fprintf(stderr, "loopscope: --mode precise needs -p PID; -- CMD is recorded at the "
+			"epoll level\n");
+	for (int i = 0; i < a.npids && a.want_precise && !cmd; i++) {
 		struct ls_py_target t;
 		int resolve_err;
 
@@ -557,6 +585,14 @@ int cli_attach(int argc, char **argv)
 	}
 	a.start_ns = prev_ns = ls_sys_now_ns();
 	next_tick = a.start_ns + a.interval_ns;
+	if (a.record_path && cli_attach_record_open(&a, cmd)) {
+		ret = LS_EXIT_ERROR;
+		goto cleanup;
+	}
+	if (o.release_fd >= 0) { /* `record -- CMD`: CMD may start now */
+		(void)!write(o.release_fd, "g", 1);
+		cmd_since = a.start_ns;
+	}
 	deadline = a.duration_ns ? a.start_ns + a.duration_ns : UINT64_MAX;
 	/* On stderr in JSON mode too: scripts wait for it to know we are in. */
 	fprintf(stderr, "loopscope: attached to %d process%s; threshold %s; Ctrl-C for the report\n",
@@ -586,6 +622,8 @@ int cli_attach(int argc, char **argv)
 		cli_precise_poll(&a.precise);
 		nalive = 0;
 		now_ns = ls_sys_now_ns();
+		if (cmd_since && cli_attach_cmd_resolve(&a, a.pids[0], cmd_since, now_ns))
+			cmd_since = 0;
 		for (int i = 0; i < a.npids; i++) {
 			if (!a.exited[i] && ls_target_alive(a.pids[i])) {
 				a.exited[i] = true;
@@ -599,14 +637,16 @@ int cli_attach(int argc, char **argv)
 		}
 		if (!nalive)
 			break;
-		if (now_ns >= next_tick && !a.quiet) {
+		if (now_ns >= next_tick && (!a.quiet || a.rec)) {
 			err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 			if (err)
 				goto snapshot_failed;
 			/* The slow events of periods in the snapshot, submitted
 			 * just before it: the interval's max is theirs. */
 			ls_loop_poll(loop, 0);
-			print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
+			cli_attach_record_snapshot(&a, cur, ncur, now_ns);
+			if (!a.quiet)
+				print_interval(&a, cur, ncur, now_ns, prev, nprev, prev_ns);
 			free(prev);
 			prev = cur;
 			nprev = ncur;
@@ -627,6 +667,7 @@ int cli_attach(int argc, char **argv)
 	err = ls_loop_snapshot(loop, &cur, &ncur, &now_ns);
 	if (err)
 		goto snapshot_failed;
+	cli_attach_record_snapshot(&a, cur, ncur, now_ns);
 	ls_loop_drain(loop, 300);
 	cli_gone_append(&a.gone, &cur, &ncur);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
@@ -635,7 +676,13 @@ int cli_attach(int argc, char **argv)
 
 	for (int i = 0; i < a.npids; i++)
 		any_exited |= a.exited[i];
-	if (print_report(&a, cur, ncur, now_ns, ls_loop_lost_events(loop)) == 0) {
+	if (a.rec)
+		cli_attach_record_end(&a, loop, now_ns);
+	int nseen = a.no_report ? cli_attach_record_seen(&a, cur, ncur)
+				: cli_attach_report(&a, cur, ncur, now_ns,
+						    a.rend_used ? a.rend.lost_events
+								: ls_loop_lost_events(loop));
+	if (nseen == 0) {
 		/* A target that exits before it polls is an exit (6), not a
 		 * target without a loop (7). */
 		fprintf(stderr, "loopscope: no loop thread seen in any target%s\n",
@@ -651,16 +698,14 @@ snapshot_failed:
 	fprintf(stderr, "loopscope: reading loop stats failed: %s\n", strerror(-err));
 	ret = LS_EXIT_ERROR;
 cleanup:
+	if (a.rec) /* an error path: what was recorded stays readable */
+		ls_record_close(a.rec);
 	cli_precise_close(&a.precise);
 	ls_loop_close(loop);
 	free(prev);
 	free(cur);
-	for (size_t i = 0; i < a.nslow; i++)
-		ls_slowstack_summary_free(&a.slow[i].stacks);
 	cli_stacks_close(&a.stacks);
 	cli_gone_free(&a.gone);
-	free(a.slow);
-	free(a.names);
-	free(a.ends);
+	cli_attach_free(&a);
 	return ret;
 }

@@ -2,6 +2,7 @@
 /* `loopscope attach`: its usage and its options table (cli.h,
  * struct cli_attach_opts); the command itself is in attach.c. */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@ void cli_attach_usage(FILE *f)
 	fprintf(f,
 		"Usage: loopscope attach -p PID[,PID...] [-d DURATION] [-i INTERVAL]\n"
 		"                        [--threshold DURATION] [--mode light|precise]\n"
-		"                        [--no-stacks] [--folded FILE] [--json] [-q] [--btf FILE]\n"
+		"                        [--no-stacks] [--folded FILE] [--app-path PATH] [--json] [-q] [--btf FILE]\n"
 		"\n"
 		"Watch every thread of the given processes that polls with epoll_wait,\n"
 		"epoll_pwait or epoll_pwait2 (a loop thread): iterations/s, utilization,\n"
@@ -38,9 +39,15 @@ void cli_attach_usage(FILE *f)
 		"                            quarter of the threshold: no walk while healthy)\n"
 		"      --folded FILE         write the slow periods' stacks to FILE in folded\n"
 		"                            format (flamegraph.pl, speedscope), weights in us\n"
+		"      --app-path PATH       your code's folder (repeatable; default: the target's\n"
+		"                            working directory): a slow period is also named by\n"
+		"                            its innermost frame there, outside the standard\n"
+		"                            library and site-packages (\"-> report app.py:22\")\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
 		"      --thread-quota N      threads of one process tracked at once (default 512,\n"
 		"                            1-4096): beyond it, new threads are counted, not tracked\n"
+		"      --record FILE         also record what is seen to FILE (docs/RECORD.md);\n"
+		"                            'loopscope report FILE' prints this report again\n"
 		"  -h, --help                this help\n"
 		"\n"
 		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
@@ -62,15 +69,23 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		{ "json", no_argument, NULL, 'j' },
 		{ "btf", required_argument, NULL, 'b' },
 		{ "thread-quota", required_argument, NULL, 'Q' },
+		{ "record", required_argument, NULL, 'R' },
+		{ "output", required_argument, NULL, 'o' },
 		{ 0 },
 	};
+	bool record = !strcmp(argv[0], "record");
 	int c, n;
 
 	memset(a, 0, sizeof(*a));
 	cli_common_defaults(&a->common);
 	a->interval_ns = 1000000000ULL;
+	a->release_fd = -1;
+	if (record) {
+		a->no_report = true;
+		a->common.quiet = true;
+	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:i:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, record ? "+p:d:i:o:h" : "+p:d:i:qh", opts, NULL)) != -1) {
 		n = cli_common_option(&a->common, c, optarg);
 		if (n < 0)
 			return n;
@@ -111,20 +126,41 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 			a->thread_quota = (unsigned int)v;
 			break;
 		}
+		case 'R':
+		case 'o':
+			if ((c == 'o') != record) {
+				fprintf(stderr, "loopscope: %s is an option of 'loopscope %s'\n",
+					c == 'o' ? "-o" : "--record", c == 'o' ? "record" : "attach");
+				return -EINVAL;
+			}
+			a->record_path = optarg;
+			break;
 		case 'h':
-			cli_attach_usage(stdout);
+			if (record)
+				cli_record_usage(stdout);
+			else
+				cli_attach_usage(stdout);
 			return 1;
 		default:
-			fprintf(stderr, "loopscope: try 'loopscope attach --help'\n");
+			fprintf(stderr, "loopscope: try 'loopscope %s --help'\n", argv[0]);
 			return -EINVAL;
 		}
+	}
+	if (record && optind < argc && !a->npids && !strcmp(argv[optind - 1], "--")) {
+		a->cmd = argv + optind; /* record -- CMD ARGS */
+		optind = argc;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "loopscope: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (!a->npids) {
-		fprintf(stderr, "loopscope: attach needs -p PID (try 'loopscope attach --help')\n");
+	if (!a->npids && !a->cmd) {
+		fprintf(stderr, "loopscope: %s needs -p PID%s (try 'loopscope %s --help')\n", argv[0],
+			record ? " or -- CMD" : "", argv[0]);
+		return -EINVAL;
+	}
+	if (record && !a->record_path) {
+		fprintf(stderr, "loopscope: record needs -o FILE\n");
 		return -EINVAL;
 	}
 	if (cli_common_check(&a->common))

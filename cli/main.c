@@ -15,6 +15,8 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  attach -p PID[,PID...]   watch the loop threads of running processes\n"
+		"  record -p PID -o FILE    record what attach sees into FILE (or: -- CMD)\n"
+		"  report FILE              the report of a recording; --perfetto: its timeline\n"
 		"  run [GATES] -- CMD       run CMD under monitoring, following its children;\n"
 		"                           gate CI on slow callbacks and loop lag\n"
 		"  top                      live view of every loop loopscoped monitors (or of\n"
@@ -43,6 +45,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "help")) {
 		if (argc > 2 && !strcmp(argv[2], "attach"))
 			cli_attach_usage(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "record"))
+			cli_record_usage(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "report"))
+			cli_report_usage(stdout);
 		else if (argc > 2 && !strcmp(argv[2], "run"))
 			cli_run_usage(stdout);
 		else if (argc > 2 && (!strcmp(argv[2], "top") || !strcmp(argv[2], "status"))) {
@@ -56,6 +62,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "attach"))
 		return cli_attach(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "record"))
+		return cli_record(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "report"))
+		return cli_report(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return cli_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "top"))

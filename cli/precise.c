@@ -26,6 +26,15 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 	const struct ls_cb_name *nm;
 
+	if (p->replay) { /* read back from a recording */
+		for (size_t i = 0; i < p->nfixed; i++)
+			if (!memcmp(&p->fixed[i].key, k, sizeof(*k)))
+				return &p->fixed_names[i];
+		for (size_t i = 0; p->slow_key_names && i < p->nslow; i++)
+			if (!memcmp(&p->slow[i].key, k, sizeof(*k)))
+				return &p->slow_key_names[i];
+		return &unknown;
+	}
 	/* off is NULL for a target already removed: its names were read when
 	 * its events came, and the cache has them. */
 	if (!p->names)
@@ -149,6 +158,8 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	/* Resolve the name now, while the process surely exists: the report
 	 * may come after it is gone. */
 	name_of(p, &e->key);
+	if (is_kept && p->on_kept)
+		p->on_kept(p->on_kept_ctx, p->nslow - 1);
 	if (p->json) {
 		json_object *o = callback_json_named(&key, nm);
 
@@ -157,14 +168,19 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
 		if (p->stacks) {
+			json_object_object_add(o, "app_frame",
+					       ls_appframe_json(kept->has_app ? &kept->app : NULL));
 			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
 			json_object_object_add(o, "await_chain", ls_pytask_chain_json(&kept->chain));
 		}
 		cli_print_json(o);
 	} else if (!p->quiet) {
-		printf("%s  SLOW callback %s  %s  pid %u tid %u%s\n",
+		char app[700];
+
+		printf("%s  SLOW callback %s%s  %s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
+		       ls_appframe_suffix(kept->has_app ? &kept->app : NULL, app, sizeof(app)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
@@ -264,24 +280,32 @@ void cli_precise_poll(struct cli_precise *p)
 
 static int by_sum(const void *a, const void *b)
 {
-	const struct ls_cb_entry *x = a, *y = b;
+	const struct cli_cb_row *x = a, *y = b;
 
-	return x->stats.duration.sum < y->stats.duration.sum ? 1 :
-	       x->stats.duration.sum > y->stats.duration.sum ? -1 : 0;
+	return x->h.sum < y->h.sum ? 1 : x->h.sum > y->h.sum ? -1 : 0;
 }
 
 static int by_max(const void *a, const void *b)
 {
-	const struct ls_cb_entry *x = a, *y = b;
+	const struct cli_cb_row *x = a, *y = b;
 
-	return x->stats.duration.max < y->stats.duration.max ? 1 :
-	       x->stats.duration.max > y->stats.duration.max ? -1 : 0;
+	return x->h.max < y->h.max ? 1 : x->h.max > y->h.max ? -1 : 0;
 }
 
-static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, uint32_t pid,
+/* A row's name: the callable's, then its application frame when split. */
+static char *row_name(struct cli_precise *p, const struct cli_cb_row *r, char *buf, size_t len)
+{
+	char full[600], app[700];
+
+	snprintf(buf, len, "%s%s", ls_pyname_format(&r->key, name_of(p, &r->key), full, sizeof(full)),
+		 ls_appframe_suffix(r->has_app ? &r->app : NULL, app, sizeof(app)));
+	return buf;
+}
+
+static void print_top(struct cli_precise *p, struct cli_cb_row *v, size_t n, uint32_t pid,
 		      const char *title)
 {
-	char b[4][16], full[600];
+	char b[4][16], full[1400];
 	int shown = 0;
 
 	for (size_t i = 0; i < n && !shown; i++)
@@ -294,7 +318,7 @@ static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, ui
 	printf("    %s:\n      %8s %10s %10s %10s %10s  %s\n", title, "COUNT", "TOTAL", "p50",
 	       "p99", "MAX", "CALLBACK");
 	for (size_t i = 0; i < n && shown < TOP_N; i++) {
-		const struct ls_hist *h = &v[i].stats.duration;
+		const struct ls_hist *h = &v[i].h;
 
 		if (v[i].key.tgid != pid)
 			continue;
@@ -303,32 +327,61 @@ static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, ui
 		       ls_duration_format(h->sum, b[0], 16),
 		       ls_duration_format(ls_hist_percentile(h, 50), b[1], 16),
 		       ls_duration_format(ls_hist_percentile(h, 99), b[2], 16),
-		       ls_duration_format(h->max, b[3], 16),
-		       ls_pyname_format(&v[i].key, name_of(p, &v[i].key), full, sizeof(full)));
+		       ls_duration_format(h->max, b[3], 16), row_name(p, &v[i], full, sizeof(full)));
 	}
+}
+
+static uint64_t lost_events(struct cli_precise *p)
+{
+	/* Taken with the table (cli_precise_fix), or read back. */
+	return p->pycb && !p->has_fixed ? ls_pycb_lost_events(p->pycb) : p->replay_lost;
+}
+
+int cli_precise_fix(struct cli_precise *p)
+{
+	struct ls_cb_entry *v = NULL;
+	size_t n = 0;
+
+	if (!p->pycb)
+		return -ENOENT;
+	if (ls_pycb_snapshot(p->pycb, &v, &n))
+		return -ENOMEM;
+	cli_precise_poll(p);
+	p->replay_lost = ls_pycb_lost_events(p->pycb);
+	free(p->fixed);
+	p->fixed = v;
+	p->nfixed = n;
+	p->has_fixed = true;
+	return 0;
 }
 
 void cli_precise_report(struct cli_precise *p, json_object *jr)
 {
-	struct ls_cb_entry *v = NULL;
+	struct cli_cb_row *v = NULL;
 	json_object *jcb = NULL, *jslow = NULL;
 	char b1[32], b2[32], full[600];
-	size_t n = 0;
+	size_t n = 0, overflowed = 0;
 
-	if (!p->pycb)
+	if (!p->pycb && !p->replay)
 		return;
-	if (ls_pycb_snapshot(p->pycb, &v, &n)) {
+	if (!p->has_fixed && !p->replay && cli_precise_fix(p)) {
 		fprintf(stderr, "loopscope: reading callback stats failed\n");
 		return;
 	}
-	cli_precise_poll(p);
+	/* The table as recorded or taken once (cli_precise_fix), split by
+	 * application frame from the kept slow callbacks' stacks. */
+	if (cli_cb_rows(p, p->fixed, p->nfixed, &v, &n, &overflowed)) {
+		fprintf(stderr, "loopscope: out of memory for the callback table\n");
+		return;
+	}
 	if (jr) {
 		jcb = json_object_new_array();
 		jslow = json_object_new_array();
 		for (size_t i = 0; i < n; i++) {
 			json_object *o = callback_json(p, &v[i].key);
 
-			json_object_object_add(o, "duration", cli_hist_json(&v[i].stats.duration));
+			json_object_object_add(o, "app_frame", ls_appframe_json(v[i].has_app ? &v[i].app : NULL));
+			json_object_object_add(o, "duration", cli_hist_json(&v[i].h));
 			json_object_array_add(jcb, o);
 		}
 		for (size_t i = 0; i < p->nslow; i++) {
@@ -340,6 +393,10 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
 			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
 			if (p->stacks) {
+				const struct ls_stack_summary *ss = &p->slow_stacks[i];
+
+				json_object_object_add(o, "app_frame",
+						       ls_appframe_json(ss->has_app ? &ss->app : NULL));
 				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
 				json_object_object_add(o, "await_chain",
 						       ls_pytask_chain_json(&p->slow_stacks[i].chain));
@@ -361,9 +418,11 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		}
 		json_object_object_add(jr, "precise_targets", jt);
 		json_object_object_add(jr, "callbacks", jcb);
+		ls_json_add_u64(jr, "callback_app_rows_max", CLI_CB_APP_ROWS_MAX);
+		ls_json_add_u64(jr, "callback_app_rows_overflowed", overflowed);
 		json_object_object_add(jr, "slow_callbacks", jslow);
 		ls_json_add_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
-		ls_json_add_u64(jr, "lost_callback_events", ls_pycb_lost_events(p->pycb));
+		ls_json_add_u64(jr, "lost_callback_events", lost_events(p));
 		free(v);
 		return;
 	}
@@ -377,6 +436,9 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		qsort(v, n, sizeof(*v), by_max);
 		print_top(p, v, n, pid, "by max");
 	}
+	if (overflowed)
+		printf("  %zu slow callbacks stay in their callable's row: more than %d (callable, "
+		       "application frame) rows\n", overflowed, CLI_CB_APP_ROWS_MAX);
 	printf("  slow callbacks (> %s): %zu\n", ls_duration_format(p->threshold_ns, b1, sizeof(b1)),
 	       p->nslow + p->slow_dropped);
 	uint64_t *durs = malloc((p->nslow + 1) * sizeof(*durs)), cut = 0;
@@ -397,9 +459,13 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		struct ls_cb_key key;
 		const struct ls_cb_name *nm = slow_name(p, i, &key);
 
+		char named[1400], app[700];
+		const struct ls_stack_summary *ss = &p->slow_stacks[i];
+
+		snprintf(named, sizeof(named), "%s%s", ls_pyname_format(&key, nm, full, sizeof(full)),
+			 ls_appframe_suffix(ss->has_app ? &ss->app : NULL, app, sizeof(app)));
 		printf("    %s  %-60s %10s  pid %u tid %u%s\n",
-		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
-		       ls_pyname_format(&key, nm, full, sizeof(full)),
+		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)), named,
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
 		cli_print_chain(&p->slow_stacks[i].chain, "      ");
@@ -407,9 +473,9 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 	if (shown < p->nslow)
 		printf("    (the %zu longest shown; %zu shorter ones: --json lists every one)\n", shown,
 		       p->nslow - shown);
-	if (ls_pycb_lost_events(p->pycb))
+	if (lost_events(p))
 		printf("  LOST %llu slow callback events: the ring buffer was full\n",
-		       (unsigned long long)ls_pycb_lost_events(p->pycb));
+		       (unsigned long long)lost_events(p));
 	free(v);
 }
 
@@ -423,5 +489,8 @@ void cli_precise_close(struct cli_precise *p)
 	free(p->slow_stacks);
 	free(p->slow_names);
 	free(p->slow);
+	free(p->fixed);
+	free(p->fixed_names);
+	free(p->slow_key_names);
 	memset(p, 0, sizeof(*p));
 }

@@ -16,6 +16,8 @@ PACKAGES=(
   python3-pytest-asyncio libxml2-utils util-linux
   # loopscoped tests: a real Prometheus (and promtool), tmux for `loopscope top`
   prometheus tmux
+  # it_record: `report --html` loaded in headless Chromium
+  chromium
   # benchmarks (bench/run and its smoke test): the tools users compare us with
   wrk bpftrace
 )

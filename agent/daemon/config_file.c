@@ -158,6 +158,11 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 					   LS_MAX_THREADS);
 			else
 				c->thread_quota = config_setting_get_int(s);
+		} else if (!strcmp(key, "stacks")) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				ret = fail(err, len, path, line, "stacks must be true or false");
+			else
+				c->stacks = config_setting_get_bool(s);
 		} else if (!strcmp(key, "rules")) {
 			if (config_setting_type(s) != CONFIG_TYPE_LIST) {
 				ret = fail(err, len, path, line,
@@ -178,7 +183,7 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		} else {
 			ret = fail(err, len, path, line,
 				   "unknown setting '%s' (listen, socket, threshold, interval, grace, "
-				   "scan, max_targets, thread_quota, btf, rules)", key);
+				   "scan, max_targets, thread_quota, stacks, btf, rules)", key);
 		}
 	}
 out:

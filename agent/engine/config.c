@@ -24,6 +24,7 @@ void ls_config_defaults(struct ls_config *c)
 	c->scan_ns = 10000000000ULL;
 	c->max_targets = 512;
 	c->thread_quota = LS_THREAD_QUOTA;
+	c->stacks = true;
 }
 
 int ls_config_parse_mode(const char *s, enum ls_mode *mode)

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The byte layout of a recording (docs/RECORD.md), shared by the writer
+ * (record.c) and the reader (replay.c). Integers are little-endian, the
+ * byte order of x86-64, written and read with memcpy (no alignment).
+ */
+#ifndef LS_RECORD_FORMAT_H
+#define LS_RECORD_FORMAT_H
+
+#include <stdint.h>
+
+/* File header: magic[8], u16 major, u16 minor, u32 header_len (bytes from
+ * offset 0, this field's value: a later minor version may append fields),
+ * u32 crc32 of the header with this field 0, then the fields below. */
+#define REC_HDR_FIXED 20      /* magic .. crc */
+#define REC_HDR_V1_LEN (REC_HDR_FIXED + 5 * 8 + 2 * 4 + LS_RECORD_MAX_PIDS * 4 + 65 + 129 + 32)
+#define REC_HDR_MAX 65536     /* a header_len beyond: not a recording */
+
+/* Block: u32 magic "LSBK", u32 raw_len, u32 comp_len, u32 crc32 of the 12
+ * bytes before it and the comp_len bytes after, then a zlib stream of
+ * raw_len bytes of records. */
+#define REC_BLOCK_MAGIC 0x4b42534cu /* "LSBK" as read little-endian */
+#define REC_BLOCK_HDR 16
+/* A record: u16 type, u16 flags (0), u32 payload length, payload. */
+#define REC_HDR 8
+
+/* Per thread in a snapshot: u32 len (of this thread's entry, itself
+ * included), then the fields of ls_thread_view in order, the histograms
+ * sparse: u64 count, sum, max, u16 nonzero slots, that many (u16 slot,
+ * u64 value). */
+#define REC_THREAD_FIXED (4 + 4 * 4 + 8 * 8)
+
+/* Slow busy record: the event's fields, u32 thread name id, then the stack
+ * summary (docs/RECORD.md). */
+#define REC_SLOW_FIXED (2 * 4 + 6 * 8 + 4 + 4)
+
+/* A callback's key and its name (precise mode): u32 tgid, kind, u64 code,
+ * name (addresses in the target), u32 qualname id, file id, s32 first line. */
+#define REC_CBKEY 36
+
+static inline void rec_w16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static inline void rec_w32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
+static inline void rec_w64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
+static inline uint16_t rec_r16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t rec_r32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t rec_r64(const uint8_t *p) { return rec_r32(p) | (uint64_t)rec_r32(p + 4) << 32; }
+
+#endif /* LS_RECORD_FORMAT_H */

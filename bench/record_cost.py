@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Recording's size and cost on the callback storm (docs/RECORD.md, "Size
+and cost"): bench/apps/storm.py N --repeat under no tracer, `attach -q`
+and `record -o FILE`, in rounds, each variant's window bracketed by bare
+ones as bench/run does. The target is pinned to CPU 0, the tracer to CPU 1.
+Per window: the target's CPU per callback (utime+stime, /proc/PID/stat,
+10 ms ticks, over the storm); for record, the file's bytes and the polls
+the report counts.
+Usage: bench/record_cost.py [--python PY] [--n N] [--rounds R] [--build DIR]"""
+import argparse, json, os, signal, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def start_tool(args):
+    p = subprocess.Popen(["taskset", "-c", "1"] + args, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "attached to" in line:
+            return p
+    raise SystemExit(f"{args}: never attached")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--python", default="/root/.pyenv/versions/3.12.1/bin/python3.12")
+    ap.add_argument("--n", type=int, default=200000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    a = ap.parse_args()
+    ls = os.path.join(a.build, "loopscope")
+    tick = os.sysconf("SC_CLK_TCK")
+    app = subprocess.Popen(["taskset", "-c", "0", a.python, os.path.join(HERE, "apps", "storm.py"),
+                            str(a.n), "--repeat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True, cwd=os.path.join(HERE, "apps"))
+    pid = app.pid
+    time.sleep(1.0)
+    tmp = tempfile.mkdtemp()
+    res = {"bare": [], "attach": [], "record": []}
+    sizes = []
+
+    def storm():
+        t0 = cpu_ticks(pid)
+        app.stdin.write("go\n")
+        app.stdin.flush()
+        while True:
+            line = app.stdout.readline()
+            if not line:
+                raise SystemExit("storm ended")
+            if "ns_per_cb" in line:
+                break
+        return (cpu_ticks(pid) - t0) / tick / a.n * 1e9  # ns per callback
+
+    variants = ["attach", "record"]
+    for r in range(a.rounds):
+        for v in (variants if r % 2 == 0 else variants[::-1]):
+            b1 = storm()
+            path = os.path.join(tmp, f"r{r}.rec")
+            args = [ls, "attach", "-q", "-p", str(pid)] if v == "attach" else \
+                   [ls, "record", "-p", str(pid), "-o", path]
+            tool = start_tool(args)
+            time.sleep(0.5)
+            cost = storm()
+            tool.send_signal(signal.SIGINT)
+            tool.wait()
+            b2 = storm()
+            res["bare"] += [b1, b2]
+            res[v].append(cost / ((b1 + b2) / 2))
+            if v == "record":
+                rep = subprocess.run([ls, "report", path, "--json"], capture_output=True, text=True)
+                rj = [json.loads(l) for l in rep.stdout.splitlines() if '"report"' in l][-1]
+                polls = sum(t["polls"] for t in rj["threads"])
+                sizes.append((os.path.getsize(path), polls, rj["duration_ns"] / 1e9))
+    app.stdin.close()
+    app.wait()
+    med = lambda v: sorted(v)[len(v) // 2]
+    print(json.dumps({
+        "python": a.python, "n": a.n, "rounds": a.rounds,
+        "bare_ns_per_cb_median": med(res["bare"]),
+        "attach_vs_bare": res["attach"], "record_vs_bare": res["record"],
+        "attach_vs_bare_median": med(res["attach"]), "record_vs_bare_median": med(res["record"]),
+        "record_files": [{"bytes": b, "polls": p, "seconds": s, "bytes_per_poll": b / max(p, 1)}
+                         for b, p, s in sizes],
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

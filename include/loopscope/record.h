@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Recordings (agent/record/): what `loopscope attach` consumes, written to a
+ * file by `loopscope record` (or `attach --record FILE`) and read back by
+ * `loopscope report`. The layout is documented in docs/RECORD.md: a fixed
+ * header (magic, format version, host, kernel, start clocks), then blocks,
+ * each a zlib stream of records with its lengths and a CRC-32, so a crash
+ * loses at most the block being filled. Every record carries its type and
+ * length: a reader skips the types it does not know and the tail of a
+ * record longer than it expects (fields added by a later minor version).
+ */
+#ifndef LOOPSCOPE_RECORD_H
+#define LOOPSCOPE_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "loopscope/loopscope.h"
+#include "loopscope/slowstack.h"
+
+/* Kernel records (loopscope/abi/), only pointed to here. */
+struct ls_slow_busy_event;
+struct ls_slow_callback_event;
+struct ls_cb_entry;
+struct ls_cb_name;
+
+#define LS_RECORD_MAGIC "LOOPSREC"   /* 8 bytes, no NUL */
+#define LS_RECORD_VERSION_MAJOR 1    /* a reader refuses a larger one */
+#define LS_RECORD_VERSION_MINOR 2    /* fields appended: readers skip them
+				      * (1: precise mode's records, END's flags) */
+#define LS_RECORD_MAX_PIDS 64
+/* A block's records before compression, at most (the reader refuses more). */
+#define LS_RECORD_BLOCK_MAX (4u << 20)
+
+/* Record types (docs/RECORD.md has each payload). */
+enum ls_record_type {
+	LS_REC_STRING = 1,    /* u32 id, bytes: a name used by later records */
+	LS_REC_THREAD = 2,    /* u32 tgid, tid, name id */
+	LS_REC_SNAPSHOT = 3,  /* every loop thread's cumulative figures at a time */
+	LS_REC_SLOW_BUSY = 4, /* a slow busy period, its reasons and stacks */
+	LS_REC_END = 5,       /* the run ended cleanly: end time, counters, exits */
+	LS_REC_PROCESS = 6,   /* u32 pid, comm id, interpreter id */
+	LS_REC_PRECISE_TARGET = 7, /* a process in precise mode: pid, version, route */
+	LS_REC_CALLBACKS = 8,      /* precise mode: every callback's histogram, named */
+	LS_REC_SLOW_CALLBACK = 9,  /* precise mode: a slow callback, named, its stacks */
+};
+
+/* Exit codes of `loopscope report` for a bad file (beside enum ls_exit):
+ * one line on stderr says which; with 22 and 23 what precedes the damage
+ * is reported first. */
+enum ls_record_exit {
+	LS_EXIT_REC_UNREADABLE = 20, /* cannot open or read the file */
+	LS_EXIT_REC_NOT_RECORD = 21, /* another kind of file (no magic, bad header) */
+	LS_EXIT_REC_NEWER = 22,      /* format version newer than this reader */
+	LS_EXIT_REC_TRUNCATED = 23,  /* ends inside a block, or without its end record */
+	LS_EXIT_REC_CORRUPT = 24,    /* a block's CRC, lengths or zlib stream are wrong */
+};
+
+/* The file header, host byte order (x86-64: little-endian). */
+struct ls_record_header {
+	uint16_t version_major, version_minor;
+	uint64_t realtime_ns;    /* CLOCK_REALTIME at the start */
+	uint64_t monotonic_ns;   /* CLOCK_MONOTONIC read right after it */
+	uint64_t start_ns;       /* the report window's start, CLOCK_MONOTONIC */
+	uint64_t threshold_ns;   /* slow from (the kernel's threshold while recording) */
+	uint64_t interval_ns;    /* between snapshots */
+	uint32_t mode;           /* 0 light, 1 precise */
+	uint32_t npids;
+	uint32_t pids[LS_RECORD_MAX_PIDS];
+	char host[65];           /* uname nodename */
+	char kernel[129];        /* uname release and version */
+	char tool[32];           /* loopscope's version */
+};
+
+struct ls_record_writer;
+
+/* Create path (truncated if it exists, mode 0644) and write header h (its
+ * version fields are set here). 0 and *out, or -errno from open/write. */
+int ls_record_open(const char *path, const struct ls_record_header *h,
+		   struct ls_record_writer **out);
+
+/* Append records; each returns 0 or -errno (-ENOMEM, or a write error of
+ * a block filled on the way, which is then remembered: later calls return
+ * it too). Records go to the block being filled, written when it reaches
+ * 256 KiB or at ls_record_flush. */
+int ls_record_put_snapshot(struct ls_record_writer *w, uint64_t now_ns,
+			   const struct ls_thread_view *v, size_t n);
+/* A slow busy period e of thread `thread` (its comm) with its stacks st
+ * (NULL: none). Names are stored once each (LS_REC_STRING). */
+int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_busy_event *e,
+			    const char *thread, const struct ls_stack_summary *st);
+int ls_record_put_thread(struct ls_record_writer *w, uint32_t tgid, uint32_t tid,
+			 const char *name);
+/* Process pid: its comm and interpreter ("CPython 3.12", "" unknown). */
+int ls_record_put_process(struct ls_record_writer *w, uint32_t pid, const char *comm,
+			  const char *interp);
+
+/* What the end record holds. */
+struct ls_record_end {
+	uint64_t end_ns;          /* the final snapshot's time */
+	uint64_t lost_events;     /* slow events the ring buffer dropped */
+	uint64_t slow_not_kept;   /* slow events beyond attach's list */
+	uint64_t stack_walks, stack_walk_errors, stack_dropped, stack_lost;
+	uint32_t stack_procs;     /* processes whose stacks were walked; 0: stacks off */
+	bool stacks_on;
+	bool stacks_enabled;      /* stacks asked for (not --no-stacks) */
+	uint64_t lost_callback_events; /* precise mode's ring buffer */
+	uint64_t slow_callbacks_not_kept;
+	uint32_t npids;
+	uint32_t pids[LS_RECORD_MAX_PIDS];
+	bool exited[LS_RECORD_MAX_PIDS];
+	uint64_t exited_at_ns[LS_RECORD_MAX_PIDS];
+};
+int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *end);
+
+/* Precise mode. A target: pid, CPython major.minor, how context_run was
+ * found (enum ls_py_route). */
+int ls_record_put_precise_target(struct ls_record_writer *w, uint32_t pid, int major, int minor,
+				 uint32_t route);
+/* Every callback's duration histogram at now_ns: n entries v, names[i]
+ * the name of v[i].key. */
+int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
+			    const struct ls_cb_entry *v, const struct ls_cb_name *const *names,
+			    size_t n);
+/* A slow callback e: its key's name, the name its stack gave it (a
+ * Task's step; qualname "" none), its stacks (NULL: none). */
+int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow_callback_event *e,
+				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
+				const struct ls_stack_summary *st);
+
+/* Compress and write the block being filled (nothing when empty): once
+ * written the kernel has it, and a crash of the recorder loses nothing
+ * before it (no fsync: a crash of the machine may). 0 or -errno of
+ * write(2), -ENOMEM. */
+int ls_record_flush(struct ls_record_writer *w);
+/* Flush, close, free: 0 or the first error seen. NULL is fine. */
+int ls_record_close(struct ls_record_writer *w);
+/* Bytes written so far (header and blocks), and records put. */
+uint64_t ls_record_bytes(const struct ls_record_writer *w);
+
+/* ---- reading ---- */
+
+struct ls_replay;
+
+/* One record read back. Pointers stay valid until the next
+ * ls_replay_next or ls_replay_close. */
+struct ls_replay_item {
+	uint16_t type;                        /* enum ls_record_type */
+	/* LS_REC_SNAPSHOT */
+	uint64_t now_ns;
+	struct ls_thread_view *views;
+	size_t nviews;
+	/* LS_REC_SLOW_BUSY: the event, its thread's comm, its stacks (owned by
+	 * the reader: ls_replay_take_stacks moves them to the caller) */
+	const struct ls_slow_busy_event *slow;
+	const char *thread;
+	struct ls_stack_summary stacks;
+	/* LS_REC_THREAD, LS_REC_PROCESS */
+	uint32_t tgid, tid;
+	const char *name;                     /* THREAD: comm; PROCESS: comm */
+	const char *interp;                   /* PROCESS */
+	/* LS_REC_END */
+	struct ls_record_end end;
+	/* LS_REC_PRECISE_TARGET: tgid, and */
+	int major, minor;
+	uint32_t route;
+	/* LS_REC_CALLBACKS: now_ns, and entries with their names (reader's) */
+	const struct ls_cb_entry *callbacks;
+	const struct ls_cb_name *callback_names;
+	size_t ncallbacks;
+	/* LS_REC_SLOW_CALLBACK: the event, its names, stacks (as SLOW_BUSY) */
+	const struct ls_slow_callback_event *slow_cb;
+	const struct ls_cb_name *cb_name, *cb_slow_name;
+};
+
+/* Open recording path and read its header into *h: 0 and *out, or
+ * -errno (open/read: -ENOENT, -EACCES, -EISDIR...), -ENOEXEC (not a
+ * recording: no magic, a header too short or inconsistent), -EPROTONOSUPPORT
+ * (a newer major version; *h has its version). The file is read whole. */
+int ls_replay_open(const char *path, struct ls_replay **out, struct ls_record_header *h);
+/* Same, over len bytes at data (copied). */
+int ls_replay_open_mem(const void *data, size_t len, struct ls_replay **out,
+		       struct ls_record_header *h);
+/* The next record: 1 and *it; 0 at the clean end (after LS_REC_END and the
+ * last block); -ENODATA truncated (the file ends inside a block, or
+ * without an end record); -EBADMSG a corrupt block (CRC, lengths, zlib) or
+ * record (a length beyond its block, a payload shorter than its fields, a
+ * name id never defined); -ENOMEM. After an error, further calls return
+ * it again; the records before it were all delivered. */
+int ls_replay_next(struct ls_replay *r, struct ls_replay_item *it);
+/* Move the stacks of the last LS_REC_SLOW_BUSY item to *out (the caller
+ * frees them with ls_slowstack_summary_free). */
+void ls_replay_take_stacks(struct ls_replay *r, struct ls_replay_item *it,
+			   struct ls_stack_summary *out);
+/* Byte offset in the file of the block the last error is in. */
+uint64_t ls_replay_offset(const struct ls_replay *r);
+void ls_replay_close(struct ls_replay *r);
+
+/* The exit code (enum ls_record_exit) and a few words for error err of
+ * ls_replay_open/ls_replay_next. */
+int ls_replay_exit_code(int err);
+const char *ls_replay_strerror(int err);
+
+#endif /* LOOPSCOPE_RECORD_H */

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Recordings (agent/record/, cli/report.c): a recording written with the
+ * writer reads back field for field; `loopscope report` prints it, applies
+ * a larger threshold and a window; and every kind of bad file (the table of
+ * docs/RECORD.md) gets its one line and its own exit code, with what
+ * precedes the damage still reported.
+ *
+ * The synthetic recording: one loop thread (pid 4242), three blocks:
+ *   block 1: a snapshot at +1 s (100 polls), slow periods of 150 ms (with a
+ *            two-frame stack) and 300 ms;
+ *   block 2: a snapshot at +2 s (200 polls), a slow period of 250 ms;
+ *   block 3: the end record.
+ * Its numbers are chosen here, so the report's are known exactly.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "loopscope/abi/loop_events.h"
+#include "loopscope/record.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define MS 1000000ULL
+#define T0 (1000ULL * 1000 * MS) /* the start, CLOCK_MONOTONIC */
+#define PID 4242
+
+static void view(struct ls_thread_view *v, uint64_t polls, uint64_t at)
+{
+	memset(v, 0, sizeof(*v));
+	v->tgid = v->tid = PID;
+	v->poll_kind = LS_POLL_EPOLL_WAIT;
+	v->in_poll = true;
+	v->first_enter_ns = T0 + MS;
+	v->poll_enter_ns = at - MS;
+	v->poll_exit_ns = at - 2 * MS;
+	v->polls = polls;
+	v->iterations = polls - 1;
+	for (uint64_t i = 0; i < polls - 1; i++) {
+		ls_hist_record(&v->busy, 100000 + i * 1000);
+		ls_hist_record(&v->poll, 5 * MS);
+	}
+	ls_hist_record(&v->lag, 200000);
+}
+
+static void slow_event(struct ls_slow_busy_event *e, uint64_t start, uint64_t dur)
+{
+	memset(e, 0, sizeof(*e));
+	e->type = LS_EV_SLOW_BUSY;
+	e->tgid = e->tid = PID;
+	e->start_ns = start;
+	e->duration_ns = dur;
+	e->poll_timeout_ns = -1;
+	e->blocked_ns = dur - MS;
+	e->top_block_ns = dur - MS;
+	e->top_syscall = 230; /* clock_nanosleep */
+}
+
+/* Write the synthetic recording to path (end: with its end record). */
+static void make_recording(const char *path, bool end)
+{
+	struct ls_record_header h = { 0 };
+	struct ls_record_writer *w;
+	struct ls_thread_view v;
+	struct ls_slow_busy_event e;
+	struct ls_pyframe frames[2] = { 0 };
+	struct ls_stack_agg agg = { 0 };
+	struct ls_stack_summary st = { 0 };
+
+	h.realtime_ns = 1700000000ULL * 1000 * MS;
+	h.monotonic_ns = T0;
+	h.start_ns = T0;
+	h.threshold_ns = 100 * MS;
+	h.interval_ns = 1000 * MS;
+	h.npids = 1;
+	h.pids[0] = PID;
+	strcpy(h.host, "testhost");
+	strcpy(h.kernel, "6.18 test");
+	ck_assert_int_eq(ls_record_open(path, &h, &w), 0);
+	ck_assert_int_eq(ls_record_put_process(w, PID, "app", "CPython 3.12"), 0);
+	ck_assert_int_eq(ls_record_put_thread(w, PID, PID, "app-loop"), 0);
+	view(&v, 100, T0 + 1000 * MS);
+	ck_assert_int_eq(ls_record_put_snapshot(w, T0 + 1000 * MS, &v, 1), 0);
+	strcpy(frames[0].qualname, "slow_handler");
+	strcpy(frames[0].filename, "/srv/app.py");
+	frames[0].firstlineno = 40;
+	frames[0].line = 45;
+	strcpy(frames[1].qualname, "main");
+	strcpy(frames[1].filename, "/srv/app.py");
+	frames[1].firstlineno = 70;
+	frames[1].line = 80;
+	agg.kind = LS_STACK_OFF_CPU;
+	agg.syscall = 230;
+	agg.blocked_ns = 149 * MS;
+	agg.events = 1;
+	agg.nframes = 2;
+	agg.frames = frames;
+	st.stacks = &agg;
+	st.n = 1;
+	st.off_cpu_ns = 149 * MS;
+	slow_event(&e, T0 + 200 * MS, 150 * MS);
+	ck_assert_int_eq(ls_record_put_slow_busy(w, &e, "app-loop", &st), 0);
+	slow_event(&e, T0 + 500 * MS, 300 * MS);
+	ck_assert_int_eq(ls_record_put_slow_busy(w, &e, "app-loop", NULL), 0);
+	ck_assert_int_eq(ls_record_flush(w), 0);
+	view(&v, 200, T0 + 2000 * MS);
+	ck_assert_int_eq(ls_record_put_snapshot(w, T0 + 2000 * MS, &v, 1), 0);
+	slow_event(&e, T0 + 1200 * MS, 250 * MS);
+	ck_assert_int_eq(ls_record_put_slow_busy(w, &e, "app-loop", &st), 0);
+	ck_assert_int_eq(ls_record_flush(w), 0);
+	if (end) {
+		struct ls_record_end en = { .end_ns = T0 + 2000 * MS, .npids = 1, .pids = { PID } };
+
+		ck_assert_int_eq(ls_record_put_end(w, &en), 0);
+	}
+	ck_assert_int_eq(ls_record_close(w), 0);
+}
+
+static char *tmp_recording(bool end)
+{
+	static char path[128];
+
+	ls_test_tmp(path, sizeof(path), "rec");
+	make_recording(path, end);
+	return path;
+}
+
+/* Offset of block k (0-based) of recording path. */
+static off_t block_offset(const char *path, int k)
+{
+	unsigned char b[16];
+	off_t off;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, b, 16, 12), 16);
+	off = b[0] | b[1] << 8 | b[2] << 16 | (off_t)b[3] << 24; /* header_len */
+	while (k--) {
+		ck_assert_int_eq(pread(fd, b, 16, off), 16);
+		off += 16 + (b[8] | b[9] << 8 | b[10] << 16 | (off_t)b[11] << 24);
+	}
+	close(fd);
+	return off;
+}
+
+static void poke(const char *path, off_t off, unsigned char byte)
+{
+	int fd = open(path, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, &byte, 1, off), 1);
+	close(fd);
+}
+
+START_TEST(test_round_trip)
+{
+	char *path = tmp_recording(true);
+	struct ls_record_header h;
+	struct ls_replay *r;
+	struct ls_replay_item it;
+	int n_snap = 0, n_slow = 0, n_end = 0, n_thread = 0, n_proc = 0, err;
+
+	ck_assert_int_eq(ls_replay_open(path, &r, &h), 0);
+	ck_assert_uint_eq(h.version_major, LS_RECORD_VERSION_MAJOR);
+	ck_assert_uint_eq(h.start_ns, T0);
+	ck_assert_uint_eq(h.threshold_ns, 100 * MS);
+	ck_assert_str_eq(h.host, "testhost");
+	ck_assert_str_eq(h.kernel, "6.18 test");
+	ck_assert_uint_eq(h.pids[0], PID);
+	while ((err = ls_replay_next(r, &it)) > 0) {
+		switch (it.type) {
+		case LS_REC_SNAPSHOT: {
+			struct ls_thread_view v;
+
+			n_snap++;
+			view(&v, n_snap * 100, T0 + n_snap * 1000 * MS);
+			ck_assert_uint_eq(it.nviews, 1);
+			ck_assert_int_eq(memcmp(&v, &it.views[0], sizeof(v)), 0);
+			break;
+		}
+		case LS_REC_SLOW_BUSY:
+			n_slow++;
+			ck_assert_str_eq(it.thread, "app-loop");
+			ck_assert_uint_eq(it.slow->tid, PID);
+			ck_assert_int_eq(it.slow->top_syscall, 230);
+			ck_assert_uint_eq(it.slow->duration_ns,
+					  n_slow == 1 ? 150 * MS : n_slow == 2 ? 300 * MS : 250 * MS);
+			if (n_slow == 2) {
+				ck_assert_uint_eq(it.stacks.n, 0);
+				break;
+			}
+			ck_assert_uint_eq(it.stacks.n, 1);
+			ck_assert_uint_eq(it.stacks.stacks[0].nframes, 2);
+			ck_assert_str_eq(it.stacks.stacks[0].frames[0].qualname, "slow_handler");
+			ck_assert_str_eq(it.stacks.stacks[0].frames[1].filename, "/srv/app.py");
+			ck_assert_int_eq(it.stacks.stacks[0].frames[0].line, 45);
+			ck_assert_int_eq(it.stacks.stacks[0].frames[1].firstlineno, 70);
+			ck_assert_uint_eq(it.stacks.stacks[0].blocked_ns, 149 * MS);
+			break;
+		case LS_REC_THREAD:
+			n_thread++;
+			ck_assert_str_eq(it.name, "app-loop");
+			break;
+		case LS_REC_PROCESS:
+			n_proc++;
+			ck_assert_str_eq(it.name, "app");
+			ck_assert_str_eq(it.interp, "CPython 3.12");
+			break;
+		case LS_REC_END:
+			n_end++;
+			ck_assert_uint_eq(it.end.end_ns, T0 + 2000 * MS);
+			break;
+		}
+	}
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(n_snap, 2);
+	ck_assert_int_eq(n_slow, 3);
+	ck_assert_int_eq(n_end, 1);
+	ck_assert_int_eq(n_thread, 1);
+	ck_assert_int_eq(n_proc, 1);
+	ls_replay_close(r);
+	unlink(path);
+}
+END_TEST
+
+/* Run `loopscope report ARGS... FILE`: its exit code, and its output in o. */
+static int report(struct ls_test_out *o, const char *path, const char *a1, const char *a2)
+{
+	char *argv[8] = { LOOPSCOPE, "report", (char *)path, NULL };
+	int n = 3;
+
+	if (a1)
+		argv[n++] = (char *)a1;
+	if (a2)
+		argv[n++] = (char *)a2;
+	argv[n] = NULL;
+	return ls_test_run_capture(o, argv, 20000);
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; s && *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+START_TEST(test_report_clean)
+{
+	char *path = tmp_recording(true);
+	struct ls_test_out o;
+
+	ck_assert_int_eq(report(&o, path, NULL, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "pid 4242 tid 4242 (app-loop), epoll_wait: 199 "
+					      "iterations"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "slow busy periods (> 100.0 ms): 3"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "<- slow_handler app.py:45 <- main app.py:80"));
+	ck_assert_str_eq(o.stderr_text, "");
+	ls_test_out_free(&o);
+	/* A larger threshold drops the smaller periods: 150 ms goes, 250 and 300 stay. */
+	ck_assert_int_eq(report(&o, path, "--threshold", "200ms"), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "slow busy periods (> 200.0 ms): 2"));
+	ck_assert_ptr_null(strstr(o.stdout_text, "busy 150.0 ms"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "busy 300.0 ms"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "busy 250.0 ms"));
+	ls_test_out_free(&o);
+	/* A smaller one cannot be: those periods were never recorded. */
+	ck_assert_int_eq(report(&o, path, "--threshold", "50ms"), 2);
+	ck_assert_int_eq(count_lines(o.stderr_text), 1);
+	ls_test_out_free(&o);
+	/* --to 1s: the first snapshot, the periods ending by then. */
+	ck_assert_int_eq(report(&o, path, "--to", "1s"), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "99 iterations"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "slow busy periods (> 100.0 ms): 2"));
+	ls_test_out_free(&o);
+	/* --from 1s: the second snapshot against the first. */
+	ck_assert_int_eq(report(&o, path, "--from", "1s"), 0);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "report: 1.00 s"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "100 iterations"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "slow busy periods (> 100.0 ms): 1"));
+	ls_test_out_free(&o);
+	unlink(path);
+}
+END_TEST
+
+/* A bad file: exit code want, one line on stderr holding what, and (when
+ * nslow >= 0) a report of the nslow periods before the damage. */
+static void expect_bad(const char *path, int want, const char *what, int nslow)
+{
+	struct ls_test_out o;
+	char line[64];
+
+	ck_assert_int_eq(report(&o, path, NULL, NULL), want);
+	ck_assert_int_eq(count_lines(o.stderr_text), 1);
+	ck_assert_msg(strstr(o.stderr_text, what), "stderr: %s", o.stderr_text);
+	if (nslow >= 0) {
+		snprintf(line, sizeof(line), "slow busy periods (> 100.0 ms): %d", nslow);
+		ck_assert_msg(strstr(o.stdout_text, line), "stdout: %s", o.stdout_text);
+	} else {
+		ck_assert_str_eq(o.stdout_text, "");
+	}
+	ls_test_out_free(&o);
+}
+
+START_TEST(test_truncated)
+{
+	char *path = tmp_recording(true);
+
+	/* Cut inside the second block: the first one is reported. */
+	ck_assert_int_eq(truncate(path, block_offset(path, 1) + 20), 0);
+	expect_bad(path, LS_EXIT_REC_TRUNCATED, "truncated", 2);
+	/* Cut inside a block header. */
+	ck_assert_int_eq(truncate(path, block_offset(path, 1) + 5), 0);
+	expect_bad(path, LS_EXIT_REC_TRUNCATED, "truncated", 2);
+	unlink(path);
+	/* The recorder killed: whole blocks, no end record. */
+	path = tmp_recording(false);
+	expect_bad(path, LS_EXIT_REC_TRUNCATED, "truncated", 3);
+	unlink(path);
+	/* Cut inside the header. */
+	path = tmp_recording(true);
+	ck_assert_int_eq(truncate(path, 100), 0);
+	expect_bad(path, LS_EXIT_REC_TRUNCATED, "truncated", -1);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_corrupt_block)
+{
+	char *path = tmp_recording(true);
+	off_t b1 = block_offset(path, 1), b2 = block_offset(path, 2);
+
+	/* A byte of the second block's data flipped: its CRC fails. */
+	poke(path, b1 + 16 + (b2 - b1 - 16) / 2, 0x5a);
+	expect_bad(path, LS_EXIT_REC_CORRUPT, "corrupt block", 2);
+	unlink(path);
+	/* Its length made huge. */
+	path = tmp_recording(true);
+	poke(path, block_offset(path, 1) + 11, 0x7f);
+	expect_bad(path, LS_EXIT_REC_CORRUPT, "corrupt block", 2);
+	unlink(path);
+	/* Garbage after the end. */
+	path = tmp_recording(true);
+	int fd = open(path, O_WRONLY | O_APPEND);
+	ck_assert_int_eq(write(fd, "garbage!garbage!garbage!", 24), 24);
+	close(fd);
+	expect_bad(path, LS_EXIT_REC_CORRUPT, "corrupt block", 3);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_newer_version)
+{
+	char *path = tmp_recording(true);
+
+	poke(path, 8, LS_RECORD_VERSION_MAJOR + 1);
+	expect_bad(path, LS_EXIT_REC_NEWER, "newer loopscope", -1);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_not_a_recording)
+{
+	char path[128];
+	int fd;
+
+	ls_test_tmp(path, sizeof(path), "notrec");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, "\x89PNG\r\n\x1a\n0000000000000000", 24), 24);
+	close(fd);
+	expect_bad(path, LS_EXIT_REC_NOT_RECORD, "not a loopscope recording", -1);
+	ck_assert_int_eq(truncate(path, 0), 0);
+	expect_bad(path, LS_EXIT_REC_NOT_RECORD, "not a loopscope recording", -1);
+	unlink(path);
+	/* A recording whose header was damaged (its CRC fails). */
+	char *rec = tmp_recording(true);
+	poke(rec, 100, 0xff);
+	expect_bad(rec, LS_EXIT_REC_NOT_RECORD, "not a loopscope recording", -1);
+	unlink(rec);
+	expect_bad("/nonexistent/loopscope.rec", LS_EXIT_REC_UNREADABLE, "No such file", -1);
+	expect_bad("/tmp", LS_EXIT_REC_UNREADABLE, "directory", -1);
+}
+END_TEST
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Record types and fields a later minor version may add are skipped: a
+ * block made here of an unknown record (type 99), a name, a thread record
+ * 4 bytes longer than this reader knows, and an end record. */
+START_TEST(test_reader_skips_unknown)
+{
+	char *path = tmp_recording(true);
+	struct ls_replay *r;
+	struct ls_record_header h;
+	struct ls_replay_item it;
+	unsigned char file[4096], raw[256], *p = raw;
+	off_t hlen = block_offset(path, 0);
+	uLongf clen = sizeof(file) - hlen - 16;
+	int fd = open(path, O_RDONLY), n = 0, err;
+
+	ck_assert_int_eq(read(fd, file, hlen), hlen);
+	close(fd);
+	put32(p, 99); put32(p + 4, 5); memcpy(p + 8, "hello", 5); p += 13;
+	put32(p, LS_REC_STRING); put32(p + 4, 5); put32(p + 8, 0); p[12] = 'T'; p += 13;
+	put32(p, LS_REC_THREAD); put32(p + 4, 16); put32(p + 8, 7); put32(p + 12, 8);
+	put32(p + 16, 0); put32(p + 20, 0xdeadbeef); p += 24;
+	put32(p, LS_REC_END); put32(p + 4, 68); memset(p + 8, 0, 68); p += 76;
+	ck_assert_int_eq(compress(file + hlen + 16, &clen, raw, p - raw), Z_OK);
+	put32(file + hlen, 0x4b42534c);
+	put32(file + hlen + 4, p - raw);
+	put32(file + hlen + 8, clen);
+	uLong crc = crc32(crc32(0, file + hlen, 12), file + hlen + 16, clen);
+	put32(file + hlen + 12, crc);
+	ck_assert_int_eq(ls_replay_open_mem(file, hlen + 16 + clen, &r, &h), 0);
+	while ((err = ls_replay_next(r, &it)) > 0) {
+		n++;
+		if (it.type == LS_REC_THREAD) {
+			ck_assert_str_eq(it.name, "T");
+			ck_assert_uint_eq(it.tid, 8);
+		}
+	}
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(n, 2); /* the thread and the end */
+	ls_replay_close(r);
+	unlink(path);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("record");
+	TCase *tc = tcase_create("record");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_report_clean);
+	tcase_add_test(tc, test_truncated);
+	tcase_add_test(tc, test_corrupt_block);
+	tcase_add_test(tc, test_newer_version);
+	tcase_add_test(tc, test_not_a_recording);
+	tcase_add_test(tc, test_reader_skips_unknown);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
