@@ -170,7 +170,8 @@ void cli_gone_free(struct cli_gone *g);
 /* The report's lines (text: targets with untracked threads, exited
  * threads not listed, a full table) or, with jr, its JSON fields
  * "thread_table" [{pid, tracked, untracked, pruned}], "thread_quota",
- * "threads_table_full", "exited_threads_not_listed". */
+ * "threads_table_full", "exited_threads_not_listed" (only when a thread
+ * was untracked or pruned: a replayed recording has none of them). */
 void cli_threads_report(struct ls_loop *l, const pid_t *pids, int npids, const struct cli_gone *g,
 			json_object *jr);
 /* Python processes in precise mode at once (run follows descendants). */

@@ -55,9 +55,16 @@ void cli_threads_report(struct ls_loop *l, const pid_t *pids, int npids, const s
 			json_object *jr)
 {
 	struct ls_loop_table_counts tc;
-	json_object *a = jr ? json_object_new_array() : NULL;
+	json_object *a = NULL;
 
 	ls_loop_table_counts(l, &tc);
+	/* JSON: the fields only when the table dropped or pruned something,
+	 * so that a quiet run's report is the one `report FILE` replays (a
+	 * recording does not carry these counts). */
+	if (jr && (tc.untracked || tc.pruned || tc.table_full || g->more))
+		a = json_object_new_array();
+	else if (jr)
+		return;
 	for (int i = 0; i < npids; i++) {
 		struct ls_loop_thread_counts c;
 
