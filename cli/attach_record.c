@@ -169,6 +169,7 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	e.stacks_enabled = a->stacks.enabled;
 	e.lost_callback_events = a->precise.replay_lost;
 	e.slow_callbacks_not_kept = a->precise.slow_dropped;
+	e.offcpu_unseen = a->offcpu_unseen;
 	if (e.stacks_on) {
 		e.stack_walks = ls_loop_stack_walks(loop, &e.stack_walk_errors);
 		e.stack_dropped = a->stacks.col ? ls_slowstack_dropped(a->stacks.col) : 0;

@@ -344,6 +344,7 @@ int cli_report(int argc, char **argv)
 			a.rend = it.end;
 			a.precise.replay_lost = it.end.lost_callback_events;
 			a.precise.slow_dropped += it.end.slow_callbacks_not_kept;
+			a.offcpu_unseen = it.end.offcpu_unseen;
 			a.precise.stacks = it.end.stacks_enabled ? &a.stacks : NULL;
 			lost = it.end.lost_events;
 			/* (slow_not_kept: attach's list was full; the file has them all) */

@@ -590,7 +590,7 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 {
 	uint32_t n = e->npids > LS_RECORD_MAX_PIDS ? LS_RECORD_MAX_PIDS : e->npids;
-	uint8_t *p = begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8);
+	uint8_t *p = begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8 + 8);
 
 	if (!p)
 		return fail(w);
@@ -611,6 +611,8 @@ int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 	rec_w32(p, e->stacks_enabled);
 	rec_w64(p + 4, e->lost_callback_events);
 	rec_w64(p + 12, e->slow_callbacks_not_kept);
+	/* 1.2 */
+	rec_w64(p + 20, e->offcpu_unseen);
 	return 0;
 }
 

@@ -604,6 +604,8 @@ static int get_end(const uint8_t *p, uint32_t len, struct ls_replay_item *it)
 		e->stacks_enabled = rec_r32(p) != 0;
 		e->lost_callback_events = rec_r64(p + 4);
 		e->slow_callbacks_not_kept = rec_r64(p + 12);
+		if (len >= 68 + n * 16 + 28) /* 1.2 */
+			e->offcpu_unseen = rec_r64(p + 20);
 	} else {
 		e->stacks_enabled = e->stacks_on;
 	}

@@ -108,6 +108,8 @@ struct ls_record_end {
 	bool stacks_enabled;      /* stacks asked for (not --no-stacks) */
 	uint64_t lost_callback_events; /* precise mode's ring buffer */
 	uint64_t slow_callbacks_not_kept;
+	uint64_t offcpu_unseen;   /* 1.2: off-CPU episodes the scheduler programs
+				   * missed (ls_loop_offcpu_unseen) */
 	uint32_t npids;
 	uint32_t pids[LS_RECORD_MAX_PIDS];
 	bool exited[LS_RECORD_MAX_PIDS];
