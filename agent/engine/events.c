@@ -48,6 +48,11 @@ void ls_mon_on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
 	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
 	ls_busy_why_brief(e, s.what, sizeof(s.what));
+	if (t && !t->exited_ns && ls_mon_flight_on(m)) {
+		struct ls_mon_thread *th = ls_mon_find_thread(t, e->tid, true);
+
+		ls_mon_flight_slow_busy(m, t, e, th ? th->name : "", NULL);
+	}
 	push_slow(m, &s);
 	ls_mon_unlock(m);
 }

@@ -149,6 +149,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 static void free_target_at(struct ls_mon *m, size_t i)
 {
 	ls_pyname_cache_forget(m->names, m->targets[i].pid);
+	ls_mon_flight_free(&m->targets[i]);
 	free(m->targets[i].threads);
 	free(m->targets[i].cb_last);
 	free(m->targets[i].py_off);
@@ -325,6 +326,9 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 	ls_mon_unlock(m);
 	if (now >= m->next_tick_ns) {
 		ls_mon_tick(m);
+		ls_mon_lock(m);
+		ls_mon_flight_step(m, now);
+		ls_mon_unlock(m);
 		housekeeping(m, now);
 		while (m->next_tick_ns <= now)
 			m->next_tick_ns += m->cfg.interval_ns;
@@ -511,6 +515,7 @@ void ls_mon_close(struct ls_mon *m)
 	ls_loop_close(m->loop);
 	ls_pyname_cache_free(m->names);
 	for (size_t i = 0; i < m->ntargets; i++) {
+		ls_mon_flight_free(&m->targets[i]);
 		free(m->targets[i].threads);
 		free(m->targets[i].cb_last);
 		free(m->targets[i].py_off);
