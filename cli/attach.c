@@ -154,9 +154,12 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	} else if (!a->quiet) {
 		char b3[32], why[2048];
 
-		printf("%s  SLOW busy %s since %s  pid %u tid %u (%s): %s\n",
+		char app[700];
+
+		printf("%s  SLOW busy %s%s since %s  pid %u tid %u (%s): %s\n",
 		       cli_clock(a->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)),
+		       ls_appframe_suffix(kept->has_app ? &kept->app : NULL, app, sizeof(app)),
 		       cli_clock(a->mono_to_real_ns, e->start_ns, b3, sizeof(b3)), e->tgid, e->tid,
 		       name, ls_busy_why(e, kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
@@ -375,9 +378,13 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 		} else {
 			char why[4096];
 
-			printf("    %s  busy %-9s  pid %u tid %u (%s): %s\n",
+			char app[700];
+
+			printf("    %s  busy %-9s%s  pid %u tid %u (%s): %s\n",
 			       cli_clock(a->mono_to_real_ns, s->ev.start_ns, b1, sizeof(b1)),
-			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)), s->ev.tgid, s->ev.tid,
+			       ls_duration_format(s->ev.duration_ns, b2, sizeof(b2)),
+			       ls_appframe_suffix(s->stacks.has_app ? &s->stacks.app : NULL, app, sizeof(app)),
+			       s->ev.tgid, s->ev.tid,
 			       s->thread, ls_busy_why(&s->ev, &s->stacks, 8, why, sizeof(why)));
 			cli_print_chain(&s->stacks.chain, "      ");
 		}
@@ -497,6 +504,8 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	a.stacks.folded_path = o.common.folded_path;
 	a.record_path = o.record_path;
 	a.no_report = o.no_report;
+	a.stacks.app_paths = o.common.app_paths;
+	a.stacks.napp_paths = o.common.napp_paths;
 	for (int i = 0; i < a.npids; i++) {
 		if (ls_target_alive(a.pids[i])) {
 			fprintf(stderr, "loopscope: pid %d: no such process\n", a.pids[i]);

@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
 
+#include "loopscope/appframe.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"
 #include "loopscope/pycallback.h"
@@ -42,6 +43,8 @@ struct cli_common {
 	bool quiet;                /* -q, --quiet */
 	bool stacks;               /* true unless --no-stacks */
 	const char *folded_path;   /* --folded FILE, NULL without */
+	const char *app_paths[LS_APPFRAME_MAX_PATHS]; /* --app-path PATH, repeatable */
+	int napp_paths;            /* 0: each target's working directory */
 };
 
 /* The shared entries of a command's getopt_long table (put them first;
@@ -53,6 +56,7 @@ struct cli_common {
 	{ "quiet", no_argument, NULL, 'q' },                      \
 	{ "no-stacks", no_argument, NULL, 'S' },                  \
 	{ "folded", required_argument, NULL, 'F' },               \
+	{ "app-path", required_argument, NULL, 'P' },             \
 	{ "help", no_argument, NULL, 'h' }
 
 /* c with every shared option at its default. */
@@ -99,6 +103,9 @@ struct cli_stacks {
 	int npython;                /* processes cli_stacks_add found to be CPython
 				     * (supported or not) */
 	const char *folded_path;
+	const char *const *app_paths; /* --app-path (napp_paths of them; 0: cwd) */
+	int napp_paths;
+	struct ls_appframe *app;    /* names each period's application frame */
 	struct cli_task_proc *task_procs; /* 3.14+ processes whose await chains are read */
 	size_t ntask_procs;
 	struct cli_task_read *task_reads; /* the last chains read, a ring */
@@ -178,6 +185,28 @@ struct cli_precise {
  * callbacks still queued), kept in p->fixed: what the recording writes and
  * the report prints are then the same. 0, or -errno. */
 int cli_precise_fix(struct cli_precise *p);
+/* A row of precise mode's per-callback table (cli/cbrows.c). */
+#define CLI_CB_APP_ROWS_MAX 256 /* (callable, application frame) rows at most */
+struct cli_cb_row {
+	struct ls_cb_key key;     /* the callable (the kernel's key) */
+	bool has_app;             /* split out by this application frame (a function:
+				   * app.line is its def line, as app.firstlineno) */
+	struct ls_pyframe app;
+	size_t parent;            /* (cli_cb_rows' use) */
+	struct ls_hist h;         /* durations, ns */
+};
+
+/* The table of p's callbacks: one row per kernel entry v[0..n) (its
+ * callable), less the kept slow callbacks whose stacks name an
+ * application frame, which go to a row per (callable, application
+ * function); at most CLI_CB_APP_ROWS_MAX such rows, the slow callbacks
+ * beyond stay in their callable's row and are counted in *overflowed. A
+ * callable row left empty is dropped. *out malloc'd (free()), *nout rows.
+ * The callable row's max is exact when its largest call stayed in it, else
+ * the upper bound of its highest slot (<= 1/16 above; ls_hist_sub). 0 or
+ * -ENOMEM. */
+int cli_cb_rows(const struct cli_precise *p, const struct ls_cb_entry *v, size_t n,
+		struct cli_cb_row **out, size_t *nout, size_t *overflowed);
 
 /* Resolve pid's CPython (into *t) and attach precise mode to it. Returns 0
  * when attached; 1 when pid stays at epoll level: one line on stderr says

@@ -37,6 +37,18 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
 	case 'F':
 		c->folded_path = arg;
 		return 1;
+	case 'P':
+		if (c->napp_paths == LS_APPFRAME_MAX_PATHS) {
+			fprintf(stderr, "loopscope: more than %d --app-path options\n",
+				LS_APPFRAME_MAX_PATHS);
+			return -EINVAL;
+		}
+		if (!arg[0] || strlen(arg) > 255) {
+			fprintf(stderr, "loopscope: invalid --app-path '%.300s' (1 to 255 bytes)\n", arg);
+			return -EINVAL;
+		}
+		c->app_paths[c->napp_paths++] = arg;
+		return 1;
 	default:
 		return 0;
 	}

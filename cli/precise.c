@@ -168,14 +168,19 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
 		if (p->stacks) {
+			json_object_object_add(o, "app_frame",
+					       ls_appframe_json(kept->has_app ? &kept->app : NULL));
 			json_object_object_add(o, "stacks", ls_slowstack_json(kept));
 			json_object_object_add(o, "await_chain", ls_pytask_chain_json(&kept->chain));
 		}
 		cli_print_json(o);
 	} else if (!p->quiet) {
-		printf("%s  SLOW callback %s  %s  pid %u tid %u%s\n",
+		char app[700];
+
+		printf("%s  SLOW callback %s%s  %s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns + e->duration_ns, b1, sizeof(b1)),
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
+		       ls_appframe_suffix(kept->has_app ? &kept->app : NULL, app, sizeof(app)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
@@ -275,24 +280,32 @@ void cli_precise_poll(struct cli_precise *p)
 
 static int by_sum(const void *a, const void *b)
 {
-	const struct ls_cb_entry *x = a, *y = b;
+	const struct cli_cb_row *x = a, *y = b;
 
-	return x->stats.duration.sum < y->stats.duration.sum ? 1 :
-	       x->stats.duration.sum > y->stats.duration.sum ? -1 : 0;
+	return x->h.sum < y->h.sum ? 1 : x->h.sum > y->h.sum ? -1 : 0;
 }
 
 static int by_max(const void *a, const void *b)
 {
-	const struct ls_cb_entry *x = a, *y = b;
+	const struct cli_cb_row *x = a, *y = b;
 
-	return x->stats.duration.max < y->stats.duration.max ? 1 :
-	       x->stats.duration.max > y->stats.duration.max ? -1 : 0;
+	return x->h.max < y->h.max ? 1 : x->h.max > y->h.max ? -1 : 0;
 }
 
-static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, uint32_t pid,
+/* A row's name: the callable's, then its application frame when split. */
+static char *row_name(struct cli_precise *p, const struct cli_cb_row *r, char *buf, size_t len)
+{
+	char full[600], app[700];
+
+	snprintf(buf, len, "%s%s", ls_pyname_format(&r->key, name_of(p, &r->key), full, sizeof(full)),
+		 ls_appframe_suffix(r->has_app ? &r->app : NULL, app, sizeof(app)));
+	return buf;
+}
+
+static void print_top(struct cli_precise *p, struct cli_cb_row *v, size_t n, uint32_t pid,
 		      const char *title)
 {
-	char b[4][16], full[600];
+	char b[4][16], full[1400];
 	int shown = 0;
 
 	for (size_t i = 0; i < n && !shown; i++)
@@ -305,7 +318,7 @@ static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, ui
 	printf("    %s:\n      %8s %10s %10s %10s %10s  %s\n", title, "COUNT", "TOTAL", "p50",
 	       "p99", "MAX", "CALLBACK");
 	for (size_t i = 0; i < n && shown < TOP_N; i++) {
-		const struct ls_hist *h = &v[i].stats.duration;
+		const struct ls_hist *h = &v[i].h;
 
 		if (v[i].key.tgid != pid)
 			continue;
@@ -314,8 +327,7 @@ static void print_top(struct cli_precise *p, struct ls_cb_entry *v, size_t n, ui
 		       ls_duration_format(h->sum, b[0], 16),
 		       ls_duration_format(ls_hist_percentile(h, 50), b[1], 16),
 		       ls_duration_format(ls_hist_percentile(h, 99), b[2], 16),
-		       ls_duration_format(h->max, b[3], 16),
-		       ls_pyname_format(&v[i].key, name_of(p, &v[i].key), full, sizeof(full)));
+		       ls_duration_format(h->max, b[3], 16), row_name(p, &v[i], full, sizeof(full)));
 	}
 }
 
@@ -345,10 +357,10 @@ int cli_precise_fix(struct cli_precise *p)
 
 void cli_precise_report(struct cli_precise *p, json_object *jr)
 {
-	struct ls_cb_entry *v = NULL;
+	struct cli_cb_row *v = NULL;
 	json_object *jcb = NULL, *jslow = NULL;
 	char b1[32], b2[32], full[600];
-	size_t n = 0;
+	size_t n = 0, overflowed = 0;
 
 	if (!p->pycb && !p->replay)
 		return;
@@ -356,18 +368,20 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		fprintf(stderr, "loopscope: reading callback stats failed\n");
 		return;
 	}
-	n = p->nfixed;
-	v = malloc((n + 1) * sizeof(*v)); /* sorted below: the names stay with fixed */
-	if (!v)
+	/* The table as recorded or taken once (cli_precise_fix), split by
+	 * application frame from the kept slow callbacks' stacks. */
+	if (cli_cb_rows(p, p->fixed, p->nfixed, &v, &n, &overflowed)) {
+		fprintf(stderr, "loopscope: out of memory for the callback table\n");
 		return;
-	memcpy(v, p->fixed, n * sizeof(*v));
+	}
 	if (jr) {
 		jcb = json_object_new_array();
 		jslow = json_object_new_array();
 		for (size_t i = 0; i < n; i++) {
 			json_object *o = callback_json(p, &v[i].key);
 
-			json_object_object_add(o, "duration", cli_hist_json(&v[i].stats.duration));
+			json_object_object_add(o, "app_frame", ls_appframe_json(v[i].has_app ? &v[i].app : NULL));
+			json_object_object_add(o, "duration", cli_hist_json(&v[i].h));
 			json_object_array_add(jcb, o);
 		}
 		for (size_t i = 0; i < p->nslow; i++) {
@@ -379,6 +393,10 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
 			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
 			if (p->stacks) {
+				const struct ls_stack_summary *ss = &p->slow_stacks[i];
+
+				json_object_object_add(o, "app_frame",
+						       ls_appframe_json(ss->has_app ? &ss->app : NULL));
 				json_object_object_add(o, "stacks", ls_slowstack_json(&p->slow_stacks[i]));
 				json_object_object_add(o, "await_chain",
 						       ls_pytask_chain_json(&p->slow_stacks[i].chain));
@@ -400,6 +418,8 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		}
 		json_object_object_add(jr, "precise_targets", jt);
 		json_object_object_add(jr, "callbacks", jcb);
+		ls_json_add_u64(jr, "callback_app_rows_max", CLI_CB_APP_ROWS_MAX);
+		ls_json_add_u64(jr, "callback_app_rows_overflowed", overflowed);
 		json_object_object_add(jr, "slow_callbacks", jslow);
 		ls_json_add_u64(jr, "slow_callbacks_not_kept", p->slow_dropped);
 		ls_json_add_u64(jr, "lost_callback_events", lost_events(p));
@@ -416,6 +436,9 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		qsort(v, n, sizeof(*v), by_max);
 		print_top(p, v, n, pid, "by max");
 	}
+	if (overflowed)
+		printf("  %zu slow callbacks stay in their callable's row: more than %d (callable, "
+		       "application frame) rows\n", overflowed, CLI_CB_APP_ROWS_MAX);
 	printf("  slow callbacks (> %s): %zu\n", ls_duration_format(p->threshold_ns, b1, sizeof(b1)),
 	       p->nslow + p->slow_dropped);
 	uint64_t *durs = malloc((p->nslow + 1) * sizeof(*durs)), cut = 0;
@@ -436,9 +459,13 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		struct ls_cb_key key;
 		const struct ls_cb_name *nm = slow_name(p, i, &key);
 
+		char named[1400], app[700];
+		const struct ls_stack_summary *ss = &p->slow_stacks[i];
+
+		snprintf(named, sizeof(named), "%s%s", ls_pyname_format(&key, nm, full, sizeof(full)),
+			 ls_appframe_suffix(ss->has_app ? &ss->app : NULL, app, sizeof(app)));
 		printf("    %s  %-60s %10s  pid %u tid %u%s\n",
-		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)),
-		       ls_pyname_format(&key, nm, full, sizeof(full)),
+		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)), named,
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
 		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
 		cli_print_chain(&p->slow_stacks[i].chain, "      ");

@@ -137,6 +137,32 @@ static void add_slow(struct ls_run_result *r, enum ls_run_slow_kind kind, pid_t 
 	snprintf(s->name, sizeof(s->name), "busy period");
 }
 
+/* The culprit stack (the heaviest with frames) into s->frames, whole
+ * frames only (--allow matches any of them). */
+static void put_culprit_frames(struct ls_run_slow *s, const struct ls_stack_summary *st)
+{
+	size_t pos = 0;
+
+	for (size_t k = 0; k < st->n; k++) {
+		const struct ls_stack_agg *a = &st->stacks[k];
+
+		if (!a->nframes)
+			continue;
+		for (uint16_t i = 0; i < a->nframes; i++) {
+			const struct ls_pyframe *f = &a->frames[i];
+			char one[700];
+			int n = snprintf(one, sizeof(one), "%s\t%s\t%d\n", f->qualname, f->filename,
+					 f->line > 0 ? f->line : f->firstlineno);
+
+			if (n <= 0 || pos + (size_t)n >= sizeof(s->frames))
+				break;
+			memcpy(s->frames + pos, one, (size_t)n + 1);
+			pos += (size_t)n;
+		}
+		return;
+	}
+}
+
 /* What the stacks of a slow event say: why, the test, and for a busy
  * period (which has no name of its own) the culprit: the innermost frame
  * of its heaviest stack, with the line it was on. */
@@ -146,6 +172,12 @@ static void explain(struct ls_run_slow *s, const struct ls_stack_summary *st,
 	if (!st->n)
 		return;
 	ls_slowstack_text(st, t, 6, s->why, sizeof(s->why));
+	if (st->has_app) {
+		snprintf(s->app_function, sizeof(s->app_function), "%s", st->app.qualname);
+		snprintf(s->app_file, sizeof(s->app_file), "%s", st->app.filename);
+		s->app_line = st->app.line > 0 ? st->app.line : st->app.firstlineno;
+	}
+	put_culprit_frames(s, st);
 	if (!s->test[0])
 		ls_cbname_pytest_from_stack(st, s->test, sizeof(s->test));
 	if (s->kind == LS_RUN_SLOW_BUSY && st->stacks[0].nframes) {
@@ -386,6 +418,8 @@ int cli_run(int argc, char **argv)
 	run.quiet = o.common.quiet;
 	run.stacks.enabled = o.common.stacks;
 	run.stacks.folded_path = o.common.folded_path;
+	run.stacks.app_paths = o.common.app_paths;
+	run.stacks.napp_paths = o.common.napp_paths;
 	/* Fail before CMD runs when a report cannot be written. */
 	const char *outs[] = { run.json_out, run.junit_out };
 	for (size_t i = 0; i < 2; i++) {

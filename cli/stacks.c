@@ -152,7 +152,8 @@ int cli_stacks_init(struct cli_stacks *cs)
 	if (!cs->enabled)
 		return 0;
 	cs->col = ls_slowstack_new();
-	if (!cs->col)
+	cs->app = ls_appframe_new(cs->app_paths, cs->napp_paths);
+	if (!cs->col || !cs->app)
 		return -ENOMEM;
 	if (cs->folded_path) {
 		cs->folded = ls_folded_new();
@@ -244,6 +245,7 @@ void cli_stacks_remove(struct cli_stacks *cs, pid_t pid)
 		ls_loop_set_python(cs->loop, pid, 0, NULL);
 	if (cs->col)
 		ls_slowstack_forget(cs->col, pid);
+	ls_appframe_forget(cs->app, pid);
 	task_proc_remove(cs, pid);
 }
 
@@ -259,6 +261,7 @@ void cli_stacks_take(struct cli_stacks *cs, uint32_t tgid, uint32_t tid, uint64_
 	if (ls_slowstack_take(cs->col, tgid, tid, from_ns, to_ns, sum))
 		return;
 	take_chain(cs, tgid, tid, from_ns, to_ns, &sum->chain);
+	ls_appframe_pick(cs->app, (pid_t)tgid, sum);
 	if (fold && cs->folded && ls_folded_add(cs->folded, comm, sum))
 		fprintf(stderr, "loopscope: out of memory for --folded\n");
 }
@@ -322,6 +325,8 @@ void cli_stacks_close(struct cli_stacks *cs)
 {
 	ls_slowstack_free(cs->col);
 	ls_folded_free(cs->folded);
+	ls_appframe_free(cs->app);
+	cs->app = NULL;
 	cs->col = NULL;
 	cs->folded = NULL;
 	while (cs->ntask_procs)

@@ -327,12 +327,20 @@ static void print_slow(struct view *v, FILE *f, int max_rows)
 	char t[32], d[16];
 
 	for (int i = first; i < v->nslow; i++) {
-		json_object *e = v->slow[i];
+		json_object *e = v->slow[i], *app = NULL;
+		char at[600] = "";
 
-		fprintf(f, "%s  %8s  %-8s pid %d tid %d %-12s %s\n",
+		/* The application frame first: the line of the user's code. */
+		if (json_object_object_get_ex(e, "app_frame", &app) && app) {
+			const char *file = jstr(app, "file"), *base = strrchr(file, '/');
+
+			snprintf(at, sizeof(at), "%s %s:%d \u2190 ", jstr(app, "function"),
+				 base ? base + 1 : file, (int)ju64(app, "line"));
+		}
+		fprintf(f, "%s  %8s  %-8s pid %d tid %d %-12s %s%s\n",
 			cli_clock(v->mono_to_real_ns, ju64(e, "start_ns"), t, sizeof(t)),
 			ls_duration_format(ju64(e, "duration_ns"), d, sizeof(d)), jstr(e, "kind"),
-			(int)ju64(e, "pid"), (int)ju64(e, "tid"), jstr(e, "service"), jstr(e, "what"));
+			(int)ju64(e, "pid"), (int)ju64(e, "tid"), jstr(e, "service"), at, jstr(e, "what"));
 	}
 	if (!v->nslow)
 		fprintf(f, "(none yet)\n");

@@ -51,6 +51,7 @@ START_TEST(test_full_config_is_read)
 			      "threshold = \"50ms\";\n"
 			      "grace = \"0s\";\n"
 			      "max_targets = 100;\n"
+			      "stacks = false;\n"
 			      "rules = (\n"
 			      "  { service = \"api\"; cmdline = \"*gunicorn*\"; mode = \"precise\"; },\n"
 			      "  { service = \"batch\"; pid = 4242; },\n"
@@ -62,10 +63,11 @@ START_TEST(test_full_config_is_read)
 	ck_assert_uint_eq(c.grace_ns, 0);
 	ck_assert_uint_eq(c.interval_ns, 1000000000ULL); /* default kept */
 	ck_assert_int_eq(c.max_targets, 100);
+	ck_assert(!c.stacks);
 	ck_assert_int_eq(c.nrules, 3);
 	ck_assert_str_eq(c.rules[0].service, "api");
 	ck_assert_int_eq(c.rules[0].mode, LS_MODE_PRECISE);
-	ck_assert_int_eq(c.rules[0].line, 8);
+	ck_assert_int_eq(c.rules[0].line, 9);
 	ck_assert_int_eq(c.rules[1].pid, 4242);
 	ck_assert_int_eq(c.rules[1].mode, LS_MODE_LIGHT);
 	ck_assert_str_eq(c.rules[2].cgroup, "/system.slice/x.service");
@@ -87,6 +89,7 @@ START_TEST(test_errors_name_the_line)
 		{ "rules = ( { service = \"a\"; pid = \"x\"; } );\n", ":1: rule 1: invalid pid 'x'" },
 		{ "rules = ( { service = \"a\"; colour = \"red\"; } );\n", "unknown rule key 'colour'" },
 		{ "max_targets = 0;\n", ":1: max_targets must be an integer 1-1024" },
+		{ "stacks = \"yes\";\n", ":1: stacks must be true or false" },
 		{ "interval = \"5ms\";\n", ":1: interval: invalid duration" },
 		{ "scan = \"1us\";\n", ":1: scan: invalid duration" },
 		{ "listen = \"example.com:9466\";\n", ":1: listen: 'example.com:9466' is not HOST:PORT" },

@@ -64,6 +64,21 @@ static pid_t fx_app(struct fx *f, const char *name)
 	return f->apps[i];
 }
 
+/* The line of APP's time.sleep call (its "# the culprit" comment). */
+static int app_sleep_line(void)
+{
+	char *text = ls_test_slurp(APP), *p;
+	int line = 1;
+
+	ck_assert_ptr_nonnull(text);
+	p = strstr(text, "# the culprit");
+	ck_assert_ptr_nonnull(p);
+	for (char *c = text; c < p; c++)
+		line += *c == '\n';
+	free(text);
+	return line;
+}
+
 static void fx_done(struct fx *f)
 {
 	char cmd[128];
@@ -172,6 +187,8 @@ START_TEST(test_status_and_control_socket)
 	char rule[200], req[200], pidtxt[32];
 	json_object *r, *t, *v;
 	pid_t a, b;
+
+	int sleep_line = app_sleep_line();
 
 	fx_init(&f);
 	a = fx_app(&f, "ruled");
@@ -285,11 +302,27 @@ START_TEST(test_status_and_control_socket)
 	ck_assert_msg(!strncmp(json_object_get_string(json_object_object_get(t, "python")), "3.", 2),
 		      "light target's python: %s", json_object_to_json_string(t));
 	json_object_put(r);
+	/* #17 item 7: one label-free log line per slow event, named by its
+	 * application frame; waited for: then the targets' stacks are set up,
+	 * and the last events below have their frames. */
+	snprintf(req, sizeof(req), "(service adhoc-checkout-api): slow callback 15");
+	ck_assert_msg(log_has(&f, req, 15000), "no log line with '%s'", req);
+	{
+		char want[200];
+
+		snprintf(want, sizeof(want), "at blocking_sleep blocking_sleep.py:%d: blocking_sleep()",
+			 sleep_line);
+		ck_assert_msg(log_has(&f, want, 15000), "no log line with '%s'", want);
+		snprintf(want, sizeof(want), "(service web): slow busy period 15");
+		ck_assert_msg(log_has(&f, want, 15000), "no log line with '%s'", want);
+		snprintf(want, sizeof(want), "at blocking_sleep blocking_sleep.py:%d: busy: ", sleep_line);
+		ck_assert_msg(log_has(&f, want, 15000), "no log line with '%s'", want);
+	}
 	{
 		struct ls_test_out o = { 0 };
 		char *argv[] = { LOOPSCOPE, "status", "--socket", f.sock, "--json", NULL };
-		json_object *s, *slow;
-		int sa = 0, sb = 0;
+		json_object *s, *slow, *last_a = NULL, *last_b = NULL;
+		int sa = 0, sb = 0, framed = 0;
 
 		ck_assert_int_eq(ls_test_run_capture(&o, argv, 20000), 0);
 		s = json_tokener_parse(o.stdout_text);
@@ -305,9 +338,37 @@ START_TEST(test_status_and_control_socket)
 			if (d >= 145000000ULL && d <= 160000000ULL) {
 				sa += pid == a;
 				sb += pid == b;
+				/* #17 item 7: named by the culprit and application
+				 * frames, the app's time.sleep line, in light (a) and
+				 * precise (b) mode alike: every event once the
+				 * target's stacks are set up (the last ones surely). */
+				if (pid == a)
+					last_a = e;
+				if (pid == b)
+					last_b = e;
+				for (int k = 0; k < 2; k++) {
+					json_object *fr = json_object_object_get(e, k ? "culprit_frame" : "app_frame");
+					const char *fn = json_object_get_string(json_object_object_get(fr, "function"));
+					const char *file = json_object_get_string(json_object_object_get(fr, "file"));
+
+					if (!fr)
+						continue; /* before its stacks were set up */
+					framed += pid == a || pid == b;
+					ck_assert_msg(fn && !strcmp(fn, "blocking_sleep") && file &&
+						      !strcmp(file, APP) &&
+						      json_object_get_int(json_object_object_get(fr, "line")) == sleep_line,
+						      "%s of %s: want blocking_sleep %s:%d", k ? "culprit_frame" : "app_frame",
+						      json_object_to_json_string(e), APP, sleep_line);
+				}
 			}
 		}
 		ck_assert_msg(sa > 0 && sb > 0, "slow events: %s", json_object_to_json_string(slow));
+		ck_assert_msg(json_object_object_get(last_a, "app_frame") &&
+			      json_object_object_get(last_b, "app_frame") &&
+			      json_object_object_get(last_a, "culprit_frame") &&
+			      json_object_object_get(last_b, "culprit_frame") && framed > 0,
+			      "the last slow events have no frames: %s", json_object_to_json_string(slow));
+
 		json_object_put(s);
 		ls_test_out_free(&o);
 	}
@@ -319,6 +380,9 @@ START_TEST(test_status_and_control_socket)
 		snprintf(pidtxt, sizeof(pidtxt), "%d", a);
 		ck_assert_ptr_nonnull(strstr(o.stdout_text, pidtxt));
 		ck_assert_ptr_nonnull(strstr(o.stdout_text, "blocking_sleep() blocking_sleep.py:17"));
+		/* the application frame first */
+		snprintf(req, sizeof(req), " blocking_sleep blocking_sleep.py:%d \u2190 ", sleep_line);
+		ck_assert_msg(strstr(o.stdout_text, req), "status: %s", o.stdout_text);
 		/* #17 item 8: SERVICE is not cut to 12 characters */
 		ck_assert_msg(strstr(o.stdout_text, " adhoc-checkout-api "), "status: %s", o.stdout_text);
 		ls_test_out_free(&o);

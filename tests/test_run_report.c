@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "loopscope/run.h"
+#include "../agent/gate/report.h" /* ls_report_slow_message */
 #include "spawn.h"
 
 #define MS 1000000ULL
@@ -426,7 +427,8 @@ START_TEST(test_annotations_exact)
 	ck_assert_str_eq(
 		out,
 		"::error file=tests/test_app.py,line=12,title=loopscope slow callback::"
-		"Task test_blocks() ran 150.3 ms (pid 1000: python3 -m pytest -q examples/ci)\n"
+		"Task test_blocks() ran 150.3 ms in test tests/test_app.py::test_blocks "
+		"(pid 1000: python3 -m pytest -q examples/ci)\n"
 		"::error title=loopscope busy period::"
 		"busy period ran 200.0 ms (pid 1010: node server.js)\n"
 		"::error file=dir%3Ax%2Cy/t%25.py,line=7,title=loopscope slow callback::"
@@ -450,6 +452,29 @@ START_TEST(test_annotations_exact)
 	free(out);
 	unsetenv("GITHUB_WORKSPACE");
 	snprintf(r->slow[0].file, sizeof(r->slow[0].file), "tests/test_app.py");
+
+	/* #17 item 3: at the blocking line (the application frame), the
+	 * test in the message; the JUnit message says both. */
+	snprintf(r->slow[0].app_function, sizeof(r->slow[0].app_function), "block");
+	snprintf(r->slow[0].app_file, sizeof(r->slow[0].app_file), "tests/helpers.py");
+	r->slow[0].app_line = 5;
+	out = capture(ls_run_print_annotations, r);
+	{
+		static const char want[] =
+			"::error file=tests/helpers.py,line=5,title=loopscope slow callback::"
+			"Task test_blocks() ran 150.3 ms in test tests/test_app.py::test_blocks (";
+
+		ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "%s", out);
+	}
+	free(out);
+	{
+		char m[2048];
+
+		ls_report_slow_message(r, &r->slow[0], m, sizeof(m));
+		ck_assert_msg(strstr(m, "at tests/test_app.py:12 \u2192 block helpers.py:5 (pid 1000") &&
+			      strstr(m, "in test tests/test_app.py::test_blocks"), "%s", m);
+	}
+	r->slow[0].app_file[0] = '\0';
 
 	/* gates that passed: nothing to annotate; tolerated by --max-slow: warnings */
 	r->slow_gate_failed = r->lag_gate_failed = false;

@@ -195,6 +195,11 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 				ret = fail(err, len, path, line, "max_targets must be an integer 1-1024");
 			else
 				c->max_targets = config_setting_get_int(s);
+		} else if (!strcmp(key, "stacks")) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				ret = fail(err, len, path, line, "stacks must be true or false");
+			else
+				c->stacks = config_setting_get_bool(s);
 		} else if (!strcmp(key, "rules")) {
 			if (config_setting_type(s) != CONFIG_TYPE_LIST) {
 				ret = fail(err, len, path, line,
@@ -215,7 +220,7 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		} else {
 			ret = fail(err, len, path, line,
 				   "unknown setting '%s' (listen, socket, threshold, interval, grace, "
-				   "scan, max_targets, btf, flight_dir, flight_seconds, flight_bytes, "
+				   "scan, max_targets, stacks, btf, flight_dir, flight_seconds, flight_bytes, "
 				   "flight_threshold, flight_after, flight_max_files, flight_max_bytes, "
 				   "rules)", key);
 		}

@@ -22,6 +22,7 @@ void ls_config_defaults(struct ls_config *c)
 	c->grace_ns = 30000000000ULL;
 	c->scan_ns = 10000000000ULL;
 	c->max_targets = 512;
+	c->stacks = true;
 	c->flight_seconds_ns = 30000000000ULL;
 	c->flight_bytes = 4ULL << 20;
 	c->flight_threshold_ns = 1000000000ULL;

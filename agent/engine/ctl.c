@@ -152,6 +152,20 @@ static json_object *cmd_stats(struct ls_mon *m)
 	return r;
 }
 
+/* {"function", "file", "line"}, or null when the event has no such frame. */
+static json_object *frame_json(const struct ls_mon_frame *f)
+{
+	json_object *o;
+
+	if (!f->function[0])
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "function", name_string(f->function));
+	json_object_object_add(o, "file", name_string(f->file));
+	json_object_object_add(o, "line", json_object_new_int(f->line));
+	return o;
+}
+
 static json_object *cmd_slow(struct ls_mon *m, json_object *req)
 {
 	json_object *r = ok_reply(), *a = json_object_new_array(), *v;
@@ -180,6 +194,8 @@ static json_object *cmd_slow(struct ls_mon *m, json_object *req)
 		ls_json_add_u64(o, "start_ns", s[i].start_ns);
 		ls_json_add_u64(o, "duration_ns", s[i].duration_ns);
 		json_object_object_add(o, "what", name_string(s[i].what));
+		json_object_object_add(o, "app_frame", frame_json(&s[i].app));
+		json_object_object_add(o, "culprit_frame", frame_json(&s[i].culprit));
 		json_object_array_add(a, o);
 	}
 	ls_mon_unlock(m);

@@ -19,6 +19,7 @@
 
 struct ls_slow_busy_event;
 struct ls_slow_callback_event;
+struct ls_stack_event;
 
 /* Retries of precise-mode resolution after an exec: the interpreter's
  * shared library is mapped by the dynamic loader a little after the exec
@@ -45,6 +46,13 @@ struct ls_mon {
 	bool limit_logged;
 	pid_t self;
 	char self_exe[256];          /* other loopscope agents are never targets */
+	/* Python stacks of slow events (culprit.c): the collector and the
+	 * application-frame chooser, guarded by stlock (taken after lock,
+	 * never before). */
+	pthread_mutex_t stlock;
+	struct ls_slowstack *stacks;
+	struct ls_appframe *app;
+	uint64_t log_second, log_in_second, log_suppressed; /* slow-event log lines */
 	/* The precise-mode worker (see job_add). */
 	pthread_mutex_t pylock;
 	struct ls_jobq *jobs;        /* of struct precise_job; set-ups are served first */
@@ -83,6 +91,43 @@ void ls_mon_precise_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 void ls_mon_on_slow_busy(const struct ls_slow_busy_event *e, void *ctx);
 void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx);
 
+/* ---- culprit.c: Python stacks of slow events ---- */
+
+/* Stack records kept at most (the oldest go): ~2.3 MiB at 64 frames each. */
+#define LS_MON_STACKS_KEPT 2048
+/* Code objects cached to name frames (all dropped at once past either
+ * bound, then refilled on use): ~0.6 MiB of names and 2 MiB of tables. */
+#define LS_MON_CODE_KEPT 1024
+#define LS_MON_CODE_BYTES (2u << 20)
+/* Stacks are taken in busy periods older than threshold / this. */
+#define LS_MON_STACK_AFTER_DIV 4
+/* At most this many slow-event log lines a second (the rest are counted
+ * and said in the next line that is written). */
+#define LS_MON_SLOW_LOG_PER_S 20
+
+/* Make the collector and the chooser: 0 or -ENOMEM. */
+int ls_mon_stacks_open(struct ls_mon *m);
+void ls_mon_stacks_close(struct ls_mon *m);
+/* A stack record of the loop session (ls_stack_fn; ctx: the engine). */
+void ls_mon_on_stack(const struct ls_stack_event *e, void *ctx);
+/* t was resolved (stacks_pending): walk its Python stacks from now on.
+ * Engine thread, lock held. */
+void ls_mon_stacks_step(struct ls_mon *m, struct ls_mon_target *t);
+/* t exec'd: its stacks are walked no more (the old image's layouts),
+ * until its new image resolves. Lock held. */
+void ls_mon_stacks_stop(struct ls_mon *m, struct ls_mon_target *t);
+/* t's pid is gone for good: drop what is kept of it. Lock held. */
+void ls_mon_stacks_forget(struct ls_mon *m, pid_t pid);
+/* The culprit and application frames of s (pid, tid, start_ns and
+ * duration_ns set) from the stacks taken in it. Lock held. */
+void ls_mon_stacks_name(struct ls_mon *m, struct ls_mon_slow *s);
+/* The operator's line for slow event s, label-free ("pid 42 (service
+ * api): slow callback 151.0 ms at slow_query helpers.py:7 in Task ...;
+ * culprit ..."), at most LS_MON_SLOW_LOG_PER_S a second. Lock held. */
+void ls_mon_log_slow(struct ls_mon *m, const struct ls_mon_slow *s);
+/* Drop stack records older than the events they may belong to. */
+void ls_mon_stacks_prune(struct ls_mon *m, uint64_t now);
+
 /* ---- windows.c ---- */
 
 /* Cut a window: every loop thread's figures since the last one, and the
@@ -96,12 +141,12 @@ struct ls_thread_view;
 
 /* Is it on (flight_dir configured)? */
 bool ls_mon_flight_on(const struct ls_mon *m);
-/* Slow busy period e of target t (NULL: not a target; nothing done), its
- * thread's name and stacks (NULL: none): into t's ring, and a dump due
- * flight_after from now when e lasted flight_threshold or more. */
+/* Slow busy period e of target t (NULL: not a target; nothing done) and
+ * its thread's name, with its stacks (culprit.c's collector, when stacks
+ * are on), into t's ring; a dump due flight_after from now when e lasted
+ * flight_threshold or more. */
 void ls_mon_flight_slow_busy(struct ls_mon *m, struct ls_mon_target *t,
-			     const struct ls_slow_busy_event *e, const char *thread,
-			     const struct ls_stack_summary *st);
+			     const struct ls_slow_busy_event *e, const char *thread);
 /* The window cut at now: t's n threads' figures v close a block. */
 void ls_mon_flight_snapshot(struct ls_mon *m, struct ls_mon_target *t,
 			    const struct ls_thread_view *v, size_t n, uint64_t now);

@@ -7,6 +7,7 @@
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/abi/pycallback_events.h"
 #include "loopscope/busywhy.h"
+#include "loopscope/loopscope.h"
 #include "loopscope/monitor.h"
 #include "loopscope/pycallback.h"
 #include "loopscope/pyname.h"
@@ -48,10 +49,12 @@ void ls_mon_on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
 	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
 	ls_busy_why_brief(e, s.what, sizeof(s.what));
+	ls_mon_stacks_name(m, &s);
+	ls_mon_log_slow(m, &s);
 	if (t && !t->exited_ns && ls_mon_flight_on(m)) {
 		struct ls_mon_thread *th = ls_mon_find_thread(t, e->tid, true);
 
-		ls_mon_flight_slow_busy(m, t, e, th ? th->name : "", NULL);
+		ls_mon_flight_slow_busy(m, t, e, th ? th->name : "");
 	}
 	push_slow(m, &s);
 	ls_mon_unlock(m);
@@ -66,6 +69,9 @@ void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	const struct ls_cb_name *nm = NULL;
 	static const struct ls_cb_name unknown = { .qualname = "?" };
 
+	/* Its stack records travel in the loop session's ring: read those
+	 * that came (before the lock: they may hold a slow busy period). */
+	ls_loop_drain(m->loop, 20);
 	ls_mon_lock(m);
 	t = live_or_any(m, e->key.tgid);
 	if (t && !m->names)
@@ -83,6 +89,8 @@ void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	snprintf(s.service, sizeof(s.service), "%s", t ? t->service : "?");
 	snprintf(s.comm, sizeof(s.comm), "%s", t ? t->comm : "?");
 	ls_pyname_format(&e->key, nm ? nm : &unknown, s.what, sizeof(s.what));
+	ls_mon_stacks_name(m, &s);
+	ls_mon_log_slow(m, &s);
 	push_slow(m, &s);
 	ls_mon_unlock(m);
 }

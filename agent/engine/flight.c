@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/appframe.h"
 #include "loopscope/record.h"
+#include "loopscope/slowstack.h"
 #include "engine.h"
 
 struct flight_block {
@@ -154,17 +156,29 @@ void ls_mon_flight_free(struct ls_mon_target *t)
 }
 
 void ls_mon_flight_slow_busy(struct ls_mon *m, struct ls_mon_target *t,
-			     const struct ls_slow_busy_event *e, const char *thread,
-			     const struct ls_stack_summary *st)
+			     const struct ls_slow_busy_event *e, const char *thread)
 {
 	struct ls_flight *f = t ? flight_of(m, t) : NULL;
 	uint64_t end = e->start_ns + e->duration_ns;
+	struct ls_stack_summary st;
+	bool have = false;
 
 	if (!f)
 		return;
 	note_time(f, end);
-	if (ls_record_put_slow_busy(f->w, e, thread, st))
+	/* The stacks taken in it (they stay in the collector: culprit.c's
+	 * naming took them too), symbolized now: the code objects are gone
+	 * when the dump is read. */
+	pthread_mutex_lock(&m->stlock);
+	if (m->stacks && ls_slowstack_take(m->stacks, e->tgid, e->tid, e->start_ns, end, &st) == 0) {
+		ls_appframe_pick(m->app, (pid_t)e->tgid, &st);
+		have = true;
+	}
+	pthread_mutex_unlock(&m->stlock);
+	if (ls_record_put_slow_busy(f->w, e, thread, have ? &st : NULL))
 		m->flight_put_errors++;
+	if (have)
+		ls_slowstack_summary_free(&st);
 	if (e->duration_ns >= m->cfg.flight_threshold_ns && !f->dump_due_ns) {
 		f->trigger_ns = end;
 		f->dump_due_ns = ls_sys_now_ns() + m->cfg.flight_after_ns;

@@ -149,6 +149,7 @@ static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char 
 static void free_target_at(struct ls_mon *m, size_t i)
 {
 	ls_pyname_cache_forget(m->names, m->targets[i].pid);
+	ls_mon_stacks_forget(m, m->targets[i].pid);
 	ls_mon_flight_free(&m->targets[i]);
 	free(m->targets[i].threads);
 	free(m->targets[i].cb_last);
@@ -219,6 +220,7 @@ static void target_exec(struct ls_mon *m, struct ls_mon_target *t)
 	}
 	/* The old image's uprobes are gone with it; resolve the new one. */
 	ls_mon_precise_stop(m, t);
+	ls_mon_stacks_stop(m, t);
 	t->py_major = t->py_minor = 0;
 	t->resolve_tries = 0;
 	t->version_tries = 0;
@@ -322,6 +324,7 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 		if (t->mode == LS_MODE_PRECISE && !t->precise && !t->exited_ns &&
 		    t->resolve_tries < RESOLVE_TRIES && now >= t->next_resolve_ns)
 			ls_mon_precise_step(m, t, now);
+		ls_mon_stacks_step(m, t);
 	}
 	ls_mon_unlock(m);
 	if (now >= m->next_tick_ns) {
@@ -330,6 +333,7 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 		ls_mon_flight_step(m, now);
 		ls_mon_unlock(m);
 		housekeeping(m, now);
+		ls_mon_stacks_prune(m, now);
 		while (m->next_tick_ns <= now)
 			m->next_tick_ns += m->cfg.interval_ns;
 	}
@@ -368,6 +372,10 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_mutex_init(&m->pylock, NULL);
 	m->slow = calloc(LS_MON_SLOW_KEPT, sizeof(*m->slow));
+	/* Touched now (~0.4 MiB): the agent's memory is what it is from the
+	 * start, it does not grow as slow events fill the ring. */
+	if (m->slow)
+		explicit_bzero(m->slow, LS_MON_SLOW_KEPT * sizeof(*m->slow));
 	m->jobs = ls_mon_precise_queue(m);
 	if (!m->slow || !m->jobs) {
 		e = -ENOMEM;
@@ -378,11 +386,27 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 	lopts.btf_path = btf;
 	lopts.on_slow_busy = ls_mon_on_slow_busy;
 	lopts.ctx = m;
+	/* Python stacks of slow periods, as attach takes them: sampled at
+	 * 1 kHz, only in busy periods past a quarter of the threshold. */
+	if (cfg->stacks) {
+		lopts.stack_after_ns = cfg->threshold_ns / LS_MON_STACK_AFTER_DIV ?
+					       cfg->threshold_ns / LS_MON_STACK_AFTER_DIV : 1;
+		lopts.sample_hz = 1000;
+		lopts.on_stack = ls_mon_on_stack;
+	}
+	if (ls_mon_stacks_open(m)) {
+		e = -ENOMEM;
+		snprintf(err, len, "out of memory");
+		goto cleanup;
+	}
 	e = ls_loop_open(&lopts, &m->loop);
 	if (e) {
 		snprintf(err, len, "loading BPF programs failed: %s", strerror(-e));
 		goto cleanup;
 	}
+	if (ls_loop_stacks_error(m->loop))
+		ls_mon_log(m, "no Python stacks of slow events: their BPF programs could not be set up "
+			   "(%s); slow events keep their times", strerror(-ls_loop_stacks_error(m->loop)));
 	e = ls_discover_open(btf, on_discover, m, &m->disc, err, len);
 	if (e)
 		goto cleanup;
@@ -513,6 +537,7 @@ void ls_mon_close(struct ls_mon *m)
 	ls_discover_close(m->disc);
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
+	ls_mon_stacks_close(m);
 	ls_pyname_cache_free(m->names);
 	for (size_t i = 0; i < m->ntargets; i++) {
 		ls_mon_flight_free(&m->targets[i]);

@@ -56,6 +56,16 @@ struct ls_pycb *ls_mon_pycb(struct ls_mon *m)
 	return __atomic_load_n(&m->pycb, __ATOMIC_ACQUIRE);
 }
 
+/* A resolved CPython whose stacks can be walked (offsets known, _PyRuntime
+ * found): the engine's thread sets them up (ls_mon_stacks_step). Lock held. */
+static void want_stacks(struct ls_mon_target *t, const struct ls_py_target *py)
+{
+	if (t->stacks_on || !t->py_off || !py->off.version_hex || !py->runtime.vaddr)
+		return;
+	t->py_runtime_addr = py->bias + py->runtime.vaddr;
+	t->stacks_pending = true;
+}
+
 /* Worker: the ADD job. Resolve and attach without the engine's lock, then
  * record the outcome under it. */
 static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t gen)
@@ -114,6 +124,7 @@ static void job_add(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint64_t 
 			t->py_off = malloc(sizeof(*t->py_off));
 		if (t->py_off)
 			*t->py_off = py.off;
+		want_stacks(t, &py);
 		t->note[0] = '\0';
 		ls_mon_log(m, "pid %d (%s, service %s): precise mode, CPython %d.%d (%s)", (int)pid, t->comm,
 		      t->service, py.major, py.minor, py.path);
@@ -160,6 +171,13 @@ static void job_version(struct ls_mon *m, pid_t pid, uint64_t attached_ns, uint6
 		if (py.major > 0 && err != -ESRCH && err != -ENOEXEC) {
 			t->py_major = py.major;
 			t->py_minor = py.minor;
+			if (!err) {
+				if (!t->py_off)
+					t->py_off = malloc(sizeof(*t->py_off));
+				if (t->py_off)
+					*t->py_off = py.off;
+				want_stacks(t, &py);
+			}
 		} else if (++t->version_tries < RESOLVE_TRIES) {
 			t->next_version_ns = ls_sys_now_ns() + resolve_delay_ns[t->version_tries - 1];
 		}

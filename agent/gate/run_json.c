@@ -110,6 +110,16 @@ static json_object *json_report(const struct ls_run_result *r)
 		else
 			json_object_object_add(js, "line", NULL);
 		rc |= jadd_str(js, "test", FIELD(s->test), true);
+		if (s->app_file[0]) {
+			json_object *ja = json_object_new_object();
+
+			rc |= jadd_str(ja, "function", FIELD(s->app_function), false);
+			rc |= jadd_str(ja, "file", FIELD(s->app_file), false);
+			ls_json_add_i64(ja, "line", s->app_line);
+			json_object_object_add(js, "app_frame", ja);
+		} else {
+			json_object_object_add(js, "app_frame", NULL);
+		}
 		rc |= jadd_str(js, "why", FIELD(s->why), true);
 		ls_json_add_i64(js, "pid", s->pid);
 		ls_json_add_i64(js, "tid", s->tid);

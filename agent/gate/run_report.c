@@ -200,7 +200,7 @@ void ls_report_lag_message(const struct ls_run_result *r, const struct ls_run_pr
 void ls_report_slow_message(const struct ls_run_result *r, const struct ls_run_slow *s, char *buf,
 			 size_t len)
 {
-	char head[700], pn[600], at[300] = "", test[300] = "";
+	char head[700], pn[600], at[300] = "", test[300] = "", app[600] = "";
 
 	ls_report_slow_headline(s, head, sizeof(head));
 	ls_report_pid_note(r, s->pid, pn, sizeof(pn));
@@ -208,7 +208,14 @@ void ls_report_slow_message(const struct ls_run_result *r, const struct ls_run_s
 		snprintf(at, sizeof(at), " at %s:%d", FIELD(s->file), s->line);
 	else if (s->file[0])
 		snprintf(at, sizeof(at), " at %s", FIELD(s->file));
+	if (s->app_file[0]) {
+		/* the blocking line: the application frame */
+		const char *af = FIELD(s->app_file), *ab = strrchr(af, '/');
+
+		snprintf(app, sizeof(app), " \u2192 %s %s:%d", FIELD(s->app_function), ab ? ab + 1 : af,
+			 s->app_line);
+	}
 	if (s->test[0])
 		snprintf(test, sizeof(test), " in test %s", FIELD(s->test));
-	snprintf(buf, len, "%s%s %s, thread %d%s", head, at, pn, (int)s->tid, test);
+	snprintf(buf, len, "%s%s%s %s, thread %d%s", head, at, app, pn, (int)s->tid, test);
 }

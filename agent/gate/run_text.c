@@ -61,12 +61,16 @@ void ls_run_print_annotations(const struct ls_run_result *r, FILE *f)
 
 			if (!ls_gate_slow_counts(r, s))
 				continue;
+			/* The blocking line when known: the application frame. */
+			const char *file = s->app_file[0] ? FIELD(s->app_file) : FIELD(s->file);
+			int at = s->app_file[0] ? s->app_line : s->line;
+
 			fputs(r->slow_gate_failed ? "::error " : "::warning ", f);
-			if (s->file[0]) {
+			if (file[0]) {
 				fputs("file=", f);
-				gh_escape(f, repo_relative(FIELD(s->file), base), true);
-				if (s->line > 0) {
-					snprintf(line, sizeof(line), "%d", s->line);
+				gh_escape(f, repo_relative(file, base), true);
+				if (at > 0) {
+					snprintf(line, sizeof(line), "%d", at);
 					fputs(",line=", f);
 					gh_escape(f, line, true);
 				}
@@ -80,6 +84,10 @@ void ls_run_print_annotations(const struct ls_run_result *r, FILE *f)
 			ls_report_slow_headline(s, head, sizeof(head));
 			ls_report_pid_note(r, s->pid, pn, sizeof(pn));
 			gh_escape(f, head, false);
+			if (s->test[0]) {
+				gh_escape(f, " in test ", false);
+				gh_escape(f, FIELD(s->test), false);
+			}
 			fputc(' ', f);
 			gh_escape(f, pn, false);
 			fputc('\n', f);
@@ -207,6 +215,15 @@ void ls_run_print_summary(const struct ls_run_result *r, FILE *f)
 		if (s->kind == LS_RUN_SLOW_BUSY && strncmp(s->name, "busy period", 11) != 0)
 			fputs("busy period: ", f);
 		put_one_line(f, FIELD(s->name));
+		if (s->app_file[0]) {
+			const char *af = FIELD(s->app_file), *ab = strrchr(af, '/');
+
+			fprintf(f, " \u2192 ");
+			put_one_line(f, FIELD(s->app_function));
+			fputc(' ', f);
+			put_one_line(f, ab ? ab + 1 : af);
+			fprintf(f, ":%d", s->app_line);
+		}
 		fputc('\n', f);
 		fputs("             ", f);
 		/* for the person in the directory CMD ran in: relative to it */

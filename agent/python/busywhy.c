@@ -2,6 +2,7 @@
 /* Where a slow busy period's time went, in each form an output shows it. */
 #include <stdio.h>
 
+#include "loopscope/appframe.h"
 #include "loopscope/busywhy.h"
 #include "loopscope/json.h"
 #include "loopscope/loopscope.h"
@@ -52,6 +53,7 @@ void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 	} else {
 		json_object_object_add(o, "blocked_syscall", NULL);
 	}
+	json_object_object_add(o, "app_frame", ls_appframe_json(st && st->has_app ? &st->app : NULL));
 	json_object_object_add(o, "stacks", ls_slowstack_json(st));
 	json_object_object_add(o, "await_chain", ls_pytask_chain_json(st ? &st->chain : NULL));
 }

@@ -73,6 +73,7 @@ struct ls_pycode_cache {
 	struct entry *buckets[NBUCKETS];
 	struct proc *procs;
 	struct ls_pycode_stats st;
+	size_t max_entries, max_bytes; /* the bounds (LS_PYCODE_MAX_* by default) */
 };
 
 /* ---- line tables ------------------------------------------------------- */
@@ -324,7 +325,18 @@ static void drop_entries(struct ls_pycode_cache *c, pid_t pid)
 
 struct ls_pycode_cache *ls_pycode_cache_new(void)
 {
-	return calloc(1, sizeof(struct ls_pycode_cache));
+	return ls_pycode_cache_new_max(LS_PYCODE_MAX_ENTRIES, LS_PYCODE_MAX_BYTES);
+}
+
+struct ls_pycode_cache *ls_pycode_cache_new_max(size_t max_entries, size_t max_bytes)
+{
+	struct ls_pycode_cache *c = calloc(1, sizeof(struct ls_pycode_cache));
+
+	if (c) {
+		c->max_entries = max_entries ? max_entries : 1;
+		c->max_bytes = max_bytes;
+	}
+	return c;
 }
 
 void ls_pycode_forget_pid(struct ls_pycode_cache *c, pid_t pid)
@@ -535,8 +547,7 @@ static struct entry *insert(struct ls_pycode_cache *c, struct entry *old, const 
 		unlink_entry(c, old);
 		free_entry(c, old);
 	}
-	if (c->st.entries + 1 > LS_PYCODE_MAX_ENTRIES ||
-	    c->st.bytes + tmp->bytes > LS_PYCODE_MAX_BYTES)
+	if (c->st.entries + 1 > c->max_entries || c->st.bytes + tmp->bytes > c->max_bytes)
 		drop_entries(c, 0);
 	e = malloc(sizeof(*e));
 	if (!e)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Python stacks of slow periods: collect, merge, symbolize, render. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +24,8 @@ struct kept {
 };
 
 struct ls_slowstack {
-	struct kept **ev;           /* ring of KEEP_MAX copies, oldest at head */
-	size_t head, n;
+	struct kept **ev;           /* ring of cap copies, oldest at head */
+	size_t head, n, cap;
 	uint64_t dropped;
 	struct py_row *rows;
 	size_t nrows;
@@ -33,12 +34,18 @@ struct ls_slowstack {
 
 struct ls_slowstack *ls_slowstack_new(void)
 {
+	return ls_slowstack_new_max(KEEP_MAX, LS_PYCODE_MAX_ENTRIES, LS_PYCODE_MAX_BYTES);
+}
+
+struct ls_slowstack *ls_slowstack_new_max(size_t keep_max, size_t code_entries, size_t code_bytes)
+{
 	struct ls_slowstack *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
-	s->ev = calloc(KEEP_MAX, sizeof(*s->ev));
-	s->code = ls_pycode_cache_new();
+	s->cap = keep_max ? keep_max : 1;
+	s->ev = calloc(s->cap, sizeof(*s->ev));
+	s->code = ls_pycode_cache_new_max(code_entries, code_bytes);
 	if (!s->ev || !s->code) {
 		ls_slowstack_free(s);
 		return NULL;
@@ -50,7 +57,7 @@ void ls_slowstack_free(struct ls_slowstack *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; s->ev && i < KEEP_MAX; i++)
+	for (size_t i = 0; s->ev && i < s->cap; i++)
 		free(s->ev[i]);
 	free(s->ev);
 	free(s->rows);
@@ -88,7 +95,7 @@ int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_p
 /* Slot i of the ring (0 = oldest). */
 static struct kept **slot(struct ls_slowstack *s, size_t i)
 {
-	return &s->ev[(s->head + i) % KEEP_MAX];
+	return &s->ev[(s->head + i) % s->cap];
 }
 
 /* Drop the events for which drop() is true; keep the others in order. */
@@ -136,17 +143,19 @@ void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e)
 
 	if (e->nframes > LS_STACK_MAX)
 		return; /* not a record bpf/loop.bpf.c makes */
-	copy = malloc(sizeof(*copy));
+	/* Only the frames it has (a copy of 64 would be 1 KiB each). */
+	copy = malloc(offsetof(struct kept, ev) + LS_STACK_EVENT_HDR +
+		      (size_t)e->nframes * sizeof(e->frames[0]));
 	if (!copy) {
 		s->dropped++;
 		return;
 	}
 	copy->arrived_ns = ls_sys_now_ns();
 	memcpy(&copy->ev, e, LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]));
-	if (s->n == KEEP_MAX) {
+	if (s->n == s->cap) {
 		free(*slot(s, 0));
 		*slot(s, 0) = NULL;
-		s->head = (s->head + 1) % KEEP_MAX;
+		s->head = (s->head + 1) % s->cap;
 		s->n--;
 		s->dropped++;
 	}
@@ -156,6 +165,11 @@ void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e)
 uint64_t ls_slowstack_dropped(const struct ls_slowstack *s)
 {
 	return s->dropped;
+}
+
+size_t ls_slowstack_kept(const struct ls_slowstack *s)
+{
+	return s->n;
 }
 
 static bool drop_old(const struct kept *k, const void *arg)

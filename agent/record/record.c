@@ -426,7 +426,7 @@ int ls_record_put_process(struct ls_record_writer *w, uint32_t pid, const char *
  * that uses them): malloc'd into *ids. */
 static int stacks_ids(struct ls_record_writer *w, const struct ls_stack_summary *st, uint32_t **ids)
 {
-	size_t nids = 2 * (size_t)st->chain.n, k = 0;
+	size_t nids = 2 * (size_t)st->chain.n + 2, k = 0; /* + the application frame's */
 	int err = 0;
 
 	for (size_t i = 0; i < st->n; i++)
@@ -445,6 +445,11 @@ static int stacks_ids(struct ls_record_writer *w, const struct ls_stack_summary 
 			if (!err)
 				err = name_id(w, st->stacks[i].frames[f].filename, &(*ids)[k++]);
 		}
+	if (!err && st->has_app) {
+		err = name_id(w, st->app.qualname, &(*ids)[k++]);
+		if (!err)
+			err = name_id(w, st->app.filename, &(*ids)[k++]);
+	}
 	if (err) {
 		free(*ids);
 		*ids = NULL;
@@ -458,11 +463,13 @@ static size_t stacks_size(const struct ls_stack_summary *st)
 
 	for (size_t i = 0; i < st->n; i++)
 		total += 40 + st->stacks[i].nframes * 16;
-	return total;
+	return total + 20; /* the application frame (format 1.2) */
 }
 
 /* The summary: u32 nstacks, u32 dropped, u64 on_cpu, u64 off_cpu, u32
- * chain n, u32 chain truncated, u64 chain read_ns, tasks, stacks. */
+ * chain n, u32 chain truncated, u64 chain read_ns, tasks, stacks; then
+ * (format 1.2) the application frame: u32 has_app, u32 qualname id, u32
+ * filename id, u32 firstlineno, u32 line (ids 0 when has_app is 0). */
 static uint8_t *stacks_put(uint8_t *p, const struct ls_stack_summary *st, const uint32_t *ids)
 {
 	size_t k = 0;
@@ -501,7 +508,12 @@ static uint8_t *stacks_put(uint8_t *p, const struct ls_stack_summary *st, const 
 			rec_w32(p + 12, (uint32_t)a->frames[f].line);
 		}
 	}
-	return p;
+	rec_w32(p, st->has_app);
+	rec_w32(p + 4, st->has_app ? ids[k] : 0);
+	rec_w32(p + 8, st->has_app ? ids[k + 1] : 0);
+	rec_w32(p + 12, st->has_app ? (uint32_t)st->app.firstlineno : 0);
+	rec_w32(p + 16, st->has_app ? (uint32_t)st->app.line : 0);
+	return p + 20;
 }
 
 static const struct ls_stack_summary no_stacks;

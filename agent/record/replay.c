@@ -453,6 +453,20 @@ static int get_stacks(struct ls_replay *r, const uint8_t **pp, const uint8_t *en
 		a->nframes = nf;
 	}
 	st->n = nstacks;
+	/* The application frame (format 1.2; absent before: none). */
+	if (end - p >= 20 && rec_r32(p)) {
+		const char *q = name_of(r, rec_r32(p + 4)), *fn = name_of(r, rec_r32(p + 8));
+
+		if (!q || !fn)
+			return -EBADMSG;
+		st->has_app = true;
+		snprintf(st->app.qualname, sizeof(st->app.qualname), "%s", q);
+		snprintf(st->app.filename, sizeof(st->app.filename), "%s", fn);
+		st->app.firstlineno = (int32_t)rec_r32(p + 12);
+		st->app.line = (int32_t)rec_r32(p + 16);
+	}
+	if (end - p >= 20)
+		p += 20;
 	*pp = p;
 	return 0;
 }

@@ -31,7 +31,8 @@ struct ls_loop {
 	int stacks_err;            /* why stacks asked for could not be set up */
 	bool sampling;                  /* stacks on: sample each target's threads */
 	bool follow;                    /* targets' children become targets */
-	struct bpf_link *sys_exit_link; /* attached with the first Python target */
+	struct bpf_link *sys_exit_link; /* attached while a Python target is set */
+	int npython;                    /* processes in py_procs */
 	struct sampled *sampled;        /* per target: its threads' cpu-clock events */
 	int nsampled;
 };
@@ -250,6 +251,18 @@ static bool has_python(struct ls_loop *l, pid_t pid)
 	return bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp) == 0;
 }
 
+/* A process left py_procs: with none left, the sys_exit program (run at
+ * every syscall of the machine) is detached until the next one. */
+static void python_gone(struct ls_loop *l)
+{
+	if (l->npython > 0)
+		l->npython--;
+	if (!l->npython && l->sys_exit_link) {
+		bpf_link__destroy(l->sys_exit_link);
+		l->sys_exit_link = NULL;
+	}
+}
+
 int ls_loop_add_target(struct ls_loop *l, pid_t pid)
 {
 	__u32 key = (__u32)pid;
@@ -283,7 +296,8 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 	if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.targets), &key) && errno != ENOENT)
 		err = -errno;
 	unsample_target(l, pid);
-	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key);
+	if (!bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key))
+		python_gone(l);
 	/* One dump finds the process's threads, then they are deleted:
 	 * deleting during a walk would lose its place in the hash. */
 	e = ls_map_dump(tfd, sizeof(*tids), sizeof(*st), (void **)&tids, (void **)&st, &n);
@@ -311,13 +325,17 @@ int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 	__u32 key = (__u32)pid;
 
 	if (!off) {
-		if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key) && errno != ENOENT)
-			return -errno;
+		if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key))
+			return errno == ENOENT ? 0 : -errno;
+		python_gone(l);
 		return 0;
 	}
 	pp.off = *off;
+	bool known = has_python(l, pid);
+
 	if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp, BPF_ANY))
 		return errno == E2BIG ? -E2BIG : -errno;
+	l->npython += !known;
 	if (l->sampling && !l->sys_exit_link) {
 		l->sys_exit_link = bpf_program__attach(l->skel->progs.ls_stack_sys_exit);
 		if (!l->sys_exit_link && !l->stacks_err)

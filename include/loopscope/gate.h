@@ -13,8 +13,12 @@
 #include "loopscope/run.h"
 
 /* Whether --allow excuses s: one of r->allow[] (fnmatch(3) globs, no
- * flags) matches s->name, or, when s->file is known, "FILE:LINE" with the
- * file as recorded or with its base name alone ("app.py:42"). */
+ * flags) matches s->name; or a place of s: its own file and line, its
+ * application frame, or any frame of its culprit stack (s->frames), each
+ * as "FILE:LINE" with the file as recorded or with its base name alone
+ * ("app.py:42"), or the frame's function name alone. The same rule in
+ * light and precise mode: a callback's stack holds the frames a busy
+ * period is named by. */
 bool ls_gate_allowed(const struct ls_run_result *r, const struct ls_run_slow *s);
 
 /* Whether the slow gate is on: --fail-on-slow or --max-slow was given. */

@@ -120,7 +120,9 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid);
  * the run-time address of its _PyRuntime, off its CPython's offsets row
  * (py_offsets.h); off NULL forgets pid (it exec'd another program). 0, or
  * -E2BIG (LS_MAX_TARGETS processes), or another negative errno from the map
- * update. ls_loop_remove_target forgets it too. */
+ * update. ls_loop_remove_target forgets it too. The syscall-exit program
+ * that takes off-CPU stacks (it runs at every syscall of the machine) is
+ * attached with the first such process and detached when none is left. */
 int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 		       const struct ls_py_offsets *off);
 

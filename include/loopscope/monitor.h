@@ -91,10 +91,21 @@ struct ls_mon_target {
 	struct ls_hist *cb_last;   /* the session's figures at the last snapshot */
 	uint64_t gen;              /* bumped at exec and mode change: a set-up job
 				    * started before is stale */
+	uint64_t py_runtime_addr;  /* _PyRuntime in the target, 0 until resolved */
+	bool stacks_pending;       /* resolved: its Python stacks are to be set up
+				    * (by the engine's thread, ls_mon_stacks_step) */
+	bool stacks_on;            /* its stacks are walked */
 	struct ls_flight *flight;  /* the flight recorder's ring; NULL off or not yet */
 };
 
 enum ls_mon_slow_kind { LS_MON_SLOW_BUSY = 1, LS_MON_SLOW_CALLBACK = 2 };
+
+/* A Python frame of a slow event; function "" when there is none. */
+struct ls_mon_frame {
+	char function[256];        /* co_qualname (co_name before 3.11) */
+	char file[256];            /* co_filename as the target has it */
+	int line;                  /* the line it was on (its first line when unknown) */
+};
 
 struct ls_mon_slow {
 	uint64_t seq;              /* 1, 2, ...: ask for events after a seq */
@@ -104,6 +115,13 @@ struct ls_mon_slow {
 	char comm[16];
 	uint64_t start_ns, duration_ns;
 	char what[320];            /* callback name, or where a busy period's time went */
+	/* From the Python stacks taken in the event (CPython targets whose
+	 * stacks can be walked; loopscope/slowstack.h): the innermost frame
+	 * of its culprit (heaviest) stack, and its application frame
+	 * (loopscope/appframe.h: the innermost one of the user's code, under
+	 * the target's working directory). Empty when no stack was taken. */
+	struct ls_mon_frame culprit;
+	struct ls_mon_frame app;
 };
 
 /* One line for the operator ("pid 4242 (python3, service api): attached,

@@ -65,6 +65,9 @@ struct ls_pycode_cache;
  * it has read (closed by ls_pycode_forget_pid or ls_pycode_cache_free). Not
  * thread-safe: one cache per thread, or a lock around it. */
 struct ls_pycode_cache *ls_pycode_cache_new(void);
+/* The same with other bounds than LS_PYCODE_MAX_ENTRIES and
+ * LS_PYCODE_MAX_BYTES (a long-running agent's smaller ones). */
+struct ls_pycode_cache *ls_pycode_cache_new_max(size_t max_entries, size_t max_bytes);
 void ls_pycode_cache_free(struct ls_pycode_cache *c);
 
 /* Names and line of the frame executing the instruction at byte_offset of

@@ -28,7 +28,7 @@ struct ls_cb_name;
 
 #define LS_RECORD_MAGIC "LOOPSREC"   /* 8 bytes, no NUL */
 #define LS_RECORD_VERSION_MAJOR 1    /* a reader refuses a larger one */
-#define LS_RECORD_VERSION_MINOR 1    /* fields appended: readers skip them
+#define LS_RECORD_VERSION_MINOR 2    /* fields appended: readers skip them
 				      * (1: precise mode's records, END's flags) */
 #define LS_RECORD_MAX_PIDS 64
 /* A block's records before compression, at most (the reader refuses more). */

@@ -49,6 +49,14 @@ struct ls_run_slow {
 	int line;           /* co_firstlineno, 0 when unknown */
 	char test[256];     /* pytest test it ran under ("test_app.py::test_blocks"), "" if none */
 	char why[1024];     /* where the time went, with the Python stack (ls_slowstack_text), "" if unknown */
+	/* The application frame (loopscope/appframe.h): the blocking line in
+	 * the user's code; app_file "" when unknown. */
+	char app_function[256];
+	char app_file[256];
+	int app_line;       /* the line it was on (its first line when unknown), 0 when none */
+	/* The culprit (heaviest) stack, innermost first, one frame a line:
+	 * "FUNCTION\tFILE\tLINE\n"; cut at a frame boundary; "" when none. */
+	char frames[1536];
 	pid_t pid, tid;
 	uint64_t start_ns, duration_ns;
 	bool allowed;       /* matched an --allow pattern: reported, not counted */
@@ -85,7 +93,10 @@ struct ls_run_result {
 int ls_run_write_json(const struct ls_run_result *r, const char *path);
 int ls_run_write_junit(const struct ls_run_result *r, const char *path);
 /* GitHub Actions workflow commands, one per counted violation, to f:
- * "::error file=F,line=L,title=loopscope slow callback::NAME ran 150.3 ms (pid P: CMDLINE)"
+ * "::error file=F,line=L,title=loopscope slow callback::NAME ran 150.3 ms
+ * in test T (pid P: CMDLINE)" where F:L is the application frame (the
+ * blocking line) when known, else the event's file and line (" in test T"
+ * only under a test)
  * (title "loopscope busy period" for a busy period; file/line omitted when
  * unknown; an absolute file under $GITHUB_WORKSPACE, else under the current
  * directory, is made relative to it as GitHub expects) and "::error title=loopscope loop lag::pid P (CMDLINE): loop lag

@@ -52,10 +52,19 @@ struct ls_stack_summary {
 	uint64_t on_cpu_ns;  /* sum of on_cpu_ns: the sampled part */
 	uint64_t off_cpu_ns; /* sum of blocked_ns + runnable_ns */
 	struct ls_pytask_chain chain; /* the running Task's await chain (3.14+; n 0: none) */
+	bool has_app;        /* app holds the application frame (loopscope/appframe.h) */
+	struct ls_pyframe app; /* the innermost frame of the user's code in the culprit
+				* (heaviest) stack; set by ls_appframe_pick */
 };
 
-/* An empty collector; NULL on ENOMEM. */
+/* An empty collector; NULL on ENOMEM. ls_slowstack_new keeps at most
+ * 16384 events and caches code objects within the LS_PYCODE_MAX_* bounds;
+ * ls_slowstack_new_max at most keep_max events and code_entries code
+ * objects of code_bytes line tables (a long-running agent's bounds on
+ * memory: each event is a header and its frames, 16 bytes a frame, at most
+ * 1 KiB of them; a code object ~0.6 KiB and its line table). */
 struct ls_slowstack *ls_slowstack_new(void);
+struct ls_slowstack *ls_slowstack_new_max(size_t keep_max, size_t code_entries, size_t code_bytes);
 void ls_slowstack_free(struct ls_slowstack *s);
 
 /* Use off (the target's layouts, struct ls_py_target.off; copied) to name
@@ -65,10 +74,12 @@ int ls_slowstack_set_python(struct ls_slowstack *s, pid_t pid, const struct ls_p
 void ls_slowstack_forget(struct ls_slowstack *s, pid_t pid);
 
 /* Keep a copy of stack event e (header and e->nframes frames; a record
- * with more than LS_STACK_MAX frames is ignored). At most 16384 events are
- * kept; beyond, the oldest go (counted: ls_slowstack_dropped). */
+ * with more than LS_STACK_MAX frames is ignored). At most the collector's
+ * bound are kept; beyond, the oldest go (counted: ls_slowstack_dropped). */
 void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e);
 uint64_t ls_slowstack_dropped(const struct ls_slowstack *s);
+/* Events kept now. */
+size_t ls_slowstack_kept(const struct ls_slowstack *s);
 
 /* The stacks of thread tid of process tgid taken in [from_ns, to_ns]
  * (CLOCK_MONOTONIC ns; an off-CPU episode counts by when it began), merged
