@@ -62,14 +62,13 @@ static void prune(struct ls_flight *f, uint64_t now)
 	while (f->nblocks && f->bytes > f->m->cfg.flight_bytes)
 		drop_front(f);
 	/* Blocks wholly older than the window, and not needed by a pending
-	 * dump (its window started flight_seconds before its trigger). */
+	 * dump (its window starts flight_seconds before its trigger). */
 	while (f->nblocks) {
-		uint64_t keep_from = now > f->m->cfg.flight_seconds_ns ?
-			now - f->m->cfg.flight_seconds_ns : 0;
+		uint64_t fs = f->m->cfg.flight_seconds_ns;
+		uint64_t keep_from = now > fs ? now - fs : 0;
 
-		if (f->dump_due_ns && f->trigger_ns < keep_from + f->m->cfg.flight_seconds_ns)
-			keep_from = f->trigger_ns > f->m->cfg.flight_seconds_ns ?
-				f->trigger_ns - f->m->cfg.flight_seconds_ns : 0;
+		if (f->dump_due_ns && f->trigger_ns < now)
+			keep_from = f->trigger_ns > fs ? f->trigger_ns - fs : 0;
 		if (f->blocks[0].last_ns >= keep_from)
 			break;
 		drop_front(f);

@@ -450,6 +450,9 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 		snprintf(m->cfg.btf_path, sizeof(m->cfg.btf_path), "%s", keep.btf_path);
 	}
 	ls_loop_set_threshold(m->loop, m->cfg.threshold_ns);
+	/* The flight recorder turned off: its memory goes. */
+	for (size_t i = 0; !ls_mon_flight_on(m) && i < m->ntargets; i++)
+		ls_mon_flight_free(&m->targets[i]);
 	for (size_t i = 0; i < m->ntargets; i++) {
 		struct ls_mon_target *t = &m->targets[i];
 		struct ls_proc_info pi;
