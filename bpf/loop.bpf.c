@@ -33,7 +33,35 @@ __u64 lost_stack_events;
  * than this, ns; 0 = off. Fixed at load (.rodata, set through
  * skel->rodata before load): with 0 the verifier prunes the stack paths. */
 const volatile __u64 stack_after_ns;
-__u64 pending_walks; /* threads with walk_pending set, machine-wide */
+/* The sampler's gate (see "Stacks"): per loop thread (its slot), the start
+ * of its busy period in progress, 0 while it polls. User space reads it in
+ * place (.bss is mmapped) a few hundred times a second and opens the
+ * threads' cpu-clock events only while one of them is older than
+ * stack_after_ns, in that thread's process. A slot is given to each loop
+ * thread in turn, modulo LS_MAX_THREADS. */
+__u64 busy_since[LS_MAX_THREADS];
+__u32 slot_tgid[LS_MAX_THREADS]; /* whose thread holds each slot */
+__u64 next_slot;
+/* Loop threads whose task-storage marker could not be made (the helper
+ * refuses while another task-storage operation is in progress on the CPU):
+ * while any, the marker is no filter and every task takes the full path. */
+__u64 unmarked;
+/* Busy periods of a loop thread whose off-CPU time the scheduler programs
+ * did not all see: a switch-in whose switch-out was not seen (a program
+ * skipped by the kernel, or a thread not yet marked), a period that ended
+ * with the thread still "off" (its switch-in not seen), or a period whose
+ * time on the CPU by the scheduler's own clock (task->se.sum_exec_runtime,
+ * updated at each switch and tick) is short of duration - blocked -
+ * runnable by more than LS_UNSEEN_SLACK_NS (whole episodes unseen: found
+ * on this kernel, 1-3 of 500 sleeps of 30 ms with neither the wake-up nor
+ * the switch-in traced, by bpftrace either). Those periods' blocked and
+ * runnable figures read low; user space reports the count
+ * (ls_loop_offcpu_unseen). */
+__u64 offcpu_unseen;
+/* sum_exec_runtime of a running task lags by up to a tick (4 ms at HZ=250)
+ * and the period's edges by a few µs: more than this unexplained is an
+ * unseen episode. */
+#define LS_UNSEEN_SLACK_NS 5000000ULL
 /* Walks in one busy period, at most: a thread that stopped polling (its
  * loop ended, and it went on with other work) stays "busy" for ever. */
 #define LS_PERIOD_WALKS_MAX 4096
@@ -64,6 +92,26 @@ struct {
 	__type(value, struct ls_thread_stats);
 } zero_stats SEC(".maps");
 
+/*
+ * A marker in task-local storage on each loop thread (made with its
+ * `threads` entry at its first poll): the scheduler programs, which run at
+ * every context switch and wake-up of the machine, and the poll programs
+ * reject a task without task storage with one load (task->bpf_storage,
+ * NULL for nearly every task) instead of hash lookups keyed by tgid and
+ * tid. The thread's state stays in its `threads` entry.
+ */
+struct ls_task {
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ls_task);
+} tasks SEC(".maps");
+
 /* Stacks: per Python target, what the walker needs (see "Stacks"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -78,47 +126,86 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
-/* Drop an armed walk (the busy period ended, the walk was done, or the
- * thread is gone). */
+/* Drop an armed walk (the busy period ended): its task work, if it still
+ * comes, finds nothing to do. */
 static __always_inline void disarm(struct ls_thread_stats *st)
 {
-	if (st->walk_pending) {
-		st->walk_pending = 0;
-		__sync_fetch_and_add(&pending_walks, -1);
-	}
+	st->walk_pending = 0;
 }
 
-/* The calling thread's stats if its process is a target, else NULL.
- * Filter first: one hash lookup for every other process on the machine
- * (filtered: the caller did it already). */
-static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, bool filtered)
+/* A busy_since slot for a new loop thread (compare-and-swap: a fetching
+ * add needs BPF v3 atomics, which clang 14 does not emit by default). */
+static __always_inline __u32 take_slot(void)
 {
+	__u64 old = next_slot;
+
+	for (int i = 0; i < 16; i++) {
+		__u64 seen = __sync_val_compare_and_swap(&next_slot, old, old + 1);
+
+		if (seen == old)
+			break;
+		old = seen;
+	}
+	return old & (LS_MAX_THREADS - 1);
+}
+
+/* The calling thread's stats if its process is a target, else NULL. A
+ * loop thread has the task storage marker: one load, then its `threads`
+ * entry. Any other task finds no storage, then one hash lookup of its tgid
+ * in the targets; a target's thread seen for the first time gets both. */
+static __always_inline struct ls_thread_stats *loop_thread(__u32 *tid_out)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id, zero = 0;
+	__u64 start = task->start_time;
 	struct ls_thread_stats *st;
+	struct ls_task *lt;
 	void *init;
 
-	if (!filtered && !bpf_map_lookup_elem(&targets, &tgid))
-		return NULL;
-	__u64 start = bpf_get_current_task_btf()->start_time;
-
 	*tid_out = tid;
+	if (task->bpf_storage || unmarked) {
+		st = bpf_map_lookup_elem(&threads, &tid);
+		if (st && st->tgid == tgid && st->thread_start == start && !st->unmarked)
+			return st;
+	}
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return NULL;
 	st = bpf_map_lookup_elem(&threads, &tid);
 	/* A tid the kernel gave out again (another process, or a new thread
 	 * of the same one) must not inherit a dead thread's state. */
-	if (st && st->tgid == tgid && st->thread_start == start)
-		return st;
-	init = bpf_map_lookup_elem(&zero_stats, &zero);
-	if (!init)
-		return NULL;
-	if (st)
-		disarm(st); /* the dead thread's armed walk */
-	bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
-	st = bpf_map_lookup_elem(&threads, &tid);
-	if (st) {
+	if (!st || st->tgid != tgid || st->thread_start != start) {
+		init = bpf_map_lookup_elem(&zero_stats, &zero);
+		if (!init)
+			return NULL;
+		if (st) {
+			disarm(st); /* the dead thread's armed walk */
+			busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
+			if (st->unmarked) /* its exit was not seen */
+				__sync_fetch_and_add(&unmarked, -1);
+		}
+		bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&threads, &tid);
+		if (!st)
+			return NULL;
 		st->tgid = tgid;
 		st->tid = tid;
 		st->thread_start = start;
+		st->slot = take_slot();
+		slot_tgid[st->slot & (LS_MAX_THREADS - 1)] = tgid;
+	}
+	/* The marker; when the helper refuses it, the thread is counted in
+	 * unmarked (the filters stand aside) and its next polls try again. */
+	lt = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (lt) {
+		lt->tgid = tgid;
+		if (st->unmarked) {
+			st->unmarked = 0;
+			__sync_fetch_and_add(&unmarked, -1);
+		}
+	} else if (!st->unmarked) {
+		st->unmarked = 1;
+		__sync_fetch_and_add(&unmarked, 1);
 	}
 	return st;
 }
@@ -148,21 +235,26 @@ static __always_inline struct ls_thread_stats *target_thread(__u32 *tid_out, boo
  * up to ~2 ms low there (asyncio rounds up twice); epoll_pwait2 gives ns.
  * Documented in docs/METRICS.md.
  */
-static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns, bool filtered)
+static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_ns,
+					  struct ls_thread_stats *st, __u32 tid)
 {
-	struct ls_thread_stats *st;
 	__u64 now, busy;
-	__u32 tid;
 
-	st = target_thread(&tid, filtered);
-	if (!st)
-		return;
 	now = bpf_ktime_get_ns();
 
 	if (st->poll_exit_ns && !st->in_poll) {
 		busy = now - st->poll_exit_ns;
 		ls_hist_add(&st->busy, busy);
 		if (busy > slow_threshold_ns) {
+			/* The on/off-CPU split checked against the scheduler's
+			 * own on-CPU clock (see offcpu_unseen). */
+			__u64 on = bpf_get_current_task_btf()->se.sum_exec_runtime - st->exec_at_exit_ns;
+			__u64 off = st->cur_blocked_ns + st->cur_runnable_ns;
+
+			if (st->off_since_ns ||
+			    (busy > off + on && busy - off - on > LS_UNSEEN_SLACK_NS))
+				__sync_fetch_and_add(&offcpu_unseen, 1);
+
 			struct ls_slow_busy_event *e;
 
 			st->slow_busy++;
@@ -199,6 +291,17 @@ static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns,
 	st->poll_kind = kind;
 	st->poll_enter_ns = now;
 	st->in_poll = 1;
+	busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
+}
+
+static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns)
+{
+	struct ls_thread_stats *st;
+	__u32 tid;
+
+	st = loop_thread(&tid);
+	if (st)
+		poll_enter_at(kind, timeout_ns, st, tid);
 }
 
 static __always_inline void poll_exit(void)
@@ -207,7 +310,7 @@ static __always_inline void poll_exit(void)
 	__u64 now;
 	__u32 tid;
 
-	st = target_thread(&tid, false);
+	st = loop_thread(&tid);
 	if (!st)
 		return;
 	now = bpf_ktime_get_ns();
@@ -219,6 +322,8 @@ static __always_inline void poll_exit(void)
 	}
 	st->in_poll = 0;
 	st->poll_exit_ns = now;
+	st->exec_at_exit_ns = bpf_get_current_task_btf()->se.sum_exec_runtime;
+	busy_since[st->slot & (LS_MAX_THREADS - 1)] = now;
 	disarm(st); /* an armed walk of the last busy period */
 	/* A new busy period: its off-CPU accounting starts from zero. */
 	st->off_since_ns = 0;
@@ -242,14 +347,14 @@ static __always_inline __s64 ms_timeout_ns(unsigned long arg)
 SEC("tracepoint/syscalls/sys_enter_epoll_wait")
 int ls_enter_epoll_wait(struct trace_event_raw_sys_enter *ctx)
 {
-	poll_enter(LS_POLL_EPOLL_WAIT, ms_timeout_ns(ctx->args[3]), false);
+	poll_enter(LS_POLL_EPOLL_WAIT, ms_timeout_ns(ctx->args[3]));
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
 int ls_enter_epoll_pwait(struct trace_event_raw_sys_enter *ctx)
 {
-	poll_enter(LS_POLL_EPOLL_PWAIT, ms_timeout_ns(ctx->args[3]), false);
+	poll_enter(LS_POLL_EPOLL_PWAIT, ms_timeout_ns(ctx->args[3]));
 	return 0;
 }
 
@@ -259,12 +364,12 @@ int ls_enter_epoll_pwait2(struct trace_event_raw_sys_enter *ctx)
 	struct __kernel_timespec ts;
 	const void *uts = (const void *)ctx->args[3];
 	__s64 timeout_ns = -1;
+	struct ls_thread_stats *st;
+	__u32 tid;
 
-	/* Only read the timespec of targets: the filter in poll_enter comes
-	 * later, so check here too before touching user memory. */
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-	if (!bpf_map_lookup_elem(&targets, &tgid))
+	/* Only read the timespec of targets: the thread first. */
+	st = loop_thread(&tid);
+	if (!st)
 		return 0;
 	if (uts) {
 		if (bpf_probe_read_user(&ts, sizeof(ts), uts) == 0 &&
@@ -273,7 +378,7 @@ int ls_enter_epoll_pwait2(struct trace_event_raw_sys_enter *ctx)
 		else
 			timeout_ns = 0; /* the kernel fails the call: EINVAL/EFAULT */
 	}
-	poll_enter(LS_POLL_EPOLL_PWAIT2, timeout_ns, true);
+	poll_enter_at(LS_POLL_EPOLL_PWAIT2, timeout_ns, st, tid);
 	return 0;
 }
 
@@ -356,13 +461,16 @@ int BPF_PROG(ls_follow_exec, struct task_struct *p, pid_t old_pid, struct linux_
  */
 static __always_inline struct ls_thread_stats *busy_thread(struct task_struct *t)
 {
-	__u32 tgid = BPF_CORE_READ(t, tgid), tid = BPF_CORE_READ(t, pid);
 	struct ls_thread_stats *st;
+	__u32 tid;
 
-	if (!bpf_map_lookup_elem(&targets, &tgid))
+	/* Most tasks have no task storage at all: one load (a wake-up of
+	 * another CPU's task finds that cache line cold already). */
+	if (!t->bpf_storage && !unmarked)
 		return NULL;
+	tid = t->pid;
 	st = bpf_map_lookup_elem(&threads, &tid);
-	if (!st || st->tgid != tgid || st->in_poll || !st->poll_exit_ns)
+	if (!st || st->tgid != t->tgid || st->in_poll || !st->poll_exit_ns)
 		return NULL; /* not a loop thread, or not in a busy period */
 	return st;
 }
@@ -379,9 +487,50 @@ static __always_inline void end_block(struct ls_thread_stats *st, __u64 now)
 	}
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+/*
+ * The walk at the end of an off-CPU episode runs in the thread's own
+ * context, as task work (kernel/bpf/helpers.c bpf_task_work_schedule_resume,
+ * TWA_RESUME: on its way back to user space, before any Python code runs
+ * again). Its struct bpf_task_work lives in a map value: one per thread,
+ * keyed by tid, made at its first walk.
+ */
+extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw,
+					      void *map__map, bpf_task_work_callback_t callback,
+					      void *aux__prog) __ksym;
+
+struct walk_work {
+	struct bpf_task_work tw;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_THREADS);
+	__type(key, __u32); /* tid */
+	__type(value, struct walk_work);
+} walk_works SEC(".maps");
+
+static int walk_work_cb(struct bpf_map *map, void *key, void *value);
+
+/* Schedule the off-CPU walk of t (a thread switched in); false when it
+ * cannot be (no room, or one is still scheduled): its time is carried. */
+static __always_inline bool arm_walk(struct task_struct *t, struct ls_thread_stats *st)
+{
+	__u32 tid = t->pid;
+	struct walk_work *w = bpf_map_lookup_elem(&walk_works, &tid);
+
+	if (!w) {
+		struct walk_work zero = {};
+
+		bpf_map_update_elem(&walk_works, &tid, &zero, BPF_NOEXIST);
+		w = bpf_map_lookup_elem(&walk_works, &tid);
+		if (!w)
+			return false;
+	}
+	return bpf_task_work_schedule_resume_impl(t, &w->tw, &walk_works, walk_work_cb, NULL) == 0;
+}
+
+static __always_inline int sched_switch(struct task_struct *prev, struct task_struct *next,
+					unsigned int prev_state, bool stacks)
 {
 	struct ls_thread_stats *st;
 	__u64 now = 0;
@@ -400,7 +549,7 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 			st->off_syscall = regs ? (__s32)BPF_CORE_READ(regs, orig_ax) : -1;
 			/* Stopped (SIGSTOP, a debugger) or traced: orig_ax
 			 * is the last syscall, not one in progress, and no
-			 * sys_exit follows (include/linux/sched.h __TASK_STOPPED
+			 * syscall return follows (include/linux/sched.h __TASK_STOPPED
 			 * 0x4, __TASK_TRACED 0x8). */
 			if (prev_state & (0x4 | 0x8))
 				st->off_syscall = -1;
@@ -416,6 +565,8 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		st->ep_runnable_ns = 0;
 	}
 	st = busy_thread(next);
+	if (st && !st->off_since_ns)
+		__sync_fetch_and_add(&offcpu_unseen, 1);
 	if (st && st->off_since_ns) {
 		if (!now)
 			now = bpf_ktime_get_ns();
@@ -427,10 +578,11 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		}
 		st->off_since_ns = 0;
 		/* Stacks: take this episode's stack in the thread's own
-		 * context as it leaves its syscall (see "Stacks", bpf/loop_stacks.bpf.h); a
+		 * context on its way back to user space (see "Stacks",
+		 * bpf/loop_stacks.bpf.h); a
 		 * preemption, or an episode soon after the last walk, goes
 		 * with the next stack taken instead. */
-		if (stack_after_ns && !st->walk_pending &&
+		if (stacks && stack_after_ns && !st->walk_pending &&
 		    now - st->poll_exit_ns >= stack_after_ns &&
 		    st->period_walks < LS_PERIOD_WALKS_MAX &&
 		    bpf_map_lookup_elem(&py_procs, &st->tgid)) {
@@ -439,13 +591,34 @@ int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct tas
 				st->carry_runnable_ns += st->ep_runnable_ns;
 				if (st->ep_blocked_ns)
 					st->carry_syscall = st->ep_syscall;
-			} else {
+			} else if (arm_walk(next, st)) {
 				st->walk_pending = 1;
-				__sync_fetch_and_add(&pending_walks, 1);
+			} else {
+				st->carry_blocked_ns += st->ep_blocked_ns;
+				st->carry_runnable_ns += st->ep_runnable_ns;
+				if (st->ep_blocked_ns)
+					st->carry_syscall = st->ep_syscall;
 			}
 		}
 	}
 	return 0;
+}
+
+/* Two versions, one loaded: with stacks, the switch-in may schedule a walk
+ * (a kfunc of 6.18+, bpf_task_work_schedule_resume); without, the light
+ * mode's programs load on kernels that lack it. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(ls_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	return sched_switch(prev, next, prev_state, false);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(ls_sched_switch_stacks, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	return sched_switch(prev, next, prev_state, true);
 }
 
 SEC("tp_btf/sched_wakeup")

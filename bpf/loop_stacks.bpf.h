@@ -8,23 +8,26 @@
 /*
  * Stacks: the Python stack of a loop thread inside a busy period already
  * older than stack_after_ns (0: stacks off), so that nothing is walked
- * while the loop is healthy. Three triggers:
+ * while the loop is healthy. Two triggers:
  *  - cpu-clock sampling (ls_stack_sample, a perf_event program on each
  *    thread of a target, inherited by the threads it makes): an on-CPU
- *    stack, weighted by the sampling period;
+ *    stack, weighted by the sampling period. The events exist only while
+ *    some loop thread of the process is in a busy period older than
+ *    (nearly) stack_after_ns, which user space reads in busy_since[] (the
+ *    poll programs keep it; agent/session/loop.c, the gate), so a healthy
+ *    loop's context switches re-arm no sampling timer;
  *  - the end of an off-CPU episode (sched_switch out, then back in): the
  *    thread's Python stack has not moved while it was off the CPU, but the
  *    switch-in runs in another task's context, where its memory cannot be
- *    read. So the switch-in only arms walk_pending, and the stack is taken
- *    in the thread's own context as it returns from the syscall it blocked
- *    in (tp_btf/sys_exit, before any Python code runs again). The time of a
- *    preemption (no syscall), or of an episode less than a sampling period
- *    after the thread's last walk, is carried to the next stack taken
- *    (st->carry_*), which bounds walks to about two per period per thread
- *    however often a starved or chatty thread switches.
- * pending_walks counts armed threads machine-wide, so the sys_exit program,
- * which runs at every syscall exit on the machine, returns after one load
- * when nothing is armed.
+ *    read. So the switch-in schedules task work on the thread (arm_walk,
+ *    bpf/loop.bpf.c), and the stack is taken in the thread's own context
+ *    on its way back to user space from the syscall it blocked in
+ *    (walk_work_cb, before any Python code runs again); no program runs at
+ *    other syscalls. The time of a preemption (no syscall), or of an
+ *    episode less than a sampling period after the thread's last walk, is
+ *    carried to the next stack taken (st->carry_*), which bounds walks to
+ *    about two per period per thread however often a starved or chatty
+ *    thread switches.
  *
  * The walk (CPython 3.8+, offsets from the ls_stack_proc of the process:
  * a table row, or the interpreter's own debug offsets on 3.13+): _PyRuntime.interpreters.head -> the interpreter's thread list
@@ -59,15 +62,22 @@ struct {
 #define LS_MAX_PY_THREADS 4096
 #define LS_TSTATE_RETRY_NS 1000000000ULL
 
-/* Where a stack event is built: slot 0 for tracepoint context, slot 1 for
- * the perf_event program, which may interrupt a tracepoint program on the
- * same CPU. */
+/* Where a stack event is built: slot 2 for task work (walk_work_cb, which
+ * takes it with scratch_busy), slot 1 for the perf_event program, which
+ * may interrupt it on the same CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, struct ls_stack_event);
 } stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} scratch_busy SEC(".maps");
 
 static __always_inline __u64 read_ptr(__u64 addr)
 {
@@ -252,7 +262,9 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 	st->carry_runnable_ns = 0;
 	if (!ev)
 		return;
-	st->period_walks++;
+	/* A thread past its walks (it stopped polling) holds no gate open. */
+	if (++st->period_walks >= LS_PERIOD_WALKS_MAX)
+		busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
 	ev->type = LS_EV_STACK;
 	ev->tgid = st->tgid;
 	ev->tid = tid;
@@ -286,24 +298,33 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 }
 
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(ls_stack_sys_exit, struct pt_regs *regs, long ret)
+/* Task work of an armed thread (arm_walk), in its own context on its way
+ * back to user space: the off-CPU episode's stack. It may be preempted
+ * (task work runs with migration disabled only), so it builds its record
+ * in its own scratch slot, taken with a compare-and-swap: a second walk on
+ * the same CPU meanwhile finds it taken and carries its time instead. */
+static int walk_work_cb(struct bpf_map *map, void *key, void *value)
 {
-	struct ls_thread_stats *st;
-	__u64 id;
-	__u32 tid;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, zero = 0;
+	struct ls_thread_stats *st = bpf_map_lookup_elem(&threads, &tid);
+	__u64 *busy;
 
-	if (!pending_walks)
+	if (!st || st->tgid != id >> 32 || !st->walk_pending)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tid = (__u32)id;
-	st = bpf_map_lookup_elem(&threads, &tid);
-	if (!st || !st->walk_pending || st->tgid != id >> 32)
-		return 0;
-	disarm(st);
+	st->walk_pending = 0;
 	if (st->in_poll || !st->poll_exit_ns)
 		return 0;
-	emit_stack(0, st, tid, LS_STACK_OFF_CPU, bpf_ktime_get_ns());
+	busy = bpf_map_lookup_elem(&scratch_busy, &zero);
+	if (!busy || __sync_val_compare_and_swap(busy, 0, 1) != 0) {
+		st->carry_blocked_ns += st->ep_blocked_ns;
+		st->carry_runnable_ns += st->ep_runnable_ns;
+		if (st->ep_blocked_ns)
+			st->carry_syscall = st->ep_syscall;
+		return 0;
+	}
+	emit_stack(2, st, tid, LS_STACK_OFF_CPU, bpf_ktime_get_ns());
+	*busy = 0;
 	return 0;
 }
 
@@ -314,10 +335,10 @@ int ls_stack_sample(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = (__u32)id;
 
-	if (!stack_after_ns || !bpf_map_lookup_elem(&targets, &tgid))
+	if (!stack_after_ns)
 		return 0;
-	st = bpf_map_lookup_elem(&threads, &tid);
-	if (!st || st->tgid != tgid || st->in_poll || !st->poll_exit_ns)
+	st = busy_thread(bpf_get_current_task_btf());
+	if (!st)
 		return 0;
 	if (!bpf_map_lookup_elem(&py_procs, &tgid))
 		return 0; /* no Python stack to take here */
@@ -328,21 +349,30 @@ int ls_stack_sample(void *ctx)
 	return 0;
 }
 
-/* A thread that exits with a walk armed (it slept in a signal, core dump or
- * exit path, not in a syscall that returns) never reaches sys_exit: give
- * its count back. BTF tracepoint sched_process_exit(p, group_dead)
- * (kernel/exit.c do_exit), for every exiting thread: filtered first. */
+/* A loop thread that exits inside a busy period must not hold the
+ * sampler's gate open, and its walk_works entry goes with it (a daemon
+ * sees threads come and go for months). BTF tracepoint sched_process_exit(p, group_dead)
+ * (kernel/exit.c do_exit), for every exiting thread: one load rejects a
+ * task without task storage. */
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(ls_stack_thread_exit, struct task_struct *p, bool group_dead)
+int BPF_PROG(ls_thread_exit, struct task_struct *p, bool group_dead)
 {
-	__u32 tid = BPF_CORE_READ(p, pid), tgid = BPF_CORE_READ(p, tgid);
 	struct ls_thread_stats *st;
+	__u32 tid;
 
-	if (!pending_walks)
+	if (!p->bpf_storage && !unmarked)
 		return 0;
+	tid = p->pid;
 	st = bpf_map_lookup_elem(&threads, &tid);
-	if (st && st->tgid == tgid)
+	if (st && st->tgid == p->tgid) {
+		if (st->unmarked) {
+			st->unmarked = 0;
+			__sync_fetch_and_add(&unmarked, -1);
+		}
 		disarm(st);
+		busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
+		bpf_map_delete_elem(&walk_works, &tid);
+	}
 	return 0;
 }
 

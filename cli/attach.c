@@ -412,6 +412,10 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	if (a->offcpu_unseen && !a->json)
+		printf("  OFF-CPU UNSEEN %llu: busy periods with off-CPU time the scheduler programs "
+		       "did not see; their blocked/runnable read low\n",
+		       (unsigned long long)a->offcpu_unseen);
 	cli_precise_report(&a->precise, jr);
 	if (a->replay || a->rend_used)
 		cli_report_stacks(a, jr);
@@ -422,6 +426,10 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 		json_object_object_add(jr, "slow_busy", jslow);
 		ls_json_add_u64(jr, "slow_busy_not_kept", a->slow_dropped);
 		ls_json_add_u64(jr, "lost_events", lost);
+		/* Only when nonzero: a recording does not carry it yet, and
+		 * report's replay must equal attach's own report. */
+		if (a->offcpu_unseen)
+			ls_json_add_u64(jr, "offcpu_unseen", a->offcpu_unseen);
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
 		cli_print_json(jr);
@@ -667,6 +675,7 @@ int cli_attach_run(const struct cli_attach_opts *op)
 
 	for (int i = 0; i < a.npids; i++)
 		any_exited |= a.exited[i];
+	a.offcpu_unseen = ls_loop_offcpu_unseen(loop, NULL);
 	if (a.rec)
 		cli_attach_record_end(&a, loop, now_ns);
 	int nseen = a.no_report ? cli_attach_record_seen(&a, cur, ncur)

@@ -50,6 +50,7 @@ struct attach {
 	int64_t mono_to_real_ns;
 	struct slow_rec *slow;
 	size_t nslow, slow_dropped;
+	uint64_t offcpu_unseen;  /* ls_loop_offcpu_unseen at the end (the report prints it) */
 	struct thread_name *names;
 	size_t nnames;
 	struct slow_end *ends;  /* slow periods since the interval lines' last snapshot */

@@ -22,6 +22,7 @@
  * stacks start) costs no stack walk at all (the report's stacks.walks is 0).
  */
 #include <check.h>
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,8 +413,78 @@ START_TEST(test_runnable_matches_schedstat_wait_under_a_hog)
 }
 END_TEST
 
+/* Perf events process pid holds (fds linked to "anon_inode:[perf_event]"),
+ * less the syscall tracepoints among them (libbpf attaches a tracepoint
+ * program through a perf event: the entries of `bpftool perf show -j` with
+ * its pid and fd_type "tracepoint"; bpftool does not list cpu-clock
+ * events): its cpu-clock sampling events. -1 when unreadable. */
+static int sample_events_of(pid_t pid)
+{
+	char path[64], link[64], buf[4096];
+	FILE *p = popen("bpftool perf show -j 2>/dev/null", "r");
+	char *text = NULL;
+	size_t cap = 0, len = 0, k;
+	struct dirent *d;
+	json_object *all;
+	int n = 0;
+	DIR *dir;
+
+	if (!p)
+		return -1;
+	while ((k = fread(buf, 1, sizeof(buf), p)) > 0) {
+		if (len + k + 1 > cap) {
+			char *grown = realloc(text, cap = (len + k + 1) * 2);
+
+			if (!grown)
+				break;
+			text = grown;
+		}
+		memcpy(text + len, buf, k);
+		len += k;
+	}
+	pclose(p);
+	if (!text)
+		return -1;
+	text[len] = 0;
+	all = json_tokener_parse(text);
+	free(text);
+	if (!all || !json_object_is_type(all, json_type_array)) {
+		json_object_put(all);
+		return -1;
+	}
+	for (size_t i = 0; i < json_object_array_length(all); i++) {
+		json_object *e = json_object_array_get_idx(all, i);
+		const char *type = json_object_get_string(ls_test_jget(e, "fd_type"));
+
+		if (ls_test_ju64(e, "pid") == (uint64_t)pid && type && !strcmp(type, "tracepoint"))
+			n--;
+	}
+	json_object_put(all);
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir))) {
+		char fd[64 + sizeof(d->d_name)];
+		ssize_t r;
+
+		snprintf(fd, sizeof(fd), "%s/%s", path, d->d_name);
+		r = readlink(fd, link, sizeof(link) - 1);
+		if (r > 0) {
+			link[r] = 0;
+			n += strcmp(link, "anon_inode:[perf_event]") == 0;
+		}
+	}
+	closedir(dir);
+	return n;
+}
+
 /* 5 ms blocks every 50 ms, threshold 100 ms: stacks start at 25 ms into a
- * busy period, which never comes. */
+ * busy period, which never comes. Nothing samples either: the per-thread
+ * cpu-clock events (which make every context switch of the thread dearer)
+ * are opened only while a busy period is past the stack-after time, so a
+ * healthy loop's tracer holds none (it held one per thread of the target
+ * before: the check fails on that code). */
 START_TEST(test_no_stack_walk_while_healthy)
 {
 	const char *py = py_list.path[0];
@@ -422,16 +493,34 @@ START_TEST(test_no_stack_walk_while_healthy)
 	 * busy period of tens of ms that no poll ends) stays out of it. */
 	char *app_argv[] = { (char *)py, BLOCKING, "--log", applog, "--every", "0.05", "--sleep",
 			     "0.005", "--duration", "30", NULL };
-	char appout[128], spid[32];
+	char appout[128], spid[32], line[256];
 	struct ls_test_out o = { 0 };
 	json_object *rep, *stacks;
-	pid_t app;
+	pid_t app, tracer;
+	int status, perf_max = 0;
 
 	ls_test_tmp(applog, sizeof(applog), "applog");
 	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "2s", "--json", "-q", "--threshold",
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3s", "--json", "-q", "--threshold",
 			 "100ms", NULL };
-	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+	ls_test_tmp(o.out, sizeof(o.out), "out");
+	ls_test_tmp(o.err, sizeof(o.err), "err");
+	tracer = ls_test_spawn(argv, o.out, o.err);
+	ck_assert_int_gt(tracer, 0);
+	/* Attached ("attached" on stderr, as -q leaves it), then looked at
+	 * every 50 ms for a second and a half. */
+	ck_assert_int_eq(ls_test_wait_substr(o.err, "attached", 20000, line, sizeof(line)), 0);
+	for (int i = 0; i < 30; i++) {
+		int k = sample_events_of(tracer);
+
+		ck_assert_int_ge(k, 0);
+		perf_max = k > perf_max ? k : perf_max;
+		usleep(50000);
+	}
+	ck_assert_int_eq(ls_test_wait(tracer, 30000, &status), 0);
+	ck_assert_int_eq(status, 0);
+	o.stdout_text = ls_test_slurp(o.out);
+	o.stderr_text = ls_test_slurp(o.err);
 	ls_test_kill(app);
 	unlink(appout);
 	rep = ls_test_json_last(o.out, "report");
@@ -465,8 +554,10 @@ START_TEST(test_no_stack_walk_while_healthy)
 			      "%llu stack walks in a healthy loop (busy max %llu us)",
 			      (unsigned long long)ls_test_ju64(stacks, "walks"),
 			      (unsigned long long)busy_max / 1000);
+		ck_assert_msg(perf_max == 0, "%d cpu-clock events held for a healthy loop",
+			      perf_max);
 		fprintf(stderr, "it_stacks: healthy loop (busy max %llu us, threshold 100 ms): "
-			"0 stack walks\n", (unsigned long long)busy_max / 1000);
+			"0 stack walks, 0 sampling events\n", (unsigned long long)busy_max / 1000);
 	}
 	json_object_put(rep);
 	ls_test_out_free(&o);

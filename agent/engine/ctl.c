@@ -91,6 +91,7 @@ static json_object *cmd_stats(struct ls_mon *m)
 	ls_json_add_u64(r, "interval_ns", ls_mon_config(m)->interval_ns);
 	ls_json_add_u64(r, "threshold_ns", ls_mon_config(m)->threshold_ns);
 	ls_json_add_u64(r, "lost_events", ls_mon_lost_events(m));
+	ls_json_add_u64(r, "offcpu_unseen", ls_mon_offcpu_unseen(m));
 	ls_json_add_u64(r, "names_cached", ls_mon_names_cached(m));
 	ls_json_add_u64(r, "names_evicted", ls_mon_name_evictions(m));
 	{

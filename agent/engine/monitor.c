@@ -590,6 +590,11 @@ uint64_t ls_mon_lost_events(const struct ls_mon *m)
 	       ls_discover_lost_events(m->disc);
 }
 
+uint64_t ls_mon_offcpu_unseen(const struct ls_mon *m)
+{
+	return ls_loop_offcpu_unseen(m->loop, NULL);
+}
+
 uint64_t ls_mon_name_evictions(const struct ls_mon *m)
 {
 	return ls_pyname_cache_evictions(m->names);

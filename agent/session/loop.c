@@ -4,11 +4,14 @@
  * destroy (libbpf-bootstrap). */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -31,10 +34,17 @@ struct ls_loop {
 	int stacks_err;            /* why stacks asked for could not be set up */
 	bool sampling;                  /* stacks on: sample each target's threads */
 	bool follow;                    /* targets' children become targets */
-	struct bpf_link *sys_exit_link; /* attached while a Python target is set */
-	int npython;                    /* processes in py_procs */
 	struct sampled *sampled;        /* per target: its threads' cpu-clock events */
 	int nsampled;
+	/* The sampler's gate (gate_main): a target's events exist only while
+	 * one of its loop threads' busy period is past the stack-after time. */
+	pthread_mutex_t gate_lock;      /* sampled[], nsampled */
+	pthread_t gate_thread;
+	bool gate_started;
+	volatile bool gate_stop;
+	uint64_t gate_every_ns;         /* how often the gate looks */
+	uint64_t gate_after_ns;         /* open at busy periods this old */
+	uint64_t gate_flips;            /* opens and closes, for tests */
 };
 
 /* A record of the ring buffer: true when delivered (ls_ringbuf_fn). */
@@ -67,14 +77,30 @@ static bool on_ring_record(void *ctx, const void *data, size_t size)
 	return false;
 }
 
-/* A target's sampling: one cpu-clock perf event per thread that existed
- * when it was added (pid = tid, any CPU, inherit: the threads it creates
- * later get theirs from the kernel, and the BPF program with them), each
- * running ls_stack_sample. A task-clock-like event ticks only while its
- * thread runs: a loop that polls, or another process's CPU, costs no
- * interrupt. */
+/*
+ * A target's sampling: while its gate is open (gate_main), one cpu-clock
+ * perf event per thread (pid = tid, any CPU, inherit: the threads it
+ * creates meanwhile get theirs from the kernel, and the BPF program with
+ * them), each running ls_stack_sample. A task-clock-like event ticks only
+ * while its thread runs: a loop that polls, or another process's CPU,
+ * costs no interrupt.
+ *
+ * The gate. A per-thread cpu-clock event re-arms its hrtimer at every
+ * context switch of its thread (a pipe round trip through a loop thread
+ * costs about twice as much with one: docs/BENCHMARKS.md, the sampler
+ * variant), and even a disabled one keeps its thread's perf context
+ * switching: so a target's events exist only while one of its loop threads
+ * is in a busy period older than the stack-after time less one look of the
+ * gate (so that sampling starts on time), and are closed when none is. The
+ * poll programs keep each loop thread's busy-period start in busy_since[]
+ * and its process in slot_tgid[] (.bss, mmapped): the gate reads them in
+ * place, no syscall, every gate_every_ns (eight times per stack-after time,
+ * 1-20 ms apart), and opens or closes events only when its answer changes.
+ */
 struct sampled {
 	pid_t pid;
+	bool on;   /* its gate is open: the events below exist */
+	bool want; /* scratch of gate_main */
 	struct bpf_link **links;
 	int n;
 };
@@ -86,43 +112,43 @@ static void unsample(struct sampled *t)
 	free(t->links);
 	t->links = NULL;
 	t->n = 0;
+	t->on = false;
 }
 
-static int sample_target(struct ls_loop *l, pid_t pid)
+/* One cpu-clock event on thread tid: its fd, or -1 with errno. */
+static int open_sample_event(struct ls_loop *l, int tid, bool enabled)
 {
-	struct sampled *grown, *t;
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.size = sizeof(attr),
+		.sample_period = l->skel->rodata->sample_period_ns,
+		.inherit = 1,
+		.disabled = !enabled,
+	};
+
+	return (int)syscall(__NR_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+/* Open t's events: one per thread there now. 0, or -errno (then none). */
+static int sample_open(struct ls_loop *l, struct sampled *t)
+{
 	char path[64];
 	struct dirent *d;
 	DIR *dir;
 	int err = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pid);
 	dir = opendir(path);
 	if (!dir)
 		return -errno;
-	grown = realloc(l->sampled, (l->nsampled + 1) * sizeof(*grown));
-	if (!grown) {
-		closedir(dir);
-		return -ENOMEM;
-	}
-	l->sampled = grown;
-	t = &l->sampled[l->nsampled];
-	memset(t, 0, sizeof(*t));
-	t->pid = pid;
 	while ((d = readdir(dir))) {
 		int tid = atoi(d->d_name), fd;
 		struct bpf_link **links;
-		struct perf_event_attr attr = {
-			.type = PERF_TYPE_SOFTWARE,
-			.config = PERF_COUNT_SW_CPU_CLOCK,
-			.size = sizeof(attr),
-			.sample_period = l->skel->rodata->sample_period_ns,
-			.inherit = 1,
-		};
 
 		if (tid <= 0)
 			continue;
-		fd = (int)syscall(__NR_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		fd = open_sample_event(l, tid, true);
 		if (fd < 0) {
 			if (errno == ESRCH)
 				continue; /* the thread is gone */
@@ -145,23 +171,124 @@ static int sample_target(struct ls_loop *l, pid_t pid)
 		t->n++;
 	}
 	closedir(dir);
-	if (err) {
+	if (err)
 		unsample(t);
-		return err;
+	else
+		t->on = true;
+	return err;
+}
+
+/* The gate's thread: every gate_every_ns, which targets have a loop thread
+ * in a busy period older than gate_after_ns; their events opened, the
+ * others' closed. */
+static void *gate_main(void *arg)
+{
+	struct ls_loop *l = arg;
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)l->gate_every_ns };
+
+	while (!l->gate_stop) {
+		uint64_t now, n;
+
+		nanosleep(&ts, NULL);
+		if (l->gate_stop)
+			break;
+		n = __atomic_load_n(&l->skel->bss->next_slot, __ATOMIC_RELAXED);
+		if (n > LS_MAX_THREADS)
+			n = LS_MAX_THREADS;
+		now = ls_sys_now_ns();
+		pthread_mutex_lock(&l->gate_lock);
+		for (int j = 0; j < l->nsampled; j++)
+			l->sampled[j].want = false;
+		for (uint64_t i = 0; i < n && l->nsampled; i++) {
+			uint64_t since = __atomic_load_n(&l->skel->bss->busy_since[i], __ATOMIC_RELAXED);
+			pid_t tgid;
+
+			if (!since || now <= since || now - since < l->gate_after_ns)
+				continue;
+			tgid = (pid_t)__atomic_load_n(&l->skel->bss->slot_tgid[i], __ATOMIC_RELAXED);
+			for (int j = 0; j < l->nsampled; j++)
+				if (l->sampled[j].pid == tgid)
+					l->sampled[j].want = true;
+		}
+		for (int j = 0; j < l->nsampled; j++) {
+			struct sampled *t = &l->sampled[j];
+
+			if (t->want == t->on)
+				continue;
+			if (!t->want) {
+				unsample(t);
+			} else {
+				int err = sample_open(l, t);
+
+				if (err && err != -ENOENT && !l->stacks_err)
+					l->stacks_err = err;
+			}
+			l->gate_flips++;
+		}
+		pthread_mutex_unlock(&l->gate_lock);
 	}
-	l->nsampled++;
+	return NULL;
+}
+
+/* Start the gate's thread; false when it could not be (then no on-CPU
+ * stacks: ls_loop_stacks_error). */
+static bool gate_start(struct ls_loop *l, uint64_t stack_after_ns)
+{
+	l->gate_every_ns = stack_after_ns / 8;
+	if (l->gate_every_ns < 1000000)
+		l->gate_every_ns = 1000000;
+	if (l->gate_every_ns > 20000000)
+		l->gate_every_ns = 20000000;
+	l->gate_after_ns = stack_after_ns > l->gate_every_ns ? stack_after_ns - l->gate_every_ns : 0;
+	/* Signals are the caller's threads' business (Ctrl-C must interrupt
+	 * the caller's poll): the gate's thread blocks them all. */
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	l->gate_started = pthread_create(&l->gate_thread, NULL, gate_main, l) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return l->gate_started;
+}
+
+/* Sample pid's threads while its gate is open. Whether its threads can be
+ * sampled at all is tried now, with one disabled event on its main thread,
+ * so that a refusal (perf_event_paranoid, a seccomp'd agent) is reported
+ * when the target is added. 0 or -errno. */
+static int sample_target(struct ls_loop *l, pid_t pid)
+{
+	struct sampled *grown, *t;
+	int fd;
+
+	fd = open_sample_event(l, pid, false);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	pthread_mutex_lock(&l->gate_lock);
+	grown = realloc(l->sampled, (l->nsampled + 1) * sizeof(*grown));
+	if (!grown) {
+		pthread_mutex_unlock(&l->gate_lock);
+		return -ENOMEM;
+	}
+	l->sampled = grown;
+	t = &l->sampled[l->nsampled++];
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	pthread_mutex_unlock(&l->gate_lock);
 	return 0;
 }
 
 static void unsample_target(struct ls_loop *l, pid_t pid)
 {
+	pthread_mutex_lock(&l->gate_lock);
 	for (int i = 0; i < l->nsampled; i++) {
 		if (l->sampled[i].pid == pid) {
 			unsample(&l->sampled[i]);
 			l->sampled[i] = l->sampled[--l->nsampled];
-			return;
+			break;
 		}
 	}
+	pthread_mutex_unlock(&l->gate_lock);
 }
 
 /* Open, load and attach bpf/loop.bpf.c into l->skel, with or without the
@@ -187,13 +314,12 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 			hz = 10000;
 		l->skel->rodata->stack_after_ns = opts->stack_after_ns;
 		l->skel->rodata->sample_period_ns = 1000000000ULL / hz;
-		/* It runs at every syscall exit of the machine: attached only
-		 * once a process has Python stacks to take (ls_loop_set_python). */
-		bpf_program__set_autoattach(l->skel->progs.ls_stack_sys_exit, false);
+		/* The sched_switch that schedules off-CPU walks (task work). */
+		bpf_program__set_autoload(l->skel->progs.ls_sched_switch, false);
 	} else {
-		bpf_program__set_autoload(l->skel->progs.ls_stack_sys_exit, false);
+		bpf_program__set_autoload(l->skel->progs.ls_sched_switch_stacks, false);
 		bpf_program__set_autoload(l->skel->progs.ls_stack_sample, false);
-		bpf_program__set_autoload(l->skel->progs.ls_stack_thread_exit, false);
+		bpf_program__set_autoload(l->skel->progs.ls_thread_exit, false);
 	}
 	err = loop_bpf__load(l->skel);
 	if (!err)
@@ -220,6 +346,7 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	l->on_stack = opts ? opts->on_stack : NULL;
 	l->ctx = opts ? opts->ctx : NULL;
 	l->stack_ctx = opts && opts->stack_ctx ? opts->stack_ctx : l->ctx;
+	pthread_mutex_init(&l->gate_lock, NULL);
 
 	LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = opts ? opts->btf_path : NULL);
 
@@ -236,6 +363,10 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 			      LS_RINGBUF_CONSUME_NS, &l->rb);
 	if (err)
 		goto cleanup;
+	if (l->sampling && !gate_start(l, opts->stack_after_ns)) {
+		l->sampling = false; /* off-CPU stacks still come */
+		l->stacks_err = -EAGAIN;
+	}
 	*out = l;
 	return 0;
 cleanup:
@@ -249,18 +380,6 @@ static bool has_python(struct ls_loop *l, pid_t pid)
 	__u32 key = (__u32)pid;
 
 	return bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp) == 0;
-}
-
-/* A process left py_procs: with none left, the sys_exit program (run at
- * every syscall of the machine) is detached until the next one. */
-static void python_gone(struct ls_loop *l)
-{
-	if (l->npython > 0)
-		l->npython--;
-	if (!l->npython && l->sys_exit_link) {
-		bpf_link__destroy(l->sys_exit_link);
-		l->sys_exit_link = NULL;
-	}
 }
 
 int ls_loop_add_target(struct ls_loop *l, pid_t pid)
@@ -296,8 +415,7 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 	if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.targets), &key) && errno != ENOENT)
 		err = -errno;
 	unsample_target(l, pid);
-	if (!bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key))
-		python_gone(l);
+	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key);
 	/* One dump finds the process's threads, then they are deleted:
 	 * deleting during a walk would lose its place in the hash. */
 	e = ls_map_dump(tfd, sizeof(*tids), sizeof(*st), (void **)&tids, (void **)&st, &n);
@@ -306,12 +424,16 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 	for (size_t i = 0; i < n; i++) {
 		if (st[i].tgid != (__u32)pid)
 			continue;
-		/* Its armed stack walk will not happen: keep the kernel's
-		 * count of armed threads right (the sys_exit program's gate). */
-		if (st[i].walk_pending)
-			__atomic_fetch_sub(&l->skel->bss->pending_walks, 1, __ATOMIC_SEQ_CST);
+		/* An armed walk's task work will find no entry: nothing to
+		 * give back; an unmarked thread's count is. Its busy_since
+		 * slot must not hold the sampler's gate open. */
+		if (st[i].unmarked)
+			__atomic_fetch_sub(&l->skel->bss->unmarked, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->skel->bss->busy_since[st[i].slot & (LS_MAX_THREADS - 1)], 0,
+				 __ATOMIC_RELAXED);
 		bpf_map_delete_elem(tfd, &tids[i]);
 		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.tstates), &tids[i]);
+		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.walk_works), &tids[i]);
 	}
 	free(tids);
 	free(st);
@@ -325,22 +447,13 @@ int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,
 	__u32 key = (__u32)pid;
 
 	if (!off) {
-		if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key))
-			return errno == ENOENT ? 0 : -errno;
-		python_gone(l);
+		if (bpf_map_delete_elem(bpf_map__fd(l->skel->maps.py_procs), &key) && errno != ENOENT)
+			return -errno;
 		return 0;
 	}
 	pp.off = *off;
-	bool known = has_python(l, pid);
-
 	if (bpf_map_update_elem(bpf_map__fd(l->skel->maps.py_procs), &key, &pp, BPF_ANY))
 		return errno == E2BIG ? -E2BIG : -errno;
-	l->npython += !known;
-	if (l->sampling && !l->sys_exit_link) {
-		l->sys_exit_link = bpf_program__attach(l->skel->progs.ls_stack_sys_exit);
-		if (!l->sys_exit_link && !l->stacks_err)
-			l->stacks_err = -errno; /* off-CPU stacks will not come */
-	}
 	return 0;
 }
 
@@ -425,14 +538,25 @@ uint64_t ls_loop_lost_events(struct ls_loop *l)
 	return l->skel->bss->lost_events;
 }
 
+uint64_t ls_loop_offcpu_unseen(struct ls_loop *l, uint64_t *unmarked)
+{
+	if (unmarked)
+		*unmarked = __atomic_load_n(&l->skel->bss->unmarked, __ATOMIC_RELAXED);
+	return __atomic_load_n(&l->skel->bss->offcpu_unseen, __ATOMIC_RELAXED);
+}
+
 void ls_loop_close(struct ls_loop *l)
 {
 	if (!l)
 		return;
+	if (l->gate_started) {
+		l->gate_stop = true;
+		pthread_join(l->gate_thread, NULL);
+	}
 	for (int i = 0; i < l->nsampled; i++)
 		unsample(&l->sampled[i]);
 	free(l->sampled);
-	bpf_link__destroy(l->sys_exit_link);
+	pthread_mutex_destroy(&l->gate_lock);
 	ls_ringbuf_free(l->rb);
 	loop_bpf__destroy(l->skel);
 	free(l);

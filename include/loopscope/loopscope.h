@@ -90,7 +90,10 @@ struct ls_loop_opts {
 	 * busy period older than stack_after_ns, cpu-clock samples at
 	 * sample_hz on each target's threads and the end of each off-CPU episode take the
 	 * thread's Python stack, delivered to on_stack. stack_after_ns 0: no
-	 * stacks (the sampling and sys_exit programs are not even loaded).
+	 * stacks (the sampling program is not even loaded). The cpu-clock
+	 * events exist only while some loop thread's busy period is past
+	 * stack_after_ns (a gate thread of the session looks a few hundred
+	 * times a second); the off-CPU stack is taken as BPF task work.
 	 * Stacks are walked only in processes given to ls_loop_set_python. */
 	uint64_t stack_after_ns;
 	unsigned int sample_hz;     /* 0: 1000 (1 ms period), at most 10000 */
@@ -102,8 +105,9 @@ struct ls_loop_opts {
  * sched_switch/sched_wakeup programs (on- and off-CPU time of busy periods),
  * plus the sched_process_fork/exec programs when following (they do nothing
  * until a target is added), and with stack_after_ns the stack programs
- * (sys_exit, sched_process_exit; cpu-clock events on each target's threads
- * as targets are added); when those fail,
+ * (sched_switch with walks, sched_process_exit, and cpu-clock events on
+ * each target's threads while a busy period is past stack_after_ns); when
+ * those fail (Linux before 6.18 lacks bpf_task_work_schedule_resume),
  * the session opens without them (ls_loop_stacks_error says why). Returns
  * 0 and *out, or a negative errno from libbpf: -EPERM without the
  * capabilities, -ENOENT/-EINVAL when the kernel lacks a tracepoint or BTF.
@@ -180,6 +184,17 @@ int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 
 /* Slow events the ring buffer could not take (it was full). */
 uint64_t ls_loop_lost_events(struct ls_loop *l);
+
+/* Integrity of the off-CPU figures (blocked_ns/runnable_ns of busy periods).
+ * Returns how many times since open a loop thread was switched back in
+ * inside a busy period without its switch-out having been seen (the
+ * kernel skipped a scheduler program, or the thread's task-storage marker
+ * was missing): each such episode's off-CPU time is absent from its
+ * period's figures, which read low. *unmarked (optional): loop threads
+ * whose marker the kernel refused right now (while any, the scheduler
+ * programs take the full path for every task; see bpf/loop.bpf.c). Never
+ * fails. */
+uint64_t ls_loop_offcpu_unseen(struct ls_loop *l, uint64_t *unmarked);
 
 /* Detach every program, free every map. NULL is fine. */
 void ls_loop_close(struct ls_loop *l);

@@ -178,6 +178,10 @@ const struct ls_mon_slow *ls_mon_slow_events(const struct ls_mon *m, size_t *n);
 
 /* Events the ring buffers could not take (loop, precise, discovery). */
 uint64_t ls_mon_lost_events(const struct ls_mon *m);
+/* Off-CPU episodes of loop threads whose switch-out was not seen, since the
+ * engine started (ls_loop_offcpu_unseen): periods whose blocked/runnable
+ * read low. */
+uint64_t ls_mon_offcpu_unseen(const struct ls_mon *m);
 /* Callback names dropped from the bounded name cache to make room
  * (LS_PYNAME_CACHE_CAP entries) since start; names of processes that went
  * are forgotten without counting. Call with m locked. */

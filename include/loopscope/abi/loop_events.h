@@ -49,6 +49,8 @@ struct ls_thread_stats {
 	__u64 polls;         /* poll entries seen: iterations + 1 once the loop ran */
 	__u64 slow_busy;     /* busy periods longer than the threshold */
 	__u64 lag_missed;    /* deadlines superseded before a poll returned at or after them */
+	__u32 unmarked;      /* 1: its task-storage marker could not be made (counted in unmarked) */
+	__u32 pad4;
 	/* Where the busy period in progress went off the CPU
 	 * (tp_btf/sched_switch and sched_wakeup): reset at each poll return. */
 	__u64 off_since_ns;   /* left the CPU, or was woken, at; 0 while on it */
@@ -61,10 +63,10 @@ struct ls_thread_stats {
 	/* Python stacks of slow busy periods (bpf/loop.bpf.c, "Stacks"): the
 	 * off-CPU episode in progress or just ended, whose stack is taken when
 	 * the thread next runs in its own context. */
-	__u32 walk_pending;      /* 1: take the stack at the next sys_exit */
+	__u32 walk_pending;      /* 1: its walk is scheduled (task work) */
 	__s32 ep_syscall;        /* syscall the episode blocked in, -1 none */
 	__s32 carry_syscall;     /* the last carried episode's syscall, -1 none */
-	__u32 pad3;
+	__u32 slot;              /* its busy_since[] slot (the sampler gate) */
 	__u64 ep_start_ns;       /* left the CPU at */
 	__u64 ep_blocked_ns;     /* of the episode: sleeping in the kernel */
 	__u64 ep_runnable_ns;    /* of the episode: waiting for a CPU */
@@ -73,6 +75,7 @@ struct ls_thread_stats {
 	 * with the next stack taken, so walks stay under two per period. */
 	__u64 carry_blocked_ns;
 	__u64 carry_runnable_ns;
+	__u64 exec_at_exit_ns;   /* task->se.sum_exec_runtime at the poll return (on-CPU check) */
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	__u64 period_walks;      /* walks in the busy period in progress */
 	struct ls_hist busy; /* busy period lengths, ns */
