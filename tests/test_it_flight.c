@@ -280,7 +280,7 @@ START_TEST(test_dump_command_and_rotation)
 
 	fx_init(&f);
 	fx_daemon(&f, "flight_max_files = 2;\ninterval = \"200ms\";");
-	i = fx_app(&f, "/usr/bin/python3", 60);
+	i = fx_app(&f, "/usr/bin/python3", 0.2); /* then its loop turns every 10 ms */
 	usleep(1500000); /* windows recorded */
 	for (int k = 0; k < 4; k++) {
 		ck_assert_int_eq(dump(&f, f.spid[i], paths[k], sizeof(paths[k])), 0);

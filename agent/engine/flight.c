@@ -292,7 +292,10 @@ static int write_dump(struct ls_mon *m, struct ls_mon_target *t, char *path, siz
 	clock_gettime(CLOCK_MONOTONIC, &mt);
 	h.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec;
 	h.monotonic_ns = (uint64_t)mt.tv_sec * 1000000000ULL + (uint64_t)mt.tv_nsec;
-	h.start_ns = f->blocks[0].first_ns;
+	/* The snapshots are cumulative since the target was added (as
+	 * attach's): the report's window starts there, so its rates are
+	 * right; its slow periods are the dump's seconds only. */
+	h.start_ns = t->attached_ns;
 	h.threshold_ns = m->cfg.threshold_ns;
 	h.interval_ns = m->cfg.interval_ns;
 	h.mode = 0;
