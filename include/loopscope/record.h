@@ -215,7 +215,9 @@ int ls_replay_open_mem(const void *data, size_t len, struct ls_replay **out,
  * last block); -ENODATA truncated (the file ends inside a block, or
  * without an end record); -EBADMSG a corrupt block (CRC, lengths, zlib) or
  * record (a length beyond its block, a payload shorter than its fields, a
- * name id never defined); -ENOMEM. After an error, further calls return
+ * name id never defined); -ENOMEM. A STRING record of id 0 after names
+ * were defined starts a new name table (the flight recorder's blocks each
+ * define their own). After an error, further calls return
  * it again; the records before it were all delivered. */
 int ls_replay_next(struct ls_replay *r, struct ls_replay_item *it);
 /* Move the stacks of the last LS_REC_SLOW_BUSY item to *out (the caller
