@@ -350,6 +350,33 @@ START_TEST(test_ring_stays_within_flight_bytes)
 }
 END_TEST
 
+/* A dump that cannot be written (flight_dir is a regular file) is counted
+ * as dropped, and `loopscope dump` says why with exit 1. */
+START_TEST(test_unwritable_dump_is_dropped)
+{
+	char path[512];
+	struct fx f;
+	json_object *s, *fl;
+	FILE *c;
+	int i;
+
+	fx_init(&f);
+	c = fopen(f.dumps, "w");
+	ck_assert_ptr_nonnull(c);
+	fclose(c);
+	fx_daemon(&f, "interval = \"200ms\";");
+	i = fx_app(&f, "/usr/bin/python3", 0.2);
+	usleep(1000000);
+	ck_assert_int_eq(dump(&f, f.spid[i], path, sizeof(path)), 1);
+	s = stats(&f);
+	ck_assert(json_object_object_get_ex(s, "flight", &fl));
+	ck_assert_uint_eq(ju64(fl, "dumps_dropped"), 1);
+	ck_assert_uint_eq(ju64(fl, "dumps_written"), 0);
+	json_object_put(s);
+	fx_done(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("it_flight");
@@ -359,6 +386,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_slow_event_writes_a_dump_with_its_stack);
 	tcase_add_test(tc, test_dump_command_and_rotation);
 	tcase_add_test(tc, test_ring_stays_within_flight_bytes);
+	tcase_add_test(tc, test_unwritable_dump_is_dropped);
 	suite_add_tcase(s, tc);
 	return s;
 }
