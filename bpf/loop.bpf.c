@@ -126,6 +126,9 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* Precise mode's time split: cb_threads, cb_split_episode(). */
+#include "loop_cbsplit.bpf.h"
+
 /* Drop an armed walk (the busy period ended): its task work, if it still
  * comes, finds nothing to do. */
 static __always_inline void disarm(struct ls_thread_stats *st)
@@ -557,7 +560,11 @@ static __always_inline int sched_switch(struct task_struct *prev, struct task_st
 		if (st->walk_pending) { /* its walk has not come yet: keep its time */
 			st->carry_blocked_ns += st->ep_blocked_ns;
 			st->carry_runnable_ns += st->ep_runnable_ns;
-			st->carry_syscall = st->ep_syscall;
+			/* Only a block names the syscall: a second preemption
+			 * before the walk (a loaded machine) must not replace
+			 * the carried block's syscall with none. */
+			if (st->ep_blocked_ns)
+				st->carry_syscall = st->ep_syscall;
 		}
 		st->ep_start_ns = now;
 		st->ep_syscall = st->off_syscall;
@@ -577,6 +584,7 @@ static __always_inline int sched_switch(struct task_struct *prev, struct task_st
 			st->ep_runnable_ns += now - st->off_since_ns;
 		}
 		st->off_since_ns = 0;
+		cb_split_episode(st);
 		/* Stacks: take this episode's stack in the thread's own
 		 * context on its way back to user space (see "Stacks",
 		 * bpf/loop_stacks.bpf.h); a

@@ -41,6 +41,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/abi/pycallback_events.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -63,32 +64,32 @@ struct {
 _Static_assert((LS_CB_MAX_DEPTH & (LS_CB_MAX_DEPTH - 1)) == 0,
 	       "LS_CB_MAX_DEPTH is a power of two (masked indexes below)");
 
-/* cb_frame.flags */
-#define FR_CONTEXT 1u    /* a PyContext_Enter frame (else a context_run one) */
-#define FR_NESTED 2u     /* entered inside an open context_run: not counted */
-#define FR_DISPATCHER 4u /* another Enter frame was pushed on it: not counted */
+/* ls_cb_frame.flags */
+#define FR_CONTEXT LS_CB_FR_CONTEXT
+#define FR_NESTED LS_CB_FR_NESTED
+#define FR_DISPATCHER LS_CB_FR_DISPATCHER
 
-struct cb_frame {
-	__u64 start_ns;
-	__u64 ctx;   /* the PyContext* entered (context_run's self, Enter's arg) */
-	__u32 flags; /* FR_* */
-	__u32 pad;
-	struct ls_cb_key key;
-};
-
-struct cb_thread {
-	__u64 thread_start; /* task_struct.start_time: a reused tid starts afresh */
-	__u32 depth; /* frames open, of both sorts (some beyond the array) */
-	__u32 runs;  /* of which context_run frames */
-	struct cb_frame frames[LS_CB_MAX_DEPTH];
-};
-
+/* Shared with bpf/loop.bpf.c when user space hands its fd over (see
+ * struct ls_cb_frame): loop.bpf.c's sched_switch adds each off-CPU
+ * episode of the thread to its open frames. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, LS_MAX_THREADS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32); /* tid */
-	__type(value, struct cb_thread);
+	__type(value, struct ls_cb_thread);
 } cb_threads SEC(".maps");
+
+/* bpf/loop.bpf.c's `threads` map, shared the same way (else an empty map
+ * of our own): read once per slow callback, to tell whether its frame's
+ * off-CPU sums cover all of it (enum ls_cb_split). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_THREADS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tid */
+	__type(value, struct ls_thread_stats);
+} loop_threads SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -294,10 +295,10 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 	key->name = read_ptr(type + off->tp_name);
 }
 
-static __always_inline struct cb_thread *thread_state(__u32 tid)
+static __always_inline struct ls_cb_thread *thread_state(__u32 tid)
 {
 	__u64 start = bpf_get_current_task_btf()->start_time;
-	struct cb_thread *th, zero = {};
+	struct ls_cb_thread *th, zero = {};
 
 	th = bpf_map_lookup_elem(&cb_threads, &tid);
 	if (th && th->thread_start == start)
@@ -314,8 +315,8 @@ int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct ls_py_proc *proc;
-	struct cb_thread *th;
-	struct cb_frame *f;
+	struct ls_cb_thread *th;
+	struct ls_cb_frame *f;
 	__u32 depth;
 
 	proc = bpf_map_lookup_elem(&py_procs, &tgid);
@@ -335,6 +336,10 @@ int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 	f->key.tgid = tgid;
 	f->ctx = (__u64)self;
 	f->flags = 0;
+	f->blocked_ns = 0;
+	f->runnable_ns = 0;
+	f->top_block_ns = 0;
+	f->top_syscall = -1;
 	name_callable(tgid, &proc->off, read_ptr((__u64)args), &f->key);
 	f->start_ns = bpf_ktime_get_ns();
 	return 0;
@@ -346,8 +351,8 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = (__u32)id;
-	struct cb_thread *th;
-	struct cb_frame *f;
+	struct ls_cb_thread *th;
+	struct ls_cb_frame *f;
 	__u32 depth;
 
 	if (!bpf_map_lookup_elem(&py_procs, &tgid))
@@ -374,12 +379,19 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 	f->key.kind = LS_CB_CONTEXT;
 	f->ctx = (__u64)pyctx;
 	f->flags = FR_CONTEXT | (th->runs ? FR_NESTED : 0);
+	f->blocked_ns = 0;
+	f->runnable_ns = 0;
+	f->top_block_ns = 0;
+	f->top_syscall = -1;
 	f->start_ns = now;
 	return 0;
 }
 
-/* A callback's frame f ended at now: histogram, and an event when slow. */
-static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
+/* A callback's frame f of thread th ended at now: histogram, and an event
+ * when slow, with its off-CPU split when loop.bpf.c followed the thread
+ * through all of it (one busy period, from before f began to now). */
+static __always_inline void account(__u32 tid, const struct ls_cb_thread *th,
+				    struct ls_cb_frame *f, __u64 now)
 {
 	__u64 dur = now - f->start_ns;
 	struct ls_cb_stats *st;
@@ -399,6 +411,7 @@ static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
 
 	if (dur > slow_threshold_ns) {
 		struct ls_slow_callback_event *e;
+		struct ls_thread_stats *lt = bpf_map_lookup_elem(&loop_threads, &tid);
 
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (!e) {
@@ -410,6 +423,20 @@ static __always_inline void account(__u32 tid, struct cb_frame *f, __u64 now)
 		e->key = f->key;
 		e->start_ns = f->start_ns;
 		e->duration_ns = dur;
+		if (lt && lt->tgid == f->key.tgid && lt->thread_start == th->thread_start &&
+		    !lt->in_poll && lt->poll_exit_ns && lt->poll_exit_ns <= f->start_ns) {
+			e->split = LS_CB_SPLIT_EXACT;
+			e->blocked_ns = f->blocked_ns;
+			e->runnable_ns = f->runnable_ns;
+			e->top_block_ns = f->top_block_ns;
+			e->top_syscall = f->top_syscall;
+		} else {
+			e->split = LS_CB_SPLIT_NONE;
+			e->blocked_ns = 0;
+			e->runnable_ns = 0;
+			e->top_block_ns = 0;
+			e->top_syscall = -1;
+		}
 		bpf_ringbuf_submit(e, 0);
 	}
 }
@@ -419,7 +446,7 @@ int BPF_KRETPROBE(ls_context_run_exit)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
-	struct cb_thread *th;
+	struct ls_cb_thread *th;
 
 	th = bpf_map_lookup_elem(&cb_threads, &tid);
 	if (!th || th->depth == 0)
@@ -442,7 +469,7 @@ int BPF_KRETPROBE(ls_context_run_exit)
 		th->runs--;
 	if (depth >= LS_CB_MAX_DEPTH)
 		return 0;
-	account(tid, &th->frames[depth], now);
+	account(tid, th, &th->frames[depth], now);
 	return 0;
 }
 
@@ -452,8 +479,8 @@ int BPF_KPROBE(ls_context_exit, void *pyctx)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
-	struct cb_thread *th;
-	struct cb_frame *f;
+	struct ls_cb_thread *th;
+	struct ls_cb_frame *f;
 
 	th = bpf_map_lookup_elem(&cb_threads, &tid);
 	if (!th || th->depth == 0)
@@ -469,6 +496,6 @@ int BPF_KPROBE(ls_context_exit, void *pyctx)
 	th->depth = depth;
 	if (f->flags & (FR_NESTED | FR_DISPATCHER))
 		return 0;
-	account(tid, f, now);
+	account(tid, th, f, now);
 	return 0;
 }

@@ -556,6 +556,7 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	a.precise.threshold_ns = a.threshold_ns;
 	a.precise.btf_path = a.btf_path;
+	a.precise.loop = loop;
 	cli_stacks_opened(&a.stacks, loop);
 	a.precise.stacks = a.stacks.enabled ? &a.stacks : NULL;
 	a.stacks.resolve_said_elsewhere = a.want_precise;

@@ -157,6 +157,7 @@ struct cli_precise {
 	int64_t mono_to_real_ns;
 	uint64_t threshold_ns;
 	const char *btf_path;
+	struct ls_loop *loop;            /* its epoll-level session: the callbacks' split */
 	struct ls_pycb *pycb;            /* NULL until a target resolves */
 	struct ls_pyname_cache *names;
 	struct ls_py_target *targets;    /* resolved and attached ones */

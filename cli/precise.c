@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "loopscope/busywhy.h"
 #include "loopscope/cbname.h"
 
 #define MAX_SLOW_KEPT 10000
@@ -96,18 +97,20 @@ static const struct ls_cb_name *slow_name(struct cli_precise *p, size_t i, struc
 	return name_of(p, k);
 }
 
-/* "; stacks: 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ..." for
- * a slow callback with stacks, "" without. */
-static const char *stack_text(const struct ls_stack_summary *st, int max_frames, char *buf,
-			      size_t len)
+/* ": 150.1 ms blocked in clock_nanosleep <- f app.py:3 <- ...; 0.2 ms on
+ * CPU" for slow callback e: its exact times (ls_callback_times) with its
+ * stacks st when it has them; without the exact times, the sums of its
+ * stacks; "" when it has neither. */
+static const char *why_text(const struct ls_slow_callback_event *e,
+			    const struct ls_stack_summary *st, int max_frames, char *buf,
+			    size_t len)
 {
 	struct ls_period_times t;
 	int n;
 
 	buf[0] = '\0';
-	if (!st || !st->n)
+	if (!ls_callback_times(e, st, &t) && (!st || !st->n))
 		return buf;
-	ls_slowstack_times(st, &t);
 	n = snprintf(buf, len, ": ");
 	ls_slowstack_text(st, &t, max_frames, buf + n, len - (size_t)n);
 	return buf;
@@ -167,6 +170,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		json_object_object_add(o, "tid", json_object_new_int((int)e->tid));
 		ls_json_add_u64(o, "start_ns", e->start_ns);
 		ls_json_add_u64(o, "duration_ns", e->duration_ns);
+		ls_callback_why_json(o, e, kept);
 		if (p->stacks) {
 			json_object_object_add(o, "app_frame",
 					       ls_appframe_json(kept->has_app ? &kept->app : NULL));
@@ -182,7 +186,7 @@ static void on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 		       ls_pyname_format(&key, nm, full, sizeof(full)),
 		       ls_appframe_suffix(kept->has_app ? &kept->app : NULL, app, sizeof(app)),
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
-		       stack_text(kept, 4, why, sizeof(why)));
+		       why_text(e, kept, 4, why, sizeof(why)));
 		cli_print_chain(&kept->chain, "      ");
 		fflush(stdout);
 	}
@@ -214,6 +218,7 @@ int cli_precise_open(struct cli_precise *p)
 			.on_slow_callback = on_slow_callback,
 			.ctx = p,
 			.btf_path = p->btf_path,
+			.loop = p->loop,
 		};
 
 		err = ls_pycb_open(&o, &p->pycb);
@@ -392,6 +397,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 			json_object_object_add(o, "tid", json_object_new_int((int)p->slow[i].tid));
 			ls_json_add_u64(o, "start_ns", p->slow[i].start_ns);
 			ls_json_add_u64(o, "duration_ns", p->slow[i].duration_ns);
+			ls_callback_why_json(o, &p->slow[i], &p->slow_stacks[i]);
 			if (p->stacks) {
 				const struct ls_stack_summary *ss = &p->slow_stacks[i];
 
@@ -467,7 +473,7 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 		printf("    %s  %-60s %10s  pid %u tid %u%s\n",
 		       cli_clock(p->mono_to_real_ns, e->start_ns, b1, sizeof(b1)), named,
 		       ls_duration_format(e->duration_ns, b2, sizeof(b2)), e->key.tgid, e->tid,
-		       stack_text(&p->slow_stacks[i], 8, why, sizeof(why)));
+		       why_text(e, &p->slow_stacks[i], 8, why, sizeof(why)));
 		cli_print_chain(&p->slow_stacks[i].chain, "      ");
 	}
 	if (shown < p->nslow)

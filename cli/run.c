@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/busywhy.h"
 #include "loopscope/cbname.h"
 #include "loopscope/gate.h"
 #include "loopscope/procfs.h"
@@ -167,8 +168,16 @@ static void put_culprit_frames(struct ls_run_slow *s, const struct ls_stack_summ
  * period (which has no name of its own) the culprit: the innermost frame
  * of its heaviest stack, with the line it was on. */
 static void explain(struct ls_run_slow *s, const struct ls_stack_summary *st,
-		    const struct ls_period_times *t)
+		    const struct ls_period_times *t, bool exact)
 {
+	if (exact) {
+		s->times_known = true;
+		s->on_cpu_ns = t->on_cpu_ns;
+		s->blocked_ns = t->blocked_ns;
+		s->runnable_ns = t->runnable_ns;
+		if (s->kind == LS_RUN_SLOW_CALLBACK && !st->n)
+			ls_slowstack_text(NULL, t, 6, s->why, sizeof(s->why));
+	}
 	if (!st->n)
 		return;
 	ls_slowstack_text(st, t, 6, s->why, sizeof(s->why));
@@ -204,7 +213,7 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	cli_stacks_take(&run->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
 			false, true, comm, &st);
 	if (run->r->nslow && run->r->slow[run->r->nslow - 1].start_ns == e->start_ns)
-		explain(&run->r->slow[run->r->nslow - 1], &st, &t);
+		explain(&run->r->slow[run->r->nslow - 1], &st, &t, true);
 	ls_slowstack_summary_free(&st);
 }
 
@@ -368,9 +377,9 @@ static void finish(struct run *run, struct ls_loop *loop)
 		pytest_name(&key, nm, s->test, sizeof(s->test));
 		if (pr->slow_stacks) {
 			struct ls_period_times t;
+			bool exact = ls_callback_times(e, &pr->slow_stacks[i], &t);
 
-			ls_slowstack_times(&pr->slow_stacks[i], &t);
-			explain(s, &pr->slow_stacks[i], &t);
+			explain(s, &pr->slow_stacks[i], &t, exact);
 		}
 	}
 	r->slow_not_kept += (long)pr->slow_dropped;
@@ -453,6 +462,7 @@ int cli_run(int argc, char **argv)
 	run.precise.quiet = true; /* no lines on stdout: CMD owns it */
 	run.precise.quiet_resolve = run.quiet;
 	run.precise.threshold_ns = run.threshold_ns;
+	run.precise.loop = loop;
 	cli_stacks_opened(&run.stacks, loop);
 	run.precise.stacks = run.stacks.enabled ? &run.stacks : NULL;
 	if (!run.light && (err = cli_precise_open(&run.precise))) {

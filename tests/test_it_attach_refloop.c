@@ -67,6 +67,7 @@ struct run {
 	struct ls_truth t;
 	json_object *report, *thread;
 	uint64_t first, last;
+	uint64_t runnable_ns; /* the loop thread waited for a CPU during the JSON attach */
 };
 
 /* Run the reference loop with poll kind `poll` and the given statements,
@@ -109,7 +110,9 @@ static void run_refloop(struct run *r, const char *poll, uint64_t threshold_ms,
 		lsargv[10] = thr;
 		lsargv[11] = NULL;
 	}
+	r->runnable_ns = ls_test_runnable_ns(loop, loop);
 	rc = ls_test_run(lsargv, r->out, r->err, 30000);
+	r->runnable_ns = ls_test_runnable_ns(loop, loop) - r->runnable_ns;
 	if (rc == 0 && r->intervals) {
 		char *textargv[] = { LOOPSCOPE, "attach", "-p", pidarg, "-d", "3s", "-i", "500ms",
 				     "--threshold", thr, NULL };
@@ -175,12 +178,21 @@ static void check_iterations(struct run *r)
 		      truth - 1);
 }
 
-/* Slow busy periods: same set as the truth, durations within max(1%, 50 us). */
+/* Slow busy periods: same set as the truth, durations within max(1%, 50 us).
+ * On a loaded machine the truth is skewed by starvation: a loop thread kept
+ * from the CPU between the poll's return in the kernel (our start) and its
+ * user-space stamp (the truth's) starts the truth's period later and makes
+ * it shorter, by at most what it waited for a CPU in the window (schedstat,
+ * r->runnable_ns; ~0 on a quiet machine; a 20.9 ms period of ours had no
+ * truth period within 1 ms beside two CPU hogs and a dd). So the start
+ * match and the duration bounds widen by that, the nearest start wins, and
+ * a period of ours whose truth counterpart fell below the threshold that
+ * way is matched against every truth period. */
 static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected)
 {
 	json_object *slow = ls_test_jget(r->report, "slow_busy");
 	struct ls_truth_busy *tb = NULL;
-	size_t ntb, nslow, matched = 0, outliers = 0;
+	size_t ntb, nslow, matched = 0, outliers = 0, starved = 0;
 	uint64_t worst = 0;
 
 	/* (first, last]: the busy period ending at the first entry we saw may
@@ -199,18 +211,25 @@ static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected
 		 * return, and the busy period after it ends at our first entry. */
 		if (start + dur > r->last || start + dur <= r->first)
 			continue;
+		size_t best = ntb;
+
 		for (size_t j = 0; j < ntb; j++) {
 			/* One measured period per truth period: two matching the
 			 * same one could hide a missed one. */
-			if (taken[j] || absdiff(tb[j].start_ns, start) > 1 * MS)
+			if (taken[j] || absdiff(tb[j].start_ns, start) > 1 * MS + r->runnable_ns)
 				continue;
+			if (best == ntb || absdiff(tb[j].start_ns, start) < absdiff(tb[best].start_ns, start))
+				best = j;
+		}
+		for (size_t j = best; j < ntb; j++) {
 			taken[j] = true;
 			/* Within max(1%, 50 us), but for rare outliers (see the
 			 * header), and every one within max(5%, 1 ms). */
-			if (absdiff(tb[j].duration_ns, dur) > max_u64(tb[j].duration_ns / 100, 50000))
+			if (absdiff(tb[j].duration_ns, dur) >
+			    max_u64(tb[j].duration_ns / 100, 50000) + r->runnable_ns)
 				outliers++;
 			ck_assert_msg(absdiff(tb[j].duration_ns, dur) <=
-					      max_u64(tb[j].duration_ns / 20, 1000000),
+					      max_u64(tb[j].duration_ns / 20, 1000000) + r->runnable_ns,
 				      "slow busy at %llu: measured %llu ns, truth %llu ns",
 				      (unsigned long long)start, (unsigned long long)dur,
 				      (unsigned long long)tb[j].duration_ns);
@@ -220,12 +239,28 @@ static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected
 				worst = absdiff(tb[j].duration_ns, dur);
 			break;
 		}
-		ck_assert_msg(found, "slow busy period at %llu (%llu ns) is not in the truth log",
-			      (unsigned long long)start, (unsigned long long)dur);
+		if (!found && r->runnable_ns) {
+			struct ls_truth_busy *all = NULL;
+			size_t nall = ls_truth_busy_periods(&r->t, r->first + 1, r->last, 0, &all);
+
+			for (size_t j = 0; j < nall && !found; j++)
+				found = all[j].start_ns >= start &&
+					all[j].start_ns - start <= 1 * MS + r->runnable_ns &&
+					all[j].duration_ns < threshold_ns &&
+					absdiff(all[j].duration_ns, dur) <=
+						max_u64(all[j].duration_ns / 20, 1000000) + r->runnable_ns;
+			free(all);
+			starved += found;
+		}
+		ck_assert_msg(found, "slow busy period at %llu (%llu ns) is not in the truth log "
+			      "(the loop thread waited %llu ns for a CPU in the window)",
+			      (unsigned long long)start, (unsigned long long)dur,
+			      (unsigned long long)r->runnable_ns);
 	}
 	fprintf(stderr, "%s: slow busy periods: truth %zu, matched %zu, worst duration error "
-		"%llu ns, %zu beyond max(1%%, 50 us)\n", r->t.poll_kind, ntb, matched,
-		(unsigned long long)worst, outliers);
+		"%llu ns, %zu beyond max(1%%, 50 us); %zu below the threshold in the truth by "
+		"starvation (runnable %llu ns)\n", r->t.poll_kind, ntb, matched,
+		(unsigned long long)worst, outliers, starved, (unsigned long long)r->runnable_ns);
 	ck_assert_msg(outliers <= (ntb / 20 > 1 ? ntb / 20 : 1),
 		      "%zu of %zu periods beyond max(1%%, 50 us)", outliers, ntb);
 	ck_assert_msg(matched == ntb, "truth has %zu busy periods > %llu ns, loopscope reported %zu",
@@ -289,12 +324,20 @@ static void check_lag(struct run *r)
 		n, (unsigned long long)p99, (unsigned long long)max,
 		(unsigned long long)ls_test_ju64(lag, "count"), (unsigned long long)m99,
 		(unsigned long long)mmax);
-	ck_assert_msg(absdiff(m99, p99) <= max_u64(p99 / 20, 100000),
-		      "lag p99 measured %llu, truth %llu", (unsigned long long)m99,
-		      (unsigned long long)p99);
-	ck_assert_msg(absdiff(mmax, max) <= max_u64(max / 20, 100000),
-		      "lag max measured %llu, truth %llu", (unsigned long long)mmax,
-		      (unsigned long long)max);
+	/* Starvation skews the truth one way only: a thread kept from the
+	 * CPU between the poll's return in the kernel (ours) and its user-space
+	 * stamp (the truth) makes the truth later, by at most what it waited
+	 * for a CPU in the window (schedstat; ~0 on a quiet machine). */
+	fprintf(stderr, "lag: the loop thread waited %llu ns for a CPU during the attach\n",
+		(unsigned long long)r->runnable_ns);
+	ck_assert_msg(m99 <= p99 + max_u64(p99 / 20, 100000) &&
+		      m99 + max_u64(p99 / 20, 100000) + r->runnable_ns >= p99,
+		      "lag p99 measured %llu, truth %llu (runnable %llu)", (unsigned long long)m99,
+		      (unsigned long long)p99, (unsigned long long)r->runnable_ns);
+	ck_assert_msg(mmax <= max + max_u64(max / 20, 100000) &&
+		      mmax + max_u64(max / 20, 100000) + r->runnable_ns >= max,
+		      "lag max measured %llu, truth %llu (runnable %llu)", (unsigned long long)mmax,
+		      (unsigned long long)max, (unsigned long long)r->runnable_ns);
 	free(late);
 }
 

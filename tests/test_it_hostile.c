@@ -8,7 +8,11 @@
  * Bounds: a run of -d D must end within D + 5 s (attach's set-up takes ~1 s
  * here; the final drain is bounded at 50 ms a ring buffer); before the fix a
  * flood kept precise mode reading for as long as records came (> 12 s for
- * -d 5s). SIGINT must end it within 3 s.
+ * -d 5s). SIGINT must end it within 3 s, plus the time loopscope itself
+ * waited for a CPU meanwhile (its schedstat run_delay from the signal to its
+ * exit, read from the zombie): beside two CPU hogs and a disk-heavy dd on
+ * this 2-CPU machine it took 4.6 s, most of it runnable, not running; the
+ * bound is about our work, not about the machine's load.
  */
 #include <check.h>
 #include <signal.h>
@@ -91,13 +95,18 @@ START_TEST(test_precise_flood_obeys_sigint)
 	ls = ls_test_spawn(argv, lout, NULL);
 	ck_assert_int_gt(ls, 0);
 	ck_assert_int_eq(ls_test_wait_substr(lout, "\"type\":\"interval\"", 15000, NULL, 0), 0);
-	uint64_t t0 = ls_sys_now_ns();
+	uint64_t run0 = ls_test_runnable_ns(ls, 0), t0 = ls_sys_now_ns();
 
 	kill(ls, SIGINT);
-	ck_assert_int_eq(ls_test_wait(ls, 10000, &status), 0);
-	uint64_t took = ls_sys_now_ns() - t0;
+	ck_assert_int_eq(ls_test_wait_unreaped(ls, 10000), 0);
+	uint64_t took = ls_sys_now_ns() - t0, waited = ls_test_runnable_ns(ls, 0) - run0;
 
-	ck_assert_msg(took < 3000000000ULL, "SIGINT to exit took %.1f s", took / 1e9);
+	ck_assert_int_eq(ls_test_wait(ls, 1000, &status), 0);
+	fprintf(stderr, "it_hostile: SIGINT to exit %.2f s, of which %.2f s waiting for a CPU\n",
+		took / 1e9, waited / 1e9);
+	ck_assert_msg(took < 3000000000ULL + waited,
+		      "SIGINT to exit took %.1f s (%.1f s of it waiting for a CPU)", took / 1e9,
+		      waited / 1e9);
 	ck_assert_int_eq(status, 0);
 	json_object *rep = ls_test_json_last(lout, "report");
 	ck_assert_ptr_nonnull(rep);

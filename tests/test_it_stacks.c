@@ -18,6 +18,13 @@
  *    busy period also holds asyncio's own work of that iteration: < 1 ms).
  * With the loop thread and a CPU hog pinned to one CPU, the runnable time
  * must be within max(10 %, 5 ms) of the thread's schedstat wait.
+ * On a loaded machine the truth itself is skewed: the busy period also
+ * holds what the loop thread waited for a CPU outside the culprit's own
+ * clocks (preempted before the culprit starts or after it ends). The off-CPU
+ * and runnable checks widen upwards (only) by that: the thread's schedstat
+ * wait over all the rounds less the culprits' own (the app logs both; ~0 on
+ * a quiet machine). The app writes its log at the end, not inside a busy
+ * period (a write on a busy disk added 20 ms off CPU to a period).
  * A loop whose busy periods stay below a quarter of the threshold (where
  * stacks start) costs no stack walk at all (the report's stacks.walks is 0).
  */
@@ -55,8 +62,13 @@ static uint64_t bound(uint64_t truth)
 	return truth / 10 > 5 * MS ? truth / 10 : 5 * MS;
 }
 
+/* The loop thread's schedstat wait over the rounds, less the culprits'
+ * own: set by load_culprits. */
+static uint64_t starved_outside_ns;
+
 static int load_culprits(const char *path, struct culprit *c, int max)
 {
+	uint64_t window = 0, inside = 0;
 	FILE *f = fopen(path, "r");
 	char buf[1024];
 	int n = 0;
@@ -66,6 +78,11 @@ static int load_culprits(const char *path, struct culprit *c, int max)
 		json_object *o = json_tokener_parse(buf), *lines = ls_test_jget(o, "lines");
 
 		ck_assert_ptr_nonnull(o);
+		if (!strcmp(json_object_get_string(ls_test_jget(o, "name")), "window")) {
+			window = ls_test_ju64(o, "wait_ns");
+			json_object_put(o);
+			continue;
+		}
 		memset(&c[n], 0, sizeof(c[n]));
 		snprintf(c[n].name, sizeof(c[n].name), "%s",
 			 json_object_get_string(ls_test_jget(o, "name")));
@@ -78,9 +95,11 @@ static int load_culprits(const char *path, struct culprit *c, int max)
 		c[n].on_cpu_ns = ls_test_ju64(o, "on_cpu_ns");
 		c[n].wait_ns = ls_test_ju64(o, "wait_ns");
 		json_object_put(o);
+		inside += c[n].wait_ns;
 		n++;
 	}
 	fclose(f);
+	starved_outside_ns = window > inside ? window - inside : 0;
 	return n;
 }
 
@@ -235,18 +254,28 @@ static bool check_culprit(const char *py, json_object *rep, const struct culprit
 	CHECK(absdiff(on, c->on_cpu_ns) <= bound(c->duration_ns),
 		      "%s: %s: on CPU %llu ns, the app's thread_time says %llu ns", py, c->name,
 		      (unsigned long long)on, (unsigned long long)c->on_cpu_ns);
-	CHECK(absdiff(off, app_off) <= bound(c->duration_ns),
-		      "%s: %s: off CPU %llu ns, the app's perf_counter - thread_time says %llu ns",
-		      py, c->name, (unsigned long long)off, (unsigned long long)app_off);
+	CHECK(off + bound(c->duration_ns) >= app_off &&
+		      off <= app_off + bound(c->duration_ns) + starved_outside_ns,
+		      "%s: %s: off CPU %llu ns, the app's perf_counter - thread_time says %llu ns "
+		      "(+ up to %llu ns waiting for a CPU outside its clocks)",
+		      py, c->name, (unsigned long long)off, (unsigned long long)app_off,
+		      (unsigned long long)starved_outside_ns);
 	/* The stacks themselves carry the culprit's time: a block is one
 	 * off-CPU episode, with its stack, blocked then runnable once woken;
 	 * a spin's samples start a quarter of the threshold (25 ms) in. */
 	if (!spin) {
 		uint64_t st_off = ls_test_ju64(st, "blocked_ns") + ls_test_ju64(st, "runnable_ns");
 
-		CHECK(absdiff(st_off, app_off) <= bound(c->duration_ns),
-			      "%s: %s: its stack holds %llu ns off CPU, the app says %llu ns", py,
-			      c->name, (unsigned long long)st_off, (unsigned long long)app_off);
+		/* The app's off-CPU time also holds what the thread waited for
+		 * a CPU around the block, inside its clocks (schedstat,
+		 * c->wait_ns): preemptions, which go with other stacks. Beside
+		 * two hogs and a dd a 3.8 sleep's stack held 150.3 ms of the
+		 * app's 179.6 ms. */
+		CHECK(absdiff(st_off, app_off) <= bound(c->duration_ns) + c->wait_ns,
+			      "%s: %s: its stack holds %llu ns off CPU, the app says %llu ns (of "
+			      "which %llu ns waiting for a CPU)", py, c->name,
+			      (unsigned long long)st_off, (unsigned long long)app_off,
+			      (unsigned long long)c->wait_ns);
 	} else {
 		uint64_t sampled = 0, lo = c->on_cpu_ns > 25 * MS ? (c->on_cpu_ns - 25 * MS) * 9 / 10 : 0;
 		json_object *stacks = ls_test_jget(p, "stacks");
@@ -266,9 +295,11 @@ static bool check_culprit(const char *py, json_object *rep, const struct culprit
 		uint64_t run = ls_test_ju64(p, "runnable_ns"), st_run = 0;
 		json_object *stacks = ls_test_jget(p, "stacks");
 
-		CHECK(absdiff(run, c->wait_ns) <= bound(c->wait_ns),
-			      "%s: %s: runnable %llu ns, schedstat wait %llu ns", py, c->name,
-			      (unsigned long long)run, (unsigned long long)c->wait_ns);
+		CHECK(run + bound(c->wait_ns) >= c->wait_ns &&
+			      run <= c->wait_ns + bound(c->wait_ns) + starved_outside_ns,
+		      "%s: %s: runnable %llu ns, schedstat wait %llu ns (+ up to %llu outside)", py,
+			      c->name, (unsigned long long)run, (unsigned long long)c->wait_ns,
+			      (unsigned long long)starved_outside_ns);
 		/* The stacks' runnable time (preemptions carried to the next
 		 * sample) is part of it, from 25 ms in. */
 		for (size_t i = 0; i < json_object_array_length(stacks); i++)
@@ -319,9 +350,10 @@ START_TEST(test_culprits_named_with_syscall_and_split)
 		for (int i = 0; i < n && ok; i++) {
 			ok = check_culprit(py, rep, &c[i], false);
 			if (!ok)
-				fprintf(stderr, "it_stacks: %s: attempt %d: %s; the period: %s\n", py,
-					attempt, why_failed,
-					json_object_to_json_string(period_of(rep, &c[i])));
+				fprintf(stderr, "it_stacks: %s: attempt %d: %s; the period: %s; "
+					"stacks: %s\n", py, attempt, why_failed,
+					json_object_to_json_string(period_of(rep, &c[i])),
+					json_object_to_json_string(ls_test_jget(rep, "stacks")));
 		}
 		json_object_put(rep);
 		if (!ok) {
@@ -630,8 +662,10 @@ END_TEST
 START_TEST(test_unsupported_python_keeps_syscall_and_times)
 {
 	char applog[128], appout[128], out[128], err[128], spid[32], line[256];
+	/* 6 s of blocks, every 0.4 s: under load attach's set-up took longer
+	 * than the 1.5 s this once ran for, and saw no block at all. */
 	char *app_argv[] = { py_list.py37, BLOCKING, "--log", applog, "--every", "0.4", "--sleep",
-			     "0.15", "--duration", "1.5", NULL };
+			     "0.15", "--duration", "6", NULL };
 	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "15s", "--json", "-q", NULL };
 	json_object *rep, *slow, *e;
 	pid_t app, ls;

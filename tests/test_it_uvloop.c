@@ -21,6 +21,13 @@
  * once, as that creator's slow callback, within max(2%, 200 us), and there
  * is no "context" callback at all (the nested pair is not counted twice).
  *
+ * On a loaded machine the callback also holds what the thread waited for a
+ * CPU outside the app's own clocks (preempted between the Enter and the
+ * app's first clock read, or after its last): each duration check widens
+ * upwards (only) by the thread's schedstat wait over all the rounds less
+ * the callbacks' own (the app logs both; ~0 on a quiet machine). The app
+ * writes its log at the end, not inside a callback.
+ *
  * Missing interpreters or uvloop: skipped, with the reason printed.
  */
 #include <check.h>
@@ -98,15 +105,22 @@ static void discover(void)
 	}
 }
 
-static uint64_t absdiff(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : b - a;
-}
+/* The thread's schedstat wait over the rounds less the callbacks' own:
+ * set by read_app_log. */
+static uint64_t starved_outside_ns;
 
 /* max(2%, 200 us) of the app's own duration. */
 static uint64_t tolerance(uint64_t d)
 {
 	return d / 50 > 200000ULL ? d / 50 : 200000ULL;
+}
+
+/* Ours (the callback: it holds the app's measured part) against the app's
+ * own duration: within tolerance below, and above within tolerance plus
+ * the starvation outside the app's clocks. */
+static bool within(uint64_t ours, uint64_t app)
+{
+	return ours + tolerance(app) >= app && ours <= app + tolerance(app) + starved_outside_ns;
 }
 
 struct blk {
@@ -121,10 +135,18 @@ static int read_app_log(const char *path, struct blk *b)
 	FILE *f = fopen(path, "r");
 	char buf[1024];
 	int n = 0;
+	uint64_t window = 0, inside = 0;
 
 	ck_assert_ptr_nonnull(f);
 	while (n < MAX_BLK && fgets(buf, sizeof(buf), f)) {
 		json_object *o = json_tokener_parse(buf), *k = ls_test_jget(o, "kind");
+
+		if (k && !strcmp(json_object_get_string(k), "window")) {
+			window = ls_test_ju64(o, "wait_ns");
+			json_object_put(o);
+			continue;
+		}
+		inside += ls_test_ju64(o, "wait_ns");
 
 		b[n].start = ls_test_ju64(o, "start_ns");
 		b[n].dur = ls_test_ju64(o, "duration_ns");
@@ -138,6 +160,7 @@ static int read_app_log(const char *path, struct blk *b)
 		json_object_put(o);
 	}
 	fclose(f);
+	starved_outside_ns = window > inside ? window - inside : 0;
 	return n;
 }
 
@@ -175,7 +198,10 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 			 "-d", "2500ms", NULL };
 
 	rc = ls_test_run(argv, out, err, 30000);
-	if (rc != 0) {
+	/* 6: the app exited first (attach's set-up under load ate into its
+	 * 4.5 s); the report is printed either way, and the blocks are
+	 * checked inside the window it covers. */
+	if (rc != 0 && rc != 6) {
 		char *e = ls_test_slurp(err);
 
 		ls_test_kill(app);
@@ -243,10 +269,12 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 			if (strcmp(jstr(e, "kind"), "context") || !holds(e, &blk[b]))
 				continue;
 			found++;
-			ck_assert_msg(absdiff(ed, blk[b].dur) <= tolerance(blk[b].dur),
-				      "%s: uvloop %s: context callback %llu ns vs the app's own %llu ns",
+			ck_assert_msg(within(ed, blk[b].dur),
+				      "%s: uvloop %s: context callback %llu ns vs the app's own %llu ns "
+				      "(+ up to %llu ns waiting for a CPU outside its clocks)",
 				      py, blk[b].kind, (unsigned long long)ed,
-				      (unsigned long long)blk[b].dur);
+				      (unsigned long long)blk[b].dur,
+				      (unsigned long long)starved_outside_ns);
 			/* Named by its stack: the callable, or a Task's coroutine. */
 			ck_assert_str_eq(jstr(e, "qualname"), blk[b].qualname);
 			ck_assert_str_eq(jstr(e, "file"), blk[b].file);
@@ -306,10 +334,12 @@ START_TEST(test_eager_first_step_counted_once)
 			if (!holds(e, &blk[b]))
 				continue;
 			found++;
-			ck_assert_msg(absdiff(ed, blk[b].dur) <= tolerance(blk[b].dur),
-				      "%s: slow callback %s %llu ns vs the eager step's own %llu ns", py,
+			ck_assert_msg(within(ed, blk[b].dur),
+				      "%s: slow callback %s %llu ns vs the eager step's own %llu ns "
+				      "(+ up to %llu ns waiting for a CPU outside its clocks)", py,
 				      jstr(e, "name"), (unsigned long long)ed,
-				      (unsigned long long)blk[b].dur);
+				      (unsigned long long)blk[b].dur,
+				      (unsigned long long)starved_outside_ns);
 		}
 		ck_assert_msg(found == 1, "%s: eager step at %llu: %d slow callbacks hold it", py,
 			      (unsigned long long)blk[b].start, found);

@@ -125,6 +125,15 @@ static json_object *json_report(const struct ls_run_result *r)
 		ls_json_add_i64(js, "tid", s->tid);
 		ls_json_add_u64(js, "start_ns", s->start_ns);
 		ls_json_add_u64(js, "duration_ns", s->duration_ns);
+		if (s->times_known) {
+			ls_json_add_u64(js, "on_cpu_ns", s->on_cpu_ns);
+			ls_json_add_u64(js, "blocked_ns", s->blocked_ns);
+			ls_json_add_u64(js, "runnable_ns", s->runnable_ns);
+		} else {
+			json_object_object_add(js, "on_cpu_ns", NULL);
+			json_object_object_add(js, "blocked_ns", NULL);
+			json_object_object_add(js, "runnable_ns", NULL);
+		}
 		json_object_object_add(js, "allowed", json_object_new_boolean(s->allowed));
 	}
 	ls_json_add_i64(o, "slow_not_kept", r->slow_not_kept < 0 ? 0 : r->slow_not_kept);

@@ -474,6 +474,17 @@ uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors)
 	return l->skel->bss->stack_walks;
 }
 
+void ls_loop_cb_maps(const struct ls_loop *l, int *cb_threads_fd, int *threads_fd)
+{
+	*cb_threads_fd = bpf_map__fd(l->skel->maps.cb_threads);
+	*threads_fd = bpf_map__fd(l->skel->maps.threads);
+}
+
+void ls_loop_cb_split_enable(struct ls_loop *l)
+{
+	__atomic_store_n(&l->skel->bss->cb_split, 1, __ATOMIC_RELEASE);
+}
+
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns)
 {
 	l->skel->bss->slow_threshold_ns = ns ? ns : LS_DEFAULT_THRESHOLD_NS;

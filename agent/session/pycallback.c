@@ -63,10 +63,22 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 	}
 	p->skel->rodata->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
+	if (opts && opts->loop) {
+		int cb_fd, th_fd;
+
+		ls_loop_cb_maps(opts->loop, &cb_fd, &th_fd);
+		err = bpf_map__reuse_fd(p->skel->maps.cb_threads, cb_fd);
+		if (!err)
+			err = bpf_map__reuse_fd(p->skel->maps.loop_threads, th_fd);
+		if (err)
+			goto cleanup;
+	}
 	/* Programs are attached per target (uprobes name a file). */
 	err = pycallback_bpf__load(p->skel);
 	if (err)
 		goto cleanup;
+	if (opts && opts->loop)
+		ls_loop_cb_split_enable(opts->loop);
 	err = ls_ringbuf_open(bpf_map__fd(p->skel->maps.events), on_ring_record, p,
 			      LS_RINGBUF_CONSUME_NS, &p->rb);
 	if (err)

@@ -10,7 +10,8 @@ other, each for about --block seconds (default 0.15):
   lock   a call_soon function takes a threading.Lock (blocked: futex)
          that another thread holds for --block
 
-Every culprit logs, to --log, one JSON line with its own measurement:
+Every culprit logs, to --log, one JSON line with its own measurement (all
+written at the end, so that no write falls inside a busy period):
   {"name": "sleep", "function": "sleep_culprit", "line": 41,
    "lines": [41], "start_ns": N, "duration_ns": N, "on_cpu_ns": N,
    "wait_ns": N}
@@ -19,7 +20,8 @@ time.perf_counter, on_cpu_ns from time.thread_time (this thread's CPU time),
 wait_ns from the kernel's schedstat of this thread (time runnable but
 waiting for a CPU: /proc/self/task/TID/schedstat, second field),
 "line" the line of the blocking call, "lines" every line the culprit may be
-found on (a spin loop has two). A timer ticks every 10 ms in between, so the
+found on (a spin loop has two). A last line {"name": "window", "wait_ns": N}
+gives the loop thread's schedstat wait over all the rounds. A timer ticks every 10 ms in between, so the
 loop is otherwise healthy: busy periods far below 10 ms.
 
 With --wait-file F the culprits start only once F exists (a test creates it
@@ -59,19 +61,32 @@ def begin():
 
 
 class Log:
+    """Measurements kept in memory and written at the end (close): a write
+    inside the loop's busy period would add the file system's time to the
+    period, which the culprit's own clocks do not see (on a busy disk, tens
+    of ms)."""
     def __init__(self, path):
         self.f = open(path, "a")
+        self.lines = []
 
     def write(self, name, function, began):
         duration_ns = int((time.perf_counter() - began[1]) * 1e9)
         on_cpu_ns = int((time.thread_time() - began[2]) * 1e9)
         waited_ns = wait_ns() - began[3]
         lines = LINES[name]
-        self.f.write(json.dumps({"name": name, "function": function, "line": lines[0],
-                                 "lines": lines, "start_ns": began[0],
-                                 "duration_ns": duration_ns, "on_cpu_ns": on_cpu_ns,
-                                 "wait_ns": waited_ns}) + "\n")
-        self.f.flush()
+        self.lines.append(json.dumps({"name": name, "function": function, "line": lines[0],
+                                      "lines": lines, "start_ns": began[0],
+                                      "duration_ns": duration_ns, "on_cpu_ns": on_cpu_ns,
+                                      "wait_ns": waited_ns}))
+
+    def close(self, window_wait_ns):
+        """Write every line, then one {"name": "window", "wait_ns": N}: what
+        the loop thread waited for a CPU from the start of the rounds to
+        their end (schedstat), culprits included."""
+        for line in self.lines:
+            self.f.write(line + "\n")
+        self.f.write(json.dumps({"name": "window", "wait_ns": window_wait_ns}) + "\n")
+        self.f.close()
 
 
 async def sleep_culprit(log, block):
@@ -159,6 +174,7 @@ async def main(args):
         return args.only in (None, name)
 
     d = args.depth
+    window_wait = wait_ns()
     for _ in range(args.rounds):
         if want("sleep"):
             await asyncio.sleep(args.gap)
@@ -180,6 +196,7 @@ async def main(args):
             holder.join()
     await asyncio.sleep(args.gap)
     stop = True
+    log.close(wait_ns() - window_wait)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ through PyContext_Enter/PyContext_Exit, not Context.run), repeated every
 - a plain function queued with call_soon that spins 80 ms      (Handle)
 - a Task whose coroutine blocks in time.sleep(0.12)             (Task step)
 
-Each logs its own measurement to --log (JSON lines), as known_callbacks.py
-does: kind, qualname, file, first line of its def, start
-(time.monotonic_ns, CLOCK_MONOTONIC) and duration (time.perf_counter).
+Each logs its own measurement to --log (JSON lines, all written at the end:
+no file I/O inside a callback), as known_callbacks.py does: kind, qualname,
+file, first line of its def, start (time.monotonic_ns, CLOCK_MONOTONIC),
+duration (time.perf_counter) and wait_ns (the thread's schedstat wait for a
+CPU over that duration); then {"kind": "window", "wait_ns": N}, the
+thread's schedstat wait over all the rounds.
 --wait-file and --rounds let a test start the work once it is attached, and
 stop it. --eager (CPython 3.12+, asyncio's own loop, no uvloop) instead
 creates, with asyncio.eager_task_factory, a Task whose first step blocks in
@@ -17,18 +20,31 @@ import argparse
 import asyncio
 import json
 import os
+import threading
 import time
 
 LOG = None
+LINES = []
 
 
-def record(kind, func, t0_ns, t0):
+def wait_ns():
+    """This thread's time runnable but not running, ns (schedstat)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+        return int(f.read().split()[1])
+
+
+def begin():
+    return time.monotonic_ns(), time.perf_counter(), wait_ns()
+
+
+def record(kind, func, began):
+    # Kept in memory, written at the end: no file I/O inside a callback.
+    duration_ns = int((time.perf_counter() - began[1]) * 1e9)
     code = func.__code__
-    LOG.write(json.dumps({
+    LINES.append(json.dumps({
         "kind": kind, "qualname": func.__qualname__, "file": code.co_filename,
-        "line": code.co_firstlineno, "start_ns": t0_ns,
-        "duration_ns": int((time.perf_counter() - t0) * 1e9)}) + "\n")
-    LOG.flush()
+        "line": code.co_firstlineno, "start_ns": began[0],
+        "duration_ns": duration_ns, "wait_ns": wait_ns() - began[2]}))
 
 
 def spin(seconds):
@@ -38,23 +54,23 @@ def spin(seconds):
 
 
 def spin_soon():
-    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began = begin()
     spin(0.08)
-    record("function", spin_soon, t0_ns, t0)
+    record("function", spin_soon, began)
 
 
 async def blocking_coro():
-    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began = begin()
     time.sleep(0.12)
-    record("task", blocking_coro, t0_ns, t0)
+    record("task", blocking_coro, began)
 
 
 async def eager_coro():
     # The first step (up to the first real suspension) runs inside
     # create_task under eager_task_factory.
-    t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began = begin()
     time.sleep(0.1)
-    record("eager", eager_coro, t0_ns, t0)
+    record("eager", eager_coro, began)
     await asyncio.sleep(0.01)
 
 
@@ -67,6 +83,7 @@ async def main(args):
         while not os.path.exists(args.wait_file):
             await asyncio.sleep(0.01)
     deadline = loop.time() + args.duration
+    window_wait = wait_ns()
     await asyncio.sleep(args.every)
     rounds = 0
     while loop.time() < deadline and (not args.rounds or rounds < args.rounds):
@@ -79,6 +96,10 @@ async def main(args):
         await asyncio.sleep(0.3)
         await loop.create_task(blocking_coro())
         await asyncio.sleep(args.every)
+    for line in LINES:
+        LOG.write(line + "\n")
+    LOG.write(json.dumps({"kind": "window", "wait_ns": wait_ns() - window_wait}) + "\n")
+    LOG.flush()
 
 
 if __name__ == "__main__":

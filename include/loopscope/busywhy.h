@@ -9,6 +9,7 @@
 #ifndef LOOPSCOPE_BUSYWHY_H
 #define LOOPSCOPE_BUSYWHY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -33,5 +34,24 @@ char *ls_busy_why_brief(const struct ls_slow_busy_event *e, char *buf, size_t le
  * st's chain). */
 void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 		      const struct ls_stack_summary *st);
+
+/* ---- a slow callback of precise mode (ls_slow_callback_event) ---- */
+
+struct ls_slow_callback_event; /* loopscope/abi/pycallback_events.h */
+
+/* The times of slow callback e: exact, from its event, when e->split is
+ * LS_CB_SPLIT_EXACT (returns true); else the sums of its stacks st
+ * (ls_slowstack_times: sampled, and only from the stack-after time on;
+ * st NULL or empty: all 0) (returns false). */
+bool ls_callback_times(const struct ls_slow_callback_event *e, const struct ls_stack_summary *st,
+		       struct ls_period_times *t);
+
+/* Add to o what ls_busy_why_json adds for a busy period, from
+ * ls_callback_times: on_cpu_ns, blocked_ns, runnable_ns, blocked_syscall,
+ * blocked_syscall_ns; plus "split": "exact" or "stacks" (the sums of its
+ * sampled stacks: a lower bound, from the stack-after time on) or null
+ * (neither: the times are null too). Stacks and await chain are not added. */
+void ls_callback_why_json(json_object *o, const struct ls_slow_callback_event *e,
+			  const struct ls_stack_summary *st);
 
 #endif /* LOOPSCOPE_BUSYWHY_H */

@@ -145,6 +145,17 @@ uint64_t ls_loop_stack_walks(struct ls_loop *l, uint64_t *errors);
 /* Change the slow threshold (ns) at run time. */
 void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
 
+/* Precise mode's time split (include/loopscope/abi/pycallback_events.h,
+ * struct ls_cb_frame): the fds of this session's `cb_threads` map (the
+ * callback frames, value struct ls_cb_thread) and `threads` map (struct
+ * ls_thread_stats), for bpf/pycallback.bpf.c to use as its own
+ * (bpf_map__reuse_fd before its load); they stay owned by l. Once that
+ * object is loaded, ls_loop_cb_split_enable(l) has sched_switch add each
+ * off-CPU episode of a loop thread to its open callback frames (one more
+ * hash lookup per episode of a busy loop thread; none before). */
+void ls_loop_cb_maps(const struct ls_loop *l, int *cb_threads_fd, int *threads_fd);
+void ls_loop_cb_split_enable(struct ls_loop *l);
+
 /* Wait up to timeout_ms for events and deliver them to on_slow_busy,
  * on_proc and on_stack, spending at most about 50 ms reading them (a
  * flooding target cannot keep the caller there).

@@ -14,6 +14,7 @@
 #include "loopscope/pytarget.h"
 
 struct ls_pycb;
+struct ls_loop;
 
 typedef void (*ls_slow_callback_fn)(const struct ls_slow_callback_event *e, void *ctx);
 
@@ -22,10 +23,18 @@ struct ls_pycb_opts {
 	ls_slow_callback_fn on_slow_callback; /* from ls_pycb_poll; may be NULL */
 	void *ctx;
 	const char *btf_path;                /* NULL: the running kernel's */
+	/* The epoll-level session of the same targets, whose scheduler
+	 * programs time every off-CPU episode: with it, slow-callback events
+	 * carry their exact split (ls_slow_callback_event.split; this session
+	 * shares two of its maps, ls_loop_cb_maps; kernel maps are reference-
+	 * counted, so either session may close first).
+	 * NULL: no split (LS_CB_SPLIT_NONE). */
+	struct ls_loop *loop;
 };
 
 /* Load bpf/pycallback.bpf.c (nothing attached yet). 0 and *out, or a
- * negative errno from libbpf (-EPERM without privileges). */
+ * negative errno from libbpf (-EPERM without privileges; with opts->loop,
+ * -EINVAL when its maps do not fit, which cannot happen with one build). */
 int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out);
 
 /* Start timing the callbacks of the resolved target t (ls_py_resolve): its

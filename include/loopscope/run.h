@@ -59,6 +59,11 @@ struct ls_run_slow {
 	char frames[1536];
 	pid_t pid, tid;
 	uint64_t start_ns, duration_ns;
+	/* Where its time went (times_known): on CPU, sleeping in the kernel,
+	 * waiting for a CPU; ns. Exact for a busy period and for a callback
+	 * whose event carries its split; else unknown (not the stack sums). */
+	bool times_known;
+	uint64_t on_cpu_ns, blocked_ns, runnable_ns;
 	bool allowed;       /* matched an --allow pattern: reported, not counted */
 };
 

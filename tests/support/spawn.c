@@ -114,6 +114,60 @@ int ls_test_wait(pid_t pid, int timeout_ms, int *status)
 	return -ETIMEDOUT;
 }
 
+int ls_test_wait_unreaped(pid_t pid, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 5) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+			return -errno;
+		if (si.si_pid == pid)
+			return 0;
+		nap_ms(5);
+	}
+	ls_test_kill(pid);
+	return -ETIMEDOUT;
+}
+
+static uint64_t runnable_of(const char *path)
+{
+	unsigned long long run = 0, wait = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+		wait = 0;
+	fclose(f);
+	return wait;
+}
+
+uint64_t ls_test_runnable_ns(pid_t pid, pid_t tid)
+{
+	char path[96];
+	uint64_t sum = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (tid) {
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+		return runnable_of(path);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat", (int)pid, de->d_name);
+		sum += runnable_of(path);
+	}
+	closedir(d);
+	return sum;
+}
+
 void ls_test_kill(pid_t pid)
 {
 	if (pid <= 0)

@@ -44,6 +44,19 @@ int ls_test_wait_substr(const char *path, const char *needle, int timeout_ms, ch
  * 128+signal). 0, or -ETIMEDOUT (the child is then killed and reaped). */
 int ls_test_wait(pid_t pid, int timeout_ms, int *status);
 
+/* Wait up to timeout_ms for pid to exit, without reaping it (waitid with
+ * WNOWAIT), so that its /proc files still read (ls_test_runnable_ns); reap
+ * it with ls_test_wait then. 0, or -ETIMEDOUT (then killed and reaped). */
+int ls_test_wait_unreaped(pid_t pid, int timeout_ms);
+
+/* Time thread tid of process pid has spent runnable but waiting for a CPU
+ * since it started, ns: the second field of /proc/PID/task/TID/schedstat
+ * (the scheduler's run_delay, Documentation/scheduler/sched-stats.rst).
+ * tid 0: the sum over every thread of pid. A zombie still reads. 0 when
+ * nothing reads. For tests whose truth is skewed by starvation (a loaded
+ * machine): the bound widens by what the thread waited. */
+uint64_t ls_test_runnable_ns(pid_t pid, pid_t tid);
+
 /* SIGKILL pid and reap it; pid <= 0 is ignored. */
 void ls_test_kill(pid_t pid);
 

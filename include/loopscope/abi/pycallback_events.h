@@ -68,6 +68,48 @@ enum ls_py_event_type {
 	LS_EV_SLOW_CALLBACK = 2, /* after LS_EV_SLOW_BUSY in loop_events.h */
 };
 
+/*
+ * A callback in progress on a thread (value of bpf/pycallback.bpf.c's
+ * `cb_threads` map, keyed by tid). The map is shared with bpf/loop.bpf.c
+ * (user space hands its fd over, ls_loop_cb_split): loop.bpf.c's
+ * sched_switch program, which already times every off-CPU episode of a loop
+ * thread in a busy period, adds each episode, as it ends (switch-in), to
+ * every frame open on the thread (blocked_ns ...). An episode that ends
+ * while a frame is open began after the frame did (a frame is entered and
+ * left on the CPU), so each frame's sums are exactly the off-CPU time
+ * between its start and its end, from the first nanosecond, at no cost per
+ * callback beyond zeroing them at entry.
+ */
+#define LS_CB_FR_CONTEXT 1u    /* a PyContext_Enter frame (else a context_run one) */
+#define LS_CB_FR_NESTED 2u     /* entered inside an open context_run: not counted */
+#define LS_CB_FR_DISPATCHER 4u /* another Enter frame was pushed on it: not counted */
+
+struct ls_cb_frame {
+	__u64 start_ns;
+	__u64 ctx;   /* the PyContext* entered (context_run's self, Enter's arg) */
+	__u32 flags; /* LS_CB_FR_* */
+	__s32 top_syscall;    /* syscall of the longest block, -1 none */
+	/* Off the CPU since start_ns (written by loop.bpf.c), ns. */
+	__u64 blocked_ns;     /* sleeping in the kernel */
+	__u64 runnable_ns;    /* runnable, waiting for a CPU */
+	__u64 top_block_ns;   /* the longest single block */
+	struct ls_cb_key key;
+};
+
+struct ls_cb_thread {
+	__u64 thread_start; /* task_struct.start_time: a reused tid starts afresh */
+	__u32 depth; /* frames open, of both sorts (some beyond the array) */
+	__u32 runs;  /* of which context_run frames */
+	struct ls_cb_frame frames[LS_CB_MAX_DEPTH];
+};
+
+/* ls_slow_callback_event.split */
+enum ls_cb_split {
+	LS_CB_SPLIT_NONE = 0,  /* no off-CPU accounting for this thread: blocked_ns,
+				* runnable_ns and top_* are 0 and mean nothing */
+	LS_CB_SPLIT_EXACT = 1, /* from the scheduler programs, over the whole callback */
+};
+
 /* A callback longer than the threshold, sent when it returns. */
 struct ls_slow_callback_event {
 	__u32 type; /* LS_EV_SLOW_CALLBACK */
@@ -75,6 +117,17 @@ struct ls_slow_callback_event {
 	struct ls_cb_key key;
 	__u64 start_ns;
 	__u64 duration_ns;
+	/* Where its time went (split == LS_CB_SPLIT_EXACT): on CPU =
+	 * duration - blocked - runnable. The split is exact when the thread
+	 * is a loop thread that bpf/loop.bpf.c follows, in one busy period
+	 * from the callback's start to its end; otherwise NONE (a callback on
+	 * a thread that never polls, or around a nested poll), and user space
+	 * falls back to the sums of the callback's stacks. */
+	__u64 blocked_ns;
+	__u64 runnable_ns;
+	__u64 top_block_ns;
+	__s32 top_syscall; /* x86-64 number, -1 none */
+	__u32 split;       /* enum ls_cb_split */
 };
 
 #endif /* LOOPSCOPE_PYCALLBACK_EVENTS_H */
