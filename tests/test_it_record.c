@@ -522,6 +522,9 @@ START_TEST(test_python_culprits)
 	ck_assert_ptr_nonnull(wf);
 	fclose(wf);
 	pair_wait(&p);
+	/* culprits.py writes its measurements when its rounds are done (no
+	 * write inside a busy period): wait for them, the "window" line last. */
+	ck_assert_int_eq(ls_test_wait_substr(applog, "\"window\"", 60000, line, sizeof(line)), 0);
 	ls_test_kill(app);
 	ls_test_wait(app, 10000, &status);
 

@@ -641,7 +641,7 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 		err = stacks_ids(w, st, &ids);
 	if (err)
 		return err;
-	p = begin(w, LS_REC_SLOW_CALLBACK, 4 + 16 + 2 * REC_CBKEY + stacks_size(st));
+	p = begin(w, LS_REC_SLOW_CALLBACK, 4 + 16 + 2 * REC_CBKEY + stacks_size(st) + 32);
 	if (!p) {
 		free(ids);
 		return fail(w);
@@ -651,7 +651,13 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 	rec_w64(p + 12, e->duration_ns);
 	p = cbkey_put(p + 20, &e->key, id, name);
 	p = cbkey_put(p, &e->key, sid, slow_name);
-	stacks_put(p, st, ids);
+	p = stacks_put(p, st, ids);
+	/* 1.2: the exact split (bpf/loop.bpf.c's off-CPU episodes) */
+	rec_w64(p, e->blocked_ns);
+	rec_w64(p + 8, e->runnable_ns);
+	rec_w64(p + 16, e->top_block_ns);
+	rec_w32(p + 24, (uint32_t)e->top_syscall);
+	rec_w32(p + 28, e->split);
 	free(ids);
 	return 0;
 }

@@ -593,6 +593,14 @@ static int get_slow_cb(struct ls_replay *r, const uint8_t *p, uint32_t len,
 	err = get_stacks(r, &p, end);
 	if (err)
 		return err;
+	/* Where its time went (format 1.2; absent before: split NONE). */
+	if (end - p >= 32) {
+		e->blocked_ns = rec_r64(p);
+		e->runnable_ns = rec_r64(p + 8);
+		e->top_block_ns = rec_r64(p + 16);
+		e->top_syscall = (int32_t)rec_r32(p + 24);
+		e->split = rec_r32(p + 28);
+	}
 	it->slow_cb = e;
 	it->cb_name = &r->cb_name;
 	it->cb_slow_name = &r->cb_slow_name;
