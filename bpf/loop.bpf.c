@@ -83,6 +83,36 @@ struct {
 	__type(value, struct ls_thread_stats);
 } threads SEC(".maps");
 
+/* The thread table's quota per target (issue #12 item 2; see
+ * LS_THREAD_QUOTA): writable, set by user space (ls_loop_opts.thread_quota). */
+__u32 thread_quota = LS_THREAD_QUOTA;
+__u64 threads_untracked; /* threads not tracked, all targets: over a quota */
+__u64 threads_table_full; /* poll entries whose new thread found the table full */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_TARGETS);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ls_target_threads);
+} target_threads SEC(".maps");
+
+/* Entries of each target user space deleted (exited threads), written by
+ * user space only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_TARGETS);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u64);
+} target_released SEC(".maps");
+
+/* Threads counted in `dropped` already: tid -> its start time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LS_UNTRACKED_MAX);
+	__type(key, __u32);  /* tid */
+	__type(value, __u64);
+} untracked SEC(".maps");
+
 /* One all-zero ls_thread_stats: the initial value of a new thread's entry
  * (16 KiB does not fit on the 512-byte BPF stack). Never written. */
 struct {
@@ -136,6 +166,37 @@ static __always_inline void disarm(struct ls_thread_stats *st)
 	st->walk_pending = 0;
 }
 
+/* Whether a new thread of tgid may take an entry of `threads`: its target
+ * is under its quota. Counts the entry as inserted (thread_unadmit undoes
+ * it when the map refuses it), or the thread as dropped, once per thread.
+ * Two threads of one target admitted at the same instant on two CPUs may
+ * pass the quota by one each: at most the quota plus one per CPU. */
+static __always_inline struct ls_target_threads *thread_admit(__u32 tgid, __u32 tid, __u64 start)
+{
+	struct ls_target_threads *q = bpf_map_lookup_elem(&target_threads, &tgid), zero = {};
+	__u64 *rel, *seen, used;
+
+	if (!q) {
+		bpf_map_update_elem(&target_threads, &tgid, &zero, BPF_NOEXIST);
+		q = bpf_map_lookup_elem(&target_threads, &tgid);
+		if (!q)
+			return NULL;
+	}
+	rel = bpf_map_lookup_elem(&target_released, &tgid);
+	used = q->inserted - q->evicted - (rel ? *rel : 0);
+	if (used < thread_quota) {
+		__sync_fetch_and_add(&q->inserted, 1);
+		return q;
+	}
+	seen = bpf_map_lookup_elem(&untracked, &tid);
+	if (!seen || *seen != start) {
+		bpf_map_update_elem(&untracked, &tid, &start, BPF_ANY);
+		__sync_fetch_and_add(&q->dropped, 1);
+		__sync_fetch_and_add(&threads_untracked, 1);
+	}
+	return NULL;
+}
+
 /* A busy_since slot for a new loop thread (compare-and-swap: a fetching
  * add needs BPF v3 atomics, which clang 14 does not emit by default). */
 static __always_inline __u32 take_slot(void)
@@ -178,16 +239,39 @@ static __always_inline struct ls_thread_stats *loop_thread(__u32 *tid_out)
 	/* A tid the kernel gave out again (another process, or a new thread
 	 * of the same one) must not inherit a dead thread's state. */
 	if (!st || st->tgid != tgid || st->thread_start != start) {
+		__u32 old_tgid = st ? st->tgid : 0;
+		struct ls_target_threads *q = NULL;
+
 		init = bpf_map_lookup_elem(&zero_stats, &zero);
 		if (!init)
 			return NULL;
+		/* A new entry, or one taken over from another process's dead
+		 * thread, counts against the target's quota (LS_THREAD_QUOTA). */
+		if (!st || old_tgid != tgid) {
+			q = thread_admit(tgid, tid, start);
+			if (!q)
+				return NULL;
+		}
 		if (st) {
 			disarm(st); /* the dead thread's armed walk */
 			busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
 			if (st->unmarked) /* its exit was not seen */
 				__sync_fetch_and_add(&unmarked, -1);
 		}
-		bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST);
+		if (bpf_map_update_elem(&threads, &tid, init, st ? BPF_EXIST : BPF_NOEXIST)) {
+			if (q) {
+				__sync_fetch_and_add(&q->inserted, -1);
+				if (!st)
+					__sync_fetch_and_add(&threads_table_full, 1);
+			}
+			return NULL;
+		}
+		if (st && old_tgid != tgid) {
+			struct ls_target_threads *oq = bpf_map_lookup_elem(&target_threads, &old_tgid);
+
+			if (oq)
+				__sync_fetch_and_add(&oq->evicted, 1);
+		}
 		st = bpf_map_lookup_elem(&threads, &tid);
 		if (!st)
 			return NULL;

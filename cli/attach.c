@@ -412,6 +412,8 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 	}
 	if (lost && !a->json)
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
+	if (a->loop) /* not in a replay */
+		cli_threads_report(a->loop, a->pids, a->npids, &a->gone, jr);
 	if (a->offcpu_unseen && !a->json)
 		printf("  OFF-CPU UNSEEN %llu: busy periods with off-CPU time the scheduler programs "
 		       "did not see; their blocked/runnable read low\n",
@@ -534,6 +536,7 @@ int cli_attach_run(const struct cli_attach_opts *op)
 
 	lopts.slow_threshold_ns = a.threshold_ns;
 	lopts.btf_path = a.btf_path;
+	lopts.thread_quota = o.thread_quota;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.ctx = &a;
 	if (cli_stacks_init(&a.stacks)) {
@@ -547,6 +550,7 @@ int cli_attach_run(const struct cli_attach_opts *op)
 		ret = err == -EPERM ? LS_EXIT_PERMISSION : LS_EXIT_ERROR;
 		goto cleanup;
 	}
+	a.loop = loop;
 	clock_gettime(CLOCK_REALTIME, &real);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	a.mono_to_real_ns = ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL +
@@ -658,8 +662,12 @@ int cli_attach_run(const struct cli_attach_opts *op)
 			cur = NULL;
 			prev_ns = now_ns;
 		}
-		if (now_ns >= next_tick)
+		if (now_ns >= next_tick) {
 			cli_stacks_prune(&a.stacks, now_ns);
+			/* Exited threads out of the kernel's table: a target
+			 * that churns threads does not keep it full. */
+			ls_loop_prune(loop, cli_gone_keep, &a.gone);
+		}
 		while (next_tick <= now_ns)
 			next_tick += a.interval_ns;
 	}
@@ -670,6 +678,7 @@ int cli_attach_run(const struct cli_attach_opts *op)
 		goto snapshot_failed;
 	cli_attach_record_snapshot(&a, cur, ncur, now_ns);
 	ls_loop_drain(loop, 300);
+	cli_gone_append(&a.gone, &cur, &ncur);
 	bool folded_failed = cli_stacks_write_folded(&a.stacks) != 0;
 
 	bool any_exited = false;
@@ -706,6 +715,7 @@ cleanup:
 	free(prev);
 	free(cur);
 	cli_stacks_close(&a.stacks);
+	cli_gone_free(&a.gone);
 	cli_attach_free(&a);
 	return ret;
 }

@@ -57,6 +57,8 @@ struct attach {
 	size_t nends;
 	struct cli_precise precise;
 	struct cli_stacks stacks;
+	struct cli_gone gone;   /* exited loop threads pruned from the table (cli/threads.c) */
+	struct ls_loop *loop;   /* the session (NULL in replay) */
 	/* recording (`record`, `attach --record FILE`) */
 	const char *record_path;
 	struct ls_record_writer *rec;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -43,6 +44,8 @@ void cli_attach_usage(FILE *f)
 		"                            its innermost frame there, outside the standard\n"
 		"                            library and site-packages (\"-> report app.py:22\")\n"
 		"      --btf FILE            kernel BTF to use when the kernel has none in sysfs\n"
+		"      --thread-quota N      threads of one process tracked at once (default 512,\n"
+		"                            1-4096): beyond it, new threads are counted, not tracked\n"
 		"      --record FILE         also record what is seen to FILE (docs/RECORD.md);\n"
 		"                            'loopscope report FILE' prints this report again\n"
 		"  -h, --help                this help\n"
@@ -65,6 +68,7 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "btf", required_argument, NULL, 'b' },
+		{ "thread-quota", required_argument, NULL, 'Q' },
 		{ "record", required_argument, NULL, 'R' },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 },
@@ -111,6 +115,17 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		case 'b':
 			a->btf_path = optarg;
 			break;
+		case 'Q': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (!*optarg || *end || v < 1 || v > 4096) {
+				fprintf(stderr, "loopscope: --thread-quota must be 1-4096\n");
+				return -EINVAL;
+			}
+			a->thread_quota = (unsigned int)v;
+			break;
+		}
 		case 'R':
 		case 'o':
 			if ((c == 'o') != record) {

@@ -148,6 +148,32 @@ void cli_stacks_close(struct cli_stacks *cs);
 /* ---- precise.c: CPython precise mode in `attach` ------------------------ */
 
 #define CLI_MAX_PIDS 64
+
+/* ---- cli/threads.c: exited threads and the thread table's counts ---- */
+
+/* Exited loop threads whose last figures stay for attach's report. */
+#define CLI_GONE_KEPT 64
+
+struct cli_gone {
+	struct ls_thread_view *v; /* at most CLI_GONE_KEPT, malloc'd on first use */
+	size_t n;
+	unsigned long long more;  /* exited loop threads beyond those kept */
+	unsigned long long idle;  /* exited threads that never completed an iteration */
+};
+
+/* ls_thread_gone_fn for ls_loop_prune (ctx: a struct cli_gone): keep v. */
+void cli_gone_keep(const struct ls_thread_view *v, void *ctx);
+/* Append the kept views to *cur (realloc'd; *ncur grows). 0, or -1 on
+ * ENOMEM (*cur unchanged). */
+int cli_gone_append(const struct cli_gone *g, struct ls_thread_view **cur, size_t *ncur);
+void cli_gone_free(struct cli_gone *g);
+/* The report's lines (text: targets with untracked threads, exited
+ * threads not listed, a full table) or, with jr, its JSON fields
+ * "thread_table" [{pid, tracked, untracked, pruned}], "thread_quota",
+ * "threads_table_full", "exited_threads_not_listed" (only when a thread
+ * was untracked or pruned: a replayed recording has none of them). */
+void cli_threads_report(struct ls_loop *l, const pid_t *pids, int npids, const struct cli_gone *g,
+			json_object *jr);
 /* Python processes in precise mode at once (run follows descendants). */
 #define CLI_MAX_TARGETS LS_MAX_PY_TARGETS
 
@@ -251,6 +277,7 @@ struct cli_attach_opts {
 	uint64_t interval_ns;      /* -i; 1 s */
 	bool json;                 /* --json */
 	const char *btf_path;      /* --btf; NULL: the running kernel's */
+	unsigned int thread_quota; /* --thread-quota; 0: LS_THREAD_QUOTA */
 	struct cli_common common;
 	const char *record_path;   /* --record FILE (record: -o FILE); NULL without */
 	bool no_report;            /* record: no report at the end */

@@ -387,6 +387,25 @@ static void wait_for(struct view *v, uint64_t ns, int key_fd, bool *key_q)
 	}
 }
 
+/* Targets with threads the kernel's table did not track (over their
+ * quota, #12 item 2): one line each; and a full table. */
+static void print_untracked(json_object *targets, json_object *stats)
+{
+	for (size_t i = 0; targets && i < json_object_array_length(targets); i++) {
+		json_object *t = json_object_array_get_idx(targets, i);
+
+		if (ju64(t, "threads_untracked"))
+			printf("pid %d (%s): %llu threads not tracked (over its quota of %llu threads "
+			       "at once); %llu exited ones pruned\n", (int)ju64(t, "pid"),
+			       jstr(t, "service"), (unsigned long long)ju64(t, "threads_untracked"),
+			       (unsigned long long)ju64(stats, "thread_quota"),
+			       (unsigned long long)ju64(t, "threads_pruned"));
+	}
+	if (ju64(stats, "thread_table_full"))
+		printf("thread table full: %llu polls of new threads not tracked\n",
+		       (unsigned long long)ju64(stats, "thread_table_full"));
+}
+
 int cli_status(int argc, char **argv)
 {
 	struct view v = { .fd = -1 };
@@ -428,6 +447,7 @@ int cli_status(int argc, char **argv)
 		       targets ? json_object_array_length(targets) : 0,
 		       targets && json_object_array_length(targets) == 1 ? "" : "es");
 		print_threads(&v, stdout, stats, 1 << 30, &nloops);
+		print_untracked(targets, stats);
 		printf("slow events (latest %d):\n", v.nslow < 20 ? v.nslow : 20);
 		print_slow(&v, stdout, 20);
 	}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/config.h"
 #include "loopscope/duration.h"
 
@@ -195,6 +196,13 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 				ret = fail(err, len, path, line, "max_targets must be an integer 1-1024");
 			else
 				c->max_targets = config_setting_get_int(s);
+		} else if (!strcmp(key, "thread_quota")) {
+			if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 1 ||
+			    config_setting_get_int(s) > LS_MAX_THREADS)
+				ret = fail(err, len, path, line, "thread_quota must be an integer 1-%d",
+					   LS_MAX_THREADS);
+			else
+				c->thread_quota = config_setting_get_int(s);
 		} else if (!strcmp(key, "stacks")) {
 			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
 				ret = fail(err, len, path, line, "stacks must be true or false");
@@ -220,9 +228,9 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		} else {
 			ret = fail(err, len, path, line,
 				   "unknown setting '%s' (listen, socket, threshold, interval, grace, "
-				   "scan, max_targets, stacks, btf, flight_dir, flight_seconds, flight_bytes, "
-				   "flight_threshold, flight_after, flight_max_files, flight_max_bytes, "
-				   "rules)", key);
+				   "scan, max_targets, thread_quota, stacks, btf, flight_dir, flight_seconds, "
+				   "flight_bytes, flight_threshold, flight_after, flight_max_files, "
+				   "flight_max_bytes, rules)", key);
 		}
 	}
 out:

@@ -14,6 +14,7 @@
 
 #include <bpf/libbpf.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/config.h"
 #include "loopscope/ctl.h"
 #include "loopscope/monitor.h"
@@ -49,6 +50,7 @@ static void usage(FILE *f)
 		"      --grace DURATION     keep an exited process's series this long (default 30s)\n"
 		"      --scan DURATION      /proc scan period besides exec events (default 10s)\n"
 		"      --max-targets N      processes monitored at once (default 512, max 1024)\n"
+		"      --thread-quota N     threads of one process tracked at once (default 512, max 4096)\n"
 		"      --listen HOST:PORT   Prometheus endpoint (default " LS_CFG_DEFAULT_LISTEN "; none: off)\n"
 		"      --socket PATH        control socket (default " LS_CFG_DEFAULT_SOCKET "; none: off)\n"
 		"      --btf FILE           kernel BTF when the kernel has none in sysfs\n"
@@ -74,7 +76,7 @@ struct flags {
 	enum ls_mode mode;
 	uint64_t threshold_ns, interval_ns, grace_ns, scan_ns;
 	bool grace_set;
-	int max_targets;
+	int max_targets, thread_quota;
 	const char *listen, *socket_path, *btf;
 	bool check;
 };
@@ -92,6 +94,7 @@ static int parse_flags(int argc, char **argv, struct flags *fl)
 		{ "grace", required_argument, NULL, 'g' },
 		{ "scan", required_argument, NULL, 's' },
 		{ "max-targets", required_argument, NULL, 'M' },
+		{ "thread-quota", required_argument, NULL, 'Q' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "socket", required_argument, NULL, 'u' },
 		{ "btf", required_argument, NULL, 'b' },
@@ -165,6 +168,17 @@ static int parse_flags(int argc, char **argv, struct flags *fl)
 			fl->max_targets = (int)v;
 			break;
 		}
+		case 'Q': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v < 1 || v > LS_MAX_THREADS) {
+				fprintf(stderr, "loopscoped: --thread-quota must be 1-%d\n", LS_MAX_THREADS);
+				return LS_EXIT_USAGE;
+			}
+			fl->thread_quota = (int)v;
+			break;
+		}
 		case 'l': {
 			char host[64];
 			int port;
@@ -231,6 +245,8 @@ static int build_config(const struct flags *fl, struct ls_config *c)
 		c->scan_ns = fl->scan_ns;
 	if (fl->max_targets)
 		c->max_targets = fl->max_targets;
+	if (fl->thread_quota)
+		c->thread_quota = fl->thread_quota;
 	if (fl->listen)
 		snprintf(c->listen, sizeof(c->listen), "%s", strcmp(fl->listen, "none") ? fl->listen : "");
 	if (fl->socket_path)

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 
 #include "loopscope/prom.h"
+#include "loopscope/loopscope.h"
 #include "loopscope/utf8.h"
 
 /* 50 us .. 10 s in 1-2.5-5 steps: loop lag of a healthy asyncio loop is
@@ -206,6 +207,41 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 		put_label(f, "python", buf, false);
 		put_label(f, "state", t->exited_ns ? "exited" : "running", false);
 		fprintf(f, "} 1\n");
+	}
+	header(f, "loopscope_threads_untracked_total", "counter",
+	       "Threads of a target not tracked: it was at its quota of threads in the kernel's table.");
+	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+		const struct ls_mon_target *t = ls_mon_target_at(m, i);
+
+		fprintf(f, "loopscope_threads_untracked_total{");
+		put_labels(f, t, 0);
+		fprintf(f, "} %llu\n", (unsigned long long)t->threads_untracked);
+	}
+	header(f, "loopscope_threads_pruned_total", "counter",
+	       "Exited threads of a target removed from the kernel's table (their series dropped).");
+	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
+		const struct ls_mon_target *t = ls_mon_target_at(m, i);
+
+		fprintf(f, "loopscope_threads_pruned_total{");
+		put_labels(f, t, 0);
+		fprintf(f, "} %llu\n", (unsigned long long)t->threads_pruned);
+	}
+	{
+		struct ls_loop_table_counts tc;
+
+		ls_mon_thread_table(m, &tc);
+		header(f, "loopscope_thread_quota", "gauge",
+		       "Threads one target may have tracked at once (the kernel table's quota).");
+		fprintf(f, "loopscope_thread_quota %u\n", tc.quota);
+		header(f, "loopscope_threads_untracked_all_total", "counter",
+		       "Threads not tracked over a quota, all targets since the agent started.");
+		fprintf(f, "loopscope_threads_untracked_all_total %llu\n", (unsigned long long)tc.untracked);
+		header(f, "loopscope_threads_pruned_all_total", "counter",
+		       "Exited threads removed from the kernel's table, all targets since the agent started.");
+		fprintf(f, "loopscope_threads_pruned_all_total %llu\n", (unsigned long long)tc.pruned);
+		header(f, "loopscope_thread_table_full_total", "counter",
+		       "Polls of new threads refused because the whole thread table was full.");
+		fprintf(f, "loopscope_thread_table_full_total %llu\n", (unsigned long long)tc.table_full);
 	}
 	header(f, "loopscope_lost_events_total", "counter",
 	       "Events the kernel-to-agent ring buffers could not take (they were full).");

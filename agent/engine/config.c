@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loopscope/abi/loop_events.h"
 #include "loopscope/config.h"
 #include "loopscope/duration.h"
 
@@ -22,6 +23,7 @@ void ls_config_defaults(struct ls_config *c)
 	c->grace_ns = 30000000000ULL;
 	c->scan_ns = 10000000000ULL;
 	c->max_targets = 512;
+	c->thread_quota = LS_THREAD_QUOTA;
 	c->stacks = true;
 	c->flight_seconds_ns = 30000000000ULL;
 	c->flight_bytes = 4ULL << 20;

@@ -9,6 +9,7 @@
 
 #include "loopscope/ctl.h"
 #include "loopscope/json.h"
+#include "loopscope/loopscope.h"
 #include "loopscope/names.h"
 
 json_object *ls_ctl_error(const char *msg)
@@ -67,6 +68,8 @@ static json_object *target_json(const struct ls_mon_target *t)
 	ls_json_add_u64(o, "exec_ns", t->seen_ns);
 	ls_json_add_u64(o, "exited_ns", t->exited_ns);
 	json_object_object_add(o, "threads", json_object_new_int((int)t->nthreads));
+	ls_json_add_u64(o, "threads_untracked", t->threads_untracked);
+	ls_json_add_u64(o, "threads_pruned", t->threads_pruned);
 	return o;
 }
 
@@ -94,6 +97,15 @@ static json_object *cmd_stats(struct ls_mon *m)
 	ls_json_add_u64(r, "offcpu_unseen", ls_mon_offcpu_unseen(m));
 	ls_json_add_u64(r, "names_cached", ls_mon_names_cached(m));
 	ls_json_add_u64(r, "names_evicted", ls_mon_name_evictions(m));
+	{
+		struct ls_loop_table_counts tc;
+
+		ls_mon_thread_table(m, &tc);
+		ls_json_add_u64(r, "thread_quota", tc.quota);
+		ls_json_add_u64(r, "threads_untracked", tc.untracked);
+		ls_json_add_u64(r, "threads_pruned", tc.pruned);
+		ls_json_add_u64(r, "thread_table_full", tc.table_full);
+	}
 	{
 		struct ls_mon_flight_stats fs;
 		json_object *f = json_object_new_object();

@@ -42,6 +42,7 @@ struct ls_mon {
 	size_t nslow;
 	uint64_t slow_seq;
 	uint64_t attached_total;
+	uint64_t tick_gen;           /* windows cut so far (ls_mon_thread.seen_gen) */
 	uint64_t next_tick_ns, next_scan_ns, window_end_ns;
 	bool limit_logged;
 	pid_t self;
@@ -73,6 +74,13 @@ struct ls_mon_target *ls_mon_find_target(struct ls_mon *m, pid_t pid);
 /* Thread tid of t; with create, added (its name read) when missing. NULL
  * when missing and not created, or on ENOMEM. */
 struct ls_mon_thread *ls_mon_find_thread(struct ls_mon_target *t, uint32_t tid, bool create);
+
+/* A precise-mode job (set-up, take-down, version lookup) running longer
+ * than this is abandoned (#12 item 3): normal ones take 10-500 ms, a
+ * take-down ~0.7 s (RCU). And how long ls_mon_close waits for the job in
+ * progress before it leaves a stuck worker to the process's exit. */
+#define LS_MON_JOB_TIMEOUT_NS 5000000000ULL
+#define LS_MON_CLOSE_WAIT_NS 2000000000ULL
 
 /* ---- precise.c ---- */
 

@@ -139,7 +139,13 @@ static int add_target(struct ls_mon *m, pid_t pid, const struct ls_proc_info *pi
  * last figures for the grace period. Call with the lock held. */
 static void retire_target(struct ls_mon *m, struct ls_mon_target *t, const char *why)
 {
+	struct ls_loop_thread_counts c;
+
 	ls_mon_precise_stop(m, t);
+	if (ls_loop_thread_counts(m->loop, t->pid, &c) == 0) {
+		t->threads_untracked = c.untracked;
+		t->threads_pruned = c.pruned;
+	}
 	ls_loop_remove_target(m->loop, t->pid);
 	ls_discover_watch(m->disc, t->pid, false);
 	t->exited_ns = ls_sys_now_ns();
@@ -316,6 +322,9 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 		scan_proc(m);
 		m->next_scan_ns = now + m->cfg.scan_ns;
 	}
+	/* A set-up that hangs (a target blocking it) is abandoned. */
+	if (m->jobs)
+		ls_jobq_watch(m->jobs, now);
 	/* Precise-mode set-ups due (new targets, retries after an exec). */
 	ls_mon_lock(m);
 	for (size_t i = 0; i < m->ntargets; i++) {
@@ -383,6 +392,7 @@ int ls_mon_open(const struct ls_config *cfg, ls_mon_log_fn log, void *log_ctx,
 		goto cleanup;
 	}
 	lopts.slow_threshold_ns = cfg->threshold_ns;
+	lopts.thread_quota = (unsigned int)cfg->thread_quota;
 	lopts.btf_path = btf;
 	lopts.on_slow_busy = ls_mon_on_slow_busy;
 	lopts.ctx = m;
@@ -535,8 +545,17 @@ void ls_mon_close(struct ls_mon *m)
 	if (!m)
 		return;
 	/* The worker finishes the job in progress; ls_pycb_close takes down
-	 * every uprobe left, queued for removal or not. */
-	ls_jobq_free(m->jobs);
+	 * every uprobe left, queued for removal or not. A worker stuck in a
+	 * job (a target blocking its set-up) is not waited for beyond
+	 * LS_MON_CLOSE_WAIT_NS: what it may still touch (the engine, the
+	 * precise session) is left to the process's exit, which closes every
+	 * BPF link and program with its file descriptors. */
+	if (!ls_jobq_free(m->jobs, LS_MON_CLOSE_WAIT_NS)) {
+		ls_mon_log(m, "a precise-mode job is stuck; leaving it to the exit");
+		ls_discover_close(m->disc);
+		ls_loop_close(m->loop);
+		return;
+	}
 	ls_discover_close(m->disc);
 	ls_pycb_close(m->pycb);
 	ls_loop_close(m->loop);
@@ -603,6 +622,11 @@ uint64_t ls_mon_name_evictions(const struct ls_mon *m)
 size_t ls_mon_names_cached(const struct ls_mon *m)
 {
 	return ls_pyname_cache_size(m->names);
+}
+
+void ls_mon_thread_table(const struct ls_mon *m, struct ls_loop_table_counts *out)
+{
+	ls_loop_table_counts(m->loop, out);
 }
 
 uint64_t ls_mon_attached_total(const struct ls_mon *m)

@@ -288,7 +288,36 @@ void ls_mon_precise_step(struct ls_mon *m, struct ls_mon_target *t, uint64_t now
 	}
 }
 
+/* A job ran past LS_MON_JOB_TIMEOUT_NS (ls_jobq_timeout_fn, on the
+ * engine's thread): the target blocks its own set-up (its files or memory
+ * do not answer). It stays in light mode, not tried again; the jobs behind
+ * it go on in a new worker. */
+static void job_timed_out(const void *job, void *ctx)
+{
+	const struct precise_job *j = job;
+	struct ls_mon *m = ctx;
+	struct ls_mon_target *t;
+
+	ls_mon_lock(m);
+	t = j->add ? find_target_at(m, j->pid, j->attached_ns) : NULL;
+	if (t && j->version) {
+		t->version_queued = false;
+		t->version_tries = RESOLVE_TRIES;
+	} else if (t) {
+		t->precise_queued = false;
+		t->resolve_tries = RESOLVE_TRIES;
+		snprintf(t->note, sizeof(t->note), "precise-mode set-up did not finish in %llu s (the "
+			 "process's files or memory do not answer)",
+			 (unsigned long long)(LS_MON_JOB_TIMEOUT_NS / 1000000000ULL));
+	}
+	ls_mon_log(m, "pid %d: %s did not finish in %llu s; abandoned (later targets go on)",
+		   (int)j->pid, !j->add ? "precise-mode take-down" : j->version ? "version lookup" :
+		   "precise-mode set-up", (unsigned long long)(LS_MON_JOB_TIMEOUT_NS / 1000000000ULL));
+	ls_mon_unlock(m);
+}
+
 struct ls_jobq *ls_mon_precise_queue(struct ls_mon *m)
 {
-	return ls_jobq_new(sizeof(struct precise_job), run_job, pick_job, m);
+	return ls_jobq_new(sizeof(struct precise_job), run_job, pick_job, job_timed_out,
+			   LS_MON_JOB_TIMEOUT_NS, m);
 }

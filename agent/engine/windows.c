@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* The engine's windows: every interval, each loop thread's figures since
  * the last one, and precise-mode targets' callback histograms. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "loopscope/abi/pycallback_events.h"
@@ -84,6 +88,55 @@ static void sum_callback(const struct ls_cb_key *k, const struct ls_cb_stats *st
 	ls_hist_merge(&pp->v[i].h, &st->duration);
 }
 
+/* Whether thread tid of pid still exists (/proc/PID/task/TID); anything
+ * but ENOENT counts as alive. */
+static bool thread_exists(pid_t pid, uint32_t tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%u", (int)pid, tid);
+	return access(path, F_OK) == 0 || errno != ENOENT;
+}
+
+/* A live target's threads the kernel's table no longer has (pruned: they
+ * exited) go, with their series: /metrics and the engine's memory follow
+ * the threads alive, not every thread ever seen. Threads known only from
+ * a slow callback event go when they exit. Its table counts are copied.
+ * Lock held. */
+static void drop_gone_threads(struct ls_mon *m, struct ls_mon_target *t)
+{
+	struct ls_loop_thread_counts c;
+	size_t kept = 0;
+
+	if (t->exited_ns)
+		return; /* its last figures stay for the grace period */
+	if (ls_loop_thread_counts(m->loop, t->pid, &c) == 0) {
+		t->threads_untracked = c.untracked;
+		t->threads_pruned = c.pruned;
+	}
+	for (size_t j = 0; j < t->nthreads; j++) {
+		struct ls_mon_thread *th = &t->threads[j];
+
+		if (th->has_stats ? th->seen_gen != m->tick_gen : !thread_exists(t->pid, th->tid))
+			continue;
+		if (kept != j)
+			t->threads[kept] = *th;
+		kept++;
+	}
+	if (kept == t->nthreads)
+		return;
+	t->nthreads = kept;
+	if (kept) {
+		struct ls_mon_thread *s = realloc(t->threads, kept * sizeof(*s));
+
+		if (s)
+			t->threads = s;
+	} else {
+		free(t->threads);
+		t->threads = NULL;
+	}
+}
+
 void ls_mon_tick(struct ls_mon *m)
 {
 	struct ls_thread_view *v = NULL;
@@ -94,6 +147,9 @@ void ls_mon_tick(struct ls_mon *m)
 	bool cb_ok = false;
 	uint64_t now;
 
+	/* Exited threads leave the kernel's table first (#12 item 2): a
+	 * target churning threads neither fills it nor grows the copy. */
+	ls_loop_prune(m->loop, NULL, NULL);
 	if (ls_loop_snapshot(m->loop, &v, &n, &now))
 		return;
 	/* A failed walk leaves the callback histograms as they were. */
@@ -101,6 +157,7 @@ void ls_mon_tick(struct ls_mon *m)
 		cb_ok = (cur = malloc(sizeof(*cur))) != NULL;
 	w = malloc(sizeof(*w));
 	ls_mon_lock(m);
+	m->tick_gen++;
 	for (size_t i = 0; w && i < n; i++) {
 		struct ls_mon_target *t = ls_mon_find_target(m, (pid_t)v[i].tgid);
 		struct ls_mon_thread *th;
@@ -115,7 +172,10 @@ void ls_mon_tick(struct ls_mon *m)
 		th->stats = v[i];
 		th->stats_ns = now;
 		th->has_stats = true;
+		th->seen_gen = m->tick_gen;
 	}
+	for (size_t i = 0; w && i < m->ntargets; i++)
+		drop_gone_threads(m, &m->targets[i]);
 	for (size_t i = 0; cb_ok && i < m->ntargets; i++) {
 		struct ls_mon_target *t = &m->targets[i];
 

@@ -20,8 +20,31 @@ struct ls_elf {
 	Elf *elf;
 	GElf_Ehdr ehdr;
 	size_t shstrndx;
+	uint64_t file_size;   /* st_size at open */
 	Elf_Scn *symtab, *dynsym, *rela_dyn;
 };
+
+/* Whether a section can be walked whole: within the file (a section that
+ * claims more than the file holds is forged or truncated) and at most
+ * LS_ELF_SECTION_MAX bytes; SHT_NOBITS has no bytes to read. */
+static bool section_ok(const struct ls_elf *e, const GElf_Shdr *sh)
+{
+	return sh->sh_type != SHT_NOBITS && sh->sh_size <= LS_ELF_SECTION_MAX &&
+	       sh->sh_offset <= e->file_size && sh->sh_size <= e->file_size - sh->sh_offset;
+}
+
+/* A symbol table or .rela.dyn that can be walked, with the section its
+ * sh_link names (the strings; for .rela.dyn, the symbols) also fine. */
+static bool table_ok(struct ls_elf *e, const GElf_Shdr *sh)
+{
+	Elf_Scn *link;
+	GElf_Shdr lsh;
+
+	if (!section_ok(e, sh) || !sh->sh_entsize)
+		return false;
+	link = elf_getscn(e->elf, sh->sh_link);
+	return link && gelf_getshdr(link, &lsh) && section_ok(e, &lsh);
+}
 
 int ls_elf_open(const char *path, struct ls_elf **out)
 {
@@ -45,6 +68,7 @@ int ls_elf_open(const char *path, struct ls_elf **out)
 		err = -EINVAL;
 		goto cleanup;
 	}
+	e->file_size = (uint64_t)st.st_size;
 	e->elf = elf_begin(e->fd, ELF_C_READ_MMAP, NULL);
 	if (!e->elf || elf_kind(e->elf) != ELF_K_ELF || gelf_getclass(e->elf) != ELFCLASS64 ||
 	    !gelf_getehdr(e->elf, &e->ehdr) || e->ehdr.e_machine != EM_X86_64 ||
@@ -57,6 +81,9 @@ int ls_elf_open(const char *path, struct ls_elf **out)
 		if (!gelf_getshdr(scn, &sh))
 			continue;
 		name = elf_strptr(e->elf, e->shstrndx, sh.sh_name);
+		if ((sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_RELA) &&
+		    !table_ok(e, &sh))
+			continue; /* too large, or not in the file: as if absent */
 		if (sh.sh_type == SHT_SYMTAB && !e->symtab)
 			e->symtab = scn;
 		else if (sh.sh_type == SHT_DYNSYM && !e->dynsym)
@@ -164,7 +191,10 @@ static int segment(struct ls_elf *e, uint64_t vaddr, uint64_t len, GElf_Phdr *ph
 		if (!gelf_getphdr(e->elf, (int)i, ph) || ph->p_type != PT_LOAD)
 			continue;
 		if (vaddr >= ph->p_vaddr && vaddr - ph->p_vaddr < ph->p_filesz &&
-		    len <= ph->p_filesz - (vaddr - ph->p_vaddr))
+		    len <= ph->p_filesz - (vaddr - ph->p_vaddr) &&
+		    /* and in the file: a segment may claim more than it holds */
+		    ph->p_offset <= e->file_size &&
+		    vaddr - ph->p_vaddr + len <= e->file_size - ph->p_offset)
 			return 0;
 	}
 	return -EFAULT;
@@ -183,7 +213,7 @@ int ls_elf_vaddr_to_offset(struct ls_elf *e, uint64_t vaddr, uint64_t *offset)
 int ls_elf_read(struct ls_elf *e, uint64_t vaddr, void *buf, size_t len)
 {
 	GElf_Phdr ph;
-	int err = segment(e, vaddr, len, &ph);
+	int err = len > LS_ELF_READ_MAX ? -E2BIG : segment(e, vaddr, len, &ph);
 	ssize_t n;
 
 	if (err)

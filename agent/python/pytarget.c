@@ -65,24 +65,18 @@ static int version_from_name(const char *path, int *major, int *minor)
 /* PY_VERSION (Include/patchlevel.h), a string literal "3.11.2" in .rodata,
  * possibly tail-merged into another string ("/root/.pyenv/versions/3.12.1"):
  * the first NUL-terminated "3.M.P[suffix]" with M >= 6 not preceded by a
- * digit or a dot (other libraries' "3.2.0" strings are skipped by M). */
-static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
-{
-	struct ls_elf_section s;
-	char *buf;
-	size_t i;
-	int ret = -1;
+ * digit or a dot (other libraries' "3.2.0" strings are skipped by M).
+ * Read in chunks of RODATA_CHUNK, at most LS_ELF_SECTION_MAX bytes of the
+ * section (a target's file may claim any size: the memory used is one
+ * chunk, the time bounded by the cap; ls_elf_read checks the file's end). */
+#define RODATA_CHUNK (64u << 10)
+#define RODATA_OVERLAP 64 /* longer than any version string: one split by a chunk's end is seen whole in the next */
 
-	if (ls_elf_section(e, ".rodata", &s) || !s.size || s.size > (256u << 20))
-		return -1;
-	buf = malloc(s.size + 1);
-	if (!buf)
-		return -1;
-	if (ls_elf_read(e, s.addr, buf, s.size))
-		goto cleanup;
-	buf[s.size] = '\0';
-	for (i = 0; i + 5 < s.size && ret; i++) {
-		char *p = buf + i, *end;
+static int version_in(const char *buf, size_t n, size_t from, int *major, int *minor)
+{
+	for (size_t i = from; i + 5 < n; i++) {
+		const char *p = buf + i;
+		char *end;
 		long m;
 
 		if (p[0] != '3' || p[1] != '.' || (i && (isdigit((unsigned char)p[-1]) || p[-1] == '.')))
@@ -93,13 +87,48 @@ static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
 		strtol(end + 1, &end, 10);
 		while (isalnum((unsigned char)*end) || *end == '+') /* a1, rc2, + */
 			end++;
-		if (*end == '\0') {
+		if (*end == '\0' && end < buf + n) { /* its NUL in the data */
 			*major = 3;
 			*minor = (int)m;
-			ret = 0;
+			return 0;
 		}
 	}
-cleanup:
+	return -1;
+}
+
+static int version_from_rodata(struct ls_elf *e, int *major, int *minor)
+{
+	struct ls_elf_section s;
+	uint64_t size, done = 0;
+	char *buf;
+	int ret = -1;
+
+	if (ls_elf_section(e, ".rodata", &s) || !s.size)
+		return -1;
+	size = s.size < LS_ELF_SECTION_MAX ? s.size : LS_ELF_SECTION_MAX;
+	buf = malloc(RODATA_OVERLAP + RODATA_CHUNK + 1);
+	if (!buf)
+		return -1;
+	/* buf: the last RODATA_OVERLAP bytes of the previous chunk (keep),
+	 * then this one: a string cut by a chunk's end is seen whole in the
+	 * next (the NUL after the data does not count as its end). Matches
+	 * start after the overlap's first byte, whose predecessor is gone
+	 * (it was looked at with it, in the previous chunk). */
+	size_t keep = 0;
+
+	while (done < size && ret) {
+		size_t n = size - done < RODATA_CHUNK ? (size_t)(size - done) : RODATA_CHUNK, len, k;
+
+		if (ls_elf_read(e, s.addr + done, buf + keep, n))
+			break;
+		len = keep + n;
+		buf[len] = '\0';
+		ret = version_in(buf, len, keep ? 1 : 0, major, minor);
+		done += n;
+		k = len < RODATA_OVERLAP ? len : RODATA_OVERLAP;
+		memmove(buf, buf + len - k, k);
+		keep = k;
+	}
 	free(buf);
 	return ret;
 }
@@ -309,8 +338,45 @@ static void host_path_of(pid_t pid, const char *path, unsigned long start, unsig
 		snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
 }
 
+/* Whether device major:minor of process pid's mount namespace is a FUSE
+ * file system (/proc/PID/mountinfo, proc(5): field 3 "major:minor", the
+ * type after " - "; "fuse", "fuse.sshfs", "fuseblk"), with its type in
+ * type. Its server is a process that may never answer a read, and a read
+ * it holds waits uninterruptibly (fs/fuse/dev.c, request_wait_answer):
+ * such a file is not read at all (issue #12 item 3). Only procfs is read
+ * here, never the file system itself. */
+static bool on_fuse(pid_t pid, unsigned major, unsigned minor, char *type, size_t len)
+{
+	char path[64], line[4096];
+	bool fuse = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!fuse && fgets(line, sizeof(line), f)) {
+		unsigned ma, mi;
+		char *dash;
+
+		if (sscanf(line, "%*s %*s %u:%u", &ma, &mi) != 2 || ma != major || mi != minor ||
+		    !(dash = strstr(line, " - ")))
+			continue;
+		dash += 3;
+		dash[strcspn(dash, " \n")] = '\0';
+		if (!strncmp(dash, "fuse", 4)) {
+			fuse = true;
+			snprintf(type, len, "%s", dash);
+		}
+	}
+	fclose(f);
+	return fuse;
+}
+
 int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 {
+	unsigned lib_dev[2] = { 0 }, exe_dev[2] = { 0 }, aio_dev[2] = { 0 };
+	char fstype[64];
 	char who[32], maps[64], exe[PATH_MAX] = "", line[PATH_MAX + 128];
 	char aio[PATH_MAX] = "", aio_host[PATH_MAX + 64] = "";
 	uint64_t lib_start = 0, lib_end = 0, exe_start = 0, exe_end = 0, aio_start = 0, aio_end = 0;
@@ -336,10 +402,12 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	/* "start-end perms offset dev inode   path" (proc(5)) */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end, off;
+		unsigned dmaj, dmin;
 		int pos = 0;
 		char *p;
 
-		if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %n", &start, &end, &off, &pos) < 3 || !pos)
+		if (sscanf(line, "%lx-%lx %*s %lx %x:%x %*s %n", &start, &end, &off, &dmaj, &dmin,
+			   &pos) < 5 || !pos)
 			continue;
 		p = line + pos;
 		p[strcspn(p, "\n")] = '\0';
@@ -349,13 +417,19 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 		if (!lib_start && !strncmp(base_name(p), "libpython", 9)) {
 			lib_start = start;
 			lib_end = end;
+			lib_dev[0] = dmaj;
+			lib_dev[1] = dmin;
 			snprintf(out->path, sizeof(out->path), "%s", p);
 		} else if (!exe_start && *exe && !strcmp(p, exe)) {
 			exe_start = start;
 			exe_end = end;
+			exe_dev[0] = dmaj;
+			exe_dev[1] = dmin;
 		} else if (!aio_start && is_asyncio_ext(p)) {
 			aio_start = start;
 			aio_end = end;
+			aio_dev[0] = dmaj;
+			aio_dev[1] = dmin;
 			snprintf(aio, sizeof(aio), "%s", p);
 		}
 	}
@@ -369,6 +443,17 @@ int ls_py_resolve(pid_t pid, struct ls_py_target *out)
 	out->shared = lib_start != 0;
 	if (!out->shared)
 		snprintf(out->path, sizeof(out->path), "%s", exe);
+	{
+		const unsigned *dev = out->shared ? lib_dev : exe_dev;
+
+		if (on_fuse(pid, dev[0], dev[1], fstype, sizeof(fstype))) {
+			snprintf(out->error, sizeof(out->error), "%s%.160s is on a FUSE file system (%.40s): "
+				 "not read (its server could stall loopscope)", who, out->path, fstype);
+			return -EREMOTE;
+		}
+		if (aio_start && on_fuse(pid, aio_dev[0], aio_dev[1], fstype, sizeof(fstype)))
+			aio_start = 0; /* the Task offsets are an extra: without them */
+	}
 	/* Paths in maps are as the target sees them: open them through its
 	 * root so targets in other mount namespaces (containers) work too. */
 	host_path_of(pid, out->path, out->shared ? lib_start : exe_start,

@@ -24,6 +24,10 @@
 #include "ringbuf.h"
 
 
+struct ls_thread_stats;
+struct ls_thread_view;
+static void view_of(const struct ls_thread_stats *st, struct ls_thread_view *v);
+
 struct ls_loop {
 	struct loop_bpf *skel;
 	struct ls_ringbuf *rb;
@@ -36,6 +40,7 @@ struct ls_loop {
 	bool follow;                    /* targets' children become targets */
 	struct sampled *sampled;        /* per target: its threads' cpu-clock events */
 	int nsampled;
+	uint64_t pruned;                /* entries ls_loop_prune removed, all targets */
 	/* The sampler's gate (gate_main): a target's events exist only while
 	 * one of its loop threads' busy period is past the stack-after time. */
 	pthread_mutex_t gate_lock;      /* sampled[], nsampled */
@@ -303,6 +308,8 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 		return -errno;
 	l->skel->bss->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
+	l->skel->data->thread_quota =
+		opts && opts->thread_quota ? opts->thread_quota : LS_THREAD_QUOTA;
 	if (!opts || !opts->follow_children) {
 		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
 		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
@@ -437,7 +444,160 @@ int ls_loop_remove_target(struct ls_loop *l, pid_t pid)
 	}
 	free(tids);
 	free(st);
+	/* Its quota counts last: no thread of it can be admitted now. */
+	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.target_threads), &key);
+	bpf_map_delete_elem(bpf_map__fd(l->skel->maps.target_released), &key);
 	return err;
+}
+
+/* ---- pruning the thread table (issue #12 item 2) ---- */
+
+/* An entry whose thread was gone when the table was walked. */
+struct gone_thread {
+	__u32 tid, tgid;
+	__u64 start;
+};
+
+struct prune_walk {
+	struct gone_thread *v;
+	size_t n, cap;
+	bool nomem;
+};
+
+/* Whether thread tid of tgid still exists: /proc/TGID/task/TID. Anything
+ * but "no such file" (a /proc we cannot read) counts as alive: an entry is
+ * never removed on a guess. */
+static bool thread_exists(__u32 tgid, __u32 tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%u/task/%u", tgid, tid);
+	return access(path, F_OK) == 0 || errno != ENOENT;
+}
+
+/* ls_map_walk_fn: note the entries of exited threads. */
+static void prune_visit(const void *key, const void *value, void *ctx)
+{
+	const struct ls_thread_stats *st = value;
+	struct prune_walk *w = ctx;
+	__u32 tid = *(const __u32 *)key;
+
+	if (thread_exists(st->tgid, tid))
+		return;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		struct gone_thread *g = realloc(w->v, cap * sizeof(*g));
+
+		if (!g) {
+			w->nomem = true;
+			return;
+		}
+		w->v = g;
+		w->cap = cap;
+	}
+	w->v[w->n++] = (struct gone_thread){ .tid = tid, .tgid = st->tgid, .start = st->thread_start };
+}
+
+/* One more entry of tgid deleted by user space: the BPF quota check reads
+ * it (only this process writes target_released). */
+static void count_released(struct ls_loop *l, __u32 tgid)
+{
+	int fd = bpf_map__fd(l->skel->maps.target_released);
+	__u64 n = 0;
+
+	bpf_map_lookup_elem(fd, &tgid, &n);
+	n++;
+	bpf_map_update_elem(fd, &tgid, &n, BPF_ANY);
+}
+
+int ls_loop_prune(struct ls_loop *l, ls_thread_gone_fn gone, void *ctx)
+{
+	int tfd = bpf_map__fd(l->skel->maps.threads);
+	struct prune_walk w = { 0 };
+	struct ls_thread_stats *st = malloc(sizeof(*st));
+	struct ls_thread_view *view = gone ? malloc(sizeof(*view)) : NULL;
+	int err, removed = 0;
+
+	if (!st || (gone && !view)) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* Walk first, delete after: deleting during a walk would lose its
+	 * place in the hash. */
+	/* One key at a time into one value buffer: a batched walk's buffers
+	 * (64 values of ~16 KiB) every tick raised glibc's mmap threshold and
+	 * grew the heap for good (+1 MiB RSS in it_daemon_churn). Entries
+	 * deleted meanwhile are skipped; one added may be seen or not. */
+	{
+		__u32 cur = 0, next;
+		bool first = true;
+
+		err = 0;
+		while (bpf_map_get_next_key(tfd, first ? NULL : &cur, &next) == 0) {
+			first = false;
+			cur = next;
+			if (bpf_map_lookup_elem(tfd, &cur, st) == 0)
+				prune_visit(&cur, st, &w);
+		}
+	}
+	if (!err && w.nomem)
+		err = -ENOMEM;
+	for (size_t i = 0; i < w.n; i++) {
+		/* Read again: the tid may have been given to a new thread
+		 * since, whose entry stays. */
+		if (bpf_map_lookup_elem(tfd, &w.v[i].tid, st) || st->tgid != w.v[i].tgid ||
+		    st->thread_start != w.v[i].start)
+			continue;
+		if (gone) {
+			view_of(st, view);
+			gone(view, ctx);
+		}
+		if (bpf_map_delete_elem(tfd, &w.v[i].tid))
+			continue;
+		/* As ls_loop_remove_target does for each of its threads. */
+		if (st->unmarked)
+			__atomic_fetch_sub(&l->skel->bss->unmarked, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->skel->bss->busy_since[st->slot & (LS_MAX_THREADS - 1)], 0,
+				 __ATOMIC_SEQ_CST);
+		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.tstates), &w.v[i].tid);
+		bpf_map_delete_elem(bpf_map__fd(l->skel->maps.walk_works), &w.v[i].tid);
+		count_released(l, w.v[i].tgid);
+		l->pruned++;
+		removed++;
+	}
+out:
+	free(w.v);
+	free(st);
+	free(view);
+	return err ? err : removed;
+}
+
+int ls_loop_thread_counts(struct ls_loop *l, pid_t pid, struct ls_loop_thread_counts *out)
+{
+	struct ls_target_threads q = { 0 };
+	__u32 key = (__u32)pid;
+	__u64 rel = 0;
+	__u8 one;
+
+	memset(out, 0, sizeof(*out));
+	if (bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.targets), &key, &one))
+		return -ENOENT;
+	bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.target_threads), &key, &q);
+	bpf_map_lookup_elem(bpf_map__fd(l->skel->maps.target_released), &key, &rel);
+	out->untracked = q.dropped;
+	out->pruned = rel;
+	out->evicted = q.evicted;
+	/* Read apart, the three may disagree for an instant: never below 0. */
+	out->tracked = q.inserted > q.evicted + rel ? q.inserted - q.evicted - rel : 0;
+	return 0;
+}
+
+void ls_loop_table_counts(struct ls_loop *l, struct ls_loop_table_counts *out)
+{
+	out->untracked = l->skel->bss->threads_untracked;
+	out->table_full = l->skel->bss->threads_table_full;
+	out->pruned = l->pruned;
+	out->quota = l->skel->data->thread_quota;
 }
 
 int ls_loop_set_python(struct ls_loop *l, pid_t pid, uint64_t runtime_addr,

@@ -45,6 +45,7 @@ struct ls_config {
 	uint64_t grace_ns;          /* an exited target's series stay this long */
 	uint64_t scan_ns;           /* /proc scan period besides exec events */
 	int max_targets;            /* processes monitored at once */
+	int thread_quota;           /* threads of one target tracked at once (1..LS_MAX_THREADS) */
 	bool stacks;                /* Python stacks of slow events (culprit and
 				     * application frames); default true */
 	char btf_path[PATH_MAX];    /* "" for the running kernel's */
@@ -63,8 +64,8 @@ struct ls_config {
 
 /* Defaults: listen LS_CFG_DEFAULT_LISTEN, socket LS_CFG_DEFAULT_SOCKET,
  * threshold 100 ms, interval 1 s, grace 30 s, scan 10 s, 512 targets,
- * stacks on, no rules; flight recorder off (flight_dir ""), its limits as
- * above. */
+ * thread quota LS_THREAD_QUOTA (512), stacks on, no rules; flight recorder
+ * off (flight_dir ""), its limits as above. */
 void ls_config_defaults(struct ls_config *c);
 
 /* (agent/daemon/config_file.c, libconfig: loopscoped only.)

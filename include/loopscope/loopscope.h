@@ -99,6 +99,10 @@ struct ls_loop_opts {
 	unsigned int sample_hz;     /* 0: 1000 (1 ms period), at most 10000 */
 	ls_stack_fn on_stack;
 	void *stack_ctx;            /* on_stack's ctx (NULL: ctx) */
+	/* Entries of the thread table (LS_MAX_THREADS, all targets) one
+	 * target may hold at once; 0: LS_THREAD_QUOTA. A thread of a target
+	 * at its quota is not tracked, and counted (ls_loop_thread_counts). */
+	unsigned int thread_quota;
 };
 
 /* Load bpf/loop.bpf.c and attach its six syscall tracepoints, the
@@ -196,6 +200,45 @@ int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 /* Slow events the ring buffer could not take (it was full). */
 uint64_t ls_loop_lost_events(struct ls_loop *l);
 
+/* ---- the thread table's bounds (issue #12 item 2) ---- */
+
+/* A tracked thread that exited, as ls_loop_prune removes it: its last
+ * figures (valid during the call only). */
+typedef void (*ls_thread_gone_fn)(const struct ls_thread_view *v, void *ctx);
+
+/* Remove the entries of threads that exited from the thread table, so a
+ * target that starts and ends threads all the time does not fill it: a
+ * thread is gone when /proc/TGID/task/TID is (host pid namespace; a
+ * zombie leader stays until reaped). Each one removed is handed to gone
+ * (may be NULL) first. Call it every second or so (the engine's tick,
+ * attach's interval): a target's new threads are tracked again as soon as
+ * its exited ones are pruned. Returns the number removed, or -ENOMEM, or a
+ * negative errno of the map walk. Not thread-safe against
+ * ls_loop_remove_target of the same session (one thread drives both). */
+int ls_loop_prune(struct ls_loop *l, ls_thread_gone_fn gone, void *ctx);
+
+/* One target's use of the thread table, since it was added. */
+struct ls_loop_thread_counts {
+	uint64_t tracked;   /* its entries now */
+	uint64_t untracked; /* threads not tracked: it was at its quota */
+	uint64_t pruned;    /* entries of its exited threads removed (ls_loop_prune) */
+	uint64_t evicted;   /* its dead threads' entries taken over by a reused tid */
+};
+
+/* The counts of target pid into *out (all zero when it has no thread
+ * yet). 0, or -ENOENT when pid is not a target of l. */
+int ls_loop_thread_counts(struct ls_loop *l, pid_t pid, struct ls_loop_thread_counts *out);
+
+/* All targets together since the session opened: threads not tracked
+ * (over a quota), entries pruned, and poll entries of new threads that
+ * found the whole table (LS_MAX_THREADS) full. */
+struct ls_loop_table_counts {
+	uint64_t untracked;
+	uint64_t pruned;
+	uint64_t table_full;
+	unsigned int quota;  /* the per-target quota in force */
+};
+void ls_loop_table_counts(struct ls_loop *l, struct ls_loop_table_counts *out);
 /* Integrity of the off-CPU figures (blocked_ns/runnable_ns of busy periods).
  * Returns how many times since open a loop thread was switched back in
  * inside a busy period without its switch-out having been seen (the

@@ -54,6 +54,7 @@ struct ls_mon_thread {
 	uint64_t stats_ns;            /* when stats was copied */
 	uint64_t slow_callbacks;      /* precise mode: slow callback events of this thread */
 	struct ls_mon_window win;
+	uint64_t seen_gen;            /* engine-private: the last tick that saw it */
 };
 
 struct ls_py_offsets;
@@ -81,6 +82,10 @@ struct ls_mon_target {
 				    * threads' slow_callbacks are exported from then on */
 	struct ls_mon_thread *threads;
 	size_t nthreads;
+	/* Its use of the kernel's thread table (ls_loop_thread_counts), as of
+	 * the last tick: threads not tracked (over the quota) and exited
+	 * threads pruned (their series are dropped with them). */
+	uint64_t threads_untracked, threads_pruned;
 	/* engine-private */
 	uint64_t next_resolve_ns;
 	int resolve_tries;
@@ -189,6 +194,11 @@ uint64_t ls_mon_name_evictions(const struct ls_mon *m);
 /* Callback names cached now (at most LS_PYNAME_CACHE_CAP). Call with m
  * locked. */
 size_t ls_mon_names_cached(const struct ls_mon *m);
+/* The kernel's thread table, all targets since start (struct
+ * ls_loop_table_counts: untracked, pruned, table_full, quota). Call with m
+ * locked. */
+struct ls_loop_table_counts;
+void ls_mon_thread_table(const struct ls_mon *m, struct ls_loop_table_counts *out);
 /* Processes attached since start (each exec of one counts again). */
 uint64_t ls_mon_attached_total(const struct ls_mon *m);
 /* The configuration in force. */

@@ -33,6 +33,16 @@ struct ls_elf_section {
 	uint64_t flags;  /* sh_flags (SHF_*) */
 };
 
+/* Bounds on what is read from a target's ELF file (issue #12 item 1: a
+ * sparse 264 MB "libpython" made attach read 256 MB of holes):
+ * LS_ELF_SECTION_MAX is the largest section read or walked whole (symbol
+ * tables, their strings, .rela.dyn, the .rodata scan for PY_VERSION; the
+ * largest in CPython 3.8-3.15 is .rodata, ~2 MiB, or .rela.dyn, ~1 MiB):
+ * a larger one, or one that lies past the end of the file, is taken as
+ * absent. LS_ELF_READ_MAX is the largest single ls_elf_read. */
+#define LS_ELF_SECTION_MAX (16u << 20)
+#define LS_ELF_READ_MAX (4u << 20)
+
 /* Open the ELF file at path, without blocking (O_NONBLOCK). -errno from
  * open(2) (-ENOENT, -EACCES...), -EINVAL when it is not a regular file (a
  * FIFO, a device, a directory), -ENOEXEC when it is not an x86-64 ELF64
@@ -50,7 +60,8 @@ bool ls_elf_has_symtab(const struct ls_elf *e);
 int ls_elf_symbol(struct ls_elf *e, const char *name, enum ls_elf_table table,
 		  uint64_t *vaddr, uint64_t *size);
 
-/* Section header of the first section called name; -ENOENT when absent. */
+/* Section header of the first section called name; -ENOENT when absent.
+ * Only its header: a caller reading it checks out->size itself. */
 int ls_elf_section(struct ls_elf *e, const char *name, struct ls_elf_section *out);
 
 /* File offset of vaddr, from the PT_LOAD segment whose file-backed part
@@ -63,7 +74,8 @@ int ls_elf_section(struct ls_elf *e, const char *name, struct ls_elf_section *ou
 int ls_elf_vaddr_to_offset(struct ls_elf *e, uint64_t vaddr, uint64_t *offset);
 
 /* Copy len bytes at vaddr from the file (one PT_LOAD segment's file-backed
- * part). -EFAULT when not backed by the file, -EIO on a short read. */
+ * part). -EFAULT when not backed by the file (or past its end), -E2BIG
+ * when len > LS_ELF_READ_MAX, -EIO on a short read. */
 int ls_elf_read(struct ls_elf *e, uint64_t vaddr, void *buf, size_t len);
 
 /* The dynamic relocation of the 8-byte slot at vaddr, in .rela.dyn, as the
@@ -140,7 +152,10 @@ struct ls_py_target {
  * describe a free-threaded build ("free-threaded CPython not supported
  * yet"); -ENOENT context_run not found in the file (stripped and the
  * tp_methods route failed); -EINVAL the mapped path is not a regular file;
- * other -errno from opening the file. The file is opened through the
+ * -EREMOTE the file is on a FUSE file system (its server, any process, may
+ * never answer a read, and the reader would wait uninterruptibly: not read;
+ * /proc/PID/mountinfo tells, without touching the file system); other
+ * -errno from opening the file. The file is opened through the
  * mapping (host_path: /proc/PID/map_files/START-END), so chrooted targets,
  * other mount namespaces and deleted files work. On success out->off holds
  * the layouts and out->note may hold one line to show. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "loopscope/loopscope.h"
 #include "loopscope/monitor.h"
 
 struct ls_mon {
@@ -134,6 +135,14 @@ uint64_t ls_mon_name_evictions(const struct ls_mon *m)
 {
 	(void)m;
 	return 7;
+}
+
+void ls_mon_thread_table(const struct ls_mon *m, struct ls_loop_table_counts *out)
+{
+	(void)m;
+	memset(out, 0, sizeof(*out));
+	out->quota = 512;
+	out->untracked = 5;
 }
 
 size_t ls_mon_names_cached(const struct ls_mon *m)

@@ -18,10 +18,30 @@
 /* Threads tracked at once (all targets together). The map is not
  * preallocated: memory is spent only on threads that poll. */
 #define LS_MAX_THREADS 4096
+/* Threads one target may hold in the `threads` map at once, by default
+ * (issue #12 item 2: a process starting thousands of short-lived loop
+ * threads must not take the whole table). A thread of a target at its
+ * quota is not tracked and is counted (struct ls_target_threads.dropped);
+ * user space frees the entries of exited threads (ls_loop_prune). */
+#define LS_THREAD_QUOTA 512
+/* Threads not tracked (over the quota) remembered at once, so that each is
+ * counted once, not at each of its polls (an LRU: beyond it, a thread may
+ * be counted again). */
+#define LS_UNTRACKED_MAX 1024
 /* Target processes (tgids) at once. */
 #define LS_MAX_TARGETS 1024
 /* Ring buffer for slow events, bytes (power of two, page multiple). */
 #define LS_RINGBUF_BYTES (256 * 1024)
+
+/* Value of the `target_threads` map, keyed by tgid: the target's use of
+ * the `threads` map. Written by BPF only, with atomic adds; user space
+ * counts what it deleted itself in `target_released` (tgid -> __u64), so
+ * the target's entries now are inserted - evicted - released. */
+struct ls_target_threads {
+	__u64 inserted; /* entries its threads got */
+	__u64 evicted;  /* its entries a thread of another process took over (a reused tid) */
+	__u64 dropped;  /* threads not tracked: the target was at its quota */
+};
 
 /* Which poll syscall a thread used last (ls_thread_stats.poll_kind). */
 enum ls_poll_kind {
