@@ -293,6 +293,10 @@ int cli_attach_run(const struct cli_attach_opts *o);
 int cli_record(int argc, char **argv);
 void cli_record_usage(FILE *f);
 int cli_report(int argc, char **argv);
+/* `loopscope dump PID` (cli/dump.c). */
+#define CLI_EXIT_NO_DAEMON 8 /* no daemon answers, or its flight recorder is off */
+void cli_dump_usage(FILE *f);
+int cli_dump(int argc, char **argv);
 void cli_report_usage(FILE *f);
 
 /* Parse attach's argv (argv[0] "attach", or "record": then -o FILE is

@@ -22,6 +22,8 @@ static void usage(FILE *f)
 		"  top                      live view of every loop loopscoped monitors (or of\n"
 		"                           local Python processes when no daemon runs)\n"
 		"  status                   the same, printed once\n"
+		"  dump PID                 loopscoped's flight recorder: write PID's last\n"
+		"                           seconds to a recording now\n"
 		"  help [COMMAND]           show help\n"
 		"\n"
 		"Options: -h, --help; -V, --version\n"
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
 			cli_record_usage(stdout);
 		else if (argc > 2 && !strcmp(argv[2], "report"))
 			cli_report_usage(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "dump"))
+			cli_dump_usage(stdout);
 		else if (argc > 2 && !strcmp(argv[2], "run"))
 			cli_run_usage(stdout);
 		else if (argc > 2 && (!strcmp(argv[2], "top") || !strcmp(argv[2], "status"))) {
@@ -72,6 +76,8 @@ int main(int argc, char **argv)
 		return cli_top(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "status"))
 		return cli_status(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dump"))
+		return cli_dump(argc - 1, argv + 1);
 	fprintf(stderr, "loopscope: unknown command '%s' (try 'loopscope --help')\n", argv[1]);
 	return LS_EXIT_USAGE;
 }

@@ -53,7 +53,7 @@ START_TEST(test_unknown_cmd_error_is_one_line)
 	{
 		char *e = error_of("{\"cmd\":\"a\\nb\"}");
 
-		ck_assert_str_eq(e, "unknown cmd 'a?b' (list, stats, slow, attach, detach)");
+		ck_assert_str_eq(e, "unknown cmd 'a?b' (list, stats, slow, attach, detach, dump)");
 		free(e);
 	}
 }

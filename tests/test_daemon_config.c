@@ -177,6 +177,75 @@ START_TEST(test_errors_quoting_input_stay_one_line)
 }
 END_TEST
 
+/* The flight recorder's keys (#13 item 5): off by default, read with their
+ * units, bad values and overflowing sizes refused with the line. */
+START_TEST(test_flight_keys)
+{
+	static const struct { const char *text; const char *want; } bad[] = {
+		{ "flight_bytes = \"4XB\";\n", ":1: flight_bytes: invalid size" },
+		{ "flight_bytes = \"1KiB\";\n", ":1: flight_bytes: invalid size" },  /* < 4 KiB */
+		{ "flight_bytes = \"2GiB\";\n", ":1: flight_bytes: invalid size" },  /* > 1 GiB */
+		{ "\nflight_bytes = \"18446744073709551616\";\n", ":2: flight_bytes: invalid size" },
+		{ "flight_bytes = \"18014398509481984K\";\n", ":1: flight_bytes: invalid size" },
+		{ "flight_bytes = -5;\n", ":1: flight_bytes: invalid size" },
+		{ "flight_bytes = \" 4MiB\";\n", ":1: flight_bytes: invalid size" },
+		{ "flight_max_bytes = \"17179869184GiB\";\n", ":1: flight_max_bytes: invalid size" },
+		{ "flight_max_bytes = 0;\n", ":1: flight_max_bytes: invalid size" },
+		{ "flight_max_files = 0;\n", ":1: flight_max_files must be an integer 1-100000" },
+		{ "flight_max_files = \"3\";\n", ":1: flight_max_files must be an integer" },
+		{ "flight_seconds = \"500ms\";\n", ":1: flight_seconds: invalid duration" },
+		{ "flight_seconds = \"99999999999999s\";\n", ":1: flight_seconds: invalid duration" },
+		{ "flight_after = \"18446744073709551615ns\";\n", ":1: flight_after: invalid duration" },
+		{ "flight_threshold = \"0ms\";\n", ":1: flight_threshold: invalid duration" },
+		{ "flight_dir = 3;\n", ":1: flight_dir must be a string" },
+	};
+	struct ls_config c;
+	char err[512];
+	uint64_t b;
+
+	ls_config_defaults(&c);
+	ck_assert_str_eq(c.flight_dir, ""); /* off */
+	ck_assert_uint_eq(c.flight_bytes, 4ULL << 20);
+	ck_assert_uint_eq(c.flight_seconds_ns, 30000000000ULL);
+	ck_assert_int_eq(load("flight_dir = \"/var/lib/loopscope/flight\";\n"
+			      "flight_seconds = \"2m\";\n"
+			      "flight_bytes = \"512KiB\";\n"
+			      "flight_threshold = \"750ms\";\n"
+			      "flight_after = \"0s\";\n"
+			      "flight_max_files = 7;\n"
+			      "flight_max_bytes = 1048576;\n", &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.flight_dir, "/var/lib/loopscope/flight");
+	ck_assert_uint_eq(c.flight_seconds_ns, 120000000000ULL);
+	ck_assert_uint_eq(c.flight_bytes, 512ULL << 10);
+	ck_assert_uint_eq(c.flight_threshold_ns, 750000000ULL);
+	ck_assert_uint_eq(c.flight_after_ns, 0);
+	ck_assert_int_eq(c.flight_max_files, 7);
+	ck_assert_uint_eq(c.flight_max_bytes, 1048576);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(load(bad[i].text, &c, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, bad[i].want), "case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+		ck_assert_msg(!strchr(err, '\n'), "case %zu: more than one line: %s", i, err);
+	}
+	/* The size parser alone: units, and overflow at each step. */
+	ck_assert_int_eq(ls_config_parse_size("0", &b), 0);
+	ck_assert_uint_eq(b, 0);
+	ck_assert_int_eq(ls_config_parse_size("3M", &b), 0);
+	ck_assert_uint_eq(b, 3ULL << 20);
+	ck_assert_int_eq(ls_config_parse_size("2GiB", &b), 0);
+	ck_assert_uint_eq(b, 2ULL << 30);
+	ck_assert_int_eq(ls_config_parse_size("18446744073709551615", &b), 0);
+	ck_assert_uint_eq(b, UINT64_MAX);
+	ck_assert_int_eq(ls_config_parse_size("18446744073709551616", &b), -ERANGE);
+	ck_assert_int_eq(ls_config_parse_size("17179869184G", &b), -ERANGE);
+	ck_assert_int_eq(ls_config_parse_size("17179869183G", &b), 0);
+	ck_assert_int_eq(ls_config_parse_size("", &b), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_size("-1", &b), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_size("1 M", &b), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_size("1MB", &b), -EINVAL);
+	ck_assert_int_eq(ls_config_parse_size(NULL, &b), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_missing_file_is_enoent)
 {
 	struct ls_config c;
@@ -355,6 +424,7 @@ int main(void)
 	tcase_add_test(tc, test_errors_name_the_line);
 	tcase_add_test(tc, test_huge_durations_are_refused_with_the_line);
 	tcase_add_test(tc, test_errors_quoting_input_stay_one_line);
+	tcase_add_test(tc, test_flight_keys);
 	tcase_add_test(tc, test_missing_file_is_enoent);
 	tcase_add_test(tc, test_rule_flags);
 	tcase_add_test(tc, test_rule_matching);

@@ -439,6 +439,98 @@ START_TEST(test_reader_skips_unknown)
 }
 END_TEST
 
+/* A sink writer's blocks (the daemon's flight recorder) are each
+ * self-contained: with the first of three dropped, a file of the other two
+ * (copied with ls_record_put_block after a block of the writer's own
+ * names) reads back whole, every name right (the reader restarts its name
+ * table at id 0); the old code refused the second id 0 (corrupt). */
+struct sink_blocks {
+	unsigned char *b[4];
+	size_t len[4];
+	int n;
+};
+
+static int keep_block(const uint8_t hdr[16], const uint8_t *comp, size_t clen, void *ctx)
+{
+	struct sink_blocks *sb = ctx;
+
+	ck_assert_int_lt(sb->n, 4);
+	sb->b[sb->n] = malloc(16 + clen);
+	ck_assert_ptr_nonnull(sb->b[sb->n]);
+	memcpy(sb->b[sb->n], hdr, 16);
+	memcpy(sb->b[sb->n] + 16, comp, clen);
+	sb->len[sb->n++] = 16 + clen;
+	return 0;
+}
+
+START_TEST(test_sink_blocks_stand_alone)
+{
+	static const char *threads[3] = { "loop-a", "loop-b", "loop-c" };
+	struct sink_blocks sb = { 0 };
+	struct ls_record_header h = { 0 };
+	struct ls_record_writer *w;
+	struct ls_record_end en = { .npids = 1, .pids = { PID } };
+	struct ls_replay *r;
+	struct ls_replay_item it;
+	struct ls_slow_busy_event e;
+	struct ls_thread_view v;
+	char path[128];
+	int ret, nslow = 0, nsnap = 0;
+	bool saw_proc = false;
+
+	ck_assert_int_eq(ls_record_open_sink(keep_block, &sb, &w), 0);
+	for (int k = 0; k < 3; k++) {
+		slow_event(&e, T0 + (uint64_t)k * 1000 * MS + 100 * MS, 150 * MS);
+		ck_assert_int_eq(ls_record_put_slow_busy(w, &e, threads[k], NULL), 0);
+		view(&v, 100 + (uint64_t)k * 100, T0 + (uint64_t)(k + 1) * 1000 * MS);
+		ck_assert_int_eq(ls_record_put_snapshot(w, T0 + (uint64_t)(k + 1) * 1000 * MS, &v, 1), 0);
+		ck_assert_int_eq(ls_record_flush(w), 0);
+	}
+	ck_assert_int_eq(sb.n, 3);
+	ck_assert_uint_eq(ls_record_pending(w), 0);
+	ck_assert_int_eq(ls_record_put_block(w, sb.b[0], sb.len[0]), -EINVAL); /* a sink's */
+	ck_assert_int_eq(ls_record_close(w), 0);
+
+	h.start_ns = T0 + 1000 * MS;
+	h.threshold_ns = 100 * MS;
+	h.interval_ns = 1000 * MS;
+	h.npids = 1;
+	h.pids[0] = PID;
+	ls_test_tmp(path, sizeof(path), "flight");
+	ck_assert_int_eq(ls_record_open(path, &h, &w), 0);
+	ck_assert_int_eq(ls_record_put_process(w, PID, "app", ""), 0);
+	ck_assert_int_eq(ls_record_put_thread(w, PID, PID, "loop-c"), 0);
+	for (int k = 1; k < 3; k++)
+		ck_assert_int_eq(ls_record_put_block(w, sb.b[k], sb.len[k]), 0);
+	en.end_ns = T0 + 3000 * MS;
+	ck_assert_int_eq(ls_record_put_end(w, &en), 0);
+	ck_assert_int_eq(ls_record_close(w), 0);
+
+	ck_assert_int_eq(ls_replay_open(path, &r, &h), 0);
+	while ((ret = ls_replay_next(r, &it)) == 1) {
+		if (it.type == LS_REC_PROCESS) {
+			ck_assert_str_eq(it.name, "app");
+			saw_proc = true;
+		} else if (it.type == LS_REC_SLOW_BUSY) {
+			ck_assert_str_eq(it.thread, threads[1 + nslow]);
+			ck_assert_uint_eq(it.slow->start_ns, T0 + (uint64_t)(1 + nslow) * 1000 * MS + 100 * MS);
+			nslow++;
+		} else if (it.type == LS_REC_SNAPSHOT) {
+			ck_assert_uint_eq(it.views[0].polls, 200 + (uint64_t)nsnap * 100);
+			nsnap++;
+		}
+	}
+	ck_assert_int_eq(ret, 0);
+	ck_assert(saw_proc);
+	ck_assert_int_eq(nslow, 2);
+	ck_assert_int_eq(nsnap, 2);
+	ls_replay_close(r);
+	unlink(path);
+	for (int k = 0; k < sb.n; k++)
+		free(sb.b[k]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("record");
@@ -453,6 +545,7 @@ int main(void)
 	tcase_add_test(tc, test_newer_version);
 	tcase_add_test(tc, test_not_a_recording);
 	tcase_add_test(tc, test_reader_skips_unknown);
+	tcase_add_test(tc, test_sink_blocks_stand_alone);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

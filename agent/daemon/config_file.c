@@ -95,6 +95,31 @@ static int load_duration(config_setting_t *s, uint64_t *ns, uint64_t min, const 
 	return 0;
 }
 
+/* A size: a string ("4MiB") or an integer (bytes), within [min, max]. */
+static int load_size(config_setting_t *s, uint64_t *bytes, uint64_t min, uint64_t max,
+		     const char *path, char *err, size_t len)
+{
+	const char *v = want_string(s);
+	uint64_t x = 0;
+	int bad;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64) {
+		long long i = config_setting_get_int64(s);
+
+		bad = i < 0;
+		x = (uint64_t)i;
+	} else {
+		bad = !v || ls_config_parse_size(v, &x);
+	}
+	if (bad || x < min || x > max)
+		return fail(err, len, path, (int)config_setting_source_line(s),
+			    "%s: invalid size (bytes, or a string such as \"512KiB\", \"4MiB\", \"1GiB\"; "
+			    "%llu to %llu bytes)", config_setting_name(s), (unsigned long long)min,
+			    (unsigned long long)max);
+	*bytes = x;
+	return 0;
+}
+
 int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 {
 	config_t cfg;
@@ -119,7 +144,8 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		const char *key = config_setting_name(s), *v;
 		int line = (int)config_setting_source_line(s);
 
-		if (!strcmp(key, "listen") || !strcmp(key, "socket") || !strcmp(key, "btf")) {
+		if (!strcmp(key, "listen") || !strcmp(key, "socket") || !strcmp(key, "btf") ||
+		    !strcmp(key, "flight_dir")) {
 			char host[64];
 			int port;
 
@@ -133,7 +159,8 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 					   "(\"127.0.0.1:9466\"; \"\" disables)", v);
 				else if (ls_config_copy_str(c->listen, sizeof(c->listen), v))
 					ret = fail(err, len, path, line, "listen: too long");
-			} else if (ls_config_copy_str(!strcmp(key, "socket") ? c->socket_path : c->btf_path,
+			} else if (ls_config_copy_str(!strcmp(key, "socket") ? c->socket_path :
+						      !strcmp(key, "btf") ? c->btf_path : c->flight_dir,
 					    PATH_MAX, v)) {
 				ret = fail(err, len, path, line, "%s: path too long", key);
 			}
@@ -145,6 +172,24 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 			ret = load_duration(s, &c->grace_ns, 0, path, err, len);
 		} else if (!strcmp(key, "scan")) {
 			ret = load_duration(s, &c->scan_ns, LS_CFG_MIN_PERIOD_NS, path, err, len);
+		} else if (!strcmp(key, "flight_seconds")) {
+			ret = load_duration(s, &c->flight_seconds_ns, 1000000000ULL, path, err, len);
+		} else if (!strcmp(key, "flight_threshold")) {
+			ret = load_duration(s, &c->flight_threshold_ns, 1, path, err, len);
+		} else if (!strcmp(key, "flight_after")) {
+			ret = load_duration(s, &c->flight_after_ns, 0, path, err, len);
+		} else if (!strcmp(key, "flight_bytes")) {
+			ret = load_size(s, &c->flight_bytes, LS_CFG_FLIGHT_MIN_BYTES,
+					LS_CFG_FLIGHT_MAX_BYTES, path, err, len);
+		} else if (!strcmp(key, "flight_max_bytes")) {
+			ret = load_size(s, &c->flight_max_bytes, 1, LS_CFG_FLIGHT_MAX_TOTAL, path, err, len);
+		} else if (!strcmp(key, "flight_max_files")) {
+			if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 1 ||
+			    config_setting_get_int(s) > LS_CFG_FLIGHT_MAX_FILES)
+				ret = fail(err, len, path, line, "flight_max_files must be an integer 1-%d",
+					   LS_CFG_FLIGHT_MAX_FILES);
+			else
+				c->flight_max_files = config_setting_get_int(s);
 		} else if (!strcmp(key, "max_targets")) {
 			if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 1 ||
 			    config_setting_get_int(s) > 1024)
@@ -183,7 +228,9 @@ int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len)
 		} else {
 			ret = fail(err, len, path, line,
 				   "unknown setting '%s' (listen, socket, threshold, interval, grace, "
-				   "scan, max_targets, thread_quota, stacks, btf, rules)", key);
+				   "scan, max_targets, thread_quota, stacks, btf, flight_dir, flight_seconds, "
+				   "flight_bytes, flight_threshold, flight_after, flight_max_files, "
+				   "flight_max_bytes, rules)", key);
 		}
 	}
 out:

@@ -281,6 +281,16 @@ static void print_rules(const struct ls_config *c)
 	       c->listen[0] ? c->listen : "none", c->socket_path[0] ? c->socket_path : "none",
 	       ls_duration_format(c->threshold_ns, d[0], 16), ls_duration_format(c->interval_ns, d[1], 16),
 	       ls_duration_format(c->grace_ns, d[2], 16), c->max_targets);
+	if (c->flight_dir[0])
+		printf("flight recorder: %s, %s kept, at most %llu bytes a target; dump at %s, %s after; "
+		       "at most %d files, %llu bytes\n", c->flight_dir,
+		       ls_duration_format(c->flight_seconds_ns, d[0], 16),
+		       (unsigned long long)c->flight_bytes,
+		       ls_duration_format(c->flight_threshold_ns, d[1], 16),
+		       ls_duration_format(c->flight_after_ns, d[2], 16), c->flight_max_files,
+		       (unsigned long long)c->flight_max_bytes);
+	else
+		printf("flight recorder: off (no flight_dir)\n");
 	for (int i = 0; i < c->nrules; i++) {
 		const struct ls_rule *r = &c->rules[i];
 

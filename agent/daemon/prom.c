@@ -255,6 +255,20 @@ int ls_prom_write(struct ls_mon *m, FILE *f)
 		(unsigned long long)ls_mon_name_evictions(m));
 	header(f, "loopscope_attached_total", "counter", "Processes attached since the agent started.");
 	fprintf(f, "loopscope_attached_total %llu\n", (unsigned long long)ls_mon_attached_total(m));
+	{
+		struct ls_mon_flight_stats fs;
+
+		ls_mon_flight_stats(m, &fs);
+		header(f, "loopscope_flight_dumps_total", "counter",
+		       "Flight recorder dumps: written to flight_dir, or dropped (could not be written).");
+		fprintf(f, "loopscope_flight_dumps_total{result=\"written\"} %llu\n",
+			(unsigned long long)fs.dumps_written);
+		fprintf(f, "loopscope_flight_dumps_total{result=\"dropped\"} %llu\n",
+			(unsigned long long)fs.dumps_dropped);
+		header(f, "loopscope_flight_bytes", "gauge",
+		       "Bytes the flight recorder holds in memory, every target's ring (compressed).");
+		fprintf(f, "loopscope_flight_bytes %llu\n", (unsigned long long)fs.bytes);
+	}
 	ls_mon_unlock(m);
 	return ferror(f) ? -EIO : 0;
 }

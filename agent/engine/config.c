@@ -25,6 +25,39 @@ void ls_config_defaults(struct ls_config *c)
 	c->max_targets = 512;
 	c->thread_quota = LS_THREAD_QUOTA;
 	c->stacks = true;
+	c->flight_seconds_ns = 30000000000ULL;
+	c->flight_bytes = 4ULL << 20;
+	c->flight_threshold_ns = 1000000000ULL;
+	c->flight_after_ns = 5000000000ULL;
+	c->flight_max_files = 20;
+	c->flight_max_bytes = 256ULL << 20;
+}
+
+int ls_config_parse_size(const char *s, uint64_t *bytes)
+{
+	static const struct { const char *unit; unsigned shift; } units[] = {
+		{ "", 0 }, { "B", 0 }, { "K", 10 }, { "KiB", 10 }, { "M", 20 }, { "MiB", 20 },
+		{ "G", 30 }, { "GiB", 30 },
+	};
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].unit))
+			continue;
+		if (units[i].shift && v > (UINT64_MAX >> units[i].shift))
+			return -ERANGE;
+		*bytes = v << units[i].shift;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 int ls_config_parse_mode(const char *s, enum ls_mode *mode)

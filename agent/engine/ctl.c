@@ -2,6 +2,7 @@
 /* The control socket's commands: one JSON request, one JSON answer
  * (loopscope/ctl.h); the socket server is in ctl_server.c. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,23 @@ static json_object *cmd_stats(struct ls_mon *m)
 		ls_json_add_u64(r, "threads_untracked", tc.untracked);
 		ls_json_add_u64(r, "threads_pruned", tc.pruned);
 		ls_json_add_u64(r, "thread_table_full", tc.table_full);
+	}
+	{
+		struct ls_mon_flight_stats fs;
+		json_object *f = json_object_new_object();
+
+		ls_mon_flight_stats(m, &fs);
+		json_object_object_add(f, "on", json_object_new_boolean(fs.on));
+		ls_json_add_u64(f, "bytes", fs.bytes);
+		ls_json_add_u64(f, "bytes_max_target", fs.bytes_max_target);
+		ls_json_add_u64(f, "bytes_peak_target", fs.bytes_peak_target);
+		ls_json_add_u64(f, "cap_bytes", fs.cap_bytes);
+		ls_json_add_u64(f, "dumps_written", fs.dumps_written);
+		ls_json_add_u64(f, "dumps_dropped", fs.dumps_dropped);
+		ls_json_add_u64(f, "blocks_dropped", fs.blocks_dropped);
+		ls_json_add_u64(f, "files_rotated", fs.files_rotated);
+		ls_json_add_u64(f, "put_errors", fs.put_errors);
+		json_object_object_add(r, "flight", f);
 	}
 	for (size_t i = 0; i < ls_mon_ntargets(m); i++) {
 		const struct ls_mon_target *t = ls_mon_target_at(m, i);
@@ -229,6 +247,18 @@ json_object *ls_ctl_handle(struct ls_mon *m, json_object *req)
 		return cmd_stats(m);
 	if (!strcmp(cmd, "slow"))
 		return cmd_slow(m, req);
+	if (!strcmp(cmd, "dump")) {
+		char msg[PATH_MAX + 128];
+		json_object *r;
+
+		if (req_pid(req, &pid))
+			return ls_ctl_error("\"pid\" must be a positive integer");
+		if (ls_mon_flight_dump(m, pid, msg, sizeof(msg)))
+			return ls_ctl_error(msg);
+		r = ok_reply();
+		json_object_object_add(r, "file", json_object_new_string(msg));
+		return r;
+	}
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "detach")) {
 		if (req_pid(req, &pid))
 			return ls_ctl_error("\"pid\" must be a positive integer");
@@ -264,6 +294,6 @@ json_object *ls_ctl_handle(struct ls_mon *m, json_object *req)
 	for (i = 0; cmd[i] && i < sizeof(shown) - 1; i++)
 		shown[i] = (unsigned char)cmd[i] < 0x20 || cmd[i] == 0x7f ? '?' : cmd[i];
 	shown[i] = '\0';
-	snprintf(err, sizeof(err), "unknown cmd '%s' (list, stats, slow, attach, detach)", shown);
+	snprintf(err, sizeof(err), "unknown cmd '%s' (list, stats, slow, attach, detach, dump)", shown);
 	return ls_ctl_error(err);
 }

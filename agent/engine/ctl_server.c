@@ -102,7 +102,8 @@ static bool is_change(json_object *req)
 	return req && json_object_is_type(req, json_type_object) &&
 	       json_object_object_get_ex(req, "cmd", &v) && json_object_is_type(v, json_type_string) &&
 	       (!strcmp(json_object_get_string(v), "attach") ||
-		!strcmp(json_object_get_string(v), "detach"));
+		!strcmp(json_object_get_string(v), "detach") ||
+		!strcmp(json_object_get_string(v), "dump"));
 }
 
 /* Handle the complete lines in client i's buffer, up to the first one

@@ -57,6 +57,13 @@ struct ls_mon {
 	/* The precise-mode worker (see job_add). */
 	pthread_mutex_t pylock;
 	struct ls_jobq *jobs;        /* of struct precise_job; set-ups are served first */
+	/* The flight recorder (flight.c): counters since start. */
+	uint64_t flight_seq;         /* dumps written, numbering their files */
+	uint64_t flight_dumps_written, flight_dumps_dropped;
+	uint64_t flight_blocks_dropped; /* blocks out of the ring (age or flight_bytes) */
+	uint64_t flight_files_rotated;  /* dumps removed by rotation */
+	uint64_t flight_put_errors;  /* records not kept (ENOMEM) */
+	uint64_t flight_bytes_peak;  /* most one target's ring held */
 };
 
 /* One line for the operator (ls_mon_log_fn), printf-style. */
@@ -134,5 +141,26 @@ void ls_mon_stacks_prune(struct ls_mon *m, uint64_t now);
 /* Cut a window: every loop thread's figures since the last one, and the
  * precise-mode targets' callback histograms. Takes the lock. */
 void ls_mon_tick(struct ls_mon *m);
+
+/* ---- flight.c: the flight recorder (lock held in each) ---- */
+
+struct ls_stack_summary;
+struct ls_thread_view;
+
+/* Is it on (flight_dir configured)? */
+bool ls_mon_flight_on(const struct ls_mon *m);
+/* Slow busy period e of target t (NULL: not a target; nothing done) and
+ * its thread's name, with its stacks (culprit.c's collector, when stacks
+ * are on), into t's ring; a dump due flight_after from now when e lasted
+ * flight_threshold or more. */
+void ls_mon_flight_slow_busy(struct ls_mon *m, struct ls_mon_target *t,
+			     const struct ls_slow_busy_event *e, const char *thread);
+/* The window cut at now: t's n threads' figures v close a block. */
+void ls_mon_flight_snapshot(struct ls_mon *m, struct ls_mon_target *t,
+			    const struct ls_thread_view *v, size_t n, uint64_t now);
+/* Write the dumps due at now (ls_mon_poll, each tick). */
+void ls_mon_flight_step(struct ls_mon *m, uint64_t now);
+/* Free t's ring (the target goes). */
+void ls_mon_flight_free(struct ls_mon_target *t);
 
 #endif /* LS_ENGINE_H */

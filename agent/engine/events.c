@@ -51,6 +51,11 @@ void ls_mon_on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 	ls_busy_why_brief(e, s.what, sizeof(s.what));
 	ls_mon_stacks_name(m, &s);
 	ls_mon_log_slow(m, &s);
+	if (t && !t->exited_ns && ls_mon_flight_on(m)) {
+		struct ls_mon_thread *th = ls_mon_find_thread(t, e->tid, true);
+
+		ls_mon_flight_slow_busy(m, t, e, th ? th->name : "");
+	}
 	push_slow(m, &s);
 	ls_mon_unlock(m);
 }

@@ -156,6 +156,7 @@ static void free_target_at(struct ls_mon *m, size_t i)
 {
 	ls_pyname_cache_forget(m->names, m->targets[i].pid);
 	ls_mon_stacks_forget(m, m->targets[i].pid);
+	ls_mon_flight_free(&m->targets[i]);
 	free(m->targets[i].threads);
 	free(m->targets[i].cb_last);
 	free(m->targets[i].py_off);
@@ -337,6 +338,9 @@ int ls_mon_poll(struct ls_mon *m, int timeout_ms)
 	ls_mon_unlock(m);
 	if (now >= m->next_tick_ns) {
 		ls_mon_tick(m);
+		ls_mon_lock(m);
+		ls_mon_flight_step(m, now);
+		ls_mon_unlock(m);
 		housekeeping(m, now);
 		ls_mon_stacks_prune(m, now);
 		while (m->next_tick_ns <= now)
@@ -456,6 +460,9 @@ int ls_mon_reload(struct ls_mon *m, const struct ls_config *cfg)
 		snprintf(m->cfg.btf_path, sizeof(m->cfg.btf_path), "%s", keep.btf_path);
 	}
 	ls_loop_set_threshold(m->loop, m->cfg.threshold_ns);
+	/* The flight recorder turned off: its memory goes. */
+	for (size_t i = 0; !ls_mon_flight_on(m) && i < m->ntargets; i++)
+		ls_mon_flight_free(&m->targets[i]);
 	for (size_t i = 0; i < m->ntargets; i++) {
 		struct ls_mon_target *t = &m->targets[i];
 		struct ls_proc_info pi;
@@ -555,6 +562,7 @@ void ls_mon_close(struct ls_mon *m)
 	ls_mon_stacks_close(m);
 	ls_pyname_cache_free(m->names);
 	for (size_t i = 0; i < m->ntargets; i++) {
+		ls_mon_flight_free(&m->targets[i]);
 		free(m->targets[i].threads);
 		free(m->targets[i].cb_last);
 		free(m->targets[i].py_off);

@@ -187,6 +187,23 @@ void ls_mon_tick(struct ls_mon *m)
 				*cur = cb.v[j].h;
 		add_callbacks(t, cur);
 	}
+	/* The flight recorder: a snapshot of each target's threads. */
+	for (size_t i = 0; ls_mon_flight_on(m) && i < m->ntargets; i++) {
+		struct ls_mon_target *t = &m->targets[i];
+		struct ls_thread_view *mine;
+		size_t k = 0;
+
+		if (t->exited_ns)
+			continue;
+		mine = malloc((n ? n : 1) * sizeof(*mine));
+		if (!mine)
+			break;
+		for (size_t j = 0; j < n; j++)
+			if ((pid_t)v[j].tgid == t->pid)
+				mine[k++] = v[j];
+		ls_mon_flight_snapshot(m, t, mine, k, now);
+		free(mine);
+	}
 	m->window_end_ns = now;
 	ls_mon_unlock(m);
 	free(cur);

@@ -24,7 +24,9 @@ struct name_slot {
 };
 
 struct ls_record_writer {
-	int fd;
+	int fd;               /* -1: blocks go to sink */
+	ls_record_sink_fn sink;
+	void *sink_ctx;
 	int err;              /* first write error, sticky */
 	uint8_t *raw;         /* the block being filled */
 	size_t len, cap;
@@ -71,6 +73,17 @@ static uint8_t *reserve(struct ls_record_writer *w, size_t n)
 	return w->raw + w->len - n;
 }
 
+/* A sink's blocks are self-contained: each defines the names it uses,
+ * from id 0 (a reader restarts its table at id 0). */
+static void reset_names(struct ls_record_writer *w)
+{
+	for (size_t i = 0; i < w->names_cap; i++) {
+		free(w->names[i].s);
+		w->names[i].s = NULL;
+	}
+	w->nnames = 0;
+}
+
 int ls_record_flush(struct ls_record_writer *w)
 {
 	uint8_t hdr[REC_BLOCK_HDR];
@@ -99,9 +112,16 @@ int ls_record_flush(struct ls_record_writer *w)
 	crc = crc32(0, hdr, 12);
 	crc = crc32(crc, w->comp, clen);
 	rec_w32(hdr + 12, (uint32_t)crc);
-	err = write_all(w->fd, hdr, sizeof(hdr));
-	if (!err)
-		err = write_all(w->fd, w->comp, clen);
+	if (w->sink) {
+		err = w->sink(hdr, w->comp, clen, w->sink_ctx);
+		if (err)
+			return err; /* not sticky: the next block may go */
+		reset_names(w);
+	} else {
+		err = write_all(w->fd, hdr, sizeof(hdr));
+		if (!err)
+			err = write_all(w->fd, w->comp, clen);
+	}
 	if (err) {
 		w->err = err;
 		return err;
@@ -193,21 +213,13 @@ static int name_id(struct ls_record_writer *w, const char *s, uint32_t *id)
 	return 0;
 }
 
-int ls_record_open(const char *path, const struct ls_record_header *h,
-		   struct ls_record_writer **out)
+size_t ls_record_header_encode(const struct ls_record_header *h, uint8_t *buf, size_t len)
 {
-	struct ls_record_writer *w = calloc(1, sizeof(*w));
-	uint8_t hdr[REC_HDR_V1_LEN] = { 0 }, *p = hdr;
-	int err;
+	uint8_t *p = buf;
 
-	if (!w)
-		return -ENOMEM;
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (w->fd < 0) {
-		err = -errno;
-		free(w);
-		return err;
-	}
+	if (len < REC_HDR_V1_LEN)
+		return 0;
+	memset(buf, 0, REC_HDR_V1_LEN);
 	memcpy(p, LS_RECORD_MAGIC, 8);
 	rec_w16(p + 8, LS_RECORD_VERSION_MAJOR);
 	rec_w16(p + 10, LS_RECORD_VERSION_MINOR);
@@ -228,7 +240,26 @@ int ls_record_open(const char *path, const struct ls_record_header *h,
 	memcpy(p, h->kernel, strnlen(h->kernel, 128));
 	p += 129;
 	memcpy(p, h->tool, strnlen(h->tool, 31));
-	rec_w32(hdr + 16, (uint32_t)crc32(0, hdr, sizeof(hdr)));
+	rec_w32(buf + 16, (uint32_t)crc32(0, buf, REC_HDR_V1_LEN));
+	return REC_HDR_V1_LEN;
+}
+
+int ls_record_open(const char *path, const struct ls_record_header *h,
+		   struct ls_record_writer **out)
+{
+	struct ls_record_writer *w = calloc(1, sizeof(*w));
+	uint8_t hdr[REC_HDR_V1_LEN];
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		err = -errno;
+		free(w);
+		return err;
+	}
+	ls_record_header_encode(h, hdr, sizeof(hdr));
 	err = write_all(w->fd, hdr, sizeof(hdr));
 	if (err) {
 		close(w->fd);
@@ -238,6 +269,50 @@ int ls_record_open(const char *path, const struct ls_record_header *h,
 	w->bytes = sizeof(hdr);
 	*out = w;
 	return 0;
+}
+
+int ls_record_open_sink(ls_record_sink_fn sink, void *ctx, struct ls_record_writer **out)
+{
+	struct ls_record_writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->sink = sink;
+	w->sink_ctx = ctx;
+	*out = w;
+	return 0;
+}
+
+void ls_record_discard(struct ls_record_writer *w)
+{
+	w->len = 0;
+	reset_names(w);
+}
+
+int ls_record_put_block(struct ls_record_writer *w, const uint8_t *block, size_t len)
+{
+	int err = ls_record_flush(w);
+
+	if (err)
+		return err;
+	if (w->fd < 0)
+		return -EINVAL;
+	err = write_all(w->fd, block, len);
+	if (err) {
+		w->err = err;
+		return err;
+	}
+	w->bytes += len;
+	/* Names in the next block start again from 0: the reader's table is
+	 * the copied block's now. */
+	reset_names(w);
+	return 0;
+}
+
+size_t ls_record_pending(const struct ls_record_writer *w)
+{
+	return w ? w->len : 0;
 }
 
 static size_t hist_size(const struct ls_hist *h)
@@ -628,7 +703,7 @@ int ls_record_close(struct ls_record_writer *w)
 	if (!w)
 		return 0;
 	err = ls_record_flush(w);
-	if (close(w->fd) && !err)
+	if (w->fd >= 0 && close(w->fd) && !err)
 		err = -errno;
 	for (size_t i = 0; i < w->names_cap; i++)
 		free(w->names[i].s);

@@ -32,6 +32,8 @@ struct ls_replay {
 	size_t raw_len, raw_cap, rpos;
 	char **names;        /* by id */
 	size_t nnames, names_cap;
+	char **retired;      /* names of earlier tables (id 0 defined again) */
+	size_t nretired, retired_cap;
 	bool ended;          /* LS_REC_END seen */
 	int err;             /* sticky */
 	struct ls_thread_view *views;
@@ -230,10 +232,42 @@ static const char *name_of(struct ls_replay *r, uint32_t id)
 	return id < r->nnames ? r->names[id] : NULL;
 }
 
+/* Move the names to the retired list, the table starts over. */
+static int retire_names(struct ls_replay *r)
+{
+	if (r->nretired + r->nnames > NAMES_MAX)
+		return -EBADMSG;
+	if (r->nretired + r->nnames > r->retired_cap) {
+		size_t cap = r->retired_cap ? r->retired_cap : 256;
+		char **t;
+
+		while (cap < r->nretired + r->nnames)
+			cap *= 2;
+		t = realloc(r->retired, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		r->retired = t;
+		r->retired_cap = cap;
+	}
+	memcpy(r->retired + r->nretired, r->names, r->nnames * sizeof(*r->names));
+	r->nretired += r->nnames;
+	r->nnames = 0;
+	return 0;
+}
+
 static int add_name(struct ls_replay *r, const uint8_t *p, uint32_t len)
 {
 	char *s;
 
+	if (len >= 4 && rec_r32(p) == 0 && r->nnames) {
+		/* A new name table (a flight recorder's dump: each block defines
+		 * its own names from 0). The old names stay allocated until
+		 * close: items already returned may point to them. */
+		int err = retire_names(r);
+
+		if (err)
+			return err;
+	}
 	if (len < 4 || rec_r32(p) != r->nnames || r->nnames >= NAMES_MAX)
 		return -EBADMSG; /* ids are defined in order, once each */
 	if (r->nnames == r->names_cap) {
@@ -723,6 +757,9 @@ void ls_replay_close(struct ls_replay *r)
 		return;
 	for (size_t i = 0; i < r->nnames; i++)
 		free(r->names[i]);
+	for (size_t i = 0; i < r->nretired; i++)
+		free(r->retired[i]);
+	free(r->retired);
 	free(r->names);
 	free(r->data);
 	free(r->raw);

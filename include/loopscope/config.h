@@ -49,13 +49,23 @@ struct ls_config {
 	bool stacks;                /* Python stacks of slow events (culprit and
 				     * application frames); default true */
 	char btf_path[PATH_MAX];    /* "" for the running kernel's */
+	/* The flight recorder (agent/engine/flight.c, docs/DAEMON.md): off
+	 * while flight_dir is "". */
+	char flight_dir[PATH_MAX];  /* where dumps are written */
+	uint64_t flight_seconds_ns; /* kept in memory per target (default 30 s) */
+	uint64_t flight_bytes;      /* memory cap per target, compressed (default 4 MiB) */
+	uint64_t flight_threshold_ns; /* a slow busy period this long dumps (default 1 s) */
+	uint64_t flight_after_ns;   /* recorded after the trigger before writing (default 5 s) */
+	int flight_max_files;       /* dumps kept in flight_dir (default 20) */
+	uint64_t flight_max_bytes;  /* their total size (default 256 MiB) */
 	struct ls_rule rules[LS_CFG_MAX_RULES];
 	int nrules;
 };
 
 /* Defaults: listen LS_CFG_DEFAULT_LISTEN, socket LS_CFG_DEFAULT_SOCKET,
  * threshold 100 ms, interval 1 s, grace 30 s, scan 10 s, 512 targets,
- * thread quota LS_THREAD_QUOTA (512), stacks on, no rules. */
+ * thread quota LS_THREAD_QUOTA (512), stacks on, no rules; flight recorder
+ * off (flight_dir ""), its limits as above. */
 void ls_config_defaults(struct ls_config *c);
 
 /* (agent/daemon/config_file.c, libconfig: loopscoped only.)
@@ -69,6 +79,18 @@ void ls_config_defaults(struct ls_config *c);
 
 int ls_config_load(const char *path, struct ls_config *c, char *err, size_t len);
 
+/* Bounds of the flight recorder's sizes (bytes): flight_bytes from
+ * LS_CFG_FLIGHT_MIN_BYTES to LS_CFG_FLIGHT_MAX_BYTES, flight_max_bytes up
+ * to LS_CFG_FLIGHT_MAX_TOTAL; flight_max_files 1 to LS_CFG_FLIGHT_MAX_FILES. */
+#define LS_CFG_FLIGHT_MIN_BYTES (4ULL << 10)
+#define LS_CFG_FLIGHT_MAX_BYTES (1ULL << 30)
+#define LS_CFG_FLIGHT_MAX_TOTAL (1ULL << 40)
+#define LS_CFG_FLIGHT_MAX_FILES 100000
+/* Parse a size: decimal digits, then an optional unit (none or "B": bytes;
+ * "K"/"KiB", "M"/"MiB", "G"/"GiB": powers of 1024), no sign, no spaces.
+ * 0 and *bytes, or -EINVAL (empty, unknown unit, bad digits) or -ERANGE
+ * (beyond UINT64_MAX: every multiplication is checked). */
+int ls_config_parse_size(const char *s, uint64_t *bytes);
 /* Parse a rule written as a flag, "service=api,exe=*python3*,mode=precise"
  * (keys: service pid exe cmdline cgroup mode; a value may not contain ','),
  * into r. 0 or -EINVAL with one line in err. service defaults to

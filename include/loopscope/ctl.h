@@ -10,6 +10,7 @@
  *   {"cmd":"slow","after":SEQ}            -> {"ok":true,"events":[...],"last":SEQ}
  *   {"cmd":"attach","pid":N,"service":S,"mode":"light"|"precise"} -> {"ok":true}
  *   {"cmd":"detach","pid":N}              -> {"ok":true}
+ *   {"cmd":"dump","pid":N}                -> {"ok":true,"file":PATH} (flight recorder)
  * Errors: {"ok":false,"error":"one line"}.
  */
 #ifndef LOOPSCOPE_CTL_H
@@ -25,7 +26,7 @@
 
 /* Answer one request (a parsed JSON object) against m: a new JSON object
  * the caller puts. Used by the socket server and by `loopscope top`
- * when it runs the engine in-process. attach/detach change m, so call it
+ * when it runs the engine in-process. attach/detach/dump change m, so call it
  * from the thread that runs ls_mon_poll when req may be one of them
  * (the server queues those for ls_ctl_server_run_pending). */
 json_object *ls_ctl_handle(struct ls_mon *m, json_object *req);

@@ -100,6 +100,7 @@ struct ls_mon_target {
 	bool stacks_pending;       /* resolved: its Python stacks are to be set up
 				    * (by the engine's thread, ls_mon_stacks_step) */
 	bool stacks_on;            /* its stacks are walked */
+	struct ls_flight *flight;  /* the flight recorder's ring; NULL off or not yet */
 };
 
 enum ls_mon_slow_kind { LS_MON_SLOW_BUSY = 1, LS_MON_SLOW_CALLBACK = 2 };
@@ -204,5 +205,31 @@ uint64_t ls_mon_attached_total(const struct ls_mon *m);
 const struct ls_config *ls_mon_config(const struct ls_mon *m);
 /* When the last window was cut. */
 uint64_t ls_mon_window_end_ns(const struct ls_mon *m);
+
+/* ---- the flight recorder (agent/engine/flight.c) -------------------------- */
+
+struct ls_mon_flight_stats {
+	bool on;                    /* flight_dir configured */
+	uint64_t bytes;             /* held now, every target's ring */
+	uint64_t bytes_max_target;  /* held now by the largest ring */
+	uint64_t bytes_peak_target; /* the most one ring ever held (<= cap_bytes) */
+	uint64_t cap_bytes;         /* flight_bytes */
+	uint64_t dumps_written, dumps_dropped; /* dropped: could not be written */
+	uint64_t blocks_dropped;    /* out of a ring: older than flight_seconds, or no room */
+	uint64_t files_rotated;     /* dumps removed (flight_max_files, flight_max_bytes) */
+	uint64_t put_errors;        /* records not kept (out of memory) */
+};
+
+/* The flight recorder's figures now. Call with m locked. */
+void ls_mon_flight_stats(const struct ls_mon *m, struct ls_mon_flight_stats *s);
+
+/* Write pid's ring now (`loopscope dump PID`): the last flight_seconds up
+ * to now, to a new file in flight_dir (rotation applies). Call from the
+ * ls_mon_poll thread, without the lock. 0 and the file's path in msg (len
+ * bytes); or, with one line in msg: -ENOTSUP the recorder is off, -ENOENT
+ * pid is not a target, -ENODATA nothing recorded yet (before its first
+ * window), another -errno from creating or writing the file (counted as a
+ * dump dropped). */
+int ls_mon_flight_dump(struct ls_mon *m, pid_t pid, char *msg, size_t len);
 
 #endif /* LOOPSCOPE_MONITOR_H */

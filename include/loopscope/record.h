@@ -81,6 +81,34 @@ struct ls_record_writer;
 int ls_record_open(const char *path, const struct ls_record_header *h,
 		   struct ls_record_writer **out);
 
+/* The header's bytes in 1.x (REC_HDR_V1_LEN in agent/record/format.h). */
+#define LS_RECORD_HEADER_LEN 550
+/* Encode header h (version fields set here, CRC computed) into buf (len
+ * bytes): LS_RECORD_HEADER_LEN, or 0 when len is smaller. */
+size_t ls_record_header_encode(const struct ls_record_header *h, uint8_t *buf, size_t len);
+
+/* A block's bytes for a sink: hdr (16 bytes: magic, lengths, CRC), then
+ * comp (clen bytes, the zlib stream). Return 0, or -errno: the block is
+ * then kept and offered again at the next flush. */
+typedef int (*ls_record_sink_fn)(const uint8_t hdr[16], const uint8_t *comp, size_t clen,
+				 void *ctx);
+/* A writer without a file (the daemon's flight recorder, agent/engine/
+ * flight.c): no header; each block, when flushed, goes to sink, and its
+ * names are defined again in the next block (every block self-contained:
+ * its STRING records restart at id 0, which a reader takes as a new name
+ * table), so blocks can be dropped from the front of a ring and the rest
+ * still read. 0 and *out, or -ENOMEM. Free with ls_record_close. */
+int ls_record_open_sink(ls_record_sink_fn sink, void *ctx, struct ls_record_writer **out);
+/* Drop the block being filled and the names (a sink writer starting over). */
+void ls_record_discard(struct ls_record_writer *w);
+/* Flush, then append len bytes at block to the file as they are: a whole
+ * block (header and zlib stream) a sink received, self-contained. Names
+ * put after it are defined again from id 0. 0, -EINVAL (a sink writer),
+ * or -errno of write(2) (sticky). */
+int ls_record_put_block(struct ls_record_writer *w, const uint8_t *block, size_t len);
+/* Bytes of records in the block being filled (before compression). */
+size_t ls_record_pending(const struct ls_record_writer *w);
+
 /* Append records; each returns 0 or -errno (-ENOMEM, or a write error of
  * a block filled on the way, which is then remembered: later calls return
  * it too). Records go to the block being filled, written when it reaches
@@ -189,7 +217,9 @@ int ls_replay_open_mem(const void *data, size_t len, struct ls_replay **out,
  * last block); -ENODATA truncated (the file ends inside a block, or
  * without an end record); -EBADMSG a corrupt block (CRC, lengths, zlib) or
  * record (a length beyond its block, a payload shorter than its fields, a
- * name id never defined); -ENOMEM. After an error, further calls return
+ * name id never defined); -ENOMEM. A STRING record of id 0 after names
+ * were defined starts a new name table (the flight recorder's blocks each
+ * define their own). After an error, further calls return
  * it again; the records before it were all delivered. */
 int ls_replay_next(struct ls_replay *r, struct ls_replay_item *it);
 /* Move the stacks of the last LS_REC_SLOW_BUSY item to *out (the caller

@@ -10,7 +10,8 @@
  * config has durations within their bounds (interval and scan 10 ms to
  * LS_DURATION_MAX_NS: the engine's deadlines cannot wrap), at most
  * LS_CFG_MAX_RULES rules, each with a matcher and a service; a listen
- * address has a port 1-65535 and a NUL-terminated host.
+ * address has a port 1-65535 and a NUL-terminated host; the flight
+ * recorder's sizes, counts and durations are within their bounds.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,13 @@ static void load(const uint8_t *data, size_t size)
 	FUZZ_CHECK(c.scan_ns >= LS_CFG_MIN_PERIOD_NS && c.scan_ns <= LS_DURATION_MAX_NS);
 	FUZZ_CHECK(c.grace_ns <= LS_DURATION_MAX_NS);
 	FUZZ_CHECK(c.max_targets >= 1 && c.max_targets <= 1024);
+	FUZZ_CHECK(c.flight_seconds_ns >= 1000000000ULL && c.flight_seconds_ns <= LS_DURATION_MAX_NS);
+	FUZZ_CHECK(c.flight_threshold_ns >= 1 && c.flight_threshold_ns <= LS_DURATION_MAX_NS);
+	FUZZ_CHECK(c.flight_after_ns <= LS_DURATION_MAX_NS);
+	FUZZ_CHECK(c.flight_bytes >= LS_CFG_FLIGHT_MIN_BYTES && c.flight_bytes <= LS_CFG_FLIGHT_MAX_BYTES);
+	FUZZ_CHECK(c.flight_max_bytes >= 1 && c.flight_max_bytes <= LS_CFG_FLIGHT_MAX_TOTAL);
+	FUZZ_CHECK(c.flight_max_files >= 1 && c.flight_max_files <= LS_CFG_FLIGHT_MAX_FILES);
+	FUZZ_CHECK(memchr(c.flight_dir, 0, sizeof(c.flight_dir)));
 	FUZZ_CHECK(c.nrules >= 0 && c.nrules <= LS_CFG_MAX_RULES);
 	FUZZ_CHECK(memchr(c.listen, 0, sizeof(c.listen)) && memchr(c.socket_path, 0, sizeof(c.socket_path)) &&
 		   memchr(c.btf_path, 0, sizeof(c.btf_path)));

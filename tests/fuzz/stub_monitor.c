@@ -150,3 +150,19 @@ size_t ls_mon_names_cached(const struct ls_mon *m)
 	(void)m;
 	return 3;
 }
+
+/* The flight recorder: off (no flight_dir), as the engine answers then. */
+void ls_mon_flight_stats(const struct ls_mon *m, struct ls_mon_flight_stats *s)
+{
+	(void)m;
+	memset(s, 0, sizeof(*s));
+}
+
+int ls_mon_flight_dump(struct ls_mon *m, pid_t pid, char *msg, size_t len)
+{
+	(void)m;
+	if (pid <= 0)
+		return -EINVAL;
+	snprintf(msg, len, "the flight recorder is off (no flight_dir configured)");
+	return -ENOTSUP;
+}

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration: loopscoped's flight recorder (#13 item 5; docs/DAEMON.md,
+ * "Flight recorder"). A scripted slow event (tests/flight_app.py blocks
+ * 300 ms once, logged with its own CLOCK_MONOTONIC) makes the daemon write
+ * a dump that `loopscope report --json` reads back with that period and
+ * its stack; `loopscope dump PID` writes a file; rotation keeps at most
+ * flight_max_files; a ring stays within flight_bytes (the engine's
+ * counters, through the control socket's stats).
+ * Every test starts its own daemon on its own socket, in its own temp dir.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "daemon.h"
+#include "loopscope/ctl.h"
+#include "pythons.h"
+#include "spawn.h"
+
+#define LOOPSCOPE LS_BINARY_DIR "/loopscope"
+#define APP LS_SOURCE_DIR "/tests/flight_app.py"
+#define BLOCK_NS 300000000ULL
+
+struct fx {
+	char dir[64], sock[100], err[128], dumps[100], conf[100];
+	pid_t daemon;
+	pid_t apps[LS_TEST_MAX_PYTHONS + 1];
+	char spid[LS_TEST_MAX_PYTHONS + 1][32];
+	char out[LS_TEST_MAX_PYTHONS + 1][128];
+	char log[LS_TEST_MAX_PYTHONS + 1][128];
+	int napps;
+};
+
+static void fx_init(struct fx *f)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/loopscope-test-flight.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	snprintf(f->sock, sizeof(f->sock), "%s/ctl.sock", f->dir);
+	snprintf(f->err, sizeof(f->err), "%s/daemon.err", f->dir);
+	snprintf(f->dumps, sizeof(f->dumps), "%s/dumps", f->dir);
+	snprintf(f->conf, sizeof(f->conf), "%s/loopscoped.conf", f->dir);
+}
+
+/* The daemon with the flight recorder in f->dumps and the extra settings
+ * (libconfig lines); its rule matches the apps of f's dir. */
+static void fx_daemon(struct fx *f, const char *extra)
+{
+	FILE *c = fopen(f->conf, "w");
+	char *args[] = { "-c", f->conf, NULL };
+
+	ck_assert_ptr_nonnull(c);
+	fprintf(c, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\n"
+		   "flight_dir = \"%s\";\n%s\n"
+		   "rules = ( { service = \"flight\"; cmdline = \"*flight_app.py*%s/*\"; } );\n",
+		f->sock, f->dumps, extra, f->dir);
+	fclose(c);
+	f->daemon = ls_test_start_daemon(LOOPSCOPED, args, f->err, 20000);
+}
+
+/* An app under python, blocking after `before` s; its index. */
+static int fx_app(struct fx *f, const char *python, double before)
+{
+	int i = f->napps++;
+	char sb[32];
+	char *argv[] = { (char *)python, APP, "--log", f->log[i], "--before", sb, "--after", "40", NULL };
+
+	char dir[64];
+
+	memcpy(dir, f->dir, sizeof(dir));
+	snprintf(f->log[i], sizeof(f->log[i]), "%s/app%d.log", dir, i);
+	snprintf(sb, sizeof(sb), "%.1f", before);
+	f->apps[i] = ls_test_start_target(argv, f->out[i], sizeof(f->out[i]), f->spid[i],
+					  sizeof(f->spid[i]), 20000);
+	return i;
+}
+
+static void fx_done(struct fx *f)
+{
+	char cmd[128];
+
+	if (f->daemon > 0)
+		ls_test_kill(f->daemon);
+	for (int i = 0; i < f->napps; i++) {
+		ls_test_kill(f->apps[i]);
+		unlink(f->out[i]);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Files of f->dumps named flight-*.lsrec (no .tmp). */
+static int count_dumps(struct fx *f)
+{
+	DIR *d = opendir(f->dumps);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		n += !strncmp(de->d_name, "flight-", 7) && l > 6 && !strcmp(de->d_name + l - 6, ".lsrec");
+	}
+	closedir(d);
+	return n;
+}
+
+/* `loopscope report FILE --json`: the parsed report (put it). */
+static json_object *report(const char *file)
+{
+	struct ls_test_out o;
+	char *argv[] = { LOOPSCOPE, "report", (char *)file, "--json", NULL };
+	json_object *r;
+	int rc = ls_test_run_capture(&o, argv, 30000);
+
+	ck_assert_msg(rc == 0, "report %s: exit %d: %s", file, rc, o.stderr_text);
+	r = json_tokener_parse(o.stdout_text);
+	ck_assert_msg(r != NULL, "report %s: not JSON: %.300s", file, o.stdout_text);
+	ls_test_out_free(&o);
+	return r;
+}
+
+/* `loopscope dump PID --socket S`: its exit code, the path it printed in
+ * path. */
+static int dump(struct fx *f, const char *pid, char *path, size_t len)
+{
+	struct ls_test_out o;
+	char *argv[] = { LOOPSCOPE, "dump", (char *)pid, "--socket", f->sock, NULL };
+	int rc = ls_test_run_capture(&o, argv, 30000);
+	char *nl;
+
+	snprintf(path, len, "%s", o.stdout_text ? o.stdout_text : "");
+	if ((nl = strchr(path, '\n')))
+		*nl = '\0';
+	if (rc)
+		fprintf(stderr, "it_flight: dump %s: exit %d: %s", pid, rc, o.stderr_text);
+	ls_test_out_free(&o);
+	return rc;
+}
+
+static json_object *stats(struct fx *f)
+{
+	json_object *req = json_tokener_parse("{\"cmd\":\"stats\"}"), *resp = NULL;
+	int fd = ls_ctl_connect(f->sock);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ls_ctl_call(fd, req, &resp, 10000), 0);
+	close(fd);
+	json_object_put(req);
+	return resp;
+}
+
+static uint64_t ju64(json_object *o, const char *key)
+{
+	json_object *v;
+
+	ck_assert_msg(json_object_object_get_ex(o, key, &v), "no %s", key);
+	return (uint64_t)json_object_get_int64(v);
+}
+
+/* The daemon's log line "pid N (...): flight recorder: wrote PATH" for
+ * pid: PATH into path. */
+static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int timeout_ms)
+{
+	char needle[64], *p;
+
+	snprintf(needle, sizeof(needle), "pid %s (", pid);
+	for (int waited = 0; waited <= timeout_ms; waited += 200) {
+		char *text = ls_test_slurp(f->err), *l;
+
+		for (l = text ? strtok(text, "\n") : NULL; l; l = strtok(NULL, "\n")) {
+			if (strstr(l, needle) == strstr(l, "pid ") && strstr(l, needle) &&
+			    (p = strstr(l, "flight recorder: wrote "))) {
+				p += strlen("flight recorder: wrote ");
+				ck_assert_uint_lt(strlen(p), len);
+				memcpy(path, p, strlen(p) + 1);
+				free(text);
+				return true;
+			}
+		}
+		free(text);
+		usleep(200000);
+	}
+	return false;
+}
+
+/*
+ * The scripted slow event, on every interpreter with stacks: each app
+ * blocks 300 ms in flight_culprit() 3 s after it starts; the daemon
+ * (flight_threshold 200 ms, flight_after 1 s) writes a dump per app. The
+ * dump's report holds the period: its duration within the app's own
+ * measure ± max(5 %, 5 ms) (the app's clock reads bracket the sleep, the
+ * kernel's busy period brackets the callback: they differ by the
+ * callback's few µs around the sleep, and the ±5 % covers a loaded
+ * machine's scheduling delay inside the period), its start within 5 ms
+ * before the app's first clock read (the callback began just before), and
+ * a stack whose frames name flight_culprit.
+ */
+START_TEST(test_slow_event_writes_a_dump_with_its_stack)
+{
+	struct ls_test_pythons py;
+	struct fx f;
+
+	ls_test_find_pythons("it_flight", 8, LS_TEST_PY_FULL, &py);
+	fx_init(&f);
+	fx_daemon(&f, "flight_threshold = \"200ms\";\nflight_after = \"1s\";\nflight_seconds = \"20s\";\n"
+		      "interval = \"250ms\";");
+	for (int i = 0; i < py.n && f.napps < LS_TEST_MAX_PYTHONS; i++)
+		fx_app(&f, py.path[i], 3.0);
+	ck_assert_int_gt(f.napps, 0);
+	for (int i = 0; i < f.napps; i++) {
+		char path[512], line[128];
+		unsigned long long t0, t1;
+		json_object *r, *slow, *e, *st;
+		int found = 0;
+
+		ck_assert_msg(ls_test_wait_line(f.log[i], "block ", 30000, line, sizeof(line)) == 0,
+			      "%s: the app did not block", py.name[i]);
+		ck_assert_int_eq(sscanf(line, "block %llu %llu", &t0, &t1), 2);
+		ck_assert_msg(wrote_for(&f, f.spid[i], path, sizeof(path), 20000),
+			      "%s: no dump for pid %s", py.name[i], f.spid[i]);
+		r = report(path);
+		ck_assert(json_object_object_get_ex(r, "slow_busy", &slow));
+		for (size_t k = 0; k < json_object_array_length(slow); k++) {
+			uint64_t start, dur, app = t1 - t0, tol;
+
+			e = json_object_array_get_idx(slow, k);
+			start = ju64(e, "start_ns");
+			dur = ju64(e, "duration_ns");
+			if (dur < BLOCK_NS / 2)
+				continue;
+			found++;
+			tol = app / 20 > 5000000 ? app / 20 : 5000000;
+			ck_assert_msg(dur + tol >= app && dur <= app + tol,
+				      "%s: dump's period %" PRIu64 " ns, the app's %" PRIu64 " ns (± %" PRIu64 ")",
+				      py.name[i], dur, app, tol);
+			ck_assert_msg(start <= t0 && t0 - start <= 5000000,
+				      "%s: period starts %" PRIu64 ", the app's block at %llu",
+				      py.name[i], start, t0);
+			ck_assert(json_object_object_get_ex(e, "stacks", &st));
+			ck_assert_msg(strstr(json_object_to_json_string(st), "flight_culprit"),
+				      "%s: the dump's stacks lack flight_culprit: %s", py.name[i],
+				      json_object_to_json_string(st));
+		}
+		ck_assert_msg(found == 1, "%s: %d slow periods of ~300 ms in the dump", py.name[i], found);
+		json_object_put(r);
+	}
+	{
+		json_object *s = stats(&f), *fl;
+
+		ck_assert(json_object_object_get_ex(s, "flight", &fl));
+		ck_assert_uint_eq(ju64(fl, "dumps_written"), (uint64_t)f.napps);
+		ck_assert_uint_eq(ju64(fl, "dumps_dropped"), 0);
+		json_object_put(s);
+	}
+	fx_done(&f);
+}
+END_TEST
+
+/* `loopscope dump PID` writes a file the report reads (the app's thread
+ * in it); an unmonitored pid is exit 3; rotation (flight_max_files 2)
+ * keeps the two newest of four dumps. */
+START_TEST(test_dump_command_and_rotation)
+{
+	char paths[4][512], path[512];
+	struct stat st;
+	struct fx f;
+	json_object *r, *threads;
+	int i;
+
+	fx_init(&f);
+	fx_daemon(&f, "flight_max_files = 2;\ninterval = \"200ms\";");
+	i = fx_app(&f, "/usr/bin/python3", 0.2); /* then its loop turns every 10 ms */
+	usleep(1500000); /* windows recorded */
+	for (int k = 0; k < 4; k++) {
+		ck_assert_int_eq(dump(&f, f.spid[i], paths[k], sizeof(paths[k])), 0);
+		ck_assert_msg(strstr(paths[k], f.dumps) == paths[k], "'%s' is not in %s", paths[k],
+			      f.dumps);
+		if (k == 0) {
+			ck_assert_int_eq(stat(paths[0], &st), 0);
+			r = report(paths[0]);
+			ck_assert(json_object_object_get_ex(r, "threads", &threads));
+			ck_assert_int_ge(json_object_array_length(threads), 1);
+			ck_assert_int_eq(json_object_get_int(json_object_object_get(
+				json_object_array_get_idx(threads, 0), "pid")), atoi(f.spid[i]));
+			ck_assert_uint_gt(ju64(json_object_array_get_idx(threads, 0), "iterations"), 0);
+			json_object_put(r);
+		}
+		usleep(20000);
+	}
+	ck_assert_int_eq(count_dumps(&f), 2);
+	ck_assert_int_ne(stat(paths[0], &st), 0);
+	ck_assert_int_ne(stat(paths[1], &st), 0);
+	ck_assert_int_eq(stat(paths[2], &st), 0);
+	ck_assert_int_eq(stat(paths[3], &st), 0);
+	ck_assert_int_eq(dump(&f, "999999", path, sizeof(path)), 3);
+	{
+		json_object *s = stats(&f), *fl;
+
+		ck_assert(json_object_object_get_ex(s, "flight", &fl));
+		ck_assert_uint_eq(ju64(fl, "dumps_written"), 4);
+		ck_assert_uint_eq(ju64(fl, "files_rotated"), 2);
+		json_object_put(s);
+	}
+	fx_done(&f);
+}
+END_TEST
+
+/* The ring stays within flight_bytes: 4 KiB (the least) and a long
+ * flight_seconds, windows every 20 ms (the daemon cuts one per wake-up,
+ * a few a second: blocks of ~200 bytes): within 30 s blocks are dropped
+ * for room, and then the most a ring ever held (the engine's peak
+ * counter) is at most 4 KiB and more than half of it (the cap is what
+ * bounds it, not the age). */
+START_TEST(test_ring_stays_within_flight_bytes)
+{
+	struct fx f;
+	json_object *s = NULL, *fl = NULL;
+
+	fx_init(&f);
+	fx_daemon(&f, "flight_bytes = \"4KiB\";\nflight_seconds = \"1000s\";\ninterval = \"20ms\";");
+	fx_app(&f, "/usr/bin/python3", 60);
+	for (int waited = 0; waited < 30000; waited += 500) {
+		usleep(500000);
+		json_object_put(s);
+		s = stats(&f);
+		ck_assert(json_object_object_get_ex(s, "flight", &fl));
+		if (ju64(fl, "blocks_dropped") > 3)
+			break;
+	}
+	ck_assert_uint_eq(ju64(fl, "cap_bytes"), 4096);
+	ck_assert_uint_gt(ju64(fl, "blocks_dropped"), 3);
+	ck_assert_uint_le(ju64(fl, "bytes_peak_target"), 4096);
+	ck_assert_uint_gt(ju64(fl, "bytes_peak_target"), 2048);
+	ck_assert_uint_le(ju64(fl, "bytes_max_target"), 4096);
+	ck_assert_uint_gt(ju64(fl, "bytes_max_target"), 2048);
+	ck_assert_uint_eq(ju64(fl, "put_errors"), 0);
+	json_object_put(s);
+	fx_done(&f);
+}
+END_TEST
+
+/* A dump that cannot be written (flight_dir is a regular file) is counted
+ * as dropped, and `loopscope dump` says why with exit 1. */
+START_TEST(test_unwritable_dump_is_dropped)
+{
+	char path[512];
+	struct fx f;
+	json_object *s, *fl;
+	FILE *c;
+	int i;
+
+	fx_init(&f);
+	c = fopen(f.dumps, "w");
+	ck_assert_ptr_nonnull(c);
+	fclose(c);
+	fx_daemon(&f, "interval = \"200ms\";");
+	i = fx_app(&f, "/usr/bin/python3", 0.2);
+	usleep(1000000);
+	ck_assert_int_eq(dump(&f, f.spid[i], path, sizeof(path)), 1);
+	s = stats(&f);
+	ck_assert(json_object_object_get_ex(s, "flight", &fl));
+	ck_assert_uint_eq(ju64(fl, "dumps_dropped"), 1);
+	ck_assert_uint_eq(ju64(fl, "dumps_written"), 0);
+	json_object_put(s);
+	fx_done(&f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("it_flight");
+	TCase *tc = tcase_create("flight");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_slow_event_writes_a_dump_with_its_stack);
+	tcase_add_test(tc, test_dump_command_and_rotation);
+	tcase_add_test(tc, test_ring_stays_within_flight_bytes);
+	tcase_add_test(tc, test_unwritable_dump_is_dropped);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
