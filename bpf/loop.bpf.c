@@ -336,10 +336,11 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 			/* The on/off-CPU split checked against the scheduler's
 			 * own on-CPU clock (see offcpu_unseen). */
 			__u64 on = bpf_get_current_task_btf()->se.sum_exec_runtime - st->exec_at_exit_ns;
-			__u64 off = st->cur_blocked_ns + st->cur_runnable_ns;
+			__u64 off = st->cur_blocked_ns + st->cur_runnable_ns, untraced = 0;
 
-			if (st->off_since_ns ||
-			    (busy > off + on && busy - off - on > LS_UNSEEN_SLACK_NS))
+			if (busy > off + on && busy - off - on > LS_UNSEEN_SLACK_NS)
+				untraced = busy - off - on;
+			if (st->off_since_ns || untraced)
 				__sync_fetch_and_add(&offcpu_unseen, 1);
 
 			struct ls_slow_busy_event *e;
@@ -358,7 +359,8 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 				e->runnable_ns = st->cur_runnable_ns;
 				e->top_block_ns = st->cur_top_block_ns;
 				e->top_syscall = st->cur_top_syscall;
-				e->pad2 = 0;
+				e->untraced_us = untraced / 1000 > 0xffffffffULL ? 0xffffffffU
+									       : (__u32)(untraced / 1000);
 				bpf_ringbuf_submit(e, 0);
 			} else {
 				__sync_fetch_and_add(&lost_events, 1);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Where a slow busy period's time went, in each form an output shows it. */
 #include <stdio.h>
+#include <string.h>
 
 #include "loopscope/abi/pycallback_events.h"
 #include "loopscope/appframe.h"
@@ -32,8 +33,11 @@ char *ls_busy_why_brief(const struct ls_slow_busy_event *e, char *buf, size_t le
 			      ls_duration_format(t.blocked_ns, d[1], 16), sc);
 	}
 	if (t.runnable_ns && n > 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, ", %s waiting for a CPU",
-			 ls_duration_format(t.runnable_ns, d[2], 16));
+		n += snprintf(buf + n, len - (size_t)n, ", %s waiting for a CPU",
+			      ls_duration_format(t.runnable_ns, d[2], 16));
+	if (t.untraced_ns && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ", %s off CPU untraced",
+			 ls_duration_format(t.untraced_ns, d[2], 16));
 	return buf;
 }
 
@@ -47,6 +51,8 @@ void ls_busy_why_json(json_object *o, const struct ls_slow_busy_event *e,
 	ls_json_add_u64(o, "on_cpu_ns", t.on_cpu_ns);
 	ls_json_add_u64(o, "blocked_ns", t.blocked_ns);
 	ls_json_add_u64(o, "runnable_ns", t.runnable_ns);
+	if (t.untraced_ns)
+		ls_json_add_u64(o, "offcpu_untraced_ns", t.untraced_ns);
 	if (t.blocked_ns) {
 		ls_sys_syscall_name(t.top_syscall, sc, sizeof(sc));
 		json_object_object_add(o, "blocked_syscall", json_object_new_string(sc));
@@ -68,6 +74,7 @@ bool ls_callback_times(const struct ls_slow_callback_event *e, const struct ls_s
 		ls_slowstack_times(st, t);
 		return false;
 	}
+	memset(t, 0, sizeof(*t));
 	off = e->blocked_ns + e->runnable_ns;
 	t->on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0;
 	t->blocked_ns = e->blocked_ns;

@@ -433,25 +433,27 @@ char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_peri
 {
 	struct {
 		uint64_t ns;
-		int what; /* 0 blocked, 1 on CPU, 2 runnable */
-	} part[3] = { { t->blocked_ns, 0 }, { t->on_cpu_ns, 1 }, { t->runnable_ns, 2 } }, tmp;
+		int what; /* 0 blocked, 1 on CPU, 2 runnable, 3 untraced */
+	} part[4] = { { t->blocked_ns, 0 }, { t->on_cpu_ns, 1 }, { t->runnable_ns, 2 },
+		      { t->untraced_ns, 3 } }, tmp;
 	size_t pos = 0;
 	char d[32], d2[32], sc[64];
 
-	/* Three parts, by time (a tiny sort). */
-	for (int i = 0; i < 3; i++)
-		for (int j = i + 1; j < 3; j++)
+	/* The parts, by time (a tiny sort). */
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
 			if (part[j].ns > part[i].ns) {
 				tmp = part[i];
 				part[i] = part[j];
 				part[j] = tmp;
 			}
 	buf[0] = '\0';
-	for (int i = 0; i < 3 && pos < len; i++) {
+	for (int i = 0; i < 4 && pos < len; i++) {
 		const struct ls_stack_agg *a = NULL;
 
 		/* On CPU is said even when 0 if nothing else is. */
-		if (!part[i].ns && !(part[i].what == 1 && !t->blocked_ns && !t->runnable_ns))
+		if (!part[i].ns && !(part[i].what == 1 && !t->blocked_ns && !t->runnable_ns &&
+				     !t->untraced_ns))
 			continue;
 		if (pos)
 			pos += (size_t)snprintf(buf + pos, len - pos, "; ");
@@ -473,8 +475,12 @@ char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_peri
 			pos += (size_t)snprintf(buf + pos, len - pos, "%s on CPU", d);
 			a = heaviest(sum, LS_STACK_ON_CPU, false);
 			break;
-		default:
+		case 2:
 			pos += (size_t)snprintf(buf + pos, len - pos, "%s waiting for a CPU", d);
+			break;
+		default: /* no stack: the episode was not seen */
+			pos += (size_t)snprintf(buf + pos, len - pos,
+						"%s off CPU untraced (blocked or waiting)", d);
 		}
 		if (pos < len && a)
 			pos = put_frames(a, max_frames, buf, pos, len);
@@ -485,9 +491,11 @@ char *ls_slowstack_text(const struct ls_stack_summary *sum, const struct ls_peri
 
 void ls_slowstack_busy_times(const struct ls_slow_busy_event *e, struct ls_period_times *t)
 {
-	uint64_t off = e->blocked_ns + e->runnable_ns;
+	uint64_t untraced = (uint64_t)e->untraced_us * 1000;
+	uint64_t off = e->blocked_ns + e->runnable_ns + untraced;
 
 	t->on_cpu_ns = e->duration_ns > off ? e->duration_ns - off : 0;
+	t->untraced_ns = untraced;
 	t->blocked_ns = e->blocked_ns;
 	t->top_block_ns = e->top_block_ns;
 	t->top_syscall = e->top_syscall;

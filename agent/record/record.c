@@ -532,7 +532,7 @@ int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_bus
 		err = stacks_ids(w, st, &ids);
 	if (err)
 		return err;
-	p = begin(w, LS_REC_SLOW_BUSY, REC_SLOW_FIXED + stacks_size(st));
+	p = begin(w, LS_REC_SLOW_BUSY, REC_SLOW_FIXED + stacks_size(st) + 4);
 	if (!p) {
 		free(ids);
 		return fail(w);
@@ -547,7 +547,8 @@ int ls_record_put_slow_busy(struct ls_record_writer *w, const struct ls_slow_bus
 	rec_w64(p + 48, e->top_block_ns);
 	rec_w32(p + 56, (uint32_t)e->top_syscall);
 	rec_w32(p + 60, tid_name);
-	stacks_put(p + REC_SLOW_FIXED, st, ids);
+	p = stacks_put(p + REC_SLOW_FIXED, st, ids);
+	rec_w32(p, e->untraced_us); /* 1.2 */
 	free(ids);
 	return 0;
 }

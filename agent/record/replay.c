@@ -498,6 +498,8 @@ static int get_slow(struct ls_replay *r, const uint8_t *p, uint32_t len, struct 
 	err = get_stacks(r, &p, end);
 	if (err)
 		return err;
+	if (end - p >= 4) /* 1.2 */
+		e->untraced_us = rec_r32(p);
 	it->slow = e;
 	it->stacks = r->stacks;
 	return 0;

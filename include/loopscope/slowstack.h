@@ -108,6 +108,8 @@ struct ls_period_times {
 	uint64_t top_block_ns;  /* the longest single block */
 	int top_syscall;        /* ... and its syscall, -1 none */
 	uint64_t runnable_ns;   /* waiting for a CPU */
+	uint64_t untraced_ns;   /* off the CPU in no episode seen (untraced_us of
+				 * ls_slow_busy_event): blocked or waiting, unknown */
 };
 
 /* Where a slow period's time went, with the stacks: parts ordered by time,

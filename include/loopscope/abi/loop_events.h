@@ -142,7 +142,13 @@ struct ls_slow_busy_event {
 	__u64 runnable_ns;     /* off the CPU, runnable: waiting for a CPU */
 	__u64 top_block_ns;    /* the longest single block */
 	__s32 top_syscall;     /* the syscall it was in (x86-64 number), -1 none */
-	__u32 pad2;
+	/* Off the CPU but in no episode the scheduler programs saw (an
+	 * episode whose tracepoints did not fire: see offcpu_unseen in
+	 * bpf/loop.bpf.c), µs: duration - blocked - runnable - the thread's
+	 * on-CPU time by the scheduler's clock (se.sum_exec_runtime), when
+	 * that exceeds 5 ms; 0 otherwise. Neither blocked nor runnable can be
+	 * told for it; on CPU = duration - blocked - runnable - this. */
+	__u32 untraced_us;
 };
 
 /*
