@@ -97,11 +97,14 @@ START_TEST(test_precise_flood_obeys_sigint)
 	ls = ls_test_spawn(argv, lout, NULL);
 	ck_assert_int_gt(ls, 0);
 	ck_assert_int_eq(ls_test_wait_substr(lout, "\"type\":\"interval\"", 15000, NULL, 0), 0);
-	uint64_t run0 = ls_test_runnable_ns(ls, 0), t0 = ls_sys_now_ns();
+	struct ls_test_runq rq;
+
+	ls_test_runq_start(&rq, ls);
+	uint64_t t0 = ls_sys_now_ns();
 
 	kill(ls, SIGINT);
-	ck_assert_int_eq(ls_test_wait_unreaped(ls, 10000), 0);
-	uint64_t took = ls_sys_now_ns() - t0, waited = ls_test_runnable_ns(ls, 0) - run0;
+	ck_assert_int_eq(ls_test_wait_unreaped(ls, 10000, &rq), 0);
+	uint64_t took = ls_sys_now_ns() - t0, waited = ls_test_runq_waited_ns(&rq);
 
 	ck_assert_int_eq(ls_test_wait(ls, 1000, &status), 0);
 	fprintf(stderr, "it_hostile: SIGINT to exit %.2f s, of which %.2f s waiting for a CPU\n",

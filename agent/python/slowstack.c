@@ -17,9 +17,13 @@ struct py_row {
 	struct ls_py_offsets off; /* a copy: the caller's may not outlive the call */
 };
 
-/* A stack event as kept: when it arrived, and a copy of it. */
+/* A stack event as kept: when it arrived, the latest ev.time_ns of it and
+ * of every event kept before it (nondecreasing along the ring: an off-CPU
+ * episode arrives after later on-CPU samples, so time_ns itself is not),
+ * and a copy of it. */
 struct kept {
 	uint64_t arrived_ns;
+	uint64_t upto_ns;
 	struct ls_stack_event ev;
 };
 
@@ -116,6 +120,12 @@ static void compact(struct ls_slowstack *s, bool (*drop)(const struct kept *, co
 	for (size_t i = w; i < s->n; i++)
 		*slot(s, i) = NULL;
 	s->n = w;
+	for (size_t i = 0; i < s->n; i++) {
+		struct kept *e = *slot(s, i);
+		uint64_t before = i ? (*slot(s, i - 1))->upto_ns : 0;
+
+		e->upto_ns = e->ev.time_ns > before ? e->ev.time_ns : before;
+	}
 }
 
 static bool drop_pid(const struct kept *k, const void *arg)
@@ -152,6 +162,9 @@ void ls_slowstack_add(struct ls_slowstack *s, const struct ls_stack_event *e)
 	}
 	copy->arrived_ns = ls_sys_now_ns();
 	memcpy(&copy->ev, e, LS_STACK_EVENT_HDR + (size_t)e->nframes * sizeof(e->frames[0]));
+	copy->upto_ns = e->time_ns;
+	if (s->n && (*slot(s, s->n - 1))->upto_ns > copy->upto_ns)
+		copy->upto_ns = (*slot(s, s->n - 1))->upto_ns;
 	if (s->n == s->cap) {
 		free(*slot(s, 0));
 		*slot(s, 0) = NULL;
@@ -258,8 +271,21 @@ int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint6
 	const struct ls_py_offsets *off = row_of(s, (pid_t)tgid);
 	int err = 0;
 
+	size_t lo = 0, hi = s->n;
+
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < s->n; i++) {
+	/* Skip, by bisection on upto_ns, the events that all began before
+	 * from_ns: a flood of slow periods (every callback slow) would
+	 * otherwise scan the whole ring once per period. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if ((*slot(s, mid))->upto_ns < from_ns)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < s->n; i++) {
 		const struct ls_stack_event *e = &(*slot(s, i))->ev;
 		struct ls_stack_agg *a = NULL;
 

@@ -114,22 +114,6 @@ int ls_test_wait(pid_t pid, int timeout_ms, int *status)
 	return -ETIMEDOUT;
 }
 
-int ls_test_wait_unreaped(pid_t pid, int timeout_ms)
-{
-	for (int waited = 0; waited <= timeout_ms; waited += 5) {
-		siginfo_t si;
-
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-			return -errno;
-		if (si.si_pid == pid)
-			return 0;
-		nap_ms(5);
-	}
-	ls_test_kill(pid);
-	return -ETIMEDOUT;
-}
-
 static uint64_t runnable_of(const char *path)
 {
 	unsigned long long run = 0, wait = 0;
@@ -166,6 +150,84 @@ uint64_t ls_test_runnable_ns(pid_t pid, pid_t tid)
 	}
 	closedir(d);
 	return sum;
+}
+
+static void runq_read(struct ls_test_runq *q, int start)
+{
+	char path[96];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)q->pid);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		pid_t tid;
+		uint64_t v;
+		int i;
+
+		if (de->d_name[0] == '.')
+			continue;
+		tid = (pid_t)atoi(de->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)q->pid, (int)tid);
+		v = runnable_of(path);
+		for (i = 0; i < q->n && q->tid[i] != tid; i++)
+			;
+		if (i == q->n) {
+			if (q->n == LS_TEST_RUNQ_MAX)
+				continue;
+			q->n++;
+			q->tid[i] = tid;
+			q->first_ns[i] = start ? v : 0;
+		}
+		if (v > q->last_ns[i] || start)
+			q->last_ns[i] = v;
+	}
+	closedir(d);
+}
+
+void ls_test_runq_start(struct ls_test_runq *q, pid_t pid)
+{
+	memset(q, 0, sizeof(*q));
+	q->pid = pid;
+	runq_read(q, 1);
+}
+
+void ls_test_runq_sample(struct ls_test_runq *q)
+{
+	runq_read(q, 0);
+}
+
+uint64_t ls_test_runq_waited_ns(const struct ls_test_runq *q)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < q->n; i++)
+		if (q->last_ns[i] > q->first_ns[i])
+			sum += q->last_ns[i] - q->first_ns[i];
+	return sum;
+}
+
+int ls_test_wait_unreaped(pid_t pid, int timeout_ms, struct ls_test_runq *q)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 5) {
+		siginfo_t si;
+
+		if (q)
+			ls_test_runq_sample(q);
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+			return -errno;
+		if (si.si_pid == pid) {
+			if (q)
+				ls_test_runq_sample(q);
+			return 0;
+		}
+		nap_ms(5);
+	}
+	ls_test_kill(pid);
+	return -ETIMEDOUT;
 }
 
 void ls_test_kill(pid_t pid)

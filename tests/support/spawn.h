@@ -44,18 +44,42 @@ int ls_test_wait_substr(const char *path, const char *needle, int timeout_ms, ch
  * 128+signal). 0, or -ETIMEDOUT (the child is then killed and reaped). */
 int ls_test_wait(pid_t pid, int timeout_ms, int *status);
 
-/* Wait up to timeout_ms for pid to exit, without reaping it (waitid with
- * WNOWAIT), so that its /proc files still read (ls_test_runnable_ns); reap
- * it with ls_test_wait then. 0, or -ETIMEDOUT (then killed and reaped). */
-int ls_test_wait_unreaped(pid_t pid, int timeout_ms);
-
 /* Time thread tid of process pid has spent runnable but waiting for a CPU
  * since it started, ns: the second field of /proc/PID/task/TID/schedstat
  * (the scheduler's run_delay, Documentation/scheduler/sched-stats.rst).
- * tid 0: the sum over every thread of pid. A zombie still reads. 0 when
- * nothing reads. For tests whose truth is skewed by starvation (a loaded
- * machine): the bound widens by what the thread waited. */
+ * tid 0: the sum over the threads of pid that exist now (a thread that
+ * has exited no longer counts: to follow a process to its exit, use
+ * struct ls_test_runq). A zombie still reads. 0 when nothing reads. For
+ * tests whose truth is skewed by starvation (a loaded machine): the bound
+ * widens by what the thread waited. */
 uint64_t ls_test_runnable_ns(pid_t pid, pid_t tid);
+
+/* The run_delay growth of every thread of a process from a start point,
+ * threads that exit on the way included: each thread's last value read
+ * (/proc/PID/task/TID/schedstat, as above) minus its value at the start (0
+ * for a thread born later). At most LS_TEST_RUNQ_MAX threads followed;
+ * later ones are not counted. */
+#define LS_TEST_RUNQ_MAX 128
+struct ls_test_runq {
+	pid_t pid;
+	int n;
+	pid_t tid[LS_TEST_RUNQ_MAX];
+	uint64_t first_ns[LS_TEST_RUNQ_MAX], last_ns[LS_TEST_RUNQ_MAX];
+};
+
+/* Start following pid: read every thread's run_delay now. */
+void ls_test_runq_start(struct ls_test_runq *q, pid_t pid);
+/* Read every thread of q->pid again (threads gone keep their last value). */
+void ls_test_runq_sample(struct ls_test_runq *q);
+/* The growth since ls_test_runq_start, ns, summed over threads. */
+uint64_t ls_test_runq_waited_ns(const struct ls_test_runq *q);
+
+/* Wait up to timeout_ms for pid to exit, without reaping it (waitid with
+ * WNOWAIT), so that its /proc files still read; reap it with ls_test_wait
+ * then. q (may be NULL), started on pid, is sampled every 5 ms on the way,
+ * so that a thread that exits before its process still counts. 0, or
+ * -ETIMEDOUT (then killed and reaped). */
+int ls_test_wait_unreaped(pid_t pid, int timeout_ms, struct ls_test_runq *q);
 
 /* SIGKILL pid and reap it; pid <= 0 is ignored. */
 void ls_test_kill(pid_t pid);
