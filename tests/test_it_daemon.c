@@ -34,9 +34,7 @@
 #define PYTHON "/usr/bin/python3"
 
 struct fx {
-	char dir[64];
-	char sock[100], err[128];
-	pid_t daemon;
+	struct ls_test_daemon d;
 	pid_t apps[4];
 	char out[4][128];
 	int napps;
@@ -45,10 +43,7 @@ struct fx {
 static void fx_init(struct fx *f)
 {
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/loopscope-test-daemon.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(f->dir));
-	snprintf(f->sock, sizeof(f->sock), "%s/ctl.sock", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/daemon.err", f->dir);
+	ls_test_daemon_init(&f->d, "daemon");
 }
 
 /* An app in f's dir (it blocks 150 ms every second for 60 s); its pid. */
@@ -59,7 +54,7 @@ static pid_t fx_app(struct fx *f, const char *name)
 			 "60", NULL };
 	int i = f->napps++;
 
-	snprintf(log, sizeof(log), "%s/%s.log", f->dir, name);
+	snprintf(log, sizeof(log), "%s/%s.log", f->d.dir, name);
 	f->apps[i] = ls_test_start_target(argv, f->out[i], sizeof(f->out[i]), spid, sizeof(spid), 10000);
 	return f->apps[i];
 }
@@ -81,16 +76,11 @@ static int app_sleep_line(void)
 
 static void fx_done(struct fx *f)
 {
-	char cmd[128];
-
-	if (f->daemon > 0)
-		ls_test_kill(f->daemon);
 	for (int i = 0; i < f->napps; i++) {
 		ls_test_kill(f->apps[i]);
 		unlink(f->out[i]);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ls_test_daemon_done(&f->d);
 }
 
 static json_object *ctl(const char *sock, const char *req_text)
@@ -124,26 +114,19 @@ static json_object *target_of(json_object *list, pid_t pid)
 /* Wait for the daemon's log to contain needle. */
 static bool log_has(struct fx *f, const char *needle, int timeout_ms)
 {
-	char line[1024];
-
-	return ls_test_wait_substr(f->err, needle, timeout_ms, line, sizeof(line)) == 0;
+	return ls_test_daemon_log_has(&f->d, needle, timeout_ms);
 }
 
 static void start_daemon_rule(struct fx *f, const char *rule)
 {
-	char *args[] = { "--rule", (char *)rule, "--socket", f->sock, "--listen", "none", NULL };
+	char *args[] = { "--rule", (char *)rule, "--socket", f->d.sock, "--listen", "none", NULL };
 
-	f->daemon = ls_test_start_daemon(LOOPSCOPED, args, f->err, 20000);
+	ls_test_daemon_start(&f->d, args);
 }
 
 static void stop_daemon(struct fx *f)
 {
-	int st;
-
-	kill(f->daemon, SIGTERM);
-	ck_assert_int_eq(ls_test_wait(f->daemon, 15000, &st), 0);
-	ck_assert_int_eq(st, 0);
-	f->daemon = 0;
+	ls_test_daemon_stop(&f->d);
 }
 
 /* Connect, wait delay_ms, write text as is, read n answer lines (at most
@@ -193,11 +176,11 @@ START_TEST(test_status_and_control_socket)
 	fx_init(&f);
 	a = fx_app(&f, "ruled");
 	b = fx_app(&f, "manual"); /* attached by hand below */
-	snprintf(rule, sizeof(rule), "service=web,cmdline=*%s/ruled*", f.dir);
+	snprintf(rule, sizeof(rule), "service=web,cmdline=*%s/ruled*", f.d.dir);
 	start_daemon_rule(&f, rule);
 
 	/* list: the ruled app, with its ids and mode */
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	t = target_of(r, a);
 	ck_assert_msg(t, "pid %d not listed: %s", a, json_object_to_json_string(r));
 	ck_assert_str_eq(json_object_get_string(json_object_object_get(t, "service")), "web");
@@ -208,15 +191,15 @@ START_TEST(test_status_and_control_socket)
 
 	/* attach and detach by hand */
 	snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc-checkout-api\",\"mode\":\"precise\"}", b);
-	r = ctl(f.sock, req);
+	r = ctl(f.d.sock, req);
 	ck_assert_msg(json_object_get_boolean(json_object_object_get(r, "ok")), "%s", json_object_to_json_string(r));
 	json_object_put(r);
-	r = ctl(f.sock, req); /* twice: an error, one line */
+	r = ctl(f.d.sock, req); /* twice: an error, one line */
 	ck_assert(!json_object_get_boolean(json_object_object_get(r, "ok")));
 	ck_assert_ptr_nonnull(strstr(json_object_get_string(json_object_object_get(r, "error")), "already monitored"));
 	json_object_put(r);
 	ck_assert(log_has(&f, "service adhoc-checkout-api): precise mode, CPython", 10000));
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	t = target_of(r, b);
 	ck_assert_ptr_nonnull(t);
 	ck_assert(json_object_get_boolean(json_object_object_get(t, "manual")));
@@ -228,13 +211,13 @@ START_TEST(test_status_and_control_socket)
 		 * asks only after the engine had time to answer). */
 		for (int round = 0; round < 3; round++) {
 			json_object *l[1] = { 0 };
-			int fd = ls_ctl_connect(f.sock);
+			int fd = ls_ctl_connect(f.d.sock);
 			const char *d = "{\"cmd\":\"detach\",\"pid\":999999999}\n";
 
 			ck_assert_int_ge(fd, 0);
 			ck_assert_int_eq(write(fd, d, strlen(d)), (ssize_t)strlen(d));
 			close(fd);
-			ck_assert_int_eq(raw_lines(f.sock, 250, "{\"cmd\":\"list\"}\n", l, 1), 1);
+			ck_assert_int_eq(raw_lines(f.d.sock, 250, "{\"cmd\":\"list\"}\n", l, 1), 1);
 			ck_assert_msg(json_object_object_get_ex(l[0], "targets", NULL),
 				      "another client's answer: %s", json_object_to_json_string(l[0]));
 			json_object_put(l[0]);
@@ -250,7 +233,7 @@ START_TEST(test_status_and_control_socket)
 		snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}\n"
 			 "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"adhoc-checkout-api\",\"mode\":\"precise\"}\n"
 			 "{\"cmd\":\"list\"}\n", b, b);
-		ck_assert_int_eq(raw_lines(f.sock, 0, req, l, 3), 3);
+		ck_assert_int_eq(raw_lines(f.d.sock, 0, req, l, 3), 3);
 		for (int i = 0; i < 2; i++)
 			ck_assert_msg(json_object_get_boolean(json_object_object_get(l[i], "ok")) &&
 				      !json_object_object_get_ex(l[i], "targets", NULL),
@@ -271,7 +254,7 @@ START_TEST(test_status_and_control_socket)
 		{ "[1,2]", "\"cmd\"" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		r = ctl(f.sock, bad[i].req);
+		r = ctl(f.d.sock, bad[i].req);
 		ck_assert_msg(!json_object_get_boolean(json_object_object_get(r, "ok")) &&
 			      strstr(json_object_get_string(json_object_object_get(r, "error")), bad[i].want),
 			      "%s -> %s", bad[i].req, json_object_to_json_string(r));
@@ -279,7 +262,7 @@ START_TEST(test_status_and_control_socket)
 	}
 	{
 		/* Not JSON at all: an error answer, the connection stays usable. */
-		int fd = ls_ctl_connect(f.sock);
+		int fd = ls_ctl_connect(f.d.sock);
 		json_object *ok = json_tokener_parse("{\"cmd\":\"list\"}");
 
 		ck_assert_int_ge(fd, 0);
@@ -295,7 +278,7 @@ START_TEST(test_status_and_control_socket)
 	/* status: both, with a slow event measured from each (150 ms blocks) */
 	sleep(2);
 	/* #17 item 8: the light-mode target's CPython version is known too */
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	t = target_of(r, a);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_str_eq(json_object_get_string(json_object_object_get(t, "mode")), "light");
@@ -320,7 +303,7 @@ START_TEST(test_status_and_control_socket)
 	}
 	{
 		struct ls_test_out o = { 0 };
-		char *argv[] = { LOOPSCOPE, "status", "--socket", f.sock, "--json", NULL };
+		char *argv[] = { LOOPSCOPE, "status", "--socket", f.d.sock, "--json", NULL };
 		json_object *s, *slow, *last_a = NULL, *last_b = NULL;
 		int sa = 0, sb = 0, framed = 0;
 
@@ -374,7 +357,7 @@ START_TEST(test_status_and_control_socket)
 	}
 	{
 		struct ls_test_out o = { 0 };
-		char *argv[] = { LOOPSCOPE, "status", "--socket", f.sock, NULL };
+		char *argv[] = { LOOPSCOPE, "status", "--socket", f.d.sock, NULL };
 
 		ck_assert_int_eq(ls_test_run_capture(&o, argv, 20000), 0);
 		snprintf(pidtxt, sizeof(pidtxt), "%d", a);
@@ -388,10 +371,10 @@ START_TEST(test_status_and_control_socket)
 		ls_test_out_free(&o);
 	}
 	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}", b);
-	r = ctl(f.sock, req);
+	r = ctl(f.d.sock, req);
 	ck_assert(json_object_get_boolean(json_object_object_get(r, "ok")));
 	json_object_put(r);
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	ck_assert_ptr_null(target_of(r, b));
 	ck_assert(json_object_object_get_ex(r, "targets", &v));
 	json_object_put(r);
@@ -414,7 +397,7 @@ START_TEST(test_status_in_process_without_daemon)
 	fx_init(&f);
 	a = fx_app(&f, "alone");
 	snprintf(pidtxt, sizeof(pidtxt), "%d", a);
-	argv[3] = f.sock; /* nobody listens there */
+	argv[3] = f.d.sock; /* nobody listens there */
 	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
 	s = json_tokener_parse(o.stdout_text);
 	ck_assert_msg(s, "not JSON: %s", o.stdout_text);
@@ -486,9 +469,9 @@ START_TEST(test_top_under_tmux)
 	b = fx_app(&f, "b");
 	snprintf(pa, sizeof(pa), "%d", a);
 	snprintf(pb, sizeof(pb), "%d", b);
-	snprintf(rule, sizeof(rule), "service=shop,cmdline=*%s/*,mode=precise", f.dir);
+	snprintf(rule, sizeof(rule), "service=shop,cmdline=*%s/*,mode=precise", f.d.dir);
 	start_daemon_rule(&f, rule);
-	snprintf(tsock, sizeof(tsock), "%s/tmux.sock", f.dir);
+	snprintf(tsock, sizeof(tsock), "%s/tmux.sock", f.d.dir);
 	snprintf(tmux_sock, sizeof(tmux_sock), "%s", tsock);
 	atexit(tmux_kill_server);
 	/* A shell in a 160x40 pane; top runs in it, so that what it leaves
@@ -497,7 +480,7 @@ START_TEST(test_top_under_tmux)
 	/* top last on its line: the shell goes on with the rest of a list
 	 * when Ctrl-Z stops a command. Its exit status is asked for after q. */
 	snprintf(args, sizeof(args), "send-keys -t top 'echo BEFORE-TOP; %s top --socket %s' Enter",
-		 LOOPSCOPE, f.sock);
+		 LOOPSCOPE, f.d.sock);
 	ck_assert_int_eq(tmux(tsock, args, NULL), 0);
 	/* Both apps listed and a slow callback named, within 8 s. */
 	for (int i = 0; i < 80 && !ok; i++) {
@@ -571,11 +554,11 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 	int host_pid = 0;
 
 	fx_init(&f);
-	snprintf(rule, sizeof(rule), "service=boxed,cmdline=*%s/boxed*,mode=precise", f.dir);
+	snprintf(rule, sizeof(rule), "service=boxed,cmdline=*%s/boxed*,mode=precise", f.d.dir);
 	start_daemon_rule(&f, rule);
-	snprintf(log, sizeof(log), "%s/boxed.log", f.dir);
+	snprintf(log, sizeof(log), "%s/boxed.log", f.d.dir);
 	/* Started after the daemon: found by its exec event. */
-	snprintf(f.out[0], sizeof(f.out[0]), "%s/boxed.out", f.dir);
+	snprintf(f.out[0], sizeof(f.out[0]), "%s/boxed.out", f.d.dir);
 	outer = ls_test_spawn(argv, f.out[0], NULL);
 	ck_assert_int_gt(outer, 0);
 	f.apps[f.napps++] = outer;
@@ -584,7 +567,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 	ck_assert_str_eq(line, "pid 1");
 	ck_assert(log_has(&f, "service boxed, pid 1 in its namespace): attached", 10000));
 	ck_assert(log_has(&f, "service boxed): precise mode, CPython", 10000));
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	ck_assert(json_object_object_get_ex(r, "targets", &targets));
 	for (size_t i = 0; i < json_object_array_length(targets); i++) {
 		json_object *e = json_object_array_get_idx(targets, i);
@@ -607,7 +590,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 			json_object *ev;
 
 			usleep(100000);
-			r = ctl(f.sock, "{\"cmd\":\"slow\"}");
+			r = ctl(f.d.sock, "{\"cmd\":\"slow\"}");
 			ck_assert(json_object_object_get_ex(r, "events", &ev));
 			for (size_t j = 0; j < json_object_array_length(ev); j++) {
 				json_object *e = json_object_array_get_idx(ev, j);
@@ -624,7 +607,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 				fprintf(stderr, "it_daemon: container: events %s\n", json_object_to_json_string(ev));
 			json_object_put(r);
 		}
-		log = ls_test_slurp(f.err);
+		log = ls_test_slurp(f.d.err);
 		ck_assert_msg(busy, "pid %d: no 150 ms slow busy period; daemon log:\n%.2000s", host_pid, log);
 		/* Twice, early on, no callback was named here while other
 		 * agents' uprobes were live on the same binary; not seen since
@@ -663,16 +646,16 @@ START_TEST(test_target_execs_non_python)
 		 "async def main():\n"
 		 "    await asyncio.sleep(1.5)\n"
 		 "asyncio.run(main())\n"
-		 "os.execv('/bin/sleep', ['sleep', '20'])  # %s\n", f.dir);
+		 "os.execv('/bin/sleep', ['sleep', '20'])  # %s\n", f.d.dir);
 	p = ls_test_spawn(argv, NULL, NULL);
 	ck_assert_int_gt(p, 0);
 	f.apps[f.napps++] = p;
 	snprintf(pidtxt, sizeof(pidtxt), "%d", p);
 	{
 		char *args[] = { "-p", pidtxt, "--mode", "precise", "--service", "morph", "--socket",
-				 f.sock, "--listen", "none", NULL };
+				 f.d.sock, "--listen", "none", NULL };
 
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+		ls_test_daemon_start(&f.d, args);
 	}
 	snprintf(needle, sizeof(needle), "pid %d (python3, service morph): precise mode", p);
 	ck_assert(log_has(&f, needle, 10000));
@@ -718,8 +701,7 @@ static uint64_t iterations_of(const char *sock, pid_t pid)
 START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 {
 	struct fx f;
-	char conf[160], *leftovers, *after;
-	FILE *c;
+	char *leftovers, *after;
 	pid_t a, b;
 	uint64_t before, later;
 	int links;
@@ -727,54 +709,41 @@ START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 	fx_init(&f);
 	a = fx_app(&f, "first");
 	b = fx_app(&f, "second");
-	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"\";\nrules = (\n"
-		   "  { service = \"one\"; cmdline = \"*%s/first*\"; mode = \"precise\"; }\n);\n", f.sock, f.dir);
-	fclose(c);
 	leftovers = ls_test_bpf_leftovers();
-	{
-		char *args[] = { "-c", conf, NULL };
-
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
-	}
+	ls_test_daemon_start_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\nrules = (\n"
+				  "  { service = \"one\"; cmdline = \"*%s/first*\"; mode = \"precise\"; }\n);\n",
+				  f.d.sock, f.d.dir);
 	sleep(2);
-	before = iterations_of(f.sock, a);
+	before = iterations_of(f.d.sock, a);
 	ck_assert_uint_gt(before, 50);
-	ck_assert_uint_eq(iterations_of(f.sock, b), 0);
+	ck_assert_uint_eq(iterations_of(f.d.sock, b), 0);
 	/* A second rule, a new threshold; the first target keeps counting. */
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\nrules = (\n"
-		   "  { service = \"one\"; cmdline = \"*%s/first*\"; mode = \"precise\"; },\n"
-		   "  { service = \"two\"; cmdline = \"*%s/second*\"; }\n);\n", f.sock, f.dir, f.dir);
-	fclose(c);
-	kill(f.daemon, SIGHUP);
+	ls_test_daemon_write_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\nrules = (\n"
+				  "  { service = \"one\"; cmdline = \"*%s/first*\"; mode = \"precise\"; },\n"
+				  "  { service = \"two\"; cmdline = \"*%s/second*\"; }\n);\n",
+				  f.d.sock, f.d.dir, f.d.dir);
+	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "reloaded: 2 rules, 2 targets", 10000));
 	sleep(2);
-	later = iterations_of(f.sock, a);
+	later = iterations_of(f.d.sock, a);
 	fprintf(stderr, "it_daemon: iterations of pid %d: %llu before SIGHUP, %llu after\n", a,
 		(unsigned long long)before, (unsigned long long)later);
 	ck_assert_uint_gt(later, before + 50); /* not reset */
-	ck_assert_uint_gt(iterations_of(f.sock, b), 0);
+	ck_assert_uint_gt(iterations_of(f.d.sock, b), 0);
 	/* A broken config: the old one stays, the daemon lives on. */
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "rules = ( { service = \"x\"; mode = \"fast\"; cmdline = \"y\"; } );\n");
-	fclose(c);
-	kill(f.daemon, SIGHUP);
+	ls_test_daemon_write_conf(&f.d, "rules = ( { service = \"x\"; mode = \"fast\"; cmdline = \"y\"; } );\n");
+	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "loopscoped.conf:1: rule 1: unknown mode 'fast'", 10000));
 	ck_assert(log_has(&f, "reload failed; the old configuration stays", 10000));
 	usleep(1500000); /* a window later */
-	ck_assert_uint_gt(iterations_of(f.sock, a), later);
+	ck_assert_uint_gt(iterations_of(f.d.sock, a), later);
 
 	/* SIGTERM: everything detached, exit 0, socket removed, nothing left. */
-	links = ls_test_bpf_links_of(f.daemon);
+	links = ls_test_bpf_links_of(f.d.pid);
 	ck_assert_int_gt(links, 11); /* tracepoints + the precise target's uprobes */
 	stop_daemon(&f);
 	ck_assert(log_has(&f, "detaching from 2 processes", 1000));
-	ck_assert_int_ne(access(f.sock, F_OK), 0);
+	ck_assert_int_ne(access(f.d.sock, F_OK), 0);
 	after = ls_test_bpf_leftovers();
 	ck_assert_str_eq(after, leftovers);
 	free(after);
@@ -795,17 +764,17 @@ START_TEST(test_max_targets_limit)
 	fx_app(&f, "m1");
 	fx_app(&f, "m2");
 	fx_app(&f, "m3");
-	snprintf(rule, sizeof(rule), "service=many,cmdline=*%s/m*", f.dir);
+	snprintf(rule, sizeof(rule), "service=many,cmdline=*%s/m*", f.d.dir);
 	{
-		char *args[] = { "--rule", rule, "--socket", f.sock, "--listen", "none", "--max-targets",
+		char *args[] = { "--rule", rule, "--socket", f.d.sock, "--listen", "none", "--max-targets",
 				 "2", NULL };
 
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
+		ls_test_daemon_start(&f.d, args);
 	}
 	/* Two monitored, one line about the rest; the daemon goes on. */
 	ck_assert(log_has(&f, "2 targets already (max_targets); more matching processes are not "
 			      "monitored", 5000));
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	ck_assert(json_object_object_get_ex(r, "targets", &t));
 	ck_assert_int_eq(json_object_array_length(t), 2);
 	json_object_put(r);
@@ -847,8 +816,7 @@ static int duplicate_series(const char *page, pid_t pid, int *nseries)
 START_TEST(test_reload_drops_rule_then_manual_attach_no_duplicates)
 {
 	struct fx f;
-	char conf[160], listen[64], req[200], *page = NULL;
-	FILE *c;
+	char listen[64], req[200], *page = NULL;
 	json_object *r;
 	pid_t a;
 	int port, n = 0, st;
@@ -857,28 +825,16 @@ START_TEST(test_reload_drops_rule_then_manual_attach_no_duplicates)
 	a = fx_app(&f, "dup");
 	port = ls_test_free_port();
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
-		   "rules = ( { service = \"svc\"; cmdline = \"*%s/dup*\"; } );\n", f.sock, listen, f.dir);
-	fclose(c);
-	{
-		char *args[] = { "-c", conf, NULL };
-
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
-	}
+	ls_test_daemon_start_conf(&f.d, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+		   "rules = ( { service = \"svc\"; cmdline = \"*%s/dup*\"; } );\n", f.d.sock, listen, f.d.dir);
 	usleep(400000);
 	/* The rule goes; the process stays in its grace period (30 s) ... */
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n", f.sock, listen);
-	fclose(c);
-	kill(f.daemon, SIGHUP);
+	ls_test_daemon_write_conf(&f.d, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n", f.d.sock, listen);
+	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "no rule matches it any more; detached", 5000));
 	/* ... and is attached by hand under the same service. */
 	snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"svc\"}", a);
-	r = ctl(f.sock, req);
+	r = ctl(f.d.sock, req);
 	ck_assert_msg(json_object_get_boolean(json_object_object_get(r, "ok")), "%s",
 		      json_object_to_json_string(r));
 	json_object_put(r);
@@ -888,18 +844,18 @@ START_TEST(test_reload_drops_rule_then_manual_attach_no_duplicates)
 	ck_assert_int_eq(duplicate_series(page, a, &n), 0);
 	ck_assert_msg(n > 0, "no series of pid %d:\n%s", a, page);
 	free(page);
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	ck_assert_int_eq(json_object_array_length(json_object_object_get(r, "targets")), 1);
 	json_object_put(r);
 	/* detach: gone from the list and the page, and detached for real. */
 	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}", a);
-	r = ctl(f.sock, req);
+	r = ctl(f.d.sock, req);
 	ck_assert(json_object_get_boolean(json_object_object_get(r, "ok")));
 	json_object_put(r);
-	r = ctl(f.sock, "{\"cmd\":\"list\"}");
+	r = ctl(f.d.sock, "{\"cmd\":\"list\"}");
 	ck_assert_ptr_null(target_of(r, a));
 	json_object_put(r);
-	r = ctl(f.sock, req);
+	r = ctl(f.d.sock, req);
 	ck_assert(!json_object_get_boolean(json_object_object_get(r, "ok"))); /* not monitored */
 	json_object_put(r);
 	st = ls_test_http_get(port, "/metrics", &page, 5000);
@@ -948,9 +904,8 @@ START_TEST(test_counters_never_decrease_light_to_precise)
 		"loopscope_slow_busy_periods_total", "loopscope_callback_duration_seconds_count",
 		"loopscope_iterations_total" };
 	struct fx f;
-	char conf[160], listen[64], needle[128], *page = NULL;
+	char listen[64], needle[128], *page = NULL;
 	double last[4] = { -1, -1, -1, -1 };
-	FILE *c;
 	pid_t a;
 	int port;
 	bool precise = false;
@@ -959,17 +914,8 @@ START_TEST(test_counters_never_decrease_light_to_precise)
 	a = fx_app(&f, "mode");
 	port = ls_test_free_port();
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
-		   "rules = ( { service = \"m\"; cmdline = \"*%s/mode*\"; } );\n", f.sock, listen, f.dir);
-	fclose(c);
-	{
-		char *args[] = { "-c", conf, NULL };
-
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
-	}
+	ls_test_daemon_start_conf(&f.d, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+		   "rules = ( { service = \"m\"; cmdline = \"*%s/mode*\"; } );\n", f.d.sock, listen, f.d.dir);
 	/* Light mode, scraped every 200 ms until a slow busy period; then
 	 * precise mode (SIGHUP) until a slow callback: no counter goes down. */
 	for (int i = 0; i < 100; i++) {
@@ -985,13 +931,10 @@ START_TEST(test_counters_never_decrease_light_to_precise)
 		free(page);
 		page = NULL;
 		if (!precise && last[1] >= 1) {
-			c = fopen(conf, "w");
-			ck_assert_ptr_nonnull(c);
-			fprintf(c, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
+			ls_test_daemon_write_conf(&f.d, "socket = \"%s\";\nlisten = \"%s\";\ninterval = \"200ms\";\n"
 				   "rules = ( { service = \"m\"; cmdline = \"*%s/mode*\"; mode = \"precise\"; } );\n",
-				f.sock, listen, f.dir);
-			fclose(c);
-			kill(f.daemon, SIGHUP);
+				f.d.sock, listen, f.d.dir);
+			kill(f.d.pid, SIGHUP);
 			precise = true;
 		}
 		if (precise && last[0] >= 1 && last[2] > 0)
@@ -1029,7 +972,7 @@ START_TEST(test_setup_not_behind_removals)
 		old[i] = fx_app(&f, name);
 	}
 	fresh = fx_app(&f, "fresh");
-	snprintf(rule, sizeof(rule), "service=q,cmdline=*%s/old*,mode=precise", f.dir);
+	snprintf(rule, sizeof(rule), "service=q,cmdline=*%s/old*,mode=precise", f.d.dir);
 	start_daemon_rule(&f, rule);
 	for (int i = 0; i < 2; i++) {
 		snprintf(needle, sizeof(needle), "pid %d (python3, service q): precise mode", old[i]);
@@ -1037,7 +980,7 @@ START_TEST(test_setup_not_behind_removals)
 	}
 	snprintf(req, sizeof(req), "{\"cmd\":\"detach\",\"pid\":%d}\n{\"cmd\":\"detach\",\"pid\":%d}\n"
 		 "{\"cmd\":\"attach\",\"pid\":%d,\"mode\":\"precise\"}\n", old[0], old[1], fresh);
-	ck_assert_int_eq(raw_lines(f.sock, 0, req, l, 3), 3);
+	ck_assert_int_eq(raw_lines(f.d.sock, 0, req, l, 3), 3);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_msg(json_object_get_boolean(json_object_object_get(l[i], "ok")), "answer %d: %s", i,
 			      json_object_to_json_string(l[i]));
@@ -1045,7 +988,7 @@ START_TEST(test_setup_not_behind_removals)
 	}
 	snprintf(needle, sizeof(needle), "pid %d (python3, service manual): precise mode", fresh);
 	ck_assert(log_has(&f, needle, 10000));
-	log = ls_test_slurp(f.err);
+	log = ls_test_slurp(f.d.err);
 	setup = strstr(log, needle);
 	/* The first removal may have started before the set-up was queued;
 	 * the other comes after the set-up. */
@@ -1071,38 +1014,25 @@ END_TEST
 START_TEST(test_setup_undone_when_mode_changed_meanwhile)
 {
 	struct fx f;
-	char conf[160], needle[128];
-	FILE *c;
+	char needle[128];
 	pid_t a;
 
 	fx_init(&f);
 	a = fx_app(&f, "gen");
-	snprintf(conf, sizeof(conf), "%s/loopscoped.conf", f.dir);
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"\";\n"
+	ls_test_daemon_start_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\n"
 		   "rules = ( { service = \"g\"; cmdline = \"*%s/gen*\"; mode = \"precise\"; } );\n",
-		f.sock, f.dir);
-	fclose(c);
-	{
-		char *args[] = { "-c", conf, NULL };
-
-		f.daemon = ls_test_start_daemon(LOOPSCOPED, args, f.err, 20000);
-	}
-	c = fopen(conf, "w");
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"\";\n"
+		f.d.sock, f.d.dir);
+	ls_test_daemon_write_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\n"
 		   "rules = ( { service = \"g\"; cmdline = \"*%s/gen*\"; mode = \"light\"; } );\n",
-		f.sock, f.dir);
-	fclose(c);
-	kill(f.daemon, SIGHUP);
+		f.d.sock, f.d.dir);
+	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "reloaded: 1 rule, 1 target", 5000));
 	snprintf(needle, sizeof(needle), "pid %d (python3, service g): precise mode", a);
 	if (log_has(&f, needle, 1))
 		fprintf(stderr, "it_daemon: the set-up ended before the reload; nothing to undo\n");
 	/* Light from now on, whenever the worker is done. */
 	for (int i = 0; i < 20; i++) {
-		json_object *r = ctl(f.sock, "{\"cmd\":\"list\"}"), *t = target_of(r, a);
+		json_object *r = ctl(f.d.sock, "{\"cmd\":\"list\"}"), *t = target_of(r, a);
 
 		ck_assert_ptr_nonnull(t);
 		ck_assert_msg(!json_object_get_boolean(json_object_object_get(t, "precise")),
@@ -1157,7 +1087,7 @@ START_TEST(test_bad_input_exit_codes)
 	getsockname(fd, (struct sockaddr *)&sa, &sl);
 	snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", ntohs(sa.sin_port));
 	{
-		char *args[] = { "--listen", listen_at, "--socket", f.sock, "-r", "cmdline=*nothing*", NULL };
+		char *args[] = { "--listen", listen_at, "--socket", f.d.sock, "-r", "cmdline=*nothing*", NULL };
 
 		memset(&o, 0, sizeof(o));
 		ck_assert_int_eq(run_daemon(args, &o), LS_EXIT_LISTEN);
@@ -1166,7 +1096,7 @@ START_TEST(test_bad_input_exit_codes)
 	}
 	close(fd);
 	/* Control socket path: a regular file */
-	snprintf(path, sizeof(path), "%s/file", f.dir);
+	snprintf(path, sizeof(path), "%s/file", f.d.dir);
 	c = fopen(path, "w");
 	fclose(c);
 	{
@@ -1182,14 +1112,14 @@ START_TEST(test_bad_input_exit_codes)
 		struct sockaddr_un su = { .sun_family = AF_UNIX };
 		int us = socket(AF_UNIX, SOCK_STREAM, 0);
 
-		snprintf(su.sun_path, sizeof(su.sun_path), "%s", f.sock);
+		snprintf(su.sun_path, sizeof(su.sun_path), "%s", f.d.sock);
 		ck_assert_int_eq(bind(us, (struct sockaddr *)&su, sizeof(su)), 0);
 		close(us); /* the file stays, nobody answers */
 	}
 	start_daemon_rule(&f, "cmdline=*no-such-process-anywhere*");
 	ck_assert(log_has(&f, "rule 1 (service default) matches no process yet", 1000));
 	{
-		char *args[] = { "--listen", "none", "--socket", f.sock, NULL };
+		char *args[] = { "--listen", "none", "--socket", f.d.sock, NULL };
 
 		memset(&o, 0, sizeof(o));
 		ck_assert_int_eq(run_daemon(args, &o), LS_EXIT_SOCKET);
@@ -1202,14 +1132,14 @@ START_TEST(test_bad_input_exit_codes)
 		struct ls_test_out so = { 0 };
 		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 
-		snprintf(cmd, sizeof(cmd), "stat -c %%a:%%U %s", f.sock);
+		snprintf(cmd, sizeof(cmd), "stat -c %%a:%%U %s", f.d.sock);
 		ck_assert_int_eq(ls_test_run_capture(&so, argv, 5000), 0);
 		ck_assert_str_eq(so.stdout_text, "600:root\n");
 		ls_test_out_free(&so);
 	}
 	stop_daemon(&f);
 	/* Config errors: file and line */
-	snprintf(conf, sizeof(conf), "%s/bad.conf", f.dir);
+	snprintf(conf, sizeof(conf), "%s/bad.conf", f.d.dir);
 	c = fopen(conf, "w");
 	fprintf(c, "listen = \"127.0.0.1:9\";\n\nrules = (\n  { service = \"a\"; exe = \"*py*\"; },\n"
 		   "  { service = \"b\"; }\n);\n");

@@ -173,22 +173,20 @@ out:
 
 START_TEST(test_slowloris_does_not_starve_scrapes)
 {
-	char dir[] = "/tmp/ls-it-dhostile-XXXXXX", listen[64], sock[600], err[600], rule[700];
+	struct ls_test_daemon d;
+	char listen[64], rule[700];
 	struct loris l = { 0 };
 	pthread_t th;
-	pid_t d;
 	size_t len;
 
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ls_test_daemon_init(&d, "dhostile");
 	l.port = ls_test_free_port();
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", l.port);
-	snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
-	snprintf(err, sizeof(err), "%s/daemon.err", dir);
-	snprintf(rule, sizeof(rule), "service=none,cmdline=*%s/nothing*", dir);
+	snprintf(rule, sizeof(rule), "service=none,cmdline=*%s/nothing*", d.dir);
 	{
-		char *args[] = { "--rule", rule, "--listen", listen, "--socket", sock, NULL };
+		char *args[] = { "--rule", rule, "--listen", listen, "--socket", d.sock, NULL };
 
-		d = ls_test_start_daemon(LOOPSCOPED, args, err, 20000);
+		ls_test_daemon_start(&d, args);
 	}
 	ck_assert_int_eq(scrape(l.port, SCRAPE_BOUND_MS, &len), 200);
 	ck_assert_int_eq(pthread_create(&th, NULL, loris_run, &l), 0);
@@ -206,10 +204,7 @@ START_TEST(test_slowloris_does_not_starve_scrapes)
 	l.stop = 1;
 	pthread_join(th, NULL);
 	fprintf(stderr, "it_daemon_hostile: slowloris reconnects: %u\n", l.reconnects);
-	ls_test_kill(d);
-	unlink(sock);
-	unlink(err);
-	rmdir(dir);
+	ls_test_daemon_done(&d);
 }
 END_TEST
 
@@ -258,8 +253,8 @@ static long long metric(int port, const char *name)
 
 START_TEST(test_name_flood_is_bounded_and_forgotten)
 {
-	char dir[] = "/tmp/ls-it-dnames-XXXXXX", listen[64], sock[600], err[600], rule[700];
-	char app[600], out[128], spid[32];
+	struct ls_test_daemon dm;
+	char listen[64], rule[700], app[600], out[128], spid[32];
 	long long cached = -1, evicted = -1;
 	long rss0, rss_max = 0;
 	pid_t d, t;
@@ -270,22 +265,20 @@ START_TEST(test_name_flood_is_bounded_and_forgotten)
 		fprintf(stderr, "it_daemon_hostile: SKIP name flood: no /usr/bin/python3.11\n");
 		return;
 	}
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(app, sizeof(app), "%s/name_flood.py", dir);
+	ls_test_daemon_init(&dm, "dnames");
+	snprintf(app, sizeof(app), "%s/name_flood.py", dm.dir);
 	f = fopen(app, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(name_flood_py, f);
 	fclose(f);
 	port = ls_test_free_port();
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-	snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
-	snprintf(err, sizeof(err), "%s/daemon.err", dir);
-	snprintf(rule, sizeof(rule), "service=flood,cmdline=*%s/name_flood*,mode=precise", dir);
+	snprintf(rule, sizeof(rule), "service=flood,cmdline=*%s/name_flood*,mode=precise", dm.dir);
 	{
-		char *args[] = { "--rule", rule, "--listen", listen, "--socket", sock, "--threshold",
+		char *args[] = { "--rule", rule, "--listen", listen, "--socket", dm.sock, "--threshold",
 				 "1ms", "--grace", "2s", NULL };
 
-		d = ls_test_start_daemon(LOOPSCOPED, args, err, 20000);
+		d = ls_test_daemon_start(&dm, args);
 	}
 	rss0 = ls_test_rss_kb(d);
 	{
@@ -293,7 +286,7 @@ START_TEST(test_name_flood_is_bounded_and_forgotten)
 
 		t = ls_test_start_target(argv, out, sizeof(out), spid, sizeof(spid), 10000);
 	}
-	ck_assert_int_eq(ls_test_wait_substr(err, "precise mode, CPython", 20000, NULL, 0), 0);
+	ck_assert(ls_test_daemon_log_has(&dm, "precise mode, CPython", 20000));
 	/* Until the target is done: sample the cache and the agent's RSS. */
 	for (int i = 0; ls_test_wait_substr(out, "names", 1000, NULL, 0); i++) {
 		ck_assert_msg(i < 60, "the target did not finish");
@@ -326,12 +319,8 @@ START_TEST(test_name_flood_is_bounded_and_forgotten)
 		ls_test_rss_kb(d));
 	ck_assert_int_eq(cached, 0);
 	ck_assert_int_eq(metric(port, "loopscope_callback_names_evicted_total"), evicted);
-	ls_test_kill(d);
 	unlink(out);
-	unlink(app);
-	unlink(sock);
-	unlink(err);
-	rmdir(dir);
+	ls_test_daemon_done(&dm);
 }
 END_TEST
 

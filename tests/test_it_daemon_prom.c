@@ -80,11 +80,11 @@ static double value_of(const int *pids, const double *vals, int n, int pid)
 
 START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 {
-	char dir[] = "/tmp/loopscope-test-dprom.XXXXXX", path[512], rule[600], listen[64],
-	     prom_listen[64], target[64], out[2][128], spid[2][32], err_path[600], prom_err[600],
-	     *body = NULL, *cfgtext;
-	pid_t apps[2] = { 0 }, daemon = 0, prom = 0, odd = 0;
-	int port, pport, st, n, pids[16], status;
+	struct ls_test_daemon d;
+	char path[512], rule[600], listen[64], prom_listen[64], target[64], out[2][128],
+	     spid[2][32], prom_err[600], *body = NULL, *cfgtext;
+	pid_t apps[2] = { 0 }, prom = 0, odd = 0;
+	int port, pport, st, n, pids[16];
 	double v0[2][2], vals[16];
 	FILE *f;
 
@@ -92,7 +92,7 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 		fprintf(stderr, "it_daemon_prom: skipped: Debian's prometheus package is not installed\n");
 		return;
 	}
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ls_test_daemon_init(&d, "dprom");
 	/* The apps carry the temp dir in their command line: the daemon's rule
 	 * matches them and nothing else on the machine. */
 	for (int i = 0; i < 2; i++) {
@@ -100,19 +100,17 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 		char *argv[] = { PYTHON, APP, "--log", log, "--every", "1", "--sleep", "0.15",
 				 "--duration", "60", NULL };
 
-		snprintf(log, sizeof(log), "%s/app%d.log", dir, i);
+		snprintf(log, sizeof(log), "%s/app%d.log", d.dir, i);
 		apps[i] = ls_test_start_target(argv, out[i], sizeof(out[i]), spid[i], sizeof(spid[i]),
 					       10000);
 	}
 	port = ls_test_free_port();
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-	snprintf(rule, sizeof(rule), "service=webapp,cmdline=*%s/app*,mode=precise", dir);
-	snprintf(err_path, sizeof(err_path), "%s/daemon.err", dir);
-	snprintf(path, sizeof(path), "%s/ctl.sock", dir);
+	snprintf(rule, sizeof(rule), "service=webapp,cmdline=*%s/app*,mode=precise", d.dir);
 	{
-		char *args[] = { "--rule", rule, "--listen", listen, "--socket", path, NULL };
+		char *args[] = { "--rule", rule, "--listen", listen, "--socket", d.sock, NULL };
 
-		daemon = ls_test_start_daemon(LOOPSCOPED, args, err_path, 20000);
+		ls_test_daemon_start(&d, args);
 	}
 
 	/* A process whose name the kernel cuts inside a character (16 bytes
@@ -125,12 +123,12 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 		json_object *r = NULL, *o;
 		int fd;
 
-		snprintf(link, sizeof(link), "%s/sleepy-\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5", dir);
+		snprintf(link, sizeof(link), "%s/sleepy-\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5", d.dir);
 		ck_assert_int_eq(symlink("/bin/sleep", link), 0);
 		odd = ls_test_spawn(argv, NULL, NULL);
 		ck_assert_int_gt(odd, 0);
 		usleep(100000);
-		snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+		snprintf(sock, sizeof(sock), "%s/ctl.sock", d.dir);
 		snprintf(req, sizeof(req), "{\"cmd\":\"attach\",\"pid\":%d,\"service\":\"odd\"}", odd);
 		o = json_tokener_parse(req);
 		/* The service's bytes go raw: json-c writes what it was given. */
@@ -172,7 +170,7 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 			      "invalid bytes of the service not replaced: %.600s", info ? info : "");
 	}
 	ck_assert_msg(strstr(body, "loopscope_loop_lag_seconds_bucket"), "no lag histogram: %s", body);
-	snprintf(path, sizeof(path), "%s/metrics.txt", dir);
+	snprintf(path, sizeof(path), "%s/metrics.txt", d.dir);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(body, f);
@@ -195,7 +193,7 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 	pport = ls_test_free_port();
 	snprintf(prom_listen, sizeof(prom_listen), "127.0.0.1:%d", pport);
 	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-	snprintf(path, sizeof(path), "%s/prometheus.yml", dir);
+	snprintf(path, sizeof(path), "%s/prometheus.yml", d.dir);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
@@ -208,9 +206,9 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 				 "--storage.tsdb.retention.time=1h", NULL };
 
 		snprintf(cfg_arg, sizeof(cfg_arg), "--config.file=%s", path);
-		snprintf(data_arg, sizeof(data_arg), "--storage.tsdb.path=%s/data", dir);
+		snprintf(data_arg, sizeof(data_arg), "--storage.tsdb.path=%s/data", d.dir);
 		snprintf(listen_arg, sizeof(listen_arg), "--web.listen-address=%s", prom_listen);
-		snprintf(prom_err, sizeof(prom_err), "%s/prometheus.err", dir);
+		snprintf(prom_err, sizeof(prom_err), "%s/prometheus.err", d.dir);
 		prom = ls_test_spawn(argv, NULL, prom_err);
 		ck_assert_int_gt(prom, 0);
 	}
@@ -275,20 +273,12 @@ START_TEST(test_prometheus_scrapes_lag_and_slow_callbacks)
 	ck_assert_msg(value_of(pids, vals, n, atoi(spid[0])) > 0 && value_of(pids, vals, n, atoi(spid[1])) > 0,
 		      "no callback histogram for both apps");
 
-	kill(daemon, SIGTERM);
-	ck_assert_int_eq(ls_test_wait(daemon, 10000, &status), 0);
-	ck_assert_int_eq(status, 0);
-	daemon = 0;
+	ls_test_daemon_stop(&d);
 	ls_test_kill(prom);
 	ls_test_kill(apps[0]);
 	ls_test_kill(apps[1]);
 	ls_test_kill(odd);
-	{
-		char cmd[600];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		ck_assert_int_eq(system(cmd), 0);
-	}
+	ls_test_daemon_done(&d);
 	unlink(out[0]);
 	unlink(out[1]);
 }

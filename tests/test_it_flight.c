@@ -30,8 +30,8 @@
 #define BLOCK_NS 300000000ULL
 
 struct fx {
-	char dir[64], sock[100], err[128], dumps[100], conf[100];
-	pid_t daemon;
+	struct ls_test_daemon d;
+	char dumps[100];
 	pid_t apps[LS_TEST_MAX_PYTHONS + 1];
 	char spid[LS_TEST_MAX_PYTHONS + 1][32];
 	char out[LS_TEST_MAX_PYTHONS + 1][128];
@@ -42,28 +42,18 @@ struct fx {
 static void fx_init(struct fx *f)
 {
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/loopscope-test-flight.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(f->dir));
-	snprintf(f->sock, sizeof(f->sock), "%s/ctl.sock", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/daemon.err", f->dir);
-	snprintf(f->dumps, sizeof(f->dumps), "%s/dumps", f->dir);
-	snprintf(f->conf, sizeof(f->conf), "%s/loopscoped.conf", f->dir);
+	ls_test_daemon_init(&f->d, "flight");
+	snprintf(f->dumps, sizeof(f->dumps), "%s/dumps", f->d.dir);
 }
 
 /* The daemon with the flight recorder in f->dumps and the extra settings
  * (libconfig lines); its rule matches the apps of f's dir. */
 static void fx_daemon(struct fx *f, const char *extra)
 {
-	FILE *c = fopen(f->conf, "w");
-	char *args[] = { "-c", f->conf, NULL };
-
-	ck_assert_ptr_nonnull(c);
-	fprintf(c, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\n"
-		   "flight_dir = \"%s\";\n%s\n"
-		   "rules = ( { service = \"flight\"; cmdline = \"*flight_app.py*%s/*\"; } );\n",
-		f->sock, f->dumps, extra, f->dir);
-	fclose(c);
-	f->daemon = ls_test_start_daemon(LOOPSCOPED, args, f->err, 20000);
+	ls_test_daemon_start_conf(&f->d, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\n"
+				  "flight_dir = \"%s\";\n%s\n"
+				  "rules = ( { service = \"flight\"; cmdline = \"*flight_app.py*%s/*\"; } );\n",
+				  f->d.sock, f->dumps, extra, f->d.dir);
 }
 
 /* An app under python, blocking after `before` s; its index. */
@@ -75,7 +65,7 @@ static int fx_app(struct fx *f, const char *python, double before)
 
 	char dir[64];
 
-	memcpy(dir, f->dir, sizeof(dir));
+	memcpy(dir, f->d.dir, sizeof(dir));
 	snprintf(f->log[i], sizeof(f->log[i]), "%s/app%d.log", dir, i);
 	snprintf(sb, sizeof(sb), "%.1f", before);
 	f->apps[i] = ls_test_start_target(argv, f->out[i], sizeof(f->out[i]), f->spid[i],
@@ -85,16 +75,11 @@ static int fx_app(struct fx *f, const char *python, double before)
 
 static void fx_done(struct fx *f)
 {
-	char cmd[128];
-
-	if (f->daemon > 0)
-		ls_test_kill(f->daemon);
 	for (int i = 0; i < f->napps; i++) {
 		ls_test_kill(f->apps[i]);
 		unlink(f->out[i]);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ls_test_daemon_done(&f->d);
 }
 
 /* Files of f->dumps named flight-*.lsrec (no .tmp). */
@@ -135,7 +120,7 @@ static json_object *report(const char *file)
 static int dump(struct fx *f, const char *pid, char *path, size_t len)
 {
 	struct ls_test_out o;
-	char *argv[] = { LOOPSCOPE, "dump", (char *)pid, "--socket", f->sock, NULL };
+	char *argv[] = { LOOPSCOPE, "dump", (char *)pid, "--socket", f->d.sock, NULL };
 	int rc = ls_test_run_capture(&o, argv, 30000);
 	char *nl;
 
@@ -151,7 +136,7 @@ static int dump(struct fx *f, const char *pid, char *path, size_t len)
 static json_object *stats(struct fx *f)
 {
 	json_object *req = json_tokener_parse("{\"cmd\":\"stats\"}"), *resp = NULL;
-	int fd = ls_ctl_connect(f->sock);
+	int fd = ls_ctl_connect(f->d.sock);
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ls_ctl_call(fd, req, &resp, 10000), 0);
@@ -176,7 +161,7 @@ static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int
 
 	snprintf(needle, sizeof(needle), "pid %s (", pid);
 	for (int waited = 0; waited <= timeout_ms; waited += 200) {
-		char *text = ls_test_slurp(f->err), *l;
+		char *text = ls_test_slurp(f->d.err), *l;
 
 		for (l = text ? strtok(text, "\n") : NULL; l; l = strtok(NULL, "\n")) {
 			if (strstr(l, needle) == strstr(l, "pid ") && strstr(l, needle) &&

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,77 @@ pid_t ls_test_start_daemon(const char *bin, char *const args[], const char *err_
 		ck_abort_msg("loopscoped did not get ready: %s", err ? err : "(no stderr)");
 	}
 	return pid;
+}
+
+void ls_test_daemon_init(struct ls_test_daemon *d, const char *tag)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/loopscope-test-%s.XXXXXX", tag);
+	ck_assert_msg(mkdtemp(d->dir) != NULL, "mkdtemp %s: %s", d->dir, strerror(errno));
+	snprintf(d->sock, sizeof(d->sock), "%s/ctl.sock", d->dir);
+	snprintf(d->err, sizeof(d->err), "%s/daemon.err", d->dir);
+	snprintf(d->conf, sizeof(d->conf), "%s/loopscoped.conf", d->dir);
+}
+
+pid_t ls_test_daemon_start(struct ls_test_daemon *d, char *const args[])
+{
+	d->pid = ls_test_start_daemon(LOOPSCOPED, args, d->err, 20000);
+	return d->pid;
+}
+
+static void write_conf(struct ls_test_daemon *d, const char *fmt, va_list ap)
+{
+	FILE *c = fopen(d->conf, "w");
+
+	ck_assert_msg(c != NULL, "%s: %s", d->conf, strerror(errno));
+	vfprintf(c, fmt, ap);
+	ck_assert_int_eq(fclose(c), 0);
+}
+
+void ls_test_daemon_write_conf(struct ls_test_daemon *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	write_conf(d, fmt, ap);
+	va_end(ap);
+}
+
+pid_t ls_test_daemon_start_conf(struct ls_test_daemon *d, const char *fmt, ...)
+{
+	char *args[] = { "-c", d->conf, NULL };
+	va_list ap;
+
+	va_start(ap, fmt);
+	write_conf(d, fmt, ap);
+	va_end(ap);
+	return ls_test_daemon_start(d, args);
+}
+
+bool ls_test_daemon_log_has(const struct ls_test_daemon *d, const char *needle, int timeout_ms)
+{
+	return ls_test_wait_substr(d->err, needle, timeout_ms, NULL, 0) == 0;
+}
+
+void ls_test_daemon_stop(struct ls_test_daemon *d)
+{
+	int st;
+
+	kill(d->pid, SIGTERM);
+	ck_assert_msg(ls_test_wait(d->pid, 15000, &st) == 0, "loopscoped did not exit on SIGTERM");
+	ck_assert_msg(st == 0, "loopscoped exited %d on SIGTERM", st);
+	d->pid = 0;
+}
+
+void ls_test_daemon_done(struct ls_test_daemon *d)
+{
+	char cmd[128];
+
+	if (d->pid > 0)
+		ls_test_kill(d->pid);
+	d->pid = 0;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+	ck_assert_int_eq(system(cmd), 0);
 }
 
 long ls_test_rss_kb(pid_t pid)
