@@ -43,6 +43,8 @@
 #define LOOPSCOPE LS_BINARY_DIR "/loopscope"
 #define APP LS_SOURCE_DIR "/examples/python/uvloop_app.py"
 #define MAX_BLK 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static char eager_py[12][512];
 static int neager;
@@ -171,45 +173,58 @@ static const char *jstr(json_object *o, const char *key)
 	return v ? json_object_get_string(v) : "";
 }
 
-/* Run the app with py and extra args under `loopscope attach --json -q
- * --threshold 50ms -d 2500ms`; the report and the app's blocks. */
+/* Rounds of the app: uvloop, a spinning Handle and a blocking Task step
+ * each (0.8 s); eager, one eager first step each (0.4 s). */
+#define UVLOOP_ROUNDS 3
+#define EAGER_ROUNDS 4
+
+/* Run the app with py under `loopscope attach --json -q --threshold 50ms`
+ * until it exits (its rounds start once attach says it is attached: every
+ * round is inside the window however long the set-up took); the report
+ * and the app's blocks. */
 static json_object *run_attached(const char *py, bool eager, struct blk *blk, int *nblk)
 {
-	char applog[128], appout[128], out[128], err[128], line[128], spid[32];
-	char *app_argv[] = { (char *)py, APP, "--log", applog, "--every", "0.3", "--duration", "4.5",
+	char applog[128], appout[128], out[128], err[128], go[128], spid[32];
+	char *app_argv[] = { (char *)py, APP, "--log", applog, "--every", "0.3", "--duration", "30",
+			     "--rounds", eager ? STR(EAGER_ROUNDS) : STR(UVLOOP_ROUNDS), "--wait-file", go,
 			     eager ? "--eager" : NULL, NULL };
-	int status, rc;
-	pid_t app;
+	int status;
+	pid_t app, cli;
 	json_object *rep;
+	FILE *f;
 
 	ls_test_tmp(applog, sizeof(applog), "applog");
-	ls_test_tmp(appout, sizeof(appout), "appout");
 	ls_test_tmp(out, sizeof(out), "out");
 	ls_test_tmp(err, sizeof(err), "err");
-	app = ls_test_spawn(app_argv, appout, NULL);
-	ck_assert_int_gt(app, 0);
-	if (ls_test_wait_line(appout, "pid ", 15000, line, sizeof(line)) != 0) {
-		ls_test_kill(app);
-		ck_abort_msg("%s: the app did not start", py);
-	}
-	/* A container's interpreter is the launcher's child. */
-	snprintf(spid, sizeof(spid), "%d", (int)ls_test_host_pid(app));
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--json", "-q", "--threshold", "50ms",
-			 "-d", "2500ms", NULL };
+	ls_test_tmp(go, sizeof(go), "go");
+	unlink(go);
+	/* A container's interpreter is the launcher's child: spid is the
+	 * host's pid of the interpreter. */
+	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 15000);
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--json", "-q",
+			 "--threshold", "50ms", "-d", "30s", NULL };
 
-	rc = ls_test_run(argv, out, err, 30000);
-	/* 6: the app exited first (attach's set-up under load ate into its
-	 * 4.5 s); the report is printed either way, and the blocks are
-	 * checked inside the window it covers. */
-	if (rc != 0 && rc != 6) {
+	cli = ls_test_spawn(argv, out, err);
+	ck_assert_int_gt(cli, 0);
+	if (ls_test_wait_substr(err, "attached to", 20000, NULL, 0) != 0) {
 		char *e = ls_test_slurp(err);
 
 		ls_test_kill(app);
-		ck_abort_msg("%s: loopscope exited %d: %s", py, rc, e ? e : "");
+		ls_test_kill(cli);
+		ck_abort_msg("%s: attach did not start: %s", py, e ? e : "");
 	}
-	if (ls_test_wait(app, 15000, &status) != 0)
+	f = fopen(go, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	if (ls_test_wait(app, 30000, &status) != 0)
 		ck_abort_msg("%s: the app did not finish", py);
 	ck_assert_int_eq(status, 0);
+	/* 6: its target exited (the report is printed then). */
+	if (ls_test_wait(cli, 30000, &status) != 0 || status != 6) {
+		char *e = ls_test_slurp(err);
+
+		ck_abort_msg("%s: loopscope exited %d: %s", py, status, e ? e : "");
+	}
 	rep = ls_test_json_last(out, "report");
 	ck_assert_ptr_nonnull(rep);
 	*nblk = read_app_log(applog, blk);
@@ -217,6 +232,7 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 	unlink(appout);
 	unlink(out);
 	unlink(err);
+	unlink(go);
 	return rep;
 }
 
@@ -287,7 +303,10 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 		ck_assert_msg(in_busy, "uvloop %s at %llu: in no slow busy period", blk[b].kind,
 			      (unsigned long long)blk[b].start);
 	}
-	ck_assert_msg(inside >= 4, "uvloop: only %d app callbacks inside the window", inside);
+	/* Every round started after the attach: all inside its window. */
+	ck_assert_msg(inside == nblk && nblk == 2 * UVLOOP_ROUNDS,
+		      "uvloop: %d of %d app callbacks inside the window (%d rounds run)", inside, nblk,
+		      UVLOOP_ROUNDS);
 	/* Nothing else slow: each context callback holds one app callback. */
 	for (size_t i = 0; i < json_object_array_length(slow); i++) {
 		json_object *e = json_object_array_get_idx(slow, i);
@@ -344,7 +363,9 @@ START_TEST(test_eager_first_step_counted_once)
 		ck_assert_msg(found == 1, "%s: eager step at %llu: %d slow callbacks hold it", py,
 			      (unsigned long long)blk[b].start, found);
 	}
-	ck_assert_msg(inside >= 3, "%s: only %d eager steps inside the window", py, inside);
+	ck_assert_msg(inside == nblk && nblk == EAGER_ROUNDS,
+		      "%s: %d of %d eager steps inside the window (%d rounds run)", py, inside, nblk,
+		      EAGER_ROUNDS);
 	fprintf(stderr, "it_uvloop: %s: %d eager first steps, each one slow callback (its creator's step) within max(2%%, 200 us)\n",
 		py, inside);
 	json_object_put(rep);
