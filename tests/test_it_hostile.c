@@ -248,37 +248,47 @@ START_TEST(test_target_names_are_safe_in_text_and_json)
 
 		t = ls_test_start_target(targv, tout, sizeof(tout), spid, sizeof(spid), 10000);
 	}
-	for (int json = 0; json < 2; json++) {
-		struct ls_test_out o = { 0 };
-		char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--threshold",
-				 "100ms", "-d", "3s", "-i", "1s", json ? "--json" : NULL, NULL };
+	/* Text and JSON at once, on the same target: attach, then status
+	 * in-process (no daemon at that socket). */
+	{
+		struct ls_test_out o[2] = { 0 };
+		char *text[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--threshold",
+				 "100ms", "-d", "3s", "-i", "1s", NULL };
+		char *json[] = { LOOPSCOPE, "attach", "-p", spid, "--mode", "precise", "--threshold",
+				 "100ms", "-d", "3s", "-i", "1s", "--json", NULL };
+		char *const *const argv[] = { text, json };
+		int rc[2];
 
-		ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
-		if (json) {
-			ck_assert_int_eq(json_lines_valid(o.out), 0);
-			ck_assert_ptr_nonnull(strstr(o.stdout_text, "evil?"));
-		} else {
-			assert_text_safe("attach", o.stdout_text);
-			ck_assert_msg(strstr(o.stdout_text, "evil?"), "%s", o.stdout_text);
-		}
-		ls_test_out_free(&o);
+		ls_test_run_capture_n(2, o, argv, rc, 30000);
+		ck_assert_msg(rc[0] == 0 && rc[1] == 0, "attach exited %d (text), %d (JSON): %s %s",
+			      rc[0], rc[1], o[0].stderr_text, o[1].stderr_text);
+		assert_text_safe("attach", o[0].stdout_text);
+		ck_assert_msg(strstr(o[0].stdout_text, "evil?"), "%s", o[0].stdout_text);
+		ck_assert_int_eq(json_lines_valid(o[1].out), 0);
+		ck_assert_ptr_nonnull(strstr(o[1].stdout_text, "evil?"));
+		ls_test_out_free(&o[0]);
+		ls_test_out_free(&o[1]);
 	}
-	/* status, in-process on the same target (no daemon at that socket). */
-	for (int json = 0; json < 2; json++) {
-		struct ls_test_out o = { 0 };
+	{
+		struct ls_test_out o[2] = { 0 };
 		char sock[700];
 
 		snprintf(sock, sizeof(sock), "%s/none.sock", dir);
-		char *argv[] = { LOOPSCOPE, "status", "--socket", sock, "-p", spid, "-i", "2s",
-				 json ? "--json" : NULL, NULL };
+		char *text[] = { LOOPSCOPE, "status", "--socket", sock, "-p", spid, "-i", "2s", NULL };
+		char *json[] = { LOOPSCOPE, "status", "--socket", sock, "-p", spid, "-i", "2s",
+				 "--json", NULL };
+		char *const *const argv[] = { text, json };
+		int rc[2];
 
-		ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
-		if (json)
-			ck_assert_int_eq(json_lines_valid(o.out), 0);
-		else
-			assert_text_safe("status", o.stdout_text);
-		ck_assert_ptr_nonnull(strstr(o.stdout_text, "ev?[2J"));
-		ls_test_out_free(&o);
+		ls_test_run_capture_n(2, o, argv, rc, 30000);
+		ck_assert_msg(rc[0] == 0 && rc[1] == 0, "status exited %d (text), %d (JSON): %s %s",
+			      rc[0], rc[1], o[0].stderr_text, o[1].stderr_text);
+		assert_text_safe("status", o[0].stdout_text);
+		ck_assert_int_eq(json_lines_valid(o[1].out), 0);
+		for (int i = 0; i < 2; i++) {
+			ck_assert_ptr_nonnull(strstr(o[i].stdout_text, "ev?[2J"));
+			ls_test_out_free(&o[i]);
+		}
 	}
 	ls_test_kill(t);
 	unlink(tout);

@@ -387,6 +387,27 @@ int ls_test_run_capture(struct ls_test_out *o, char *const argv[], int timeout_m
 	return rc;
 }
 
+void ls_test_run_capture_n(int n, struct ls_test_out *o, char *const *const argv[], int *rc,
+			   int timeout_ms)
+{
+	pid_t pid[16];
+
+	ck_assert_int_le(n, 16);
+	for (int i = 0; i < n; i++) {
+		ls_test_tmp(o[i].out, sizeof(o[i].out), "out");
+		ls_test_tmp(o[i].err, sizeof(o[i].err), "err");
+		pid[i] = ls_test_spawn(argv[i], o[i].out, o[i].err);
+		ck_assert_int_gt(pid[i], 0);
+	}
+	for (int i = 0; i < n; i++) {
+		int st;
+
+		rc[i] = ls_test_wait(pid[i], timeout_ms, &st) == 0 ? st : -ETIMEDOUT;
+		o[i].stdout_text = ls_test_slurp(o[i].out);
+		o[i].stderr_text = ls_test_slurp(o[i].err);
+	}
+}
+
 void ls_test_out_free(struct ls_test_out *o)
 {
 	free(o->stdout_text);

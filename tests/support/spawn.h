@@ -101,6 +101,14 @@ struct ls_test_out {
 int ls_test_run_capture(struct ls_test_out *o, char *const argv[], int timeout_ms);
 void ls_test_out_free(struct ls_test_out *o);
 
+/* Run the n commands argv[0..n-1] at the same time, each captured into
+ * o[i] as ls_test_run_capture does, and wait up to timeout_ms for each:
+ * rc[i] is its exit code (128 + signal when killed) or -ETIMEDOUT (it is
+ * killed then). For checks that observe the same target and time: one
+ * wait instead of n. */
+void ls_test_run_capture_n(int n, struct ls_test_out *o, char *const *const argv[], int *rc,
+			   int timeout_ms);
+
 /* The last JSON object in a JSON-lines file whose "type" equals type; NULL
  * when there is none. The caller json_object_put()s it. */
 json_object *ls_test_json_last(const char *path, const char *type);
