@@ -309,7 +309,8 @@ START_TEST(test_reports_parse_and_validate)
 		 "jsonschema.validate(json.load(open('%s')), schema)\n"
 		 "print('ok')\n", junit, LS_SOURCE_DIR, json);
 	char *pyargv[] = { PY, "-c", code, NULL };
-	ck_assert_int_eq(run_ls(&v, pyargv), 0);
+	ck_assert_msg(run_ls(&v, pyargv) == 0, "junit %s: %s; loopscope run said: %s", junit,
+		      v.stderr_text, o.stderr_text);
 	ck_assert_msg(strstr(v.stdout_text, "ok"), "validation: %s", v.stderr_text);
 	ls_test_out_free(&v);
 	unlink(json);
@@ -517,7 +518,8 @@ START_TEST(test_junit_case_per_pytest_test)
 		 "              ('test_two_slow', 'test_two', 1)], cs\n"
 		 "print('ok')\n", junit);
 	char *pyargv[] = { PY, "-c", code, NULL };
-	ck_assert_int_eq(run_ls(&v, pyargv), 0);
+	ck_assert_msg(run_ls(&v, pyargv) == 0, "junit %s: %s; loopscope run said: %s", junit,
+		      v.stderr_text, o.stderr_text);
 	ck_assert_msg(strstr(v.stdout_text, "ok"), "junit: %s", v.stderr_text);
 	ls_test_out_free(&v);
 	ls_test_out_free(&o);
