@@ -162,6 +162,17 @@ static int raw_lines(const char *sock, int delay_ms, const char *text, json_obje
 	return got;
 }
 
+/* A slow event of duration d from a 150 ms time.sleep of the app
+ * blocking_sleep.py: at least 145 ms, at most 160 ms plus what the app
+ * waited for a CPU over the time the events come from (waited_ns: its
+ * schedstat run_delay, ls_test_runq; the event holds the wait for a CPU
+ * after the sleep ends, 15.5 ms seen beside two CPU hogs; ~0 on a quiet
+ * machine, where the bound is 150 ms within 10 ms). */
+static bool is_150ms_block(uint64_t d, uint64_t waited_ns)
+{
+	return d >= 145000000ULL && d <= 160000000ULL + waited_ns;
+}
+
 /* ---- control socket and status ------------------------------------------- */
 
 START_TEST(test_status_and_control_socket)
@@ -173,9 +184,13 @@ START_TEST(test_status_and_control_socket)
 
 	int sleep_line = app_sleep_line();
 
+	struct ls_test_runq qa, qb;
+
 	fx_init(&f);
 	a = fx_app(&f, "ruled");
 	b = fx_app(&f, "manual"); /* attached by hand below */
+	ls_test_runq_start(&qa, a);
+	ls_test_runq_start(&qb, b);
 	snprintf(rule, sizeof(rule), "service=web,cmdline=*%s/ruled*", f.d.dir);
 	start_daemon_rule(&f, rule);
 
@@ -308,6 +323,8 @@ START_TEST(test_status_and_control_socket)
 		int sa = 0, sb = 0, framed = 0;
 
 		ck_assert_int_eq(ls_test_run_capture(&o, argv, 20000), 0);
+		ls_test_runq_sample(&qa);
+		ls_test_runq_sample(&qb);
 		s = json_tokener_parse(o.stdout_text);
 		ck_assert_ptr_nonnull(s);
 		ck_assert_str_eq(json_object_get_string(json_object_object_get(s, "source")), "daemon");
@@ -318,7 +335,7 @@ START_TEST(test_status_and_control_socket)
 			uint64_t d = json_object_get_uint64(json_object_object_get(e, "duration_ns"));
 
 			/* 150 ms of time.sleep: within 10 ms */
-			if (d >= 145000000ULL && d <= 160000000ULL) {
+			if (is_150ms_block(d, ls_test_runq_waited_ns(pid == a ? &qa : &qb))) {
 				sa += pid == a;
 				sb += pid == b;
 				/* #17 item 7: named by the culprit and application
@@ -395,10 +412,14 @@ START_TEST(test_status_in_process_without_daemon)
 	pid_t a;
 
 	fx_init(&f);
+	struct ls_test_runq q;
+
 	a = fx_app(&f, "alone");
 	snprintf(pidtxt, sizeof(pidtxt), "%d", a);
 	argv[3] = f.d.sock; /* nobody listens there */
+	ls_test_runq_start(&q, a);
 	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+	ls_test_runq_sample(&q);
 	s = json_tokener_parse(o.stdout_text);
 	ck_assert_msg(s, "not JSON: %s", o.stdout_text);
 	ck_assert_str_eq(json_object_get_string(json_object_object_get(s, "source")), "in-process");
@@ -411,7 +432,7 @@ START_TEST(test_status_in_process_without_daemon)
 		uint64_t d = json_object_get_uint64(json_object_object_get(json_object_array_get_idx(slow, i),
 									   "duration_ns"));
 
-		blocked |= d >= 145000000ULL && d <= 160000000ULL;
+		blocked |= is_150ms_block(d, ls_test_runq_waited_ns(&q));
 	}
 	ck_assert_msg(thread && blocked, "in-process status: %s", o.stdout_text);
 	json_object_put(s);
@@ -552,6 +573,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 	json_object *r, *t = NULL, *targets;
 	pid_t outer;
 	int host_pid = 0;
+	struct ls_test_runq q;
 
 	fx_init(&f);
 	snprintf(rule, sizeof(rule), "service=boxed,cmdline=*%s/boxed*,mode=precise", f.d.dir);
@@ -580,8 +602,9 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 	ck_assert_int_gt(host_pid, 1);
 	ck_assert(json_object_get_boolean(json_object_object_get(t, "precise")));
 	json_object_put(r);
-	/* Measured: its 150 ms blocks (busy periods, within 10 ms) and the
-	 * blocking callback, named, by its host pid. */
+	ls_test_runq_start(&q, host_pid);
+	/* Measured: its 150 ms blocks (busy periods, within 10 ms plus its
+	 * wait for a CPU) and the blocking callback, named, by its host pid. */
 	{
 		bool named = false, busy = false;
 		char *log;
@@ -590,6 +613,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 			json_object *ev;
 
 			usleep(100000);
+			ls_test_runq_sample(&q);
 			r = ctl(f.d.sock, "{\"cmd\":\"slow\"}");
 			ck_assert(json_object_object_get_ex(r, "events", &ev));
 			for (size_t j = 0; j < json_object_array_length(ev); j++) {
@@ -601,7 +625,7 @@ START_TEST(test_container_target_in_own_pid_and_mount_ns)
 				named |= !strcmp(json_object_get_string(json_object_object_get(e, "what")),
 						 "blocking_sleep() blocking_sleep.py:17");
 				busy |= !strcmp(json_object_get_string(json_object_object_get(e, "kind")), "busy") &&
-					d >= 145000000ULL && d <= 160000000ULL;
+					is_150ms_block(d, ls_test_runq_waited_ns(&q));
 			}
 			if (!(named && busy) && i == 59)
 				fprintf(stderr, "it_daemon: container: events %s\n", json_object_to_json_string(ev));
@@ -631,22 +655,25 @@ END_TEST
 START_TEST(test_target_execs_non_python)
 {
 	struct fx f;
-	char script[512], pidtxt[16], needle[128];
+	char script[512], pidtxt[16], needle[128], go[128];
 	char *argv[] = { PYTHON, "-c", script, NULL };
 	pid_t p;
 
 	fx_init(&f);
-	/* An asyncio loop for 1.5 s, then exec sleep 20: alive through the
-	 * engine's resolve retries (0.4, 1 and 3 s after the exec, each behind
-	 * whatever the set-up worker is doing), so the last one says "not a
-	 * Python process" rather than finding it gone (a sleep 5 raced it on
-	 * a loaded machine). */
+	/* An asyncio loop until the test creates go (once the daemon set up
+	 * precise mode: a fixed 1.5 s raced the set-up beside two CPU hogs),
+	 * then exec sleep 20: alive through the engine's resolve retries (0.4,
+	 * 1 and 3 s after the exec, each behind whatever the set-up worker is
+	 * doing), so the last one says "not a Python process" rather than
+	 * finding it gone (a sleep 5 raced it on a loaded machine). */
+	snprintf(go, sizeof(go), "%s/go", f.d.dir);
 	snprintf(script, sizeof(script),
 		 "import asyncio, os\n"
 		 "async def main():\n"
-		 "    await asyncio.sleep(1.5)\n"
+		 "    while not os.path.exists('%s'):\n"
+		 "        await asyncio.sleep(0.01)\n"
 		 "asyncio.run(main())\n"
-		 "os.execv('/bin/sleep', ['sleep', '20'])  # %s\n", f.d.dir);
+		 "os.execv('/bin/sleep', ['sleep', '20'])  # %s\n", go, f.d.dir);
 	p = ls_test_spawn(argv, NULL, NULL);
 	ck_assert_int_gt(p, 0);
 	f.apps[f.napps++] = p;
@@ -659,6 +686,12 @@ START_TEST(test_target_execs_non_python)
 	}
 	snprintf(needle, sizeof(needle), "pid %d (python3, service morph): precise mode", p);
 	ck_assert(log_has(&f, needle, 10000));
+	{
+		FILE *g = fopen(go, "w");
+
+		ck_assert_ptr_nonnull(g);
+		fclose(g);
+	}
 	/* The pid rule still matches the new program: it stays a target, at
 	 * epoll level, with one line saying why. */
 	snprintf(needle, sizeof(needle), "pid %d (sleep, service morph): exec'd /usr/bin/sleep", p);
