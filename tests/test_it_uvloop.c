@@ -45,6 +45,8 @@
 #define MAX_BLK 64
 #define STR_(x) #x
 #define STR(x) STR_(x)
+#define UVLOOP_ROUNDS1 4 /* UVLOOP_ROUNDS + 1 */
+#define EAGER_ROUNDS1 5  /* EAGER_ROUNDS + 1 */
 
 static char eager_py[12][512];
 static int neager;
@@ -173,8 +175,12 @@ static const char *jstr(json_object *o, const char *key)
 	return v ? json_object_get_string(v) : "";
 }
 
-/* Rounds of the app: uvloop, a spinning Handle and a blocking Task step
- * each (0.8 s); eager, one eager first step each (0.4 s). */
+/* Rounds of the app checked: uvloop, a spinning Handle and a blocking Task
+ * step each (0.8 s); eager, one eager first step each (0.4 s). The app
+ * runs one round more, first, whose blocks are not checked: its callers'
+ * steps hold one-time work outside the app's clocks (an eager creator's
+ * step 80 ms longer than its eager step on sid's 3.14, once), and a fixed
+ * attach window never held it either (it ran during attach's set-up). */
 #define UVLOOP_ROUNDS 3
 #define EAGER_ROUNDS 4
 
@@ -186,7 +192,7 @@ static json_object *run_attached(const char *py, bool eager, struct blk *blk, in
 {
 	char applog[128], appout[128], out[128], err[128], go[128], spid[32];
 	char *app_argv[] = { (char *)py, APP, "--log", applog, "--every", "0.3", "--duration", "30",
-			     "--rounds", eager ? STR(EAGER_ROUNDS) : STR(UVLOOP_ROUNDS), "--wait-file", go,
+			     "--rounds", eager ? STR(EAGER_ROUNDS1) : STR(UVLOOP_ROUNDS1), "--wait-file", go,
 			     eager ? "--eager" : NULL, NULL };
 	int status;
 	pid_t app, cli;
@@ -271,7 +277,8 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 	ck_assert_ptr_nonnull(busy);
 	for (size_t i = 0; i < json_object_array_length(slow); i++)
 		ncontext += !strcmp(jstr(json_object_array_get_idx(slow, i), "kind"), "context");
-	for (int b = 0; b < nblk; b++) {
+	/* From the second round on (the first: a Handle and a Task step). */
+	for (int b = 2; b < nblk; b++) {
 		int found = 0;
 		bool in_busy = false;
 
@@ -304,9 +311,9 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 			      (unsigned long long)blk[b].start);
 	}
 	/* Every round started after the attach: all inside its window. */
-	ck_assert_msg(inside == nblk && nblk == 2 * UVLOOP_ROUNDS,
-		      "uvloop: %d of %d app callbacks inside the window (%d rounds run)", inside, nblk,
-		      UVLOOP_ROUNDS);
+	ck_assert_msg(inside == nblk - 2 && nblk == 2 * UVLOOP_ROUNDS1,
+		      "uvloop: %d of %d app callbacks inside the window (%d rounds checked)", inside,
+		      nblk - 2, UVLOOP_ROUNDS);
 	/* Nothing else slow: each context callback holds one app callback. */
 	for (size_t i = 0; i < json_object_array_length(slow); i++) {
 		json_object *e = json_object_array_get_idx(slow, i);
@@ -340,7 +347,8 @@ START_TEST(test_eager_first_step_counted_once)
 	for (size_t i = 0; i < json_object_array_length(cbs); i++)
 		ck_assert_msg(strcmp(jstr(json_object_array_get_idx(cbs, i), "kind"), "context"),
 			      "%s: a context callback on asyncio's own loop (counted twice)", py);
-	for (int b = 0; b < nblk; b++) {
+	/* From the second round on (the first: one eager step). */
+	for (int b = 1; b < nblk; b++) {
 		int found = 0;
 
 		if (!in_window(rep, &blk[b]))
@@ -363,9 +371,9 @@ START_TEST(test_eager_first_step_counted_once)
 		ck_assert_msg(found == 1, "%s: eager step at %llu: %d slow callbacks hold it", py,
 			      (unsigned long long)blk[b].start, found);
 	}
-	ck_assert_msg(inside == nblk && nblk == EAGER_ROUNDS,
-		      "%s: %d of %d eager steps inside the window (%d rounds run)", py, inside, nblk,
-		      EAGER_ROUNDS);
+	ck_assert_msg(inside == nblk - 1 && nblk == EAGER_ROUNDS1,
+		      "%s: %d of %d eager steps inside the window (%d rounds checked)", py, inside,
+		      nblk - 1, EAGER_ROUNDS);
 	fprintf(stderr, "it_uvloop: %s: %d eager first steps, each one slow callback (its creator's step) within max(2%%, 200 us)\n",
 		py, inside);
 	json_object_put(rep);
