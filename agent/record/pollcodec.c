@@ -57,6 +57,10 @@ static uint64_t timeout_code(int64_t t)
 		return 1;
 	if (t % 1000000 == 0)
 		return 2 + 2 * (uint64_t)(t / 1000000);
+	/* An epoll_pwait2 timespec of centuries: kept as the largest that
+	 * fits (its deadline is never reached either way). */
+	if ((uint64_t)t > (UINT64_MAX - 3) / 2)
+		t = (int64_t)((UINT64_MAX - 3) / 2);
 	return 3 + 2 * (uint64_t)t;
 }
 
@@ -66,8 +70,12 @@ static int64_t timeout_of(uint64_t c)
 		return 0;
 	if (c == 1)
 		return -1;
-	if (c % 2 == 0)
-		return (int64_t)((c - 2) / 2) * 1000000;
+	if (c % 2 == 0) {
+		uint64_t ms = (c - 2) / 2;
+
+		/* beyond any timeout a kernel takes (a corrupt file): saturate */
+		return ms > INT64_MAX / 1000000 ? INT64_MAX : (int64_t)ms * 1000000;
+	}
 	return (int64_t)((c - 3) / 2);
 }
 
