@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Recording's size and cost on the callback storm (docs/RECORD.md, "Size
-and cost"): bench/apps/storm.py N --repeat under no tracer, `attach -q`
-and `record -o FILE`, in rounds, each variant's window bracketed by bare
-ones as bench/run does. The target is pinned to CPU 0, the tracer to CPU 1.
-Per window: the target's CPU per callback (utime+stime, /proc/PID/stat,
-10 ms ticks, over the storm); for record, the file's bytes and the polls
-the report counts.
+and cost"): bench/apps/storm.py N --repeat under no tracer, `attach -q`,
+`record -o FILE` and `record -o FILE --every-poll`, in rounds (the
+variants' order rotated each round), each variant's window bracketed by
+bare ones as bench/run does. The target is pinned to CPU 0, the tracer to
+CPU 1. Per window: the target's CPU per callback (utime+stime,
+/proc/PID/stat, 10 ms ticks, over the storm); for record, the file's bytes
+and the polls the report counts; with --every-poll, the polls in the file
+and those lost. Ratios (variant / mean of its two bare windows), medians
+with min-max: no pass/fail.
 Usage: bench/record_cost.py [--python PY] [--n N] [--rounds R] [--build DIR]"""
 import argparse, json, os, signal, subprocess, sys, tempfile, time
 
@@ -42,8 +45,8 @@ def main():
     pid = app.pid
     time.sleep(1.0)
     tmp = tempfile.mkdtemp()
-    res = {"bare": [], "attach": [], "record": []}
-    sizes = []
+    res = {"bare": [], "attach": [], "record": [], "every_poll": []}
+    sizes = {"record": [], "every_poll": []}
 
     def storm():
         t0 = cpu_ticks(pid)
@@ -57,13 +60,15 @@ def main():
                 break
         return (cpu_ticks(pid) - t0) / tick / a.n * 1e9  # ns per callback
 
-    variants = ["attach", "record"]
+    variants = ["attach", "record", "every_poll"]
     for r in range(a.rounds):
-        for v in (variants if r % 2 == 0 else variants[::-1]):
+        for v in variants[r % 3:] + variants[:r % 3]:
             b1 = storm()
-            path = os.path.join(tmp, f"r{r}.rec")
+            path = os.path.join(tmp, f"r{r}-{v}.rec")
             args = [ls, "attach", "-q", "-p", str(pid)] if v == "attach" else \
                    [ls, "record", "-p", str(pid), "-o", path]
+            if v == "every_poll":
+                args.append("--every-poll")
             tool = start_tool(args)
             time.sleep(0.5)
             cost = storm()
@@ -72,23 +77,30 @@ def main():
             b2 = storm()
             res["bare"] += [b1, b2]
             res[v].append(cost / ((b1 + b2) / 2))
-            if v == "record":
+            if v != "attach":
                 rep = subprocess.run([ls, "report", path, "--json"], capture_output=True, text=True)
                 rj = [json.loads(l) for l in rep.stdout.splitlines() if '"report"' in l][-1]
                 polls = sum(t["polls"] for t in rj["threads"])
-                sizes.append((os.path.getsize(path), polls, rj["duration_ns"] / 1e9))
+                ep = rj.get("every_poll", {})
+                sizes[v].append({"bytes": os.path.getsize(path), "polls": polls,
+                                 "seconds": rj["duration_ns"] / 1e9,
+                                 "bytes_per_poll": os.path.getsize(path) / max(polls, 1),
+                                 "polls_recorded": ep.get("polls_recorded"),
+                                 "polls_lost": ep.get("polls_lost")})
     app.stdin.close()
     app.wait()
     med = lambda v: sorted(v)[len(v) // 2]
-    print(json.dumps({
-        "python": a.python, "n": a.n, "rounds": a.rounds,
-        "bare_ns_per_cb_median": med(res["bare"]),
-        "attach_vs_bare": res["attach"], "record_vs_bare": res["record"],
-        "attach_vs_bare_median": med(res["attach"]), "record_vs_bare_median": med(res["record"]),
-        "record_files": [{"bytes": b, "polls": p, "seconds": s, "bytes_per_poll": b / max(p, 1)}
-                         for b, p, s in sizes],
+    out = {"python": a.python, "n": a.n, "rounds": a.rounds,
+           "bare_ns_per_cb_median": med(res["bare"])}
+    for v in variants:
+        out[f"{v}_vs_bare"] = [round(x, 3) for x in res[v]]
+        out[f"{v}_vs_bare_median_min_max"] = [round(med(res[v]), 3), round(min(res[v]), 3),
+                                              round(max(res[v]), 3)]
+    out.update({
+        "record_files": sizes["record"], "every_poll_files": sizes["every_poll"],
         "loadavg": open("/proc/loadavg").read().split()[:3],
-    }, indent=1))
+    })
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

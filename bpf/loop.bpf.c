@@ -29,6 +29,13 @@ __u64 slow_threshold_ns;
 __u64 lost_events;
 __u64 lost_stack_events;
 
+/* The per-poll stream (struct ls_poll_event, `record --every-poll`):
+ * fixed at load (.rodata, skel->rodata before load); off, the verifier
+ * prunes emit_poll and the default path pays nothing. Records the `polls`
+ * ring could not take are counted in lost_polls (the report says so). */
+const volatile __u32 every_poll;
+__u64 lost_polls;
+
 /* Stacks (see "Stacks", bpf/loop_stacks.bpf.h): take Python stacks in busy periods older
  * than this, ns; 0 = off. Fixed at load (.rodata, set through
  * skel->rodata before load): with 0 the verifier prunes the stack paths. */
@@ -155,6 +162,13 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
+
+/* The per-poll stream's ring (LS_POLL_RINGBUF_BYTES with every_poll; user
+ * space sets its size before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} polls SEC(".maps");
 
 /* Precise mode's time split: cb_threads, cb_split_episode(). */
 #include "loop_cbsplit.bpf.h"
@@ -322,12 +336,39 @@ static __always_inline struct ls_thread_stats *loop_thread(__u32 *tid_out)
  * up to ~2 ms low there (asyncio rounds up twice); epoll_pwait2 gives ns.
  * Documented in docs/METRICS.md.
  */
+/* One poll of st entered at `now` (every_poll): into the `polls` ring,
+ * without waking the reader (it drains the ring when it wakes: a wake-up
+ * per poll would cost the target an irq_work each). Called before the
+ * thread's state moves on: poll_exit_ns is still the previous return. */
+static __always_inline void emit_poll(struct ls_thread_stats *st, __u32 tid, __u64 now,
+				      __s64 timeout_ns)
+{
+	struct ls_poll_event *e;
+
+	if (!every_poll)
+		return;
+	e = bpf_ringbuf_reserve(&polls, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost_polls, 1);
+		return;
+	}
+	e->tgid = st->tgid;
+	e->tid = tid;
+	e->seq = (__u32)(st->polls + 1);
+	e->pad = 0;
+	e->enter_ns = now;
+	e->prev_exit_ns = st->in_poll ? 0 : st->poll_exit_ns;
+	e->timeout_ns = timeout_ns;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_ns,
 					  struct ls_thread_stats *st, __u32 tid)
 {
 	__u64 now, busy;
 
 	now = bpf_ktime_get_ns();
+	emit_poll(st, tid, now, timeout_ns);
 
 	if (st->poll_exit_ns && !st->in_poll) {
 		busy = now - st->poll_exit_ns;

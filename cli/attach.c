@@ -450,6 +450,13 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 		printf("  LOST %llu slow events: the ring buffer was full\n", (unsigned long long)lost);
 	if (a->loop) /* not in a replay */
 		cli_threads_report(a->loop, a->pids, a->npids, &a->gone, jr);
+	if (a->every_poll && !a->json) {
+		printf("  every poll recorded: %llu polls\n", (unsigned long long)a->polls_recorded);
+		if (a->polls_lost)
+			printf("  PER-POLL STREAM INCOMPLETE: %llu polls lost (its ring buffer was "
+			       "full); the histograms are the snapshots'\n",
+			       (unsigned long long)a->polls_lost);
+	}
 	if (a->offcpu_unseen && !a->json)
 		printf("  OFF-CPU UNSEEN %llu: busy periods with off-CPU time the scheduler programs "
 		       "did not see; their blocked/runnable read low\n",
@@ -468,6 +475,13 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 		 * report's replay must equal attach's own report. */
 		if (a->offcpu_unseen)
 			ls_json_add_u64(jr, "offcpu_unseen", a->offcpu_unseen);
+		if (a->every_poll) {
+			json_object *jp = json_object_new_object();
+
+			ls_json_add_u64(jp, "polls_recorded", a->polls_recorded);
+			ls_json_add_u64(jp, "polls_lost", a->polls_lost);
+			json_object_object_add(jr, "every_poll", jp);
+		}
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
 		cli_print_json(jr);
@@ -575,6 +589,9 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	lopts.thread_quota = o.thread_quota;
 	lopts.on_slow_busy = on_slow_busy;
 	lopts.ctx = &a;
+	a.every_poll = o.every_poll;
+	if (a.every_poll)
+		lopts.on_polls = cli_attach_record_polls;
 	if (cli_stacks_init(&a.stacks)) {
 		fprintf(stderr, "loopscope: out of memory\n");
 		goto cleanup;

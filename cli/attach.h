@@ -63,6 +63,9 @@ struct attach {
 	const char *record_path;
 	struct ls_record_writer *rec;
 	int rec_err;            /* the first write error: recording stopped */
+	bool every_poll;        /* the per-poll stream recorded (--every-poll; replay: END says) */
+	uint64_t polls_recorded;/* its polls in the file */
+	uint64_t polls_lost;    /* its polls the ring dropped */
 	/* replay (`report FILE`): names come from the file, never from /proc;
 	 * the window may start at an earlier snapshot (--from) */
 	bool replay;
@@ -95,6 +98,8 @@ int cli_attach_record_open(struct attach *a, bool cmd);
  * closed: a crash loses at most what follows. */
 void cli_attach_record_snapshot(struct attach *a, const struct ls_thread_view *v, size_t n,
 				uint64_t now_ns);
+/* ls_polls_fn of the session (--every-poll): polls into the recording. */
+void cli_attach_record_polls(const struct ls_poll_event *p, size_t n, void *ctx);
 /* Precise mode's table (taken once, for the file and the report), the end
  * record (kept in a->rend: the report prints its counters), the file
  * closed. */

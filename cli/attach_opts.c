@@ -48,6 +48,8 @@ void cli_attach_usage(FILE *f)
 		"                            1-4096): beyond it, new threads are counted, not tracked\n"
 		"      --record FILE         also record what is seen to FILE (docs/RECORD.md);\n"
 		"                            'loopscope report FILE' prints this report again\n"
+		"      --every-poll          with --record: also record every poll of every loop\n"
+		"                            thread (entry, return, timeout: ~3 bytes a poll)\n"
 		"  -h, --help                this help\n"
 		"\n"
 		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
@@ -71,6 +73,7 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		{ "thread-quota", required_argument, NULL, 'Q' },
 		{ "record", required_argument, NULL, 'R' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "every-poll", no_argument, NULL, 'E' },
 		{ 0 },
 	};
 	bool record = !strcmp(argv[0], "record");
@@ -135,6 +138,9 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 			}
 			a->record_path = optarg;
 			break;
+		case 'E':
+			a->every_poll = true;
+			break;
 		case 'h':
 			if (record)
 				cli_record_usage(stdout);
@@ -161,6 +167,10 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 	}
 	if (record && !a->record_path) {
 		fprintf(stderr, "loopscope: record needs -o FILE\n");
+		return -EINVAL;
+	}
+	if (a->every_poll && !a->record_path) {
+		fprintf(stderr, "loopscope: --every-poll needs --record FILE\n");
 		return -EINVAL;
 	}
 	if (cli_common_check(&a->common))

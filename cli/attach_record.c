@@ -154,6 +154,14 @@ void cli_attach_record_snapshot(struct attach *a, const struct ls_thread_view *v
 	cli_attach_record_status(a, ls_record_flush(a->rec)); /* a crash loses at most this interval */
 }
 
+void cli_attach_record_polls(const struct ls_poll_event *p, size_t n, void *ctx)
+{
+	struct attach *a = ctx;
+
+	if (a->rec && !a->rec_err)
+		cli_attach_record_status(a, ls_record_put_polls(a->rec, p, n));
+}
+
 /* The end record (kept in a->rend: the report prints the same counters
  * as the file holds), then the file closed. */
 void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
@@ -170,6 +178,9 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	e.lost_callback_events = a->precise.replay_lost;
 	e.slow_callbacks_not_kept = a->precise.slow_dropped;
 	e.offcpu_unseen = a->offcpu_unseen;
+	e.every_poll = a->every_poll;
+	if (a->every_poll)
+		e.lost_polls = a->polls_lost = ls_loop_lost_polls(loop);
 	if (e.stacks_on) {
 		e.stack_walks = ls_loop_stack_walks(loop, &e.stack_walk_errors);
 		e.stack_dropped = a->stacks.col ? ls_slowstack_dropped(a->stacks.col) : 0;
@@ -186,6 +197,7 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	a->rend_used = true;
 	if (!a->rec_err)
 		cli_attach_record_status(a, ls_record_put_end(a->rec, &e));
+	a->polls_recorded = ls_record_polls(a->rec);
 	err = ls_record_close(a->rec);
 	a->rec = NULL;
 	if (!a->rec_err)

@@ -281,6 +281,7 @@ struct cli_attach_opts {
 	struct cli_common common;
 	const char *record_path;   /* --record FILE (record: -o FILE); NULL without */
 	bool no_report;            /* record: no report at the end */
+	bool every_poll;           /* --every-poll: the per-poll stream into the recording */
 	int release_fd;            /* record -- CMD: written once attached; -1 none */
 	char **cmd;                /* record -- CMD ARGS: argv of CMD (NULL-ended) */
 };

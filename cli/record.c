@@ -19,6 +19,7 @@ void cli_record_usage(FILE *f)
 	fprintf(f,
 		"Usage: loopscope record -p PID[,PID...] -o FILE [-d DURATION] [-i INTERVAL]\n"
 		"                        [--threshold DURATION] [--mode light|precise] [--no-stacks]\n"
+		"                        [--every-poll]\n"
 		"       loopscope record -o FILE [OPTIONS] -- CMD [ARGS...]\n"
 		"\n"
 		"Record what 'loopscope attach' sees into FILE: every loop thread's figures\n"
@@ -35,6 +36,10 @@ void cli_record_usage(FILE *f)
 		"  -i, --interval DURATION   a snapshot of the figures every INTERVAL (default 1s)\n"
 		"      --threshold DURATION  busy periods longer than this are slow (default 100ms);\n"
 		"                            a report may raise it later, not lower it\n"
+		"      --every-poll          also every poll of every loop thread: its entry, return\n"
+		"                            and timeout (the busy period is the gap before an\n"
+		"                            entry), ~3 bytes a poll compressed; the report's\n"
+		"                            --from/--to then cut at any poll, not at snapshots\n"
 		"      --mode, --no-stacks, --folded, --btf: as for attach\n"
 		"\n"
 		"Exit codes: as attach's (0 ok, 1 error, 2 bad arguments, 3 no such process,\n"

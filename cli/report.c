@@ -220,6 +220,30 @@ static int replay_precise(struct attach *a, struct ls_replay *r, struct ls_repla
 	return 0;
 }
 
+/* The window's views from the per-poll stream: for each thread of views
+ * v (n, a snapshot's: they give poll_kind and thread_start), its figures
+ * at ps's cut, into *out (malloc'd, *nout). Threads with no poll by then
+ * are left out, as a snapshot then would have. 0 or -ENOMEM. */
+static int views_at(struct ls_polls *ps, const struct ls_thread_view *v, size_t n,
+		    struct ls_thread_view **out, size_t *nout)
+{
+	struct ls_thread_view *w = malloc((n + 1) * sizeof(*w));
+	size_t k = 0;
+
+	if (!w)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		w[k] = v[i];
+		ls_polls_complete(ps, &v[i]);
+		if (!ls_polls_view(ps, v[i].tid, &w[k], NULL))
+			k++;
+	}
+	free(*out);
+	*out = w;
+	*nout = k;
+	return 0;
+}
+
 /* A copy of snapshot views (the reader reuses its buffer). */
 static int keep_views(struct ls_thread_view **dst, size_t *n, const struct ls_replay_item *it)
 {
@@ -241,9 +265,11 @@ int cli_report(int argc, char **argv)
 	struct ls_record_header h;
 	struct ls_replay *r = NULL;
 	struct ls_replay_item it;
-	struct ls_thread_view *now = NULL, *before = NULL;
+	struct ls_thread_view *now = NULL, *before = NULL, *last = NULL;
 	struct cli_timeline *tl = NULL;
-	size_t nnow = 0, nbefore = 0;
+	struct ls_polls *pfrom = NULL, *pto = NULL;
+	size_t nnow = 0, nbefore = 0, nlast = 0;
+	uint64_t last_ns = 0;
 	uint64_t now_ns = 0, before_ns = 0, win_from, win_to, lost = 0;
 	bool have_now = false, html_failed = false;
 	int err, rerr = 0, ret = LS_EXIT_ERROR;
@@ -279,6 +305,12 @@ int cli_report(int argc, char **argv)
 	a.precise.mono_to_real_ns = a.mono_to_real_ns;
 	win_from = h.start_ns + o.from_ns;
 	win_to = o.has_to ? h.start_ns + o.to_ns : UINT64_MAX;
+	/* With the per-poll stream, the window is cut at any poll: the
+	 * figures at --from and at --to computed from the polls. */
+	if ((o.has_from || o.has_to) &&
+	    (!(pfrom = ls_polls_new(h.threshold_ns, o.has_from ? win_from : 0)) ||
+	     !(pto = ls_polls_new(h.threshold_ns, win_to))))
+		goto oom;
 	if (o.perfetto || o.folded) {
 		tl = cli_timeline_new(&h, o.perfetto, o.folded, win_from, win_to);
 		if (!tl) {
@@ -295,9 +327,20 @@ int cli_report(int argc, char **argv)
 			if (tl)
 				cli_timeline_process(tl, it.tgid, it.name, it.interp);
 			break;
+		case LS_REC_POLLS:
+			a.polls_recorded += it.npolls;
+			if (pfrom && (ls_polls_add(pfrom, it.polls, it.npolls) ||
+				      ls_polls_add(pto, it.polls, it.npolls)))
+				goto oom;
+			break;
 		case LS_REC_SNAPSHOT:
 			if (tl)
 				cli_timeline_snapshot(tl, it.now_ns, it.views, it.nviews);
+			if (pfrom) {
+				if (keep_views(&last, &nlast, &it))
+					goto oom;
+				last_ns = it.now_ns;
+			}
 			if (o.has_from && it.now_ns <= win_from) {
 				if (keep_views(&before, &nbefore, &it))
 					goto oom;
@@ -345,6 +388,8 @@ int cli_report(int argc, char **argv)
 			a.precise.replay_lost = it.end.lost_callback_events;
 			a.precise.slow_dropped += it.end.slow_callbacks_not_kept;
 			a.offcpu_unseen = it.end.offcpu_unseen;
+			a.every_poll = it.end.every_poll;
+			a.polls_lost = it.end.lost_polls;
 			a.precise.stacks = it.end.stacks_enabled ? &a.stacks : NULL;
 			lost = it.end.lost_events;
 			/* (slow_not_kept: attach's list was full; the file has them all) */
@@ -361,6 +406,26 @@ int cli_report(int argc, char **argv)
 		}
 	}
 	rerr = err;
+	uint64_t gaps = 0;
+
+	if (pfrom)
+		ls_polls_records(pto, &gaps);
+	/* The stream whole (no poll lost, none missing between records):
+	 * --from and --to cut at the polls, exactly (a time past the last
+	 * snapshot keeps that snapshot: polls recorded after it, while the
+	 * session closed, are not in attach's report either). */
+	if (pfrom && a.every_poll && !a.polls_lost && !gaps && !rerr && have_now) {
+		if (o.has_to && win_to < last_ns) {
+			if (views_at(pto, last, nlast, &now, &nnow))
+				goto oom;
+			now_ns = win_to;
+		}
+		if (o.has_from) {
+			if (views_at(pfrom, last, nlast, &before, &nbefore))
+				goto oom;
+			before_ns = win_from;
+		}
+	}
 	/* With --from/--to, the window is that of the snapshots found: keep
 	 * the slow periods ending inside it, as attach's interval lines count
 	 * them (without, every period recorded: attach lists those it drained
@@ -436,6 +501,9 @@ out:
 	ls_replay_close(r);
 	free(now);
 	free(before);
+	free(last);
+	ls_polls_free(pfrom);
+	ls_polls_free(pto);
 	cli_attach_free(&a);
 	return ret;
 }

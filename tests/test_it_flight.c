@@ -48,12 +48,18 @@ static void fx_init(struct fx *f)
 
 /* The daemon with the flight recorder in f->dumps and the extra settings
  * (libconfig lines); its rule matches the apps of f's dir. */
-static void fx_daemon(struct fx *f, const char *extra)
+static void fx_daemon_mode(struct fx *f, const char *extra, const char *mode)
 {
 	ls_test_daemon_start_conf(&f->d, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\n"
 				  "flight_dir = \"%s\";\n%s\n"
-				  "rules = ( { service = \"flight\"; cmdline = \"*flight_app.py*%s/*\"; } );\n",
-				  f->d.sock, f->dumps, extra, f->d.dir);
+				  "rules = ( { service = \"flight\"; cmdline = \"*flight_app.py*%s/*\"; "
+				  "mode = \"%s\"; } );\n",
+				  f->d.sock, f->dumps, extra, f->d.dir, mode);
+}
+
+static void fx_daemon(struct fx *f, const char *extra)
+{
+	fx_daemon_mode(f, extra, "light");
 }
 
 /* An app under python, blocking after `before` s; its index. */
@@ -252,6 +258,72 @@ START_TEST(test_slow_event_writes_a_dump_with_its_stack)
 }
 END_TEST
 
+/*
+ * Precise mode: the same scripted block under a daemon whose rule asks
+ * for precise mode, on one interpreter (the first unstripped one: precise
+ * mode's set-up is the slow part, and the other tests cover the
+ * interpreters). The dump holds the 300 ms callback as a slow callback:
+ * named by its Task's step (main, flight_app.py), its duration within the
+ * app's own measure ± max(5 %, 5 ms) (the bounds above: the callback's
+ * uprobes bracket the same sleep), its stack naming flight_culprit; and
+ * the report says precise mode (precise_targets).
+ */
+START_TEST(test_precise_slow_callback_in_dump)
+{
+	struct ls_test_pythons py;
+	struct fx f;
+	char path[512], line[128];
+	unsigned long long t0, t1;
+	json_object *r, *slow, *e, *st, *tg;
+	int found = 0;
+
+	ls_test_find_pythons("it_flight precise", 8, LS_TEST_PY_FULL, &py);
+	if (!py.n)
+		return;
+	fx_init(&f);
+	fx_daemon_mode(&f, "flight_threshold = \"200ms\";\nflight_after = \"1s\";\n"
+			   "flight_seconds = \"20s\";\ninterval = \"250ms\";", "precise");
+	/* 5 s before the block: precise mode's set-up (ELF, a BPF load, the
+	 * uprobe) is done by then on a loaded machine. */
+	fx_app(&f, py.path[py.n - 1], 5.0);
+	ck_assert_msg(ls_test_wait_line(f.log[0], "block ", 30000, line, sizeof(line)) == 0,
+		      "the app did not block");
+	ck_assert_int_eq(sscanf(line, "block %llu %llu", &t0, &t1), 2);
+	ck_assert_msg(wrote_for(&f, f.spid[0], path, sizeof(path), 20000), "no dump for pid %s",
+		      f.spid[0]);
+	r = report(path);
+	ck_assert(json_object_object_get_ex(r, "precise_targets", &tg));
+	ck_assert_int_eq((int)json_object_array_length(tg), 1);
+	ck_assert_msg(json_object_object_get_ex(r, "slow_callbacks", &slow), "no slow_callbacks: %s",
+		      json_object_to_json_string(r));
+	for (size_t k = 0; k < json_object_array_length(slow); k++) {
+		uint64_t dur, app = t1 - t0, tol = app / 20 > 5000000 ? app / 20 : 5000000;
+
+		e = json_object_array_get_idx(slow, k);
+		dur = ju64(e, "duration_ns");
+		if (dur < BLOCK_NS / 2)
+			continue;
+		found++;
+		ck_assert_msg(dur + tol >= app && dur <= app + tol,
+			      "%s: the dump's slow callback %" PRIu64 " ns, the app's %" PRIu64 " ns",
+			      py.name[py.n - 1], dur, app);
+		ck_assert_msg(strstr(json_object_to_json_string(e), "\"main\""),
+			      "%s: the slow callback is not named main: %s", py.name[py.n - 1],
+			      json_object_to_json_string(e));
+		ck_assert(json_object_object_get_ex(e, "stacks", &st));
+		ck_assert_msg(strstr(json_object_to_json_string(st), "flight_culprit"),
+			      "%s: the slow callback's stacks lack flight_culprit: %s",
+			      py.name[py.n - 1], json_object_to_json_string(st));
+	}
+	ck_assert_msg(found == 1, "%s: %d slow callbacks of ~300 ms in the dump", py.name[py.n - 1],
+		      found);
+	fprintf(stderr, "it_flight: %s: precise mode's slow callback in the dump, with its stack\n",
+		py.name[py.n - 1]);
+	json_object_put(r);
+	fx_done(&f);
+}
+END_TEST
+
 /* `loopscope dump PID` writes a file the report reads (the app's thread
  * in it); an unmonitored pid is exit 3; rotation (flight_max_files 2)
  * keeps the two newest of four dumps. */
@@ -369,6 +441,7 @@ static Suite *suite(void)
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_slow_event_writes_a_dump_with_its_stack);
+	tcase_add_test(tc, test_precise_slow_callback_in_dump);
 	tcase_add_test(tc, test_dump_command_and_rotation);
 	tcase_add_test(tc, test_ring_stays_within_flight_bytes);
 	tcase_add_test(tc, test_unwritable_dump_is_dropped);

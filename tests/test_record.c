@@ -292,6 +292,196 @@ START_TEST(test_report_clean)
 }
 END_TEST
 
+/*
+ * The per-poll stream (format 1.3): thread A (PID) polls NPOLLS times,
+ * each poll 6 ms with a 5 ms timeout (whole ms: epoll_wait's; lateness 1
+ * ms each), 4 ms busy between, except a 150 ms busy period before poll
+ * 100 (slow); thread B (PID + 1) with ns timeouts, infinite and none. The
+ * polls are put in two batches around a snapshot, the threads
+ * interleaved. Every value is known here.
+ */
+#define NPOLLS 300
+static void polls_of(struct ls_poll_event *a, struct ls_poll_event *b)
+{
+	uint64_t t = T0 + 10 * MS;
+
+	for (int k = 0; k < NPOLLS; k++) {
+		memset(&a[k], 0, sizeof(a[k]));
+		a[k].tgid = a[k].tid = PID;
+		a[k].seq = (uint32_t)k + 1;
+		a[k].prev_exit_ns = k ? t : 0;
+		t += k ? (k == 100 ? 150 * MS : 4 * MS) : 0;
+		a[k].enter_ns = t;
+		a[k].timeout_ns = 5 * MS;
+		t += 6 * MS;
+		memset(&b[k], 0, sizeof(b[k]));
+		b[k].tgid = PID;
+		b[k].tid = PID + 1;
+		b[k].seq = (uint32_t)k + 1;
+		b[k].enter_ns = T0 + 10 * MS + (uint64_t)k * 3 * MS + 17;
+		b[k].prev_exit_ns = k ? b[k].enter_ns - 777 : 0;
+		b[k].timeout_ns = k % 3 == 0 ? 2500017 : k % 3 == 1 ? -1 : 0;
+	}
+}
+
+static char *tmp_polls_recording(struct ls_poll_event *a, struct ls_poll_event *b)
+{
+	static char path[128];
+	struct ls_record_header h = { 0 };
+	struct ls_record_writer *w;
+	struct ls_thread_view v[2];
+	struct ls_record_end en = { .end_ns = T0 + 3000 * MS, .npids = 1, .pids = { PID },
+				    .every_poll = true };
+
+	ls_test_tmp(path, sizeof(path), "polls");
+	polls_of(a, b);
+	h.monotonic_ns = h.start_ns = T0;
+	h.threshold_ns = 100 * MS;
+	h.interval_ns = 1000 * MS;
+	h.npids = 1;
+	h.pids[0] = PID;
+	ck_assert_int_eq(ls_record_open(path, &h, &w), 0);
+	for (int k = 0; k < NPOLLS / 2; k++) {
+		ck_assert_int_eq(ls_record_put_polls(w, &a[k], 1), 0);
+		ck_assert_int_eq(ls_record_put_polls(w, &b[k], 1), 0);
+	}
+	view(&v[0], 100, T0 + 1000 * MS);
+	view(&v[1], 100, T0 + 1000 * MS);
+	v[1].tid = PID + 1;
+	ck_assert_int_eq(ls_record_put_snapshot(w, T0 + 1000 * MS, v, 2), 0);
+	ck_assert_int_eq(ls_record_put_polls(w, a + NPOLLS / 2, NPOLLS / 2), 0);
+	ck_assert_int_eq(ls_record_put_polls(w, b + NPOLLS / 2, NPOLLS / 2), 0);
+	ck_assert_uint_eq(ls_record_polls(w), 2 * NPOLLS);
+	/* The last snapshot: A returned from its last poll at +6 ms. */
+	view(&v[0], NPOLLS, T0 + 3000 * MS);
+	v[0].in_poll = false;
+	v[0].poll_enter_ns = a[NPOLLS - 1].enter_ns;
+	v[0].poll_exit_ns = a[NPOLLS - 1].enter_ns + 6 * MS;
+	view(&v[1], NPOLLS, T0 + 3000 * MS);
+	v[1].tid = PID + 1;
+	ck_assert_int_eq(ls_record_put_snapshot(w, T0 + 3000 * MS, v, 2), 0);
+	ck_assert_int_eq(ls_record_put_end(w, &en), 0);
+	ck_assert_int_eq(ls_record_close(w), 0);
+	return path;
+}
+
+START_TEST(test_polls_stream)
+{
+	static struct ls_poll_event a[NPOLLS], b[NPOLLS], back[2][NPOLLS];
+	char *path = tmp_polls_recording(a, b);
+	size_t n[2] = { 0, 0 };
+	struct ls_record_header h;
+	struct ls_replay *r;
+	struct ls_replay_item it;
+	struct ls_thread_view v = { 0 }, last = { 0 };
+	struct ls_polls *ps;
+	uint64_t gaps = 9, total = 0;
+	struct ls_test_out o;
+	int err;
+
+	/* Read back, field for field, each thread's in its order. */
+	ck_assert_int_eq(ls_replay_open(path, &r, &h), 0);
+	ck_assert_uint_eq(h.version_minor, 3);
+	while ((err = ls_replay_next(r, &it)) > 0) {
+		if (it.type == LS_REC_END)
+			ck_assert(it.end.every_poll && it.end.lost_polls == 0);
+		if (it.type == LS_REC_SNAPSHOT)
+			last = it.views[0];
+		if (it.type != LS_REC_POLLS)
+			continue;
+		int k = it.tid == PID ? 0 : 1;
+
+		ck_assert_uint_le(n[k] + it.npolls, NPOLLS);
+		memcpy(&back[k][n[k]], it.polls, it.npolls * sizeof(*it.polls));
+		n[k] += it.npolls;
+	}
+	ck_assert_int_eq(err, 0);
+	ls_replay_close(r);
+	ck_assert_uint_eq(n[0], NPOLLS);
+	ck_assert_uint_eq(n[1], NPOLLS);
+	ck_assert_int_eq(memcmp(back[0], a, sizeof(a)), 0);
+	ck_assert_int_eq(memcmp(back[1], b, sizeof(b)), 0);
+
+	/* The figures of A, to the end: 300 polls, 299 busy periods (the
+	 * first poll has no return before it), one of them slow; 299 polls
+	 * returned in the stream, the last one's return from the snapshot. */
+	ps = ls_polls_new(100 * MS, UINT64_MAX);
+	ck_assert_int_eq(ls_polls_add(ps, back[0], NPOLLS), 0);
+	ck_assert_int_eq(ls_polls_add(ps, back[1], NPOLLS), 0);
+	ck_assert_int_eq(ls_polls_view(ps, PID, &v, &gaps), 0);
+	ck_assert_uint_eq(gaps, 0);
+	ck_assert_uint_eq(v.polls, NPOLLS);
+	ck_assert_uint_eq(v.busy.count, NPOLLS - 1);
+	ck_assert_uint_eq(v.busy.max, 150 * MS);
+	ck_assert_uint_eq(v.busy.sum, (NPOLLS - 2) * 4 * MS + 150 * MS);
+	ck_assert_uint_eq(v.slow_busy, 1);
+	ck_assert(v.in_poll);
+	ck_assert_uint_eq(v.poll.count, NPOLLS - 1);
+	ck_assert_uint_eq(v.lag.count, NPOLLS - 1);
+	ck_assert_uint_eq(v.lag.max, MS);
+	ls_polls_complete(ps, &last);
+	ck_assert_int_eq(ls_polls_view(ps, PID, &v, NULL), 0);
+	ck_assert(!v.in_poll);
+	ck_assert_uint_eq(v.poll.count, NPOLLS);
+	ck_assert_uint_eq(v.poll.sum, NPOLLS * 6 * MS);
+	ck_assert_uint_eq(v.lag.count, NPOLLS);
+	ck_assert_uint_eq(v.lag.sum, NPOLLS * MS);
+	ck_assert_uint_eq(v.poll_exit_ns, a[NPOLLS - 1].enter_ns + 6 * MS);
+	/* B: timeouts of ns, infinite and none, an entry every 3 ms, each
+	 * return 777 ns before the next entry: every third poll (2.5 ms + 17
+	 * ns timeout) returns 499,206 ns late, to the ns. */
+	ck_assert_int_eq(ls_polls_view(ps, PID + 1, &v, NULL), 0);
+	ck_assert_uint_eq(v.busy.count, NPOLLS - 1);
+	ck_assert_uint_eq(v.busy.max, 777);
+	ck_assert_uint_eq(v.lag.count, NPOLLS / 3);
+	ck_assert_uint_eq(v.lag.max, 3 * MS - 777 - 2500017);
+	ck_assert_uint_eq(v.lag_missed, 0);
+	ck_assert_uint_eq(ls_polls_records(ps, &gaps), 2 * NPOLLS);
+	ls_polls_free(ps);
+
+	/* Cut inside A's poll 150, 3 ms after its entry: a snapshot then
+	 * would read 151 polls, 150 busy periods and 150 returns. */
+	ps = ls_polls_new(100 * MS, a[150].enter_ns + 3 * MS);
+	ck_assert_int_eq(ls_polls_add(ps, back[0], NPOLLS), 0);
+	ck_assert_int_eq(ls_polls_view(ps, PID, &v, NULL), 0);
+	ck_assert_uint_eq(v.polls, 151);
+	ck_assert(v.in_poll);
+	ck_assert_uint_eq(v.busy.count, 150);
+	ck_assert_uint_eq(v.poll.count, 150);
+	ck_assert_uint_eq(v.lag.count, 150);
+	ck_assert_uint_eq(v.poll_enter_ns, a[150].enter_ns);
+	ls_polls_free(ps);
+
+	/* A lost record (seq 51 of A): counted, and the busy period after
+	 * it still known (its start comes with the next record). */
+	ps = ls_polls_new(100 * MS, UINT64_MAX);
+	ck_assert_int_eq(ls_polls_add(ps, back[0], 50), 0);
+	ck_assert_int_eq(ls_polls_add(ps, back[0] + 51, NPOLLS - 51), 0);
+	ck_assert_int_eq(ls_polls_view(ps, PID, &v, &gaps), 0);
+	ck_assert_uint_eq(gaps, 1);
+	ck_assert_uint_eq(v.polls, NPOLLS);
+	ck_assert_uint_eq(v.busy.count, NPOLLS - 2);
+	ck_assert_uint_eq(v.poll.count, NPOLLS - 3); /* the lost one's, and the one before */
+	ls_polls_free(ps);
+
+	/* report --from/--to: cut at the polls, not at the snapshots (1 s
+	 * and 3 s). A's entries after 500 ms and up to 1500 ms: its polls
+	 * start at 10 ms, every 10 ms, the 100th 146 ms later. */
+	for (int k = 0; k < NPOLLS; k++)
+		total += a[k].enter_ns > T0 + 500 * MS && a[k].enter_ns <= T0 + 1500 * MS;
+	ck_assert_int_eq(report(&o, path, "--from=500ms", "--to=1500ms"), 0);
+	char want[128];
+
+	snprintf(want, sizeof(want), "tid %d (?), epoll_wait: %llu iterations", PID,
+		 (unsigned long long)total);
+	ck_assert_msg(strstr(o.stdout_text, want), "no '%s' in %s", want, o.stdout_text);
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "report: 1.00 s"));
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "every poll recorded: 600 polls"));
+	ls_test_out_free(&o);
+	unlink(path);
+}
+END_TEST
+
 /* A bad file: exit code want, one line on stderr holding what, and (when
  * nslow >= 0) a report of the nslow periods before the damage. */
 static void expect_bad(const char *path, int want, const char *what, int nslow)
@@ -546,6 +736,7 @@ int main(void)
 	tcase_add_test(tc, test_not_a_recording);
 	tcase_add_test(tc, test_reader_skips_unknown);
 	tcase_add_test(tc, test_sink_blocks_stand_alone);
+	tcase_add_test(tc, test_polls_stream);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

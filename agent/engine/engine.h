@@ -19,6 +19,7 @@
 
 struct ls_slow_busy_event;
 struct ls_slow_callback_event;
+struct ls_cb_name;
 struct ls_stack_event;
 
 /* Retries of precise-mode resolution after an exec: the interpreter's
@@ -156,6 +157,12 @@ bool ls_mon_flight_on(const struct ls_mon *m);
 void ls_mon_flight_slow_busy(struct ls_mon *m, struct ls_mon_target *t,
 			     const struct ls_slow_busy_event *e, const char *thread);
 /* The window cut at now: t's n threads' figures v close a block. */
+/* Precise mode: slow callback e of t, named nm (NULL: unknown), with its
+ * stacks and the name they give it, into t's ring (as attach --mode
+ * precise --record writes it); one of flight_threshold or more schedules a
+ * dump. Lock held. */
+void ls_mon_flight_slow_callback(struct ls_mon *m, struct ls_mon_target *t,
+				 const struct ls_slow_callback_event *e, const struct ls_cb_name *nm);
 void ls_mon_flight_snapshot(struct ls_mon *m, struct ls_mon_target *t,
 			    const struct ls_thread_view *v, size_t n, uint64_t now);
 /* Write the dumps due at now (ls_mon_poll, each tick). */

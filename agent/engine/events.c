@@ -92,5 +92,7 @@ void ls_mon_on_slow_callback(const struct ls_slow_callback_event *e, void *ctx)
 	ls_mon_stacks_name(m, &s);
 	ls_mon_log_slow(m, &s);
 	push_slow(m, &s);
+	if (t && !t->exited_ns && ls_mon_flight_on(m))
+		ls_mon_flight_slow_callback(m, t, e, nm);
 	ls_mon_unlock(m);
 }

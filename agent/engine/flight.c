@@ -19,7 +19,10 @@
 #include <unistd.h>
 
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/abi/pycallback_events.h"
 #include "loopscope/appframe.h"
+#include "loopscope/cbname.h"
+#include "loopscope/pyname.h"
 #include "loopscope/record.h"
 #include "loopscope/slowstack.h"
 #include "engine.h"
@@ -40,6 +43,7 @@ struct ls_flight {
 	uint64_t fill_last_ns;
 	uint64_t dump_due_ns;        /* a dump is pending, to be written then; 0 none */
 	uint64_t trigger_ns;         /* what caused it (a slow period's end) */
+	bool precise;                /* slow callbacks put: a dump says precise mode */
 };
 
 bool ls_mon_flight_on(const struct ls_mon *m)
@@ -186,6 +190,45 @@ void ls_mon_flight_slow_busy(struct ls_mon *m, struct ls_mon_target *t,
 	}
 }
 
+void ls_mon_flight_slow_callback(struct ls_mon *m, struct ls_mon_target *t,
+				 const struct ls_slow_callback_event *e, const struct ls_cb_name *nm)
+{
+	struct ls_flight *f = t ? flight_of(m, t) : NULL;
+	static const struct ls_cb_name unknown = { .qualname = "?" };
+	struct ls_cb_name step = { 0 };
+	uint64_t end = e->start_ns + e->duration_ns;
+	struct ls_stack_summary st;
+	bool have = false;
+
+	if (!f)
+		return;
+	note_time(f, end);
+	f->precise = true;
+	/* Its stacks, symbolized now (as a slow busy period's), and the
+	 * name they give it (a Task's step, or the context's callee), as
+	 * attach's precise mode records them (cli/precise.c). */
+	pthread_mutex_lock(&m->stlock);
+	if (m->stacks && ls_slowstack_take(m->stacks, e->key.tgid, e->tid, e->start_ns, end, &st) == 0) {
+		ls_appframe_pick(m->app, (pid_t)e->key.tgid, &st);
+		have = true;
+	}
+	pthread_mutex_unlock(&m->stlock);
+	if (e->key.kind == LS_CB_CONTEXT)
+		ls_cbname_context(have ? &st : NULL, &step);
+	else
+		ls_cbname_task_step(nm ? nm : &unknown, have ? &st : NULL, &step);
+	if (ls_record_put_slow_callback(f->w, e, nm ? nm : &unknown, &step, have ? &st : NULL))
+		m->flight_put_errors++;
+	if (have)
+		ls_slowstack_summary_free(&st);
+	if (e->duration_ns >= m->cfg.flight_threshold_ns && !f->dump_due_ns) {
+		f->trigger_ns = end;
+		f->dump_due_ns = ls_sys_now_ns() + m->cfg.flight_after_ns;
+		if (!f->dump_due_ns)
+			f->dump_due_ns = 1;
+	}
+}
+
 void ls_mon_flight_snapshot(struct ls_mon *m, struct ls_mon_target *t,
 			    const struct ls_thread_view *v, size_t n, uint64_t now)
 {
@@ -298,7 +341,7 @@ static int write_dump(struct ls_mon *m, struct ls_mon_target *t, char *path, siz
 	h.start_ns = t->attached_ns;
 	h.threshold_ns = m->cfg.threshold_ns;
 	h.interval_ns = m->cfg.interval_ns;
-	h.mode = 0;
+	h.mode = f->precise || t->precise;
 	h.npids = 1;
 	h.pids[0] = (uint32_t)t->pid;
 	if (!uname(&u)) {
@@ -315,7 +358,15 @@ static int write_dump(struct ls_mon *m, struct ls_mon_target *t, char *path, siz
 	err = ls_record_open(tmp, &h, &w);
 	if (err)
 		return err;
-	err = ls_record_put_process(w, (uint32_t)t->pid, t->comm, "");
+	char interp[32] = "";
+
+	if (t->py_major)
+		snprintf(interp, sizeof(interp), "CPython %d.%d", t->py_major, t->py_minor);
+	err = ls_record_put_process(w, (uint32_t)t->pid, t->comm, interp);
+	/* Precise mode: the report lists the ring's slow callbacks (route 0:
+	 * the daemon does not keep how context_run was found). */
+	if (!err && h.mode)
+		err = ls_record_put_precise_target(w, (uint32_t)t->pid, t->py_major, t->py_minor, 0);
 	for (size_t i = 0; !err && i < t->nthreads; i++)
 		err = ls_record_put_thread(w, (uint32_t)t->pid, t->threads[i].tid, t->threads[i].name);
 	if (!err)
@@ -329,6 +380,7 @@ static int write_dump(struct ls_mon *m, struct ls_mon_target *t, char *path, siz
 	end.pids[0] = (uint32_t)t->pid;
 	end.exited[0] = t->exited_ns != 0;
 	end.exited_at_ns[0] = t->exited_ns;
+	end.stacks_enabled = m->stacks != NULL; /* the report shows the stacks recorded */
 	if (!err)
 		err = ls_record_put_end(w, &end);
 	{

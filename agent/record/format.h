@@ -7,6 +7,7 @@
 #ifndef LS_RECORD_FORMAT_H
 #define LS_RECORD_FORMAT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* File header: magic[8], u16 major, u16 minor, u32 header_len (bytes from
@@ -37,6 +38,32 @@
 /* A callback's key and its name (precise mode): u32 tgid, kind, u64 code,
  * name (addresses in the target), u32 qualname id, file id, s32 first line. */
 #define REC_CBKEY 36
+
+/* POLLS (1.3, agent/record/pollcodec.c): u32 tgid, tid, n, seq base, u64
+ * time base, then n polls (struct ls_poll_event), each four unsigned LEB128
+ * varints: seq step; the previous return (0: none, else return - t + 1,
+ * where t is the entry before, or the base); the entry - that return (or
+ * - t); the timeout code (0 none, 1 infinite, 2 + 2 ms, 3 + 2 ns). */
+#define REC_POLLS_FIXED 24
+
+struct ls_record_writer;
+struct ls_poll_event;
+struct rec_polls;
+/* record.c: a record of type with len bytes of payload into the block. */
+int rec_put_raw(struct ls_record_writer *w, uint16_t type, const uint8_t *payload, size_t len);
+/* polls.c: n polls (one thread, in order, n >= 1) encoded into out (room
+ * for REC_POLLS_FIXED + 40 n bytes): the payload's length. */
+size_t rec_polls_encode(uint8_t *out, const struct ls_poll_event *p, size_t n);
+/* polls.c: a POLLS payload into *buf (grown, *cap entries): 0 and *n, or
+ * -EBADMSG (inconsistent with len), -ENOMEM. */
+int rec_polls_decode(const uint8_t *p, size_t len, struct ls_poll_event **buf, size_t *cap,
+		     size_t *n);
+/* polls.c: the writer's per-thread batches (*rpp made at the first). */
+int rec_polls_add(struct ls_record_writer *w, struct rec_polls **rpp,
+		  const struct ls_poll_event *p, size_t n);
+int rec_polls_flush(struct ls_record_writer *w, struct rec_polls *rp);
+uint64_t rec_polls_added(const struct rec_polls *rp);
+void rec_polls_free(struct rec_polls *rp);
 
 static inline void rec_w16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 static inline void rec_w32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }

@@ -35,6 +35,7 @@ struct ls_record_writer {
 	uint64_t bytes;
 	struct name_slot *names; /* open addressing, power-of-two size */
 	size_t nnames, names_cap;
+	struct rec_polls *polls; /* the per-poll stream's batches (polls.c) */
 };
 
 static int write_all(int fd, const void *p, size_t n)
@@ -152,6 +153,28 @@ static uint8_t *begin(struct ls_record_writer *w, uint16_t type, size_t payload_
 static int fail(struct ls_record_writer *w)
 {
 	return w->err ? w->err : -ENOMEM;
+}
+
+int rec_put_raw(struct ls_record_writer *w, uint16_t type, const uint8_t *payload, size_t len)
+{
+	uint8_t *p = begin(w, type, len);
+
+	if (!p)
+		return fail(w);
+	memcpy(p, payload, len);
+	return 0;
+}
+
+int ls_record_put_polls(struct ls_record_writer *w, const struct ls_poll_event *p, size_t n)
+{
+	if (w->err)
+		return w->err;
+	return rec_polls_add(w, &w->polls, p, n);
+}
+
+uint64_t ls_record_polls(const struct ls_record_writer *w)
+{
+	return rec_polls_added(w->polls);
 }
 
 static uint32_t hash_str(const char *s)
@@ -351,6 +374,10 @@ int ls_record_put_snapshot(struct ls_record_writer *w, uint64_t now_ns,
 {
 	size_t total = 8 + 4;
 	uint8_t *p;
+	int err = rec_polls_flush(w, w->polls);
+
+	if (err)
+		return err;
 
 	for (size_t i = 0; i < n; i++)
 		total += REC_THREAD_FIXED + hist_size(&v[i].busy) + hist_size(&v[i].poll) +
@@ -666,7 +693,8 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 {
 	uint32_t n = e->npids > LS_RECORD_MAX_PIDS ? LS_RECORD_MAX_PIDS : e->npids;
-	uint8_t *p = begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8 + 8);
+	int err = rec_polls_flush(w, w->polls);
+	uint8_t *p = err ? NULL : begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8 + 8 + 8 + 4);
 
 	if (!p)
 		return fail(w);
@@ -689,6 +717,9 @@ int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 	rec_w64(p + 12, e->slow_callbacks_not_kept);
 	/* 1.2 */
 	rec_w64(p + 20, e->offcpu_unseen);
+	/* 1.3 */
+	rec_w64(p + 28, e->lost_polls);
+	rec_w32(p + 36, e->every_poll);
 	return 0;
 }
 
@@ -703,7 +734,10 @@ int ls_record_close(struct ls_record_writer *w)
 
 	if (!w)
 		return 0;
-	err = ls_record_flush(w);
+	err = rec_polls_flush(w, w->polls);
+	if (!err)
+		err = ls_record_flush(w);
+	rec_polls_free(w->polls);
 	if (w->fd >= 0 && close(w->fd) && !err)
 		err = -errno;
 	for (size_t i = 0; i < w->names_cap; i++)

@@ -45,6 +45,8 @@ struct ls_replay {
 	struct ls_cb_entry *cbs;     /* the last LS_REC_CALLBACKS */
 	struct ls_cb_name *cb_names;
 	size_t cbs_cap;
+	struct ls_poll_event *polls; /* the last LS_REC_POLLS, decoded */
+	size_t polls_cap;
 };
 
 int ls_replay_exit_code(int err)
@@ -642,6 +644,10 @@ static int get_end(const uint8_t *p, uint32_t len, struct ls_replay_item *it)
 		e->slow_callbacks_not_kept = rec_r64(p + 12);
 		if (len >= 68 + n * 16 + 28) /* 1.2 */
 			e->offcpu_unseen = rec_r64(p + 20);
+		if (len >= 68 + n * 16 + 40) { /* 1.3 */
+			e->lost_polls = rec_r64(p + 28);
+			e->every_poll = rec_r32(p + 36) != 0;
+		}
 	} else {
 		e->stacks_enabled = e->stacks_on;
 	}
@@ -714,6 +720,14 @@ static int next(struct ls_replay *r, struct ls_replay_item *it)
 		case LS_REC_SLOW_CALLBACK:
 			err = get_slow_cb(r, p, len, it);
 			return err ? err : 1;
+		case LS_REC_POLLS:
+			err = rec_polls_decode(p, len, &r->polls, &r->polls_cap, &it->npolls);
+			if (err)
+				return err;
+			it->tgid = rec_r32(p);
+			it->tid = rec_r32(p + 4);
+			it->polls = r->polls;
+			return 1;
 		case LS_REC_END:
 			if (r->ended)
 				return -EBADMSG;
@@ -768,6 +782,7 @@ void ls_replay_close(struct ls_replay *r)
 	free(r->views);
 	free(r->cbs);
 	free(r->cb_names);
+	free(r->polls);
 	summary_free(&r->stacks);
 	free(r);
 }

@@ -32,6 +32,11 @@ static void view_of(const struct ls_thread_stats *st, struct ls_thread_view *v);
 struct ls_loop {
 	struct loop_bpf *skel;
 	struct ls_ringbuf *rb;
+	struct ls_ringbuf *polls_rb;    /* the per-poll stream (on_polls), else NULL */
+	ls_polls_fn on_polls;
+	void *polls_ctx;
+	struct ls_poll_event pbuf[256]; /* a batch for on_polls */
+	size_t npbuf;
 	ls_slow_busy_fn on_slow_busy;
 	ls_proc_fn on_proc;
 	ls_stack_fn on_stack;
@@ -81,6 +86,27 @@ static bool on_ring_record(void *ctx, const void *data, size_t size)
 		return true;
 	}
 	return false;
+}
+
+/* The per-poll stream's batch to its callback. */
+static void polls_flush(struct ls_loop *l)
+{
+	if (l->npbuf)
+		l->on_polls(l->pbuf, l->npbuf, l->polls_ctx);
+	l->npbuf = 0;
+}
+
+/* A record of the `polls` ring (ls_ringbuf_fn): batched. */
+static bool on_poll_record(void *ctx, const void *data, size_t size)
+{
+	struct ls_loop *l = ctx;
+
+	if (size < sizeof(struct ls_poll_event))
+		return false;
+	memcpy(&l->pbuf[l->npbuf++], data, sizeof(struct ls_poll_event));
+	if (l->npbuf == sizeof(l->pbuf) / sizeof(l->pbuf[0]))
+		polls_flush(l);
+	return true;
 }
 
 /*
@@ -311,6 +337,10 @@ static int load_skel(struct ls_loop *l, const struct ls_loop_opts *opts,
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
 	l->skel->data->thread_quota =
 		opts && opts->thread_quota ? opts->thread_quota : LS_THREAD_QUOTA;
+	if (opts && opts->on_polls) {
+		l->skel->rodata->every_poll = 1;
+		bpf_map__set_max_entries(l->skel->maps.polls, LS_POLL_RINGBUF_BYTES);
+	}
 	if (!opts || !opts->follow_children) {
 		bpf_program__set_autoload(l->skel->progs.ls_follow_fork, false);
 		bpf_program__set_autoload(l->skel->progs.ls_follow_exec, false);
@@ -353,6 +383,8 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 	l->follow = opts && opts->follow_children;
 	l->on_stack = opts ? opts->on_stack : NULL;
 	l->ctx = opts ? opts->ctx : NULL;
+	l->on_polls = opts ? opts->on_polls : NULL;
+	l->polls_ctx = opts && opts->polls_ctx ? opts->polls_ctx : l->ctx;
 	l->stack_ctx = opts && opts->stack_ctx ? opts->stack_ctx : l->ctx;
 	pthread_mutex_init(&l->gate_lock, NULL);
 
@@ -371,6 +403,12 @@ int ls_loop_open(const struct ls_loop_opts *opts, struct ls_loop **out)
 			      LS_RINGBUF_CONSUME_NS, &l->rb);
 	if (err)
 		goto cleanup;
+	if (l->on_polls) {
+		err = ls_ringbuf_open(bpf_map__fd(l->skel->maps.polls), on_poll_record, l,
+				      LS_RINGBUF_CONSUME_NS, &l->polls_rb);
+		if (err)
+			goto cleanup;
+	}
 	if (l->sampling && !gate_start(l, opts->stack_after_ns)) {
 		l->sampling = false; /* off-CPU stacks still come */
 		l->stacks_err = -EAGAIN;
@@ -653,7 +691,17 @@ void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns)
 
 int ls_loop_poll(struct ls_loop *l, int timeout_ms)
 {
-	return ls_ringbuf_poll(l->rb, timeout_ms);
+	int n = ls_ringbuf_poll(l->rb, timeout_ms), np;
+
+	if (l->polls_rb) {
+		/* Its records never wake us (BPF_RB_NO_WAKEUP): read them
+		 * whenever the session wakes, without waiting. */
+		np = ls_ringbuf_consume(l->polls_rb);
+		polls_flush(l);
+		if (np > 0 && n >= 0)
+			n += np;
+	}
+	return n;
 }
 
 int ls_loop_drain(struct ls_loop *l, int max_ms)
@@ -710,6 +758,11 @@ uint64_t ls_loop_lost_events(struct ls_loop *l)
 	return l->skel->bss->lost_events;
 }
 
+uint64_t ls_loop_lost_polls(struct ls_loop *l)
+{
+	return __atomic_load_n(&l->skel->bss->lost_polls, __ATOMIC_RELAXED);
+}
+
 uint64_t ls_loop_offcpu_unseen(struct ls_loop *l, uint64_t *unmarked)
 {
 	if (unmarked)
@@ -730,6 +783,7 @@ void ls_loop_close(struct ls_loop *l)
 	free(l->sampled);
 	pthread_mutex_destroy(&l->gate_lock);
 	ls_ringbuf_free(l->rb);
+	ls_ringbuf_free(l->polls_rb);
 	if (l->skel) { /* the skeleton's links, detached together (links.h) */
 		const struct bpf_object_skeleton *s = l->skel->skeleton;
 		struct bpf_link **links[32];

@@ -65,6 +65,18 @@ int ls_ringbuf_poll(struct ls_ringbuf *r, int timeout_ms)
 	return err < 0 ? err : r->delivered;
 }
 
+int ls_ringbuf_consume(struct ls_ringbuf *r)
+{
+	int err;
+
+	r->delivered = 0;
+	r->consume_until_ns = ls_sys_now_ns() + r->budget_ns;
+	err = ring_buffer__consume(r->rb);
+	if (err == -EAGAIN)
+		return r->delivered;
+	return err < 0 ? err : r->delivered;
+}
+
 void ls_ringbuf_free(struct ls_ringbuf *r)
 {
 	if (!r)

@@ -37,6 +37,11 @@ int ls_ringbuf_open(int map_fd, ls_ringbuf_fn fn, void *ctx, uint64_t budget_ns,
  * interrupted the wait). */
 int ls_ringbuf_poll(struct ls_ringbuf *rb, int timeout_ms);
 
+/* Read what the ring holds now, without waiting (a ring whose producer
+ * submits without wake-ups, BPF_RB_NO_WAKEUP, never looks ready to
+ * epoll): the number delivered, or a negative errno. Same budget. */
+int ls_ringbuf_consume(struct ls_ringbuf *rb);
+
 /* NULL is fine. */
 void ls_ringbuf_free(struct ls_ringbuf *rb);
 

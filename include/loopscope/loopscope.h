@@ -19,6 +19,7 @@
  * callbacks below as they come from the ring buffer; a callback that reads
  * them includes that header. */
 struct ls_slow_busy_event;
+struct ls_poll_event;
 struct ls_proc_event;
 struct ls_stack_event;
 /* A CPython's offsets row (loopscope/abi/py_offsets.h). */
@@ -73,6 +74,9 @@ struct ls_loop;
 
 typedef void (*ls_slow_busy_fn)(const struct ls_slow_busy_event *e, void *ctx);
 typedef void (*ls_proc_fn)(const struct ls_proc_event *e, void *ctx);
+/* The per-poll stream: n polls (loopscope/abi/loop_events.h, struct
+ * ls_poll_event), in the ring's order (each thread's in its own order). */
+typedef void (*ls_polls_fn)(const struct ls_poll_event *p, size_t n, void *ctx);
 /* e is variable-size: its header and e->nframes frames are valid. */
 typedef void (*ls_stack_fn)(const struct ls_stack_event *e, void *ctx);
 
@@ -103,6 +107,14 @@ struct ls_loop_opts {
 	 * target may hold at once; 0: LS_THREAD_QUOTA. A thread of a target
 	 * at its quota is not tracked, and counted (ls_loop_thread_counts). */
 	unsigned int thread_quota;
+	/* The per-poll stream (`record --every-poll`): every poll of every
+	 * loop thread (entry, return, timeout; the busy period is the gap
+	 * before an entry) handed to on_polls from ls_loop_poll, in batches.
+	 * NULL: off, and the poll programs are loaded without it (they cost
+	 * what they cost without the stream: a .rodata flag the verifier
+	 * prunes). Records the ring could not take: ls_loop_lost_polls. */
+	ls_polls_fn on_polls;
+	void *polls_ctx;            /* on_polls's ctx (NULL: ctx) */
 };
 
 /* Load bpf/loop.bpf.c and attach its six syscall tracepoints, the
@@ -199,6 +211,9 @@ int ls_loop_snapshot(struct ls_loop *l, struct ls_thread_view **out, size_t *n,
 
 /* Slow events the ring buffer could not take (it was full). */
 uint64_t ls_loop_lost_events(struct ls_loop *l);
+/* Per-poll records (on_polls) the `polls` ring could not take: the stream
+ * misses that many polls (their thread's seq jumps). 0 without on_polls. */
+uint64_t ls_loop_lost_polls(struct ls_loop *l);
 
 /* ---- the thread table's bounds (issue #12 item 2) ---- */
 

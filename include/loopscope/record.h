@@ -25,11 +25,13 @@ struct ls_slow_busy_event;
 struct ls_slow_callback_event;
 struct ls_cb_entry;
 struct ls_cb_name;
+struct ls_poll_event;
 
 #define LS_RECORD_MAGIC "LOOPSREC"   /* 8 bytes, no NUL */
 #define LS_RECORD_VERSION_MAJOR 1    /* a reader refuses a larger one */
-#define LS_RECORD_VERSION_MINOR 2    /* fields appended: readers skip them
-				      * (1: precise mode's records, END's flags) */
+#define LS_RECORD_VERSION_MINOR 3    /* fields appended: readers skip them
+				      * (1: precise mode's records, END's flags;
+				      * 3: the per-poll stream) */
 #define LS_RECORD_MAX_PIDS 64
 /* A block's records before compression, at most (the reader refuses more). */
 #define LS_RECORD_BLOCK_MAX (4u << 20)
@@ -45,6 +47,7 @@ enum ls_record_type {
 	LS_REC_PRECISE_TARGET = 7, /* a process in precise mode: pid, version, route */
 	LS_REC_CALLBACKS = 8,      /* precise mode: every callback's histogram, named */
 	LS_REC_SLOW_CALLBACK = 9,  /* precise mode: a slow callback, named, its stacks */
+	LS_REC_POLLS = 10,         /* 1.3, --every-poll: polls of one thread, delta-encoded */
 };
 
 /* Exit codes of `loopscope report` for a bad file (beside enum ls_exit):
@@ -138,12 +141,23 @@ struct ls_record_end {
 	uint64_t slow_callbacks_not_kept;
 	uint64_t offcpu_unseen;   /* 1.2: off-CPU episodes the scheduler programs
 				   * missed (ls_loop_offcpu_unseen) */
+	uint64_t lost_polls;      /* 1.3: per-poll records the ring dropped
+				   * (ls_loop_lost_polls) */
+	bool every_poll;          /* 1.3: the per-poll stream was on */
 	uint32_t npids;
 	uint32_t pids[LS_RECORD_MAX_PIDS];
 	bool exited[LS_RECORD_MAX_PIDS];
 	uint64_t exited_at_ns[LS_RECORD_MAX_PIDS];
 };
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *end);
+
+/* The per-poll stream (`--every-poll`): n polls p (any threads, each
+ * thread's in its order), kept per thread and written as POLLS records
+ * (delta-encoded, docs/RECORD.md) before the next snapshot or end record,
+ * or when a thread has 4096 waiting. 0 or -errno as the others. */
+int ls_record_put_polls(struct ls_record_writer *w, const struct ls_poll_event *p, size_t n);
+/* Polls put so far. */
+uint64_t ls_record_polls(const struct ls_record_writer *w);
 
 /* Precise mode. A target: pid, CPython major.minor, how context_run was
  * found (enum ls_py_route). */
@@ -203,6 +217,9 @@ struct ls_replay_item {
 	/* LS_REC_SLOW_CALLBACK: the event, its names, stacks (as SLOW_BUSY) */
 	const struct ls_slow_callback_event *slow_cb;
 	const struct ls_cb_name *cb_name, *cb_slow_name;
+	/* LS_REC_POLLS: tgid, tid, and the polls decoded */
+	const struct ls_poll_event *polls;
+	size_t npolls;
 };
 
 /* Open recording path and read its header into *h: 0 and *out, or
@@ -234,5 +251,35 @@ void ls_replay_close(struct ls_replay *r);
  * ls_replay_open/ls_replay_next. */
 int ls_replay_exit_code(int err);
 const char *ls_replay_strerror(int err);
+
+/* ---- figures from the per-poll stream (agent/record/polls.c) ---- */
+
+/* Each loop thread's figures as bpf/loop.bpf.c counts them (busy, poll and
+ * lag histograms, polls, slow busy periods above threshold_ns, lag missed),
+ * computed again from its polls, as a snapshot taken at cut_ns would have
+ * read them (UINT64_MAX: after the last poll): a busy period counts at the
+ * entry that ends it, a poll and its lateness at its return. A thread's
+ * records must come in its order; across lost records (its seq jumps) the
+ * busy period is not known and not counted. */
+struct ls_polls;
+/* NULL when out of memory. */
+struct ls_polls *ls_polls_new(uint64_t threshold_ns, uint64_t cut_ns);
+/* Add n polls (an LS_REC_POLLS item's). 0 or -ENOMEM. */
+int ls_polls_add(struct ls_polls *ps, const struct ls_poll_event *p, size_t n);
+/* The return of a thread's last poll is in no record (a record comes with
+ * the next entry): take it from snap, that thread's last snapshot, when
+ * that snapshot saw the same last entry (its polls) and the return after
+ * it, at or before the cut. Call after the last ls_polls_add. */
+void ls_polls_complete(struct ls_polls *ps, const struct ls_thread_view *snap);
+/* Thread tid's figures into the fields of *v the stream gives (tgid, tid,
+ * in_poll, poll entry and return, first entry, polls, iterations, slow
+ * busy, lag missed, histograms; poll_kind and thread_start are left as
+ * they are), *gaps (may be NULL) the polls missing between its records.
+ * 0, or -ENOENT: no record of tid at or before the cut. */
+int ls_polls_view(const struct ls_polls *ps, uint32_t tid, struct ls_thread_view *v,
+		  uint64_t *gaps);
+/* Records taken (at or before the cut) and polls missing between them. */
+uint64_t ls_polls_records(const struct ls_polls *ps, uint64_t *gaps);
+void ls_polls_free(struct ls_polls *ps);
 
 #endif /* LOOPSCOPE_RECORD_H */

@@ -71,6 +71,13 @@ static void touch_item(const struct ls_replay_item *it)
 			for (uint16_t f = 0; f < it->stacks.stacks[i].nframes; f++)
 				sink += strlen(it->stacks.stacks[i].frames[f].qualname);
 		break;
+	case LS_REC_POLLS:
+		/* as long as it says, each poll of the record's thread */
+		for (size_t i = 0; i < it->npolls; i++) {
+			FUZZ_CHECK(it->polls[i].tid == it->tid);
+			sink += it->polls[i].enter_ns + it->polls[i].prev_exit_ns;
+		}
+		break;
 	default:
 		FUZZ_CHECK(0); /* unknown types are skipped, never handed out */
 	}

@@ -32,6 +32,12 @@
 #define LS_MAX_TARGETS 1024
 /* Ring buffer for slow events, bytes (power of two, page multiple). */
 #define LS_RINGBUF_BYTES (256 * 1024)
+/* The per-poll stream's ring buffer (`polls`, only with every_poll),
+ * bytes: 4 MiB hold ~100,000 records (struct ls_poll_event and the ring's
+ * 8-byte header), ~0.8 s of the callback storm's polls; user space drains
+ * it at each of its wake-ups (at least every 100 ms). Without every_poll
+ * the map is one page. */
+#define LS_POLL_RINGBUF_BYTES (4 * 1024 * 1024)
 
 /* Value of the `target_threads` map, keyed by tgid: the target's use of
  * the `threads` map. Written by BPF only, with atomic adds; user space
@@ -125,6 +131,28 @@ struct ls_proc_event {
 	__u32 tgid; /* the new process (FORK) or the one that exec'd (EXEC) */
 	__u32 ppid; /* its parent's tgid (FORK); 0 for EXEC */
 	__u32 pad;
+};
+
+/* The per-poll stream (opt-in: bpf/loop.bpf.c every_poll, `record
+ * --every-poll`): one record per poll of a loop thread, sent at its entry
+ * into the `polls` ring buffer (no wake-up: user space drains it when it
+ * wakes), with the return of the thread's previous poll: the busy period
+ * before this poll runs from prev_exit_ns to enter_ns, the previous poll
+ * from its entry to prev_exit_ns. Sent at the entry, a poll in progress
+ * at the end is in the stream; the return of the last poll is in the
+ * thread's snapshot (poll_exit_ns). seq is the thread's poll count
+ * (ls_thread_stats.polls) with this entry: consecutive polls of a thread
+ * differ by 1, a larger step is records lost (the ring was full), and a
+ * snapshot's `polls` says which records it covers (seq <= polls). */
+struct ls_poll_event {
+	__u32 tgid;
+	__u32 tid;
+	__u32 seq;          /* low 32 bits of polls */
+	__u32 pad;
+	__u64 enter_ns;     /* this poll's entry, CLOCK_MONOTONIC */
+	__u64 prev_exit_ns; /* the return before it; 0: none seen (the first poll, or
+			     * the previous entry's return was not seen) */
+	__s64 timeout_ns;   /* as the entry gave it: -1 infinite, 0 none */
 };
 
 /* A busy period longer than the threshold, sent when it ends (at the next
