@@ -34,8 +34,7 @@ __u64 lost_stack_events;
  * skel->rodata before load): with 0 the verifier prunes the stack paths. */
 const volatile __u64 stack_after_ns;
 /* The sampler's gate (see "Stacks"): per loop thread (its slot), the start
- * of its busy period in progress, 0 while it polls; kept only with stacks
- * on (stack_after_ns), as nothing else reads it. User space reads it in
+ * of its busy period in progress, 0 while it polls. User space reads it in
  * place (.bss is mmapped) a few hundred times a second and opens the
  * threads' cpu-clock events only while one of them is older than
  * stack_after_ns, in that thread's process. A slot is given to each loop
@@ -156,12 +155,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
-
-/* The hot line and the histograms' lines (see struct ls_thread_stats). */
-_Static_assert(__builtin_offsetof(struct ls_thread_stats, first_enter_ns) == 64, "hot line");
-_Static_assert(__builtin_offsetof(struct ls_thread_stats, busy) % 64 == 0, "busy line");
-_Static_assert(__builtin_offsetof(struct ls_thread_stats, poll) % 64 == 0, "poll line");
-_Static_assert(__builtin_offsetof(struct ls_thread_stats, lag) % 64 == 0, "lag line");
 
 /* Precise mode's time split: cb_threads, cb_split_episode(). */
 #include "loop_cbsplit.bpf.h"
@@ -286,7 +279,6 @@ static __always_inline struct ls_thread_stats *loop_thread(__u32 *tid_out)
 		st->tid = tid;
 		st->thread_start = start;
 		st->slot = take_slot();
-		st->period_touched = 1; /* the first poll return sets the -1s */
 		slot_tgid[st->slot & (LS_MAX_THREADS - 1)] = tgid;
 	}
 	/* The marker; when the helper refuses it, the thread is counted in
@@ -332,14 +324,14 @@ static __always_inline struct ls_thread_stats *loop_thread(__u32 *tid_out)
  */
 /*
  * Cost (issue #14 item 2; bpf_stats on the 3.12 callback storm, this 2-vCPU
- * KVM guest, programs measured alone): an empty program reads ~50 ns (the
- * stats' own clock reads), bpf_ktime_get_ns ~145 ns more at a poll entry
- * (the first clock read after the loop's own code; kvm-clock, whose
- * clock_gettime costs ~90 ns in user space here too; far less at the
- * return just after), a hash lookup
- * by tid ~85, an inlined array lookup ~45, bpf_task_storage_get ~155, the
- * task->bpf_storage load ~35. The rest is cache lines: hence the hot line
- * of struct ls_thread_stats and nothing written that need not be.
+ * KVM guest, micro-programs measured alone on sys_enter_epoll_wait, medians
+ * of 5): an empty program reads ~50 ns (the stats' own clock reads),
+ * bpf_ktime_get_ns ~145 ns more at a poll entry (the first clock read after
+ * the loop's own code; kvm-clock, whose clock_gettime costs ~90 ns in user
+ * space here too; far less at the return just after), a hash lookup by tid
+ * ~85, an inlined array lookup ~45, bpf_task_storage_get ~155, the
+ * task->bpf_storage load ~35. Dropping the entry's clock read moved its
+ * cost to the return: one cold clock read per iteration stays.
  */
 static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_ns,
 					  struct ls_thread_stats *st, __u32 tid)
@@ -393,14 +385,13 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 		st->deadline_ns = timeout_ns > 0 ? now + (__u64)timeout_ns : 0;
 	}
 
-	if (!st->polls) /* polls, not first_enter_ns: it shares the hot line */
+	if (!st->first_enter_ns)
 		st->first_enter_ns = now;
 	st->polls++;
 	st->poll_kind = kind;
 	st->poll_enter_ns = now;
 	st->in_poll = 1;
-	if (stack_after_ns) /* the sampler's gate: no stacks, no gate */
-		busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
+	busy_since[st->slot & (LS_MAX_THREADS - 1)] = 0;
 }
 
 static __always_inline void poll_enter(enum ls_poll_kind kind, __s64 timeout_ns)
@@ -432,24 +423,18 @@ static __always_inline void poll_exit(void)
 	st->in_poll = 0;
 	st->poll_exit_ns = now;
 	st->exec_at_exit_ns = bpf_get_current_task_btf()->se.sum_exec_runtime;
-	if (stack_after_ns)
-		busy_since[st->slot & (LS_MAX_THREADS - 1)] = now;
-	/* A new busy period: its off-CPU accounting starts from zero. Only
-	 * a period that went off the CPU (or was sampled) wrote those
-	 * fields: the others leave their cache lines alone. */
-	if (st->period_touched) {
-		st->period_touched = 0;
-		disarm(st); /* an armed walk of the last busy period */
-		st->off_since_ns = 0;
-		st->cur_blocked_ns = 0;
-		st->cur_runnable_ns = 0;
-		st->carry_blocked_ns = 0;
-		st->carry_runnable_ns = 0;
-		st->carry_syscall = -1;
-		st->period_walks = 0;
-		st->cur_top_block_ns = 0;
-		st->cur_top_syscall = -1;
-	}
+	busy_since[st->slot & (LS_MAX_THREADS - 1)] = now;
+	disarm(st); /* an armed walk of the last busy period */
+	/* A new busy period: its off-CPU accounting starts from zero. */
+	st->off_since_ns = 0;
+	st->cur_blocked_ns = 0;
+	st->cur_runnable_ns = 0;
+	st->carry_blocked_ns = 0;
+	st->carry_runnable_ns = 0;
+	st->carry_syscall = -1;
+	st->period_walks = 0;
+	st->cur_top_block_ns = 0;
+	st->cur_top_syscall = -1;
 }
 
 static __always_inline __s64 ms_timeout_ns(unsigned long arg)
@@ -587,9 +572,6 @@ static __always_inline struct ls_thread_stats *busy_thread(struct task_struct *t
 	st = bpf_map_lookup_elem(&threads, &tid);
 	if (!st || st->tgid != t->tgid || st->in_poll || !st->poll_exit_ns)
 		return NULL; /* not a loop thread, or not in a busy period */
-	/* Whoever gets st here may write the period's off-CPU fields: the
-	 * next poll return resets them. */
-	st->period_touched = 1;
 	return st;
 }
 

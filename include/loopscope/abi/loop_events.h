@@ -55,39 +55,24 @@ enum ls_poll_kind {
  * Written only by the thread itself (from its own syscall tracepoints), so
  * no locking; user space reads it at any time and may see one update torn,
  * which moves a figure by at most one event. Times are bpf_ktime_get_ns(),
- * i.e. CLOCK_MONOTONIC ns, the clock user space reads with clock_gettime.
- *
- * Layout for the poll programs' cost (issue #14 item 2): what every poll
- * entry and return reads or writes sits in the first 64 bytes, one cache
- * line (the map's values start on one: kernel/bpf/hashtab.c's element
- * header and key take 56 bytes after bpf_mem_alloc's 8-byte link, in a
- * kmalloc-32k object); the rest of the state is touched only by the slow
- * paths (a thread's first poll, a slow busy period, an off-CPU episode),
- * and each histogram's count/sum/max starts a line of its own. Their cost
- * is cache misses: the loop's own code runs between two polls. */
+ * i.e. CLOCK_MONOTONIC ns, the clock user space reads with clock_gettime. */
 struct ls_thread_stats {
-	/* Hot: every poll entry and return. */
 	__u32 tgid;
 	__u32 tid;
+	__u32 poll_kind;     /* enum ls_poll_kind of the last poll */
+	__u32 in_poll;       /* 1 between a poll's entry and its return */
 	__u64 thread_start;  /* task_struct.start_time: a reused tid starts afresh */
 	__u64 poll_enter_ns; /* entry of the current/last poll */
 	__u64 poll_exit_ns;  /* return of the last poll: start of the busy period; 0 before the first */
 	__u64 deadline_ns;   /* pending timer deadline (see lag), 0 when none */
-	__u64 polls;         /* poll entries seen: iterations + 1 once the loop ran */
-	__u64 exec_at_exit_ns; /* task->se.sum_exec_runtime at the poll return (on-CPU check) */
-	__u32 slot;          /* its busy_since[] slot (the sampler gate) */
-	__u8 in_poll;        /* 1 between a poll's entry and its return */
-	__u8 poll_kind;      /* enum ls_poll_kind of the last poll */
-	__u8 unmarked;       /* 1: its task-storage marker could not be made (counted in unmarked) */
-	__u8 period_touched; /* 1: the fields below that a poll return resets were written
-			      * (by the scheduler or stack programs, or at the entry's making) */
-	/* Cold: the first poll, slow busy periods. */
 	__u64 first_enter_ns;/* first poll entry seen */
+	__u64 polls;         /* poll entries seen: iterations + 1 once the loop ran */
 	__u64 slow_busy;     /* busy periods longer than the threshold */
 	__u64 lag_missed;    /* deadlines superseded before a poll returned at or after them */
+	__u32 unmarked;      /* 1: its task-storage marker could not be made (counted in unmarked) */
+	__u32 pad4;
 	/* Where the busy period in progress went off the CPU
-	 * (tp_btf/sched_switch and sched_wakeup): reset at each poll return
-	 * that follows a period in which they were written (period_touched). */
+	 * (tp_btf/sched_switch and sched_wakeup): reset at each poll return. */
 	__u64 off_since_ns;   /* left the CPU, or was woken, at; 0 while on it */
 	__u32 off_state;      /* LS_OFF_BLOCKED or LS_OFF_RUNNABLE while off */
 	__s32 off_syscall;    /* syscall of the block in progress, -1 none */
@@ -101,6 +86,7 @@ struct ls_thread_stats {
 	__u32 walk_pending;      /* 1: its walk is scheduled (task work) */
 	__s32 ep_syscall;        /* syscall the episode blocked in, -1 none */
 	__s32 carry_syscall;     /* the last carried episode's syscall, -1 none */
+	__u32 slot;              /* its busy_since[] slot (the sampler gate) */
 	__u64 ep_start_ns;       /* left the CPU at */
 	__u64 ep_blocked_ns;     /* of the episode: sleeping in the kernel */
 	__u64 ep_runnable_ns;    /* of the episode: waiting for a CPU */
@@ -109,13 +95,11 @@ struct ls_thread_stats {
 	 * with the next stack taken, so walks stay under two per period. */
 	__u64 carry_blocked_ns;
 	__u64 carry_runnable_ns;
+	__u64 exec_at_exit_ns;   /* task->se.sum_exec_runtime at the poll return (on-CPU check) */
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	__u64 period_walks;      /* walks in the busy period in progress */
-	__u64 pad_line[7];       /* busy starts a cache line */
 	struct ls_hist busy; /* busy period lengths, ns */
-	__u64 pad_poll[5];       /* poll starts a cache line */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
-	__u64 pad_lag[5];        /* lag starts a cache line */
 	struct ls_hist lag;  /* timer lateness, ns */
 };
 
