@@ -105,6 +105,49 @@ static json_object *window_json(struct attach *a, const struct ls_thread_window 
 	return o;
 }
 
+/* Remember a slow period's end for the next interval line's maximum. At
+ * most SLOW_ENDS_MAX are kept: a target whose every period is slow (a
+ * flood, with a long -i) would grow the list without bound. When full,
+ * neighbouring entries of one thread merge into one (the later end, the
+ * longer duration): a merged pair that straddles an interval boundary gives
+ * its maximum to the later interval; when too few merge, the oldest go. */
+#define SLOW_ENDS_MAX 65536
+static void slow_end_add(struct attach *a, uint32_t tid, uint64_t end_ns, uint64_t duration_ns)
+{
+	if (a->nends == SLOW_ENDS_MAX) {
+		size_t w = 0;
+
+		for (size_t r = 0; r < a->nends; r++) {
+			if (w && a->ends[w - 1].tid == a->ends[r].tid && r % 2) {
+				struct slow_end *m = &a->ends[w - 1];
+
+				if (a->ends[r].end_ns > m->end_ns)
+					m->end_ns = a->ends[r].end_ns;
+				if (a->ends[r].duration_ns > m->duration_ns)
+					m->duration_ns = a->ends[r].duration_ns;
+				continue;
+			}
+			a->ends[w++] = a->ends[r];
+		}
+		if (w > SLOW_ENDS_MAX / 4 * 3) { /* few neighbours merged: the oldest go */
+			memmove(a->ends, a->ends + (w - SLOW_ENDS_MAX / 2),
+				SLOW_ENDS_MAX / 2 * sizeof(*a->ends));
+			w = SLOW_ENDS_MAX / 2;
+		}
+		a->nends = w;
+	}
+	if (a->nends == a->ends_cap) {
+		size_t cap = a->ends_cap ? a->ends_cap * 2 : 256;
+		struct slow_end *grown = realloc(a->ends, cap * sizeof(*grown));
+
+		if (!grown)
+			return;
+		a->ends = grown;
+		a->ends_cap = cap;
+	}
+	a->ends[a->nends++] = (struct slow_end){ tid, end_ns, duration_ns };
+}
+
 static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 {
 	struct attach *a = ctx;
@@ -114,15 +157,8 @@ static void on_slow_busy(const struct ls_slow_busy_event *e, void *ctx)
 
 	cli_stacks_take(&a->stacks, e->tgid, e->tid, e->start_ns, e->start_ns + e->duration_ns,
 			false, true, name, &st);
-	if (!a->quiet) {
-		struct slow_end *grown = realloc(a->ends, (a->nends + 1) * sizeof(*grown));
-
-		if (grown) {
-			a->ends = grown;
-			a->ends[a->nends++] = (struct slow_end){ e->tid, e->start_ns + e->duration_ns,
-								 e->duration_ns };
-		}
-	}
+	if (!a->quiet)
+		slow_end_add(a, e->tid, e->start_ns + e->duration_ns, e->duration_ns);
 	if (a->nslow < MAX_SLOW_KEPT) {
 		if (!a->slow)
 			a->slow = calloc(MAX_SLOW_KEPT, sizeof(*a->slow));
@@ -471,7 +507,7 @@ void cli_attach_free(struct attach *a)
 	a->slow = NULL;
 	a->names = NULL;
 	a->ends = NULL;
-	a->nslow = a->nnames = a->nends = 0;
+	a->nslow = a->nnames = a->nends = a->ends_cap = 0;
 }
 
 int cli_attach(int argc, char **argv)

@@ -54,7 +54,7 @@ struct attach {
 	struct thread_name *names;
 	size_t nnames;
 	struct slow_end *ends;  /* slow periods since the interval lines' last snapshot */
-	size_t nends;
+	size_t nends, ends_cap;
 	struct cli_precise precise;
 	struct cli_stacks stacks;
 	struct cli_gone gone;   /* exited loop threads pruned from the table (cli/threads.c) */

@@ -21,6 +21,7 @@
 #include "loopscope/loopscope.h"
 #include "loop.skel.h"
 #include "maps.h"
+#include "links.h"
 #include "ringbuf.h"
 
 
@@ -736,6 +737,15 @@ void ls_loop_close(struct ls_loop *l)
 	free(l->sampled);
 	pthread_mutex_destroy(&l->gate_lock);
 	ls_ringbuf_free(l->rb);
+	if (l->skel) { /* the skeleton's links, detached together (links.h) */
+		const struct bpf_object_skeleton *s = l->skel->skeleton;
+		struct bpf_link **links[32];
+		size_t n = 0;
+
+		for (int i = 0; s && i < s->prog_cnt && n < 32; i++)
+			links[n++] = s->progs[i].link;
+		ls_links_destroy(links, n);
+	}
 	loop_bpf__destroy(l->skel);
 	free(l);
 }

@@ -17,6 +17,7 @@
 #include "loopscope/pycallback.h"
 #include "pycallback.skel.h"
 #include "maps.h"
+#include "links.h"
 #include "ringbuf.h"
 
 struct py_target {
@@ -420,14 +421,25 @@ void ls_pycb_close(struct ls_pycb *p)
 {
 	if (!p)
 		return;
+	struct bpf_link **links[4 * 64];
+	size_t n = 0;
+
+	/* Four probes a target: detached together (links.h). */
 	for (int i = 0; i < p->ntargets; i++) {
-		bpf_link__destroy(p->targets[i].enter);
-		bpf_link__destroy(p->targets[i].exit);
-		bpf_link__destroy(p->targets[i].ctx_enter);
-		bpf_link__destroy(p->targets[i].ctx_exit);
+		if (n + 4 > sizeof(links) / sizeof(links[0])) {
+			ls_links_destroy(links, n);
+			n = 0;
+		}
+		links[n++] = &p->targets[i].enter;
+		links[n++] = &p->targets[i].exit;
+		links[n++] = &p->targets[i].ctx_enter;
+		links[n++] = &p->targets[i].ctx_exit;
+		/* A uprobe session link (one trap): a plain fd, closed here. */
 		if (p->targets[i].session_fd >= 0)
 			close(p->targets[i].session_fd);
+		p->targets[i].session_fd = -1;
 	}
+	ls_links_destroy(links, n);
 	ls_ringbuf_free(p->rb);
 	pycallback_bpf__destroy(p->skel);
 	free(p);
