@@ -243,8 +243,15 @@ int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t)
 	pt->session_fd = -1;
 	/* pid-filtered uprobes: the breakpoint is only installed in this
 	 * process, so other processes sharing the file pay nothing. One
-	 * trap per callback where the kernel has uprobe sessions, else (or
-	 * when that attach fails) a uprobe and a uretprobe. */
+	 * trap per callback where the kernel has uprobe sessions (entry and
+	 * return in one link), else (or when that attach fails) a uprobe and
+	 * a uretprobe. The return probe first: a uretprobe takes hold of a
+	 * call at its entry, so calls that entered between an entry probe's
+	 * attach and the return probe's would push frames that never pop;
+	 * the target's thread then stayed LS_CB_MAX_DEPTH deep and no
+	 * callback of it was ever counted (seen on a loaded machine: 1 run in
+	 * ~8 with 0 callbacks). A return without its entry finds no frame:
+	 * ignored. */
 	if (p->one_trap) {
 		pt->session_fd = attach_uprobe_session(p->skel->progs.ls_context_run, t->host_path,
 						       t->context_run.offset, t->pid);
@@ -252,15 +259,15 @@ int ls_pycb_add_target(struct ls_pycb *p, const struct ls_py_target *t)
 		if (pt->session_fd >= 0)
 			goto context_api;
 	}
-	pt->enter = bpf_program__attach_uprobe(p->skel->progs.ls_context_run_enter, false, t->pid,
-					       t->host_path, t->context_run.offset);
-	if (!pt->enter) {
-		err = -errno;
-		goto fail;
-	}
 	pt->exit = bpf_program__attach_uprobe(p->skel->progs.ls_context_run_exit, true, t->pid,
 					      t->host_path, t->context_run.offset);
 	if (!pt->exit) {
+		err = -errno;
+		goto fail;
+	}
+	pt->enter = bpf_program__attach_uprobe(p->skel->progs.ls_context_run_enter, false, t->pid,
+					       t->host_path, t->context_run.offset);
+	if (!pt->enter) {
 		err = -errno;
 		goto fail;
 	}
@@ -270,22 +277,25 @@ context_api:
 	 * through that API (uvloop, eager tasks) are only seen at the epoll
 	 * level; nothing else changes, so no warning. */
 	if (t->context_enter.offset && t->context_exit.offset) {
-		pt->ctx_enter = bpf_program__attach_uprobe(p->skel->progs.ls_context_enter, false,
-							   t->pid, t->host_path,
-							   t->context_enter.offset);
-		if (pt->ctx_enter)
-			pt->ctx_exit = bpf_program__attach_uprobe(p->skel->progs.ls_context_exit,
-								  false, t->pid, t->host_path,
-								  t->context_exit.offset);
-		if (!pt->ctx_exit) {
-			bpf_link__destroy(pt->ctx_enter);
-			pt->ctx_enter = NULL;
+		/* Exit first, for the same reason (an Exit without its Enter
+		 * matches no frame). */
+		pt->ctx_exit = bpf_program__attach_uprobe(p->skel->progs.ls_context_exit, false,
+							  t->pid, t->host_path,
+							  t->context_exit.offset);
+		if (pt->ctx_exit)
+			pt->ctx_enter = bpf_program__attach_uprobe(p->skel->progs.ls_context_enter,
+								   false, t->pid, t->host_path,
+								   t->context_enter.offset);
+		if (!pt->ctx_enter) {
+			bpf_link__destroy(pt->ctx_exit);
+			pt->ctx_exit = NULL;
 		}
 	}
 	p->ntargets++;
 	return 0;
 fail:
 	bpf_link__destroy(pt->enter);
+	bpf_link__destroy(pt->exit);
 	pt->enter = NULL;
 	if (pt->session_fd >= 0)
 		close(pt->session_fd);
