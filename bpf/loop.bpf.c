@@ -156,7 +156,7 @@ struct {
 	__uint(max_entries, LS_RINGBUF_BYTES);
 } events SEC(".maps");
 
-/* Precise mode's shared state: cb_threads, cb_split_episode(), cb_poll_enter(). */
+/* Precise mode's time split: cb_threads, cb_split_episode(). */
 #include "loop_cbsplit.bpf.h"
 
 /* Drop an armed walk (the busy period ended): its task work, if it still
@@ -328,8 +328,6 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 	__u64 now, busy;
 
 	now = bpf_ktime_get_ns();
-	/* Precise mode: a callback without a return probe ends here. */
-	cb_poll_enter(st, tid, now);
 
 	if (st->poll_exit_ns && !st->in_poll) {
 		busy = now - st->poll_exit_ns;
@@ -672,7 +670,7 @@ static __always_inline int sched_switch(struct task_struct *prev, struct task_st
 			st->ep_runnable_ns += now - st->off_since_ns;
 		}
 		st->off_since_ns = 0;
-		cb_split_episode(st, next);
+		cb_split_episode(st);
 		/* Stacks: take this episode's stack in the thread's own
 		 * context on its way back to user space (see "Stacks",
 		 * bpf/loop_stacks.bpf.h); a

@@ -36,24 +36,13 @@
  * context_run's own enter and exit (_PyContext_Enter/_PyContext_Exit,
  * static) do not go through the exported functions: plain asyncio
  * callbacks never hit these probes.
- *
- * One trap per callback (opt-in, agent/session/pycallback.c): instead of
- * the uprobe and uretprobe, ls_context_run as a uprobe session, which asks
- * for the return probe only where it is needed (run_enter); a frame
- * without one (LS_CB_FR_NORET) ends at the thread's next context_run entry
- * at the same or a shallower user stack position (run_enter) or at the
- * loop's next poll entry (bpf/loop_cbsplit.bpf.h cb_poll_enter, called by
- * bpf/loop.bpf.c). The maps this shares with bpf/loop.bpf.c are defined
- * once, in bpf/loop_cbsplit.bpf.h.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/abi/pycallback_events.h"
-#include "loop_cbsplit.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -61,6 +50,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * load; the daemon's reload does not change it: precise-mode callbacks
  * take a new threshold after a restart, agent/engine/monitor.c). */
 const volatile __u64 slow_threshold_ns;
+__u64 lost_events;
 /* Callbacks deeper than LS_CB_MAX_DEPTH: counted, not timed. */
 __u64 too_deep;
 
@@ -78,7 +68,17 @@ _Static_assert((LS_CB_MAX_DEPTH & (LS_CB_MAX_DEPTH - 1)) == 0,
 #define FR_CONTEXT LS_CB_FR_CONTEXT
 #define FR_NESTED LS_CB_FR_NESTED
 #define FR_DISPATCHER LS_CB_FR_DISPATCHER
-#define FR_NORET LS_CB_FR_NORET
+
+/* Shared with bpf/loop.bpf.c when user space hands its fd over (see
+ * struct ls_cb_frame): loop.bpf.c's sched_switch adds each off-CPU
+ * episode of the thread to its open frames. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_THREADS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* tid */
+	__type(value, struct ls_cb_thread);
+} cb_threads SEC(".maps");
 
 /* bpf/loop.bpf.c's `threads` map, shared the same way (else an empty map
  * of our own): read once per slow callback, to tell whether its frame's
@@ -90,6 +90,22 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct ls_thread_stats);
 } loop_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LS_MAX_CALLBACKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ls_cb_key);
+	__type(value, struct ls_cb_stats);
+} cb_stats SEC(".maps");
+
+/* All-zero initial value of a cb_stats entry (5 KiB: not on the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ls_cb_stats);
+} zero_cb_stats SEC(".maps");
 
 /* What a type object is, decided once per (process, type) from tp_name. */
 enum type_kind {
@@ -116,6 +132,11 @@ struct {
 	__type(key, struct type_key);
 	__type(value, __u32);
 } type_kinds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
 
 static __always_inline __u64 read_ptr(__u64 addr)
 {
@@ -333,153 +354,44 @@ static __always_inline struct ls_cb_thread *thread_state(__u32 tid)
 		return th;
 	/* New, or a reused tid whose dead thread may have left frames open. */
 	zero.thread_start = start;
-	zero.slow_ns = slow_threshold_ns;
 	bpf_map_update_elem(&cb_threads, &tid, &zero, BPF_ANY);
 	return bpf_map_lookup_elem(&cb_threads, &tid);
 }
 
-/* A callback's frame f of thread th ended at now: cb_account, with the
- * thread's loop state when bpf/loop.bpf.c shares it. */
-static __always_inline void account(__u32 tid, const struct ls_cb_thread *th,
-				    struct ls_cb_frame *f, __u64 now)
+SEC("uprobe")
+int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 {
-	cb_account(tid, th, f, NULL, &loop_threads, now);
-}
-
-/* context_run(self, args, ...) entered on the current thread (ctx: its
- * registers). With one_trap, first end the frames entered without a
- * return probe that this entry shows have returned: those on top of the
- * stack whose entry was at the same or a lower (deeper) user stack
- * position (the previous callback of the same dispatch loop: the loop calls
- * context_run from one place; a call made inside a callback is deeper
- * than that callback's own). Then push the frame: without a return probe
- * (LS_CB_FR_NORET) when one_trap, nothing else is open on the thread, the
- * thread is a loop thread whose polls loop.bpf.c sees, and the process
- * does not keep its return probes (struct ls_py_proc keep_return: uvloop
- * runs its Handles through PyContext_Enter between its context_run calls;
- * asyncio's debug mode logs between callbacks).
- * Returns whether this call needs its return probe. */
-static __always_inline bool run_enter(struct pt_regs *ctx, __u64 self, __u64 args, bool one_trap)
-{
-	__u64 id = bpf_get_current_pid_tgid(), sp = 0, now;
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct ls_py_proc *proc;
 	struct ls_cb_thread *th;
 	struct ls_cb_frame *f;
 	__u32 depth;
-	bool ret;
 
 	proc = bpf_map_lookup_elem(&py_procs, &tgid);
 	if (!proc)
-		return false;
+		return 0;
 	th = thread_state(tid);
 	if (!th)
-		return false;
-	now = bpf_ktime_get_ns();
-	if (one_trap) {
-		sp = PT_REGS_SP(ctx);
-		for (int i = 0; i < LS_CB_MAX_DEPTH; i++) {
-			__u32 d = th->depth;
-
-			if (d == 0 || d > LS_CB_MAX_DEPTH)
-				break;
-			f = &th->frames[(d - 1) & (LS_CB_MAX_DEPTH - 1)];
-			if (!(f->flags & FR_NORET) || f->sp > sp)
-				break;
-			th->depth = d - 1;
-			if (th->runs)
-				th->runs--;
-			account(tid, th, f, now);
-		}
-	}
+		return 0;
 	depth = th->depth++;
 	th->runs++;
-	/* th->poll_sp: loop.bpf.c has seen this thread poll (a loop thread
-	 * whose polls end callbacks). Not so: a thread that never polls
-	 * (asyncio.to_thread's workers run ctx.run): nothing would end the
-	 * frame but the next call, maybe much later. */
-	ret = !one_trap || depth > 0 || proc->keep_return || !th->poll_sp;
 	if (depth >= LS_CB_MAX_DEPTH) {
 		__sync_fetch_and_add(&too_deep, 1);
-		return true; /* its return pops the count */
+		return 0;
 	}
 	f = &th->frames[depth];
 	__builtin_memset(&f->key, 0, sizeof(f->key));
 	f->key.tgid = tgid;
-	f->ctx = self;
-	f->flags = ret ? 0 : FR_NORET;
-	f->sp = sp;
-	f->poll_sp = th->poll_sp;
+	f->ctx = (__u64)self;
+	f->flags = 0;
 	f->blocked_ns = 0;
 	f->runnable_ns = 0;
 	f->top_block_ns = 0;
 	f->top_syscall = -1;
-	name_callable(tgid, proc, read_ptr(args), &f->key);
-	f->start_ns = now;
-	return ret;
-}
-
-/* context_run returned on the current thread (at now): pop its frame and
- * account it. */
-static __always_inline void run_return(__u64 now)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
-	struct ls_cb_thread *th;
-
-	th = bpf_map_lookup_elem(&cb_threads, &tid);
-	if (!th || th->depth == 0)
-		return;
-	depth = th->depth;
-	/* Enter frames left open above it (an Enter whose Exit never came):
-	 * they ended with this context_run at the latest. */
-	for (int i = 0; i < LS_CB_MAX_DEPTH; i++) {
-		if (depth == 0 || depth > LS_CB_MAX_DEPTH ||
-		    !(th->frames[(depth - 1) & (LS_CB_MAX_DEPTH - 1)].flags & FR_CONTEXT))
-			break;
-		depth--;
-	}
-	if (depth == 0) {
-		th->depth = 0;
-		return;
-	}
-	th->depth = --depth;
-	if (th->runs)
-		th->runs--;
-	if (depth >= LS_CB_MAX_DEPTH)
-		return;
-	account(tid, th, &th->frames[depth], now);
-}
-
-/* Two traps per callback: this uprobe and the uretprobe below (kernels
- * without uprobe sessions, or no loop session to end callbacks at polls). */
-SEC("uprobe")
-int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
-{
-	run_enter(ctx, (__u64)self, (__u64)args, false);
+	name_callable(tgid, proc, read_ptr((__u64)args), &f->key);
+	f->start_ns = bpf_ktime_get_ns();
 	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(ls_context_run_exit)
-{
-	run_return(bpf_ktime_get_ns());
-	return 0;
-}
-
-/* One trap per callback: a uprobe session on context_run (Linux 6.13+,
- * attach type BPF_TRACE_UPROBE_SESSION, set by user space): the same
- * program runs at entry and, when the entry returned 0, at return; a
- * return value of 1 at entry means no return probe for this call (no
- * second trap). At entry the instruction pointer is the probed address
- * (bpf_get_func_ip); at return it is the caller's. */
-SEC("uprobe")
-int BPF_KPROBE(ls_context_run, void *self, void *args)
-{
-	if (PT_REGS_IP(ctx) != bpf_get_func_ip(ctx)) {
-		run_return(bpf_ktime_get_ns());
-		return 0;
-	}
-	return run_enter(ctx, (__u64)self, (__u64)args, true) ? 0 : 1;
 }
 
 /* PyContext_Enter(ctx): push an LS_CB_CONTEXT frame (rules at the top). */
@@ -488,16 +400,12 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = (__u32)id;
-	struct ls_py_proc *proc;
 	struct ls_cb_thread *th;
 	struct ls_cb_frame *f;
 	__u32 depth;
 
-	proc = bpf_map_lookup_elem(&py_procs, &tgid);
-	if (!proc)
+	if (!bpf_map_lookup_elem(&py_procs, &tgid))
 		return 0;
-	if (!proc->keep_return)
-		proc->keep_return = 1; /* context_run keeps its return probe now */
 	now = bpf_ktime_get_ns();
 	th = thread_state(tid);
 	if (!th)
@@ -528,6 +436,91 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 	return 0;
 }
 
+/* A callback's frame f of thread th ended at now: histogram, and an event
+ * when slow, with its off-CPU split when loop.bpf.c followed the thread
+ * through all of it (one busy period, from before f began to now). */
+static __always_inline void account(__u32 tid, const struct ls_cb_thread *th,
+				    struct ls_cb_frame *f, __u64 now)
+{
+	__u64 dur = now - f->start_ns;
+	struct ls_cb_stats *st;
+	__u32 zero = 0;
+	void *init;
+
+	st = bpf_map_lookup_elem(&cb_stats, &f->key);
+	if (!st) {
+		init = bpf_map_lookup_elem(&zero_cb_stats, &zero);
+		if (!init)
+			return;
+		bpf_map_update_elem(&cb_stats, &f->key, init, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&cb_stats, &f->key);
+	}
+	if (st)
+		ls_hist_add_shared(&st->duration, dur);
+
+	if (dur > slow_threshold_ns) {
+		struct ls_slow_callback_event *e;
+		struct ls_thread_stats *lt = bpf_map_lookup_elem(&loop_threads, &tid);
+
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			__sync_fetch_and_add(&lost_events, 1);
+			return;
+		}
+		e->type = LS_EV_SLOW_CALLBACK;
+		e->tid = tid;
+		e->key = f->key;
+		e->start_ns = f->start_ns;
+		e->duration_ns = dur;
+		if (lt && lt->tgid == f->key.tgid && lt->thread_start == th->thread_start &&
+		    !lt->in_poll && lt->poll_exit_ns && lt->poll_exit_ns <= f->start_ns) {
+			e->split = LS_CB_SPLIT_EXACT;
+			e->blocked_ns = f->blocked_ns;
+			e->runnable_ns = f->runnable_ns;
+			e->top_block_ns = f->top_block_ns;
+			e->top_syscall = f->top_syscall;
+		} else {
+			e->split = LS_CB_SPLIT_NONE;
+			e->blocked_ns = 0;
+			e->runnable_ns = 0;
+			e->top_block_ns = 0;
+			e->top_syscall = -1;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ls_context_run_exit)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), depth;
+	struct ls_cb_thread *th;
+
+	th = bpf_map_lookup_elem(&cb_threads, &tid);
+	if (!th || th->depth == 0)
+		return 0;
+	depth = th->depth;
+	/* Enter frames left open above it (an Enter whose Exit never came):
+	 * they ended with this context_run at the latest. */
+	for (int i = 0; i < LS_CB_MAX_DEPTH; i++) {
+		if (depth == 0 || depth > LS_CB_MAX_DEPTH ||
+		    !(th->frames[(depth - 1) & (LS_CB_MAX_DEPTH - 1)].flags & FR_CONTEXT))
+			break;
+		depth--;
+	}
+	if (depth == 0) {
+		th->depth = 0;
+		return 0;
+	}
+	th->depth = --depth;
+	if (th->runs)
+		th->runs--;
+	if (depth >= LS_CB_MAX_DEPTH)
+		return 0;
+	account(tid, th, &th->frames[depth], now);
+	return 0;
+}
 
 /* PyContext_Exit(ctx): pop the matching LS_CB_CONTEXT frame. */
 SEC("uprobe")

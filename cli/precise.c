@@ -251,12 +251,10 @@ int cli_precise_add_resolved(struct cli_precise *p, const struct ls_py_target *t
 	}
 	p->targets[p->ntargets++] = *t;
 	if (!p->quiet_resolve)
-		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s%s%s; %s\n",
+		fprintf(stderr, "loopscope: pid %d: CPython %d.%d (%s), precise mode: context_run found via %s%s%s\n",
 			t->pid, t->major, t->minor, t->path,
 			t->route == LS_PY_ROUTE_SYMTAB ? ".symtab" : "PyContext_Type.tp_methods",
-			t->note[0] ? "; " : "", t->note,
-			ls_pycb_traps(p->pycb, t->pid) == 1 ? "one trap per callback (uprobe session)"
-							   : "uprobe and uretprobe");
+			t->note[0] ? "; " : "", t->note);
 	return 0;
 }
 

@@ -641,13 +641,6 @@ void ls_loop_cb_maps(const struct ls_loop *l, int *cb_threads_fd, int *threads_f
 	*threads_fd = bpf_map__fd(l->skel->maps.threads);
 }
 
-int ls_loop_cb_map_fd(const struct ls_loop *l, const char *name)
-{
-	int fd = bpf_object__find_map_fd_by_name(l->skel->obj, name);
-
-	return fd < 0 ? -ENOENT : fd;
-}
-
 void ls_loop_cb_split_enable(struct ls_loop *l)
 {
 	__atomic_store_n(&l->skel->bss->cb_split, 1, __ATOMIC_RELEASE);

@@ -158,10 +158,6 @@ void ls_loop_set_threshold(struct ls_loop *l, uint64_t ns);
  * off-CPU episode of a loop thread to its open callback frames (one more
  * hash lookup per episode of a busy loop thread; none before). */
 void ls_loop_cb_maps(const struct ls_loop *l, int *cb_threads_fd, int *threads_fd);
-/* The fd of this session's map `name` among those bpf/loop_cbsplit.bpf.h
- * defines (cb_stats, cb_events, cb_lost...), for the same use; owned by l.
- * -ENOENT for another name. */
-int ls_loop_cb_map_fd(const struct ls_loop *l, const char *name);
 void ls_loop_cb_split_enable(struct ls_loop *l);
 
 /* Wait up to timeout_ms for events and deliver them to on_slow_busy,

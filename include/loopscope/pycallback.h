@@ -39,27 +39,7 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out);
 
 /* Start timing the callbacks of the resolved target t (ls_py_resolve): its
  * offsets row goes to the kernel, a uprobe and a uretprobe go on
- * context_run in t->host_path, filtered to t->pid.
- *
- * One trap per callback instead (opt-in: LOOPSCOPE_PRECISE_TRAPS=1 in the
- * environment at ls_pycb_open), when the session has opts->loop and the
- * kernel has uprobe sessions (Linux 6.13+): a uprobe session whose entry asks for the
- * return probe only where it is needed. A callback without it ends at the
- * thread's next context_run entry at the same or a shallower stack
- * position, or at the loop's next poll entry (bpf/loop_cbsplit.bpf.h), so
- * its duration also holds the loop's few us between the call's return and
- * that entry (asyncio: Handle._run's return, the ready queue's pop). The
- * return probe stays for: a call nested in another callback; a thread not
- * seen polling (asyncio.to_thread workers); every call of a process that
- * used PyContext_Enter (uvloop, eager tasks) or started in asyncio's debug
- * mode (PYTHONASYNCIODEBUG, -X dev: the slow-callback warning is logged
- * between two callbacks). Not handled: a loop put in debug mode at run
- * time (its warning's time is added to the slow callback), and the last
- * callback before a loop stops (timed to the thread's next poll or
- * callback: asyncio.run's shutdown polls within tens of us; a loop run
- * again much later is not; never closed if it is not). ls_pycb_traps says
- * which applies (2 for a debug-mode process, whose calls all keep their
- * return probe). 0; -ENOTSUP no offsets
+ * context_run in t->host_path, filtered to t->pid. 0; -ENOTSUP no offsets
  * for t's version; -E2BIG LS_MAX_PY_TARGETS reached; -errno from the attach
  * (-ENOENT file gone, -EINVAL bad offset). Nothing stays attached on error.
  *
@@ -119,12 +99,6 @@ typedef void (*ls_pycb_walk_fn)(const struct ls_cb_key *key, const struct ls_cb_
  * entries of ~5 KiB each). 0, -ENOMEM or a negative errno of the map
  * lookups (entries before the error were handed to fn). */
 int ls_pycb_walk(struct ls_pycb *p, ls_pycb_walk_fn fn, void *ctx);
-
-/* Traps per callback for target pid: 1 when its context_run has a uprobe
- * session (one trap; the return probe only where needed, see
- * ls_pycb_add_target), 2 for a uprobe and a uretprobe; 0 for a pid that
- * is not a target. */
-int ls_pycb_traps(const struct ls_pycb *p, pid_t pid);
 
 /* Slow-callback events lost to a full ring buffer. */
 uint64_t ls_pycb_lost_events(struct ls_pycb *p);

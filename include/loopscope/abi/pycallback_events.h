@@ -78,13 +78,6 @@ struct ls_py_type_slot {
 struct ls_py_proc {
 	struct ls_py_offsets off;
 	struct ls_py_type_slot types[LS_PY_TYPE_SLOTS];
-	/* Every context_run of the process keeps its return probe (see
-	 * bpf/pycallback.bpf.c ls_context_run): set by the BPF programs at its
-	 * first PyContext_Enter (uvloop, eager tasks), or by user space for an
-	 * asyncio debug-mode process (its slow-callback warning is logged
-	 * between a callback's return and the next one). */
-	__u32 keep_return;
-	__u32 pad;
 };
 
 enum ls_py_event_type {
@@ -106,11 +99,6 @@ enum ls_py_event_type {
 #define LS_CB_FR_CONTEXT 1u    /* a PyContext_Enter frame (else a context_run one) */
 #define LS_CB_FR_NESTED 2u     /* entered inside an open context_run: not counted */
 #define LS_CB_FR_DISPATCHER 4u /* another Enter frame was pushed on it: not counted */
-/* A context_run frame entered without a return probe (one trap per
- * callback, bpf/pycallback.bpf.c ls_context_run): it ends at the thread's
- * next context_run entry at the same or a shallower stack position, or at
- * the loop's next poll entry (bpf/loop_cbsplit.bpf.h cb_poll_enter). */
-#define LS_CB_FR_NORET 8u
 
 struct ls_cb_frame {
 	__u64 start_ns;
@@ -121,11 +109,6 @@ struct ls_cb_frame {
 	__u64 blocked_ns;     /* sleeping in the kernel */
 	__u64 runnable_ns;    /* runnable, waiting for a CPU */
 	__u64 top_block_ns;   /* the longest single block */
-	/* LS_CB_FR_NORET frames: the user stack pointer at context_run's
-	 * entry, and that of the thread's last poll entry before it (0: none
-	 * seen). */
-	__u64 sp;
-	__u64 poll_sp;
 	struct ls_cb_key key;
 };
 
@@ -133,8 +116,6 @@ struct ls_cb_thread {
 	__u64 thread_start; /* task_struct.start_time: a reused tid starts afresh */
 	__u32 depth; /* frames open, of both sorts (some beyond the array) */
 	__u32 runs;  /* of which context_run frames */
-	__u64 slow_ns; /* the slow threshold of the session that made it, ns */
-	__u64 poll_sp; /* user stack pointer at the thread's last poll entry (0: none) */
 	struct ls_cb_frame frames[LS_CB_MAX_DEPTH];
 };
 
