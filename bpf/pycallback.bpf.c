@@ -117,6 +117,7 @@ enum type_kind {
 	TK_CFUNCTION,
 	TK_TASK,
 	TK_COROUTINE,
+	TK_TASK_SMALL, /* "_asyncio.Task" with another TaskObj layout */
 };
 
 struct type_key {
@@ -159,25 +160,22 @@ static __always_inline bool name_is(const char *buf, const char *lit, int n)
 
 #define NAME_IS(buf, lit) name_is(buf, lit, sizeof(lit))
 
-/* Kind of the type object at `type` in process tgid. tp_name strings are
- * those of CPython 3.8-3.15: "function" (Objects/funcobject.c), "method"
- * (Objects/classobject.c), "builtin_function_or_method"
- * (Objects/methodobject.c), "functools.partial" (Modules/_functoolsmodule.c),
- * "TaskStepMethWrapper", "_asyncio.Task" (Modules/_asynciomodule.c),
- * "coroutine" (Objects/genobject.c). */
-static __always_inline __u32 type_kind(__u32 tgid, const struct ls_py_offsets *off, __u64 type)
+/* Kind of the type object at `type` in process tgid, decided from its
+ * tp_name. tp_name strings are those of CPython 3.8-3.15: "function"
+ * (Objects/funcobject.c), "method" (Objects/classobject.c),
+ * "builtin_function_or_method" (Objects/methodobject.c),
+ * "functools.partial" (Modules/_functoolsmodule.c), "TaskStepMethWrapper",
+ * "_asyncio.Task" (Modules/_asynciomodule.c), "coroutine"
+ * (Objects/genobject.c). An "_asyncio.Task" smaller than the offsets
+ * table's sizeof(TaskObj) is TK_TASK_SMALL (see name_task). 0 when tp_name
+ * cannot be read now (not to be cached). */
+static __always_inline __u32 type_kind_read(const struct ls_py_offsets *off, __u64 type)
 {
-	struct type_key k = { .tgid = tgid, .type = type };
 	char buf[TP_NAME_LEN] = {};
-	__u32 *cached, kind = TK_OTHER;
+	__u32 kind = TK_OTHER;
 
-	if (!type)
-		return TK_OTHER;
-	cached = bpf_map_lookup_elem(&type_kinds, &k);
-	if (cached)
-		return *cached;
 	if (bpf_probe_read_user_str(buf, sizeof(buf), (const void *)read_ptr(type + off->tp_name)) <= 0)
-		return TK_OTHER; /* unreadable now: do not cache */
+		return 0;
 	if (NAME_IS(buf, "function"))
 		kind = TK_FUNCTION;
 	else if (NAME_IS(buf, "method"))
@@ -190,9 +188,52 @@ static __always_inline __u32 type_kind(__u32 tgid, const struct ls_py_offsets *o
 		 NAME_IS(buf, "_asyncio.TaskStepMethWrapper")) /* 3.12+: heap type */
 		kind = TK_STEP_WRAPPER;
 	else if (NAME_IS(buf, "_asyncio.Task"))
-		kind = TK_TASK;
+		/* TaskObj changed size inside 3.10 (a field backported in
+		 * 3.10.x): a Task type smaller than the table's sizeof(TaskObj)
+		 * has another layout. Decided once per type, here. */
+		kind = off->task_size && read_ptr(type + off->tp_basicsize) < off->task_size ?
+			       TK_TASK_SMALL : TK_TASK;
 	else if (NAME_IS(buf, "coroutine"))
 		kind = TK_COROUTINE;
+	return kind;
+}
+
+/* Kind of the type object at `type` in process tgid (proc): from proc's
+ * type slots (a few compares), else the LRU hash, else read once
+ * (type_kind_read) and remembered in a free slot or the hash. */
+static __always_inline __u32 type_kind(__u32 tgid, struct ls_py_proc *proc, __u64 type)
+{
+	struct type_key k = { .tgid = tgid, .type = type };
+	__u32 *cached, kind;
+	int i;
+
+	if (!type)
+		return TK_OTHER;
+	for (i = 0; i < LS_PY_TYPE_SLOTS; i++) {
+		struct ls_py_type_slot *s = &proc->types[i];
+		__u64 t = s->type;
+
+		if (t == type) {
+			kind = s->kind;
+			if (kind)
+				return kind;
+			break; /* being filled by another thread */
+		}
+		if (!t)
+			break; /* slots fill in order: no further one is used */
+	}
+	cached = bpf_map_lookup_elem(&type_kinds, &k);
+	if (cached)
+		return *cached;
+	kind = type_kind_read(&proc->off, type);
+	if (!kind)
+		return TK_OTHER; /* unreadable now: do not cache */
+	/* Claim the first free slot (a lost race: the hash keeps it). */
+	if (i < LS_PY_TYPE_SLOTS && !proc->types[i & (LS_PY_TYPE_SLOTS - 1)].type &&
+	    __sync_val_compare_and_swap(&proc->types[i & (LS_PY_TYPE_SLOTS - 1)].type, 0, type) == 0) {
+		proc->types[i & (LS_PY_TYPE_SLOTS - 1)].kind = kind;
+		return kind;
+	}
 	bpf_map_update_elem(&type_kinds, &k, &kind, BPF_ANY);
 	return kind;
 }
@@ -211,22 +252,28 @@ static __always_inline void name_function(const struct ls_py_offsets *off, __u64
 }
 
 /* The coroutine of an asyncio Task: its code and qualname. */
-static __always_inline void name_task(__u32 tgid, const struct ls_py_offsets *off, __u64 task,
+static __always_inline void name_task(__u32 tgid, struct ls_py_proc *proc, __u64 task,
 				      struct ls_cb_key *key)
 {
+	const struct ls_py_offsets *off = &proc->off;
 	__u64 ttype = type_of(off, task), coro, ctype;
+	__u32 tkind = type_kind(tgid, proc, ttype);
 
 	key->kind = LS_CB_TASK;
 	/* TaskObj changed size inside 3.10 (a field backported in 3.10.x):
 	 * a Task type smaller than the table's sizeof(TaskObj) has another
-	 * layout. A subclass is never smaller. Name it by its type then. */
-	if (off->task_size && read_ptr(ttype + off->tp_basicsize) < off->task_size) {
+	 * layout. A subclass is never smaller. Name it by its type then.
+	 * (_asyncio.Task itself: decided once, TK_TASK_SMALL; a subclass:
+	 * checked here.) */
+	if (tkind == TK_TASK_SMALL ||
+	    (tkind != TK_TASK && off->task_size &&
+	     read_ptr(ttype + off->tp_basicsize) < off->task_size)) {
 		key->name = read_ptr(ttype + off->tp_name);
 		return;
 	}
 	coro = read_ptr(task + off->task_coro);
 	ctype = type_of(off, coro);
-	if (type_kind(tgid, off, ctype) != TK_COROUTINE) {
+	if (type_kind(tgid, proc, ctype) != TK_COROUTINE) {
 		/* A generator-based or foreign awaitable: name its type. */
 		key->name = read_ptr(ctype + off->tp_name);
 		return;
@@ -241,11 +288,12 @@ static __always_inline void name_task(__u32 tgid, const struct ls_py_offsets *of
 	key->name = read_ptr(coro + off->cr_qualname);
 }
 
-static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets *off,
-					  __u64 obj, struct ls_cb_key *key)
+static __always_inline void name_callable(__u32 tgid, struct ls_py_proc *proc, __u64 obj,
+					  struct ls_cb_key *key)
 {
+	const struct ls_py_offsets *off = &proc->off;
 	__u64 type = type_of(off, obj), inner, self;
-	__u32 kind = type_kind(tgid, off, type);
+	__u32 kind = type_kind(tgid, proc, type);
 
 	switch (kind) {
 	case TK_FUNCTION:
@@ -255,7 +303,7 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 	case TK_METHOD:
 		key->kind = LS_CB_METHOD;
 		inner = read_ptr(obj + off->im_func);
-		if (type_kind(tgid, off, type_of(off, inner)) == TK_FUNCTION) {
+		if (type_kind(tgid, proc, type_of(off, inner)) == TK_FUNCTION) {
 			name_function(off, inner, key);
 			return;
 		}
@@ -263,10 +311,10 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 	case TK_PARTIAL:
 		key->kind = LS_CB_PARTIAL;
 		inner = read_ptr(obj + off->partial_fn);
-		kind = type_kind(tgid, off, type_of(off, inner));
+		kind = type_kind(tgid, proc, type_of(off, inner));
 		if (kind == TK_METHOD) {
 			inner = read_ptr(inner + off->im_func);
-			kind = type_kind(tgid, off, type_of(off, inner));
+			kind = type_kind(tgid, proc, type_of(off, inner));
 		}
 		if (kind == TK_FUNCTION) {
 			name_function(off, inner, key);
@@ -274,14 +322,15 @@ static __always_inline void name_callable(__u32 tgid, const struct ls_py_offsets
 		}
 		break;
 	case TK_STEP_WRAPPER:
-		name_task(tgid, off, read_ptr(obj + off->sw_task), key);
+		name_task(tgid, proc, read_ptr(obj + off->sw_task), key);
 		return;
 	case TK_CFUNCTION:
 		/* 3.10+: Task wakeups are the builtin task_wakeup bound to the
 		 * Task (m_self); anything else is named by its ml_name. */
 		self = read_ptr(obj + off->m_self);
-		if (self && type_kind(tgid, off, type_of(off, self)) == TK_TASK) {
-			name_task(tgid, off, self, key);
+		kind = self ? type_kind(tgid, proc, type_of(off, self)) : TK_OTHER;
+		if (kind == TK_TASK || kind == TK_TASK_SMALL) {
+			name_task(tgid, proc, self, key);
 			return;
 		}
 		key->kind = LS_CB_BUILTIN;
@@ -340,7 +389,7 @@ int BPF_KPROBE(ls_context_run_enter, void *self, void *args)
 	f->runnable_ns = 0;
 	f->top_block_ns = 0;
 	f->top_syscall = -1;
-	name_callable(tgid, &proc->off, read_ptr((__u64)args), &f->key);
+	name_callable(tgid, proc, read_ptr((__u64)args), &f->key);
 	f->start_ns = bpf_ktime_get_ns();
 	return 0;
 }

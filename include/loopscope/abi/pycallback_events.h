@@ -59,9 +59,25 @@ struct ls_cb_stats {
 				  * PyContext_Exit entry) */
 };
 
-/* Per-process configuration, written by user space when a target is added. */
+/* Type objects whose kind bpf/pycallback.bpf.c has decided (from tp_name,
+ * once per type), per process: a few compares per callback instead of a hash
+ * lookup per type object met. A slot is claimed by a compare-and-swap of
+ * `type` from 0, and only its claimer then writes `kind`: a reader trusts a
+ * slot whose kind is set (kind 0: being filled, read as a miss). Types past
+ * the last slot go to an LRU hash. */
+#define LS_PY_TYPE_SLOTS 16
+
+struct ls_py_type_slot {
+	__u64 type; /* PyTypeObject* in the target; 0: free */
+	__u32 kind; /* bpf/pycallback.bpf.c's enum type_kind; 0: not yet */
+	__u32 pad;
+};
+
+/* Per-process configuration, written by user space when a target is added
+ * (types all zero); types are then filled in by the BPF programs. */
 struct ls_py_proc {
 	struct ls_py_offsets off;
+	struct ls_py_type_slot types[LS_PY_TYPE_SLOTS];
 };
 
 enum ls_py_event_type {
