@@ -5,8 +5,8 @@ other, each for about --block seconds (default 0.15):
                                                       or select on 3.8-3.10)
   spin   a call_soon function spins in pure Python   (on CPU: --block of CPU
                                                       time, however long that takes)
-  pipe   a coroutine reads a pipe that a timer       (blocked: read)
-         thread writes to only after --block
+  pipe   a coroutine reads a pipe that a thread        (blocked: read)
+         writes to only --block after it starts
   lock   a call_soon function takes a threading.Lock (blocked: futex)
          that another thread holds for --block
 
@@ -105,17 +105,38 @@ def spin_culprit(log, block):
     log.write("spin", "spin_culprit", began)
 
 
-async def pipe_culprit(log, block):
-    r, w = os.pipe()
-    writer = threading.Timer(block, os.write, (w, b"x"))
-    writer.start()
+class PipeWriter:
+    """The pipe culprit's writer: a thread started before the culprit's busy
+    period (starting one inside it waits for the new thread to run: beside
+    two CPU hogs that wait, in Event.wait, outweighed the 150 ms read), which
+    writes one byte --block seconds after go() is called."""
+    def __init__(self, block):
+        self.r, self.w = os.pipe()
+        self.block = block
+        self.go_event = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        self.go_event.wait()
+        time.sleep(self.block)
+        os.write(self.w, b"x")
+
+    def go(self):
+        self.go_event.set()
+
+    def close(self):
+        self.thread.join()
+        os.close(self.r)
+        os.close(self.w)
+
+
+async def pipe_culprit(log, writer):
     began = begin()
+    writer.go()
     _mark("pipe")
-    os.read(r, 1)
+    os.read(writer.r, 1)
     log.write("pipe", "pipe_culprit", began)
-    writer.join()
-    os.close(r)
-    os.close(w)
 
 
 def lock_culprit(log, block, lock, held):
@@ -183,8 +204,10 @@ async def main(args):
             await asyncio.sleep(args.gap)
             loop.call_soon(nest, d, spin_culprit, log, args.block)
         if want("pipe"):
+            writer = PipeWriter(args.block)
             await asyncio.sleep(args.gap)
-            await loop.create_task(nested(d, pipe_culprit, log, args.block))
+            await loop.create_task(nested(d, pipe_culprit, log, writer))
+            writer.close()
         if want("lock"):
             await asyncio.sleep(args.gap)
             lock, held = threading.Lock(), threading.Event()
