@@ -437,9 +437,11 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 
 		printf("  callbacks of pid %u (CPython %d.%d, precise mode):\n", pid,
 		       p->targets[t].major, p->targets[t].minor);
-		qsort(v, n, sizeof(*v), by_sum);
+		if (n)	/* qsort's base may not be NULL */
+			qsort(v, n, sizeof(*v), by_sum);
 		print_top(p, v, n, pid, "by total time");
-		qsort(v, n, sizeof(*v), by_max);
+		if (n)
+			qsort(v, n, sizeof(*v), by_max);
 		print_top(p, v, n, pid, "by max");
 	}
 	if (overflowed)

@@ -303,7 +303,8 @@ static void rotate(struct ls_mon *m)
 		v[n].size = (uint64_t)st.st_size;
 		total += v[n++].size;
 	}
-	qsort(v, n, sizeof(*v), cmp_name);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_name);
 	for (i = 0; i + 1 < n && (n - i > (size_t)m->cfg.flight_max_files ||
 				  total > m->cfg.flight_max_bytes); i++) {
 		if (unlinkat(dirfd(d), v[i].name, 0) == 0)

@@ -361,7 +361,8 @@ int ls_slowstack_take(struct ls_slowstack *s, uint32_t tgid, uint32_t tid, uint6
 		return err;
 	}
 	merge_by_line(out);
-	qsort(out->stacks, out->n, sizeof(*out->stacks), cmp_weight);
+	if (out->n)	/* qsort's base may not be NULL, even for 0 elements */
+		qsort(out->stacks, out->n, sizeof(*out->stacks), cmp_weight);
 	/* The heaviest are kept; the rest only count in the totals. */
 	for (size_t k = LS_SUMMARY_STACKS_MAX; k < out->n; k++) {
 		free(out->stacks[k].frames);
@@ -692,7 +693,8 @@ static int cmp_line(const void *pa, const void *pb)
 
 int ls_folded_write(const struct ls_folded *f, FILE *out)
 {
-	qsort(f->lines, f->n, sizeof(*f->lines), cmp_line);
+	if (f->n)
+		qsort(f->lines, f->n, sizeof(*f->lines), cmp_line);
 	for (size_t i = 0; i < f->n; i++)
 		if (fprintf(out, "%s %llu\n", f->lines[i].text,
 			    (unsigned long long)f->lines[i].weight_us) < 0)
