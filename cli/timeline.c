@@ -37,6 +37,24 @@ static double us(const struct cli_timeline *t, uint64_t mono_ns)
 	return mono_ns >= t->origin_ns ? (double)(mono_ns - t->origin_ns) / 1000.0 : 0.0;
 }
 
+/* A complete ("X") slice's ts and dur for [start_ns, start_ns + dur_ns):
+ * a slice that began before the recording (a callback under way when the
+ * session attached) starts at ts 0 and keeps its true end, and says so in
+ * args.started_before_recording with its whole duration_ns beside. */
+static void slice_span(const struct cli_timeline *t, json_object *o, json_object *args,
+		       uint64_t start_ns, uint64_t dur_ns)
+{
+	uint64_t cut = start_ns < t->origin_ns ? t->origin_ns - start_ns : 0;
+
+	if (cut > dur_ns)
+		cut = dur_ns;
+	json_object_object_add(o, "ts", json_object_new_double(us(t, start_ns)));
+	json_object_object_add(o, "dur", json_object_new_double((dur_ns - cut) / 1000.0));
+	if (cut)
+		json_object_object_add(args, "started_before_recording",
+				       json_object_new_boolean(1));
+}
+
 static json_object *event(const char *ph, const char *name, uint32_t pid, uint32_t tid)
 {
 	json_object *o = json_object_new_object();
@@ -200,9 +218,8 @@ void cli_timeline_slow_callback(struct cli_timeline *t, const struct ls_slow_cal
 	}
 	o = event("X", ls_pyname_format(&k, nm, full, sizeof(full)), e->key.tgid, e->tid);
 	json_object_object_add(o, "cat", json_object_new_string("slow_callback"));
-	json_object_object_add(o, "ts", json_object_new_double(us(t, e->start_ns)));
-	json_object_object_add(o, "dur", json_object_new_double(e->duration_ns / 1000.0));
 	args = json_object_new_object();
+	slice_span(t, o, args, e->start_ns, e->duration_ns);
 	ls_json_add_u64(args, "duration_ns", e->duration_ns);
 	if (st && st->n) {
 		struct ls_period_times pt;
@@ -235,9 +252,8 @@ void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *
 		snprintf(name, sizeof(name), "slow busy");
 	o = event("X", name, e->tgid, e->tid);
 	json_object_object_add(o, "cat", json_object_new_string("slow_busy"));
-	json_object_object_add(o, "ts", json_object_new_double(us(t, e->start_ns)));
-	json_object_object_add(o, "dur", json_object_new_double(e->duration_ns / 1000.0));
 	args = json_object_new_object();
+	slice_span(t, o, args, e->start_ns, e->duration_ns);
 	ls_json_add_u64(args, "duration_ns", e->duration_ns);
 	json_object_object_add(args, "why", json_object_new_string(ls_busy_why(e, st, 8, why,
 									      sizeof(why))));

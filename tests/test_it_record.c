@@ -911,6 +911,13 @@ START_TEST(test_precise)
 
 			inside = bs <= cs && ce <= be;
 		}
+		/* A callback under way when the session attached (the set-up is
+		 * slow under load) begins before the recording: its slice is cut
+		 * at ts 0 and marked, and its busy period, whose start no poll
+		 * program saw, may be in no slice. */
+		if (!inside && json_object_get_boolean(
+				ls_test_jget(ls_test_jget(c, "args"), "started_before_recording")))
+			inside = cs == 0.0;
 		ck_assert_msg(inside, "%s: slow callback slice %s at %.1f us is in no busy slice", py,
 			      json_object_get_string(ls_test_jget(c, "name")), cs);
 		ncbx++;
