@@ -1133,10 +1133,47 @@ START_TEST(test_precise)
 		ncbx++;
 	}
 	ck_assert_uint_eq(ncbx, nslow);
+	/* The per-callback stream: a "callback" slice per callback recorded
+	 * (a few dozen: under the cap), each slow callback's among them, at
+	 * the same time and of the same length; "otherData" counts them. */
+	size_t nstream = 0, nslowin = 0;
+
+	for (size_t i = 0; i < json_object_array_length(ev); i++) {
+		json_object *c = json_object_array_get_idx(ev, i);
+
+		if (strcmp(json_object_get_string(ls_test_jget(c, "ph")), "X"))
+			continue;
+		if (!strcmp(json_object_get_string(ls_test_jget(c, "cat")), "callback")) {
+			nstream++;
+			continue;
+		}
+		if (strcmp(json_object_get_string(ls_test_jget(c, "cat")), "slow_callback"))
+			continue;
+		for (size_t k = 0; k < json_object_array_length(ev); k++) {
+			json_object *b = json_object_array_get_idx(ev, k);
+			json_object *cat = NULL;
+
+			if (json_object_object_get_ex(b, "cat", &cat) &&
+			    !strcmp(json_object_get_string(cat), "callback") &&
+			    json_object_get_double(ls_test_jget(b, "ts")) ==
+				    json_object_get_double(ls_test_jget(c, "ts")) &&
+			    json_object_get_double(ls_test_jget(b, "dur")) ==
+				    json_object_get_double(ls_test_jget(c, "dur"))) {
+				nslowin++;
+				break;
+			}
+		}
+	}
+	ck_assert_uint_eq(nstream, ls_test_ju64(ls_test_jget(back, "every_callback"),
+						"callbacks_recorded"));
+	ck_assert_uint_eq(nslowin, nslow);
+	ck_assert_uint_eq(ls_test_ju64(ls_test_jget(root, "otherData"), "callbacks_drawn"), nstream);
+	ck_assert_uint_eq(ls_test_ju64(ls_test_jget(root, "otherData"), "callbacks_left_out"), 0);
 	json_object_put(root);
 	unlink(trace);
 	fprintf(stderr, "it_record: precise, %s: %zu callbacks, %zu slow, report = attach's, "
-		"their slices in their busy periods'\n", py, ncb, nslow);
+		"their slices in their busy periods', %zu callback slices (every callback)\n", py,
+		ncb, nslow, nstream);
 	free(text);
 	json_object_put(mine);
 	json_object_put(back);

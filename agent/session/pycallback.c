@@ -260,15 +260,15 @@ int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid)
 
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 {
-	int n = ls_ringbuf_poll(p->rb, timeout_ms), nc;
+	int n = ls_ringbuf_poll(p->rb, timeout_ms);
 
 	if (p->cbs_rb) {
 		/* Its records never wake us (BPF_RB_NO_WAKEUP): read them
-		 * whenever the session wakes, without waiting. */
-		nc = ls_ringbuf_consume(p->cbs_rb);
+		 * whenever the session wakes, without waiting. Not counted in
+		 * the result: a caller that loops while events come (to drain
+		 * the slow ones) would spin on a storm's steady stream. */
+		ls_ringbuf_consume(p->cbs_rb);
 		cbs_flush(p);
-		if (nc > 0 && n >= 0)
-			n += nc;
 	}
 	return n;
 }

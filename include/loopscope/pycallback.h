@@ -90,7 +90,8 @@ int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid);
 
 /* Deliver slow-callback events, waiting up to timeout_ms, then (with
  * on_callbacks) the per-callback records the ring holds, without waiting
- * (they never wake the reader). The number delivered, or a negative errno
+ * (they never wake the reader). The number of slow-callback events
+ * delivered (the stream's records are not counted), or a negative errno
  * (-EINTR on a signal). */
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms);
 
