@@ -542,30 +542,16 @@ static void cbs_of(struct ls_callback_event *a, size_t *na, struct ls_callback_e
 	*na = n;
 }
 
-START_TEST(test_callback_stream)
+/* The stream a, b (na, NCBS) and its table into a recording at path; its
+ * END says lost callbacks were lost. */
+static void write_cb_recording(const char *path, const struct ls_callback_event *a, size_t na,
+			       const struct ls_callback_event *b, const struct ls_cb_entry *table,
+			       uint64_t lost)
 {
-	static struct ls_callback_event a[2 * NCBS], b[NCBS], back[2][2 * NCBS];
 	struct ls_record_header h = { 0 };
 	struct ls_record_writer *w;
-	struct ls_cb_entry table[3];
 	const struct ls_cb_name *names[3] = { &cb_names[0], &cb_names[1], &cb_names[2] };
-	struct ls_replay *r;
-	struct ls_replay_item it;
-	struct ls_test_out o;
-	size_t na, n[2] = { 0, 0 }, nkeys = 0, nwin;
-	uint64_t gaps = 9, taken;
-	char path[128];
-	int err;
 
-	cbs_of(a, &na, b);
-	memset(table, 0, sizeof(table));
-	for (int i = 0; i < 3; i++)
-		table[i].key = cb_key(i);
-	for (size_t i = 0; i < na; i++)
-		ls_hist_record(&table[(a[i].key.code - 0x1000) / 0x100].stats.duration, a[i].duration_ns);
-	for (size_t i = 0; i < NCBS; i++)
-		ls_hist_record(&table[0].stats.duration, b[i].duration_ns);
-	ls_test_tmp(path, sizeof(path), "cbrec");
 	h.monotonic_ns = h.start_ns = T0;
 	h.threshold_ns = 100 * MS;
 	h.interval_ns = 1000 * MS;
@@ -593,10 +579,36 @@ START_TEST(test_callback_stream)
 	ck_assert_int_eq(ls_record_put_callbacks(w, T0 + 4000 * MS, table, names, 3, T0 + 3999 * MS,
 						 T0 + 4000 * MS), 0);
 	struct ls_record_end en = { .end_ns = T0 + 4000 * MS, .npids = 1, .pids = { PID },
-				    .every_callback = true };
+				    .every_callback = true,
+				    .lost_callbacks = lost };
 
 	ck_assert_int_eq(ls_record_put_end(w, &en), 0);
 	ck_assert_int_eq(ls_record_close(w), 0);
+}
+
+START_TEST(test_callback_stream)
+{
+	static struct ls_callback_event a[2 * NCBS], b[NCBS], back[2][2 * NCBS];
+	struct ls_record_header h;
+	struct ls_cb_entry table[3];
+	struct ls_replay *r;
+	struct ls_replay_item it;
+	struct ls_test_out o;
+	size_t na, n[2] = { 0, 0 }, nkeys = 0, nwin;
+	uint64_t gaps = 9, taken;
+	char path[128];
+	int err;
+
+	cbs_of(a, &na, b);
+	memset(table, 0, sizeof(table));
+	for (int i = 0; i < 3; i++)
+		table[i].key = cb_key(i);
+	for (size_t i = 0; i < na; i++)
+		ls_hist_record(&table[(a[i].key.code - 0x1000) / 0x100].stats.duration, a[i].duration_ns);
+	for (size_t i = 0; i < NCBS; i++)
+		ls_hist_record(&table[0].stats.duration, b[i].duration_ns);
+	ls_test_tmp(path, sizeof(path), "cbrec");
+	write_cb_recording(path, a, na, b, table, 0);
 
 	/* Read back, field for field, keys resolved; each key named once. */
 	struct ls_cbwin *all = ls_cbwin_new(0, UINT64_MAX);
@@ -684,6 +696,22 @@ START_TEST(test_callback_stream)
 			      cb_names[i].qualname, cnt, (unsigned long long)want[i]);
 	}
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "\"every_callback\":{\"callbacks_recorded\":"));
+	ls_test_out_free(&o);
+	unlink(path);
+
+	/* Records lost: one line says so, and --from/--to keep the table
+	 * whole (never a table of a partial stream). */
+	write_cb_recording(path, a, na, b, table, 3);
+	char *targv[] = { LOOPSCOPE, "report", path, "--from=500ms", "--to=1500ms", NULL };
+
+	ck_assert_int_eq(ls_test_run_capture(&o, targv, 30000), 0);
+	ck_assert_msg(strstr(o.stdout_text, "CALLBACK STREAM INCOMPLETE: 3 callbacks lost"), "%s",
+		      o.stdout_text);
+	char whole[64];
+
+	snprintf(whole, sizeof(whole), "%8llu ", (unsigned long long)table[0].stats.duration.count);
+	ck_assert_msg(strstr(o.stdout_text, whole), "no whole-table count %s in %s", whole,
+		      o.stdout_text);
 	ls_test_out_free(&o);
 	unlink(path);
 }
