@@ -198,6 +198,8 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	e.every_poll = a->every_poll;
 	if (a->every_poll)
 		e.lost_polls = a->polls_lost = ls_loop_lost_polls(loop);
+	/* No precise session (-- CMD, no CPython target): no stream either. */
+	a->every_callback = a->every_callback && a->precise.pycb;
 	e.every_callback = a->every_callback;
 	if (a->every_callback) {
 		uint64_t dropped = 0;
