@@ -307,9 +307,9 @@ static void same_hist(const char *what, uint32_t tid, const struct ls_hist *snap
  * same counts (none lost here: asserted), the same max, percentiles
  * within one slot (they are the same values in the same slots: any
  * difference is a defect of the stream or of its replay). Returns the
- * polls in the file.
+ * polls in the file, and *nbusy (may be NULL) the busy periods they give.
  */
-static uint64_t check_every_poll(const char *fa)
+static uint64_t check_every_poll(const char *fa, uint64_t *nbusy)
 {
 	struct ls_record_header h;
 	struct ls_replay *r;
@@ -343,6 +343,9 @@ static uint64_t check_every_poll(const char *fa)
 	ck_assert_int_eq(err, 0);
 	ck_assert_uint_eq(lost, 0);
 	ck_assert_uint_gt(nall, 0);
+	if (nbusy)
+		for (size_t i = 0; i < nall; i++)
+			*nbusy += all[i].prev_exit_ns && all[i].prev_exit_ns <= all[i].enter_ns;
 	for (size_t i = 0; i < nsnap; i++) {
 		const struct ls_thread_view *s = &snap[i];
 		struct ls_thread_view v = { 0 };
@@ -378,6 +381,66 @@ static uint64_t check_every_poll(const char *fa)
 	free(snap);
 	ls_replay_close(r);
 	return nall;
+}
+
+/*
+ * The timeline of fa (attach --every-poll) draws every busy period the
+ * stream holds (a few hundred: under the cap): a "busy" slice per poll
+ * with a return before it, each slow period's slice among them at the
+ * same time and of the same length (both are the same return and entry);
+ * "otherData" counts them, none left out.
+ */
+static void check_busy_slices(const char *fa, uint64_t nbusy)
+{
+	char trace[128], out[128], err[128];
+	char *argv[] = { LOOPSCOPE, "report", (char *)fa, "--perfetto", trace, NULL };
+	json_object *root, *ev;
+	size_t n = 0, nslow = 0, nin = 0;
+
+	ls_test_tmp(trace, sizeof(trace), "btrace");
+	ls_test_tmp(out, sizeof(out), "bout");
+	ls_test_tmp(err, sizeof(err), "berr");
+	ck_assert_int_eq(ls_test_run(argv, out, err, 30000), 0);
+	root = json_object_from_file(trace);
+	ck_assert_ptr_nonnull(root);
+	ev = ls_test_jget(root, "traceEvents");
+	for (size_t i = 0; i < json_object_array_length(ev); i++) {
+		json_object *c = json_object_array_get_idx(ev, i), *cat;
+
+		if (!json_object_object_get_ex(c, "cat", &cat))
+			continue;
+		if (!strcmp(json_object_get_string(cat), "busy")) {
+			n++;
+			continue;
+		}
+		if (strcmp(json_object_get_string(cat), "slow_busy"))
+			continue;
+		nslow++;
+		for (size_t k = 0; k < json_object_array_length(ev); k++) {
+			json_object *b = json_object_array_get_idx(ev, k), *bc;
+
+			if (json_object_object_get_ex(b, "cat", &bc) &&
+			    !strcmp(json_object_get_string(bc), "busy") &&
+			    json_object_get_double(ls_test_jget(b, "ts")) ==
+				    json_object_get_double(ls_test_jget(c, "ts")) &&
+			    json_object_get_double(ls_test_jget(b, "dur")) ==
+				    json_object_get_double(ls_test_jget(c, "dur"))) {
+				nin++;
+				break;
+			}
+		}
+	}
+	ck_assert_uint_eq(n, nbusy);
+	ck_assert_uint_gt(nslow, 0);
+	ck_assert_uint_eq(nin, nslow);
+	ck_assert_uint_eq(ls_test_ju64(ls_test_jget(root, "otherData"), "busy_periods_drawn"), n);
+	ck_assert_uint_eq(ls_test_ju64(ls_test_jget(root, "otherData"), "busy_periods_left_out"), 0);
+	fprintf(stderr, "it_record: timeline of every poll: %zu busy slices (the stream's), the %zu "
+		"slow periods' among them\n", n, nslow);
+	json_object_put(root);
+	unlink(trace);
+	unlink(out);
+	unlink(err);
 }
 
 /* Slow events of rep against the truth's periods above min_ns in
@@ -525,7 +588,10 @@ START_TEST(test_refloop)
 	ck_assert_int_eq(ls_truth_load(truth, &t), 0);
 
 	check_same_report(&p, &ra);
-	check_every_poll(p.fa);
+	uint64_t nbusy = 0;
+
+	check_every_poll(p.fa, &nbusy);
+	check_busy_slices(p.fa, nbusy);
 	check_window_truth(p.fa, &t);
 	rb = report_json(p.fb, NULL, NULL);
 	json_object *rb_al = report_aligned(p.fb, ra, rb);
@@ -663,7 +729,7 @@ START_TEST(test_python_culprits)
 	ls_test_wait(app, 10000, &status);
 
 	check_same_report(&p, &ra);
-	check_every_poll(p.fa);
+	check_every_poll(p.fa, NULL);
 	rb = report_json(p.fb, NULL, NULL);
 	json_object *rb_al = report_aligned(p.fb, ra, rb);
 
