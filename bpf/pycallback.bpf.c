@@ -54,6 +54,14 @@ __u64 lost_events;
 /* Callbacks deeper than LS_CB_MAX_DEPTH: counted, not timed. */
 __u64 too_deep;
 
+/* The per-callback stream (struct ls_callback_event, `record --mode
+ * precise --every-callback`): fixed at load (.rodata, skel->rodata before
+ * load); off, the verifier prunes emit_callback and the return programs
+ * cost what they cost without it. Records the `callbacks` ring could not
+ * take are counted in lost_callbacks (the report says so). */
+const volatile __u32 every_callback;
+__u64 lost_callbacks;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LS_MAX_PY_TARGETS);
@@ -137,6 +145,13 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+
+/* The per-callback stream's ring (LS_CB_RINGBUF_BYTES with every_callback;
+ * user space sets its size before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} callbacks SEC(".maps");
 
 static __always_inline __u64 read_ptr(__u64 addr)
 {
@@ -436,16 +451,43 @@ int BPF_KPROBE(ls_context_enter, void *pyctx)
 	return 0;
 }
 
+/* Callback f of thread th, dur ns long, into the `callbacks` ring
+ * (every_callback), without waking the reader: a wake-up per callback
+ * would cost the target an irq_work each; user space drains the ring
+ * whenever it wakes. */
+static __always_inline void emit_callback(__u32 tid, struct ls_cb_thread *th,
+					  const struct ls_cb_frame *f, __u64 dur)
+{
+	struct ls_callback_event *e;
+
+	if (!every_callback)
+		return;
+	th->seq++;
+	e = bpf_ringbuf_reserve(&callbacks, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost_callbacks, 1);
+		return;
+	}
+	e->tid = tid;
+	e->seq = th->seq;
+	e->start_ns = f->start_ns;
+	e->duration_ns = dur;
+	e->key = f->key;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
 /* A callback's frame f of thread th ended at now: histogram, and an event
  * when slow, with its off-CPU split when loop.bpf.c followed the thread
  * through all of it (one busy period, from before f began to now). */
-static __always_inline void account(__u32 tid, const struct ls_cb_thread *th,
+static __always_inline void account(__u32 tid, struct ls_cb_thread *th,
 				    struct ls_cb_frame *f, __u64 now)
 {
 	__u64 dur = now - f->start_ns;
 	struct ls_cb_stats *st;
 	__u32 zero = 0;
 	void *init;
+
+	emit_callback(tid, th, f, dur);
 
 	st = bpf_map_lookup_elem(&cb_stats, &f->key);
 	if (!st) {

@@ -457,6 +457,14 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 			       "full); the histograms are the snapshots'\n",
 			       (unsigned long long)a->polls_lost);
 	}
+	if (a->every_callback && !a->json) {
+		printf("  every callback recorded: %llu callbacks\n",
+		       (unsigned long long)a->cbs_recorded);
+		if (a->cbs_lost)
+			printf("  CALLBACK STREAM INCOMPLETE: %llu callbacks lost (its ring buffer was "
+			       "full); the callback table is the whole recording's\n",
+			       (unsigned long long)a->cbs_lost);
+	}
 	if (a->offcpu_unseen && !a->json)
 		printf("  OFF-CPU UNSEEN %llu: busy periods with off-CPU time the scheduler programs "
 		       "did not see; their blocked/runnable read low\n",
@@ -481,6 +489,13 @@ int cli_attach_report(struct attach *a, const struct ls_thread_view *v, size_t n
 			ls_json_add_u64(jp, "polls_recorded", a->polls_recorded);
 			ls_json_add_u64(jp, "polls_lost", a->polls_lost);
 			json_object_object_add(jr, "every_poll", jp);
+		}
+		if (a->every_callback) {
+			json_object *jc = json_object_new_object();
+
+			ls_json_add_u64(jc, "callbacks_recorded", a->cbs_recorded);
+			ls_json_add_u64(jc, "callbacks_lost", a->cbs_lost);
+			json_object_object_add(jr, "every_callback", jc);
 		}
 		json_object_object_add(jr, "exited", jexited);
 		json_object_object_add(jr, "no_loop", jnoloop);
@@ -592,6 +607,11 @@ int cli_attach_run(const struct cli_attach_opts *op)
 	a.every_poll = o.every_poll;
 	if (a.every_poll)
 		lopts.on_polls = cli_attach_record_polls;
+	a.every_callback = o.every_callback;
+	if (a.every_callback) {
+		a.precise.on_callbacks = cli_attach_record_cbs;
+		a.precise.on_callbacks_ctx = &a;
+	}
 	if (cli_stacks_init(&a.stacks)) {
 		fprintf(stderr, "loopscope: out of memory\n");
 		goto cleanup;

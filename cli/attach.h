@@ -66,12 +66,17 @@ struct attach {
 	bool every_poll;        /* the per-poll stream recorded (--every-poll; replay: END says) */
 	uint64_t polls_recorded;/* its polls in the file */
 	uint64_t polls_lost;    /* its polls the ring dropped */
+	bool every_callback;    /* the per-callback stream recorded (--every-callback; replay: END) */
+	uint64_t cbs_recorded;  /* its callbacks in the file */
+	uint64_t cbs_lost;      /* its callbacks lost (the ring, the writer's key table) */
 	/* replay (`report FILE`): names come from the file, never from /proc;
 	 * the window may start at an earlier snapshot (--from) */
 	bool replay;
 	const struct ls_thread_view *before;
 	size_t nbefore;
 	struct ls_record_end rend; /* the stacks' counters for the report */
+	struct cli_spans *spans;   /* the streams' busy periods and callbacks for the
+				    * timeline (cli/spans.h); NULL: none kept */
 	bool rend_used;            /* recording: the report prints rend's counters,
 				    * read once, as the file has them */
 };
@@ -100,6 +105,9 @@ void cli_attach_record_snapshot(struct attach *a, const struct ls_thread_view *v
 				uint64_t now_ns);
 /* ls_polls_fn of the session (--every-poll): polls into the recording. */
 void cli_attach_record_polls(const struct ls_poll_event *p, size_t n, void *ctx);
+/* ls_callbacks_fn of the precise session (--every-callback): callbacks
+ * into the recording, each key named once (cli_precise_name). */
+void cli_attach_record_cbs(const struct ls_callback_event *e, size_t n, void *ctx);
 /* Precise mode's table (taken once, for the file and the report), the end
  * record (kept in a->rend: the report prints its counters), the file
  * closed. */

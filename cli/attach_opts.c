@@ -50,6 +50,8 @@ void cli_attach_usage(FILE *f)
 		"                            'loopscope report FILE' prints this report again\n"
 		"      --every-poll          with --record: also record every poll of every loop\n"
 		"                            thread (entry, return, timeout: ~3 bytes a poll)\n"
+		"      --every-callback      with --record and --mode precise: also record every\n"
+		"                            callback (start, duration, which one)\n"
 		"  -h, --help                this help\n"
 		"\n"
 		"DURATION is a number with a unit: 500us, 100ms, 2s, 1.5s, 1m (ns us ms s m h).\n"
@@ -74,6 +76,7 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		{ "record", required_argument, NULL, 'R' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "every-poll", no_argument, NULL, 'E' },
+		{ "every-callback", no_argument, NULL, 'K' },
 		{ 0 },
 	};
 	bool record = !strcmp(argv[0], "record");
@@ -141,6 +144,9 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 		case 'E':
 			a->every_poll = true;
 			break;
+		case 'K':
+			a->every_callback = true;
+			break;
 		case 'h':
 			if (record)
 				cli_record_usage(stdout);
@@ -171,6 +177,15 @@ int cli_attach_parse(int argc, char **argv, struct cli_attach_opts *a)
 	}
 	if (a->every_poll && !a->record_path) {
 		fprintf(stderr, "loopscope: --every-poll needs --record FILE\n");
+		return -EINVAL;
+	}
+	if (a->every_callback && !a->record_path) {
+		fprintf(stderr, "loopscope: --every-callback needs --record FILE\n");
+		return -EINVAL;
+	}
+	if (a->every_callback && a->common.mode != CLI_MODE_PRECISE) {
+		fprintf(stderr, "loopscope: --every-callback needs --mode precise (light mode has no "
+			"per-callback probe; --every-poll records every busy period)\n");
 		return -EINVAL;
 	}
 	if (cli_common_check(&a->common))

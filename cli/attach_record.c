@@ -98,7 +98,8 @@ static void record_callbacks(struct attach *a, uint64_t now_ns)
 	}
 	for (size_t i = 0; i < p->nfixed; i++)
 		names[i] = cli_precise_name(p, &p->fixed[i].key);
-	cli_attach_record_status(a, ls_record_put_callbacks(a->rec, now_ns, p->fixed, names, p->nfixed));
+	cli_attach_record_status(a, ls_record_put_callbacks(a->rec, now_ns, p->fixed, names, p->nfixed,
+							    p->fix_from_ns, p->fix_to_ns));
 	free(names);
 }
 
@@ -162,6 +163,22 @@ void cli_attach_record_polls(const struct ls_poll_event *p, size_t n, void *ctx)
 		cli_attach_record_status(a, ls_record_put_polls(a->rec, p, n));
 }
 
+/* A stream key's name (ls_record_cb_name_fn): as the table names it. */
+static const struct ls_cb_name *stream_name(const struct ls_cb_key *k, void *ctx)
+{
+	struct attach *a = ctx;
+
+	return cli_precise_name(&a->precise, k);
+}
+
+void cli_attach_record_cbs(const struct ls_callback_event *e, size_t n, void *ctx)
+{
+	struct attach *a = ctx;
+
+	if (a->rec && !a->rec_err)
+		cli_attach_record_status(a, ls_record_put_callback_runs(a->rec, e, n, stream_name, a));
+}
+
 /* The end record (kept in a->rend: the report prints the same counters
  * as the file holds), then the file closed. */
 void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_ns)
@@ -181,6 +198,16 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	e.every_poll = a->every_poll;
 	if (a->every_poll)
 		e.lost_polls = a->polls_lost = ls_loop_lost_polls(loop);
+	/* No precise session (-- CMD, no CPython target): no stream either. */
+	a->every_callback = a->every_callback && a->precise.pycb;
+	e.every_callback = a->every_callback;
+	if (a->every_callback) {
+		uint64_t dropped = 0;
+
+		ls_record_callback_runs(a->rec, &dropped);
+		e.lost_callbacks = dropped + (a->precise.pycb ? ls_pycb_lost_callbacks(a->precise.pycb) : 0);
+		a->cbs_lost = e.lost_callbacks;
+	}
 	if (e.stacks_on) {
 		e.stack_walks = ls_loop_stack_walks(loop, &e.stack_walk_errors);
 		e.stack_dropped = a->stacks.col ? ls_slowstack_dropped(a->stacks.col) : 0;
@@ -198,6 +225,7 @@ void cli_attach_record_end(struct attach *a, struct ls_loop *loop, uint64_t now_
 	if (!a->rec_err)
 		cli_attach_record_status(a, ls_record_put_end(a->rec, &e));
 	a->polls_recorded = ls_record_polls(a->rec);
+	a->cbs_recorded = ls_record_callback_runs(a->rec, NULL);
 	err = ls_record_close(a->rec);
 	a->rec = NULL;
 	if (!a->rec_err)

@@ -206,7 +206,26 @@ struct cli_precise {
 	struct ls_cb_name *fixed_names;  /* of fixed[i]; owned */
 	struct ls_cb_name *slow_key_names; /* replay: of slow[i].key; owned */
 	uint64_t replay_lost;            /* lost events, as recorded */
+	/* The per-callback stream (--every-callback): handed its batches
+	 * from the session (NULL: off); the time the table was read in
+	 * (cli_precise_fix), for the recording. */
+	ls_callbacks_fn on_callbacks;
+	void *on_callbacks_ctx;
+	uint64_t fix_from_ns, fix_to_ns;
+	/* replay: the stream's keys and names (CB_KEY records), for the
+	 * names of a window's table (cli_precise_window) */
+	struct ls_cb_key *stream_keys;
+	struct ls_cb_name *stream_names;
+	size_t nstream, stream_cap;
 };
+
+/* Replay: the name of a stream key (an LS_REC_CB_KEY item). 0 or -ENOMEM. */
+int cli_precise_stream_key(struct cli_precise *p, const struct ls_cb_key *k,
+			   const struct ls_cb_name *nm);
+/* Replay: the callback table becomes the n entries v (a window of the
+ * per-callback stream, ls_cbwin_table), named from the recorded table or
+ * the stream's keys. 0 or -ENOMEM. */
+int cli_precise_window(struct cli_precise *p, const struct ls_cb_entry *v, size_t n);
 
 /* The callback table of the report, taken now (a snapshot and the slow
  * callbacks still queued), kept in p->fixed: what the recording writes and
@@ -282,6 +301,7 @@ struct cli_attach_opts {
 	const char *record_path;   /* --record FILE (record: -o FILE); NULL without */
 	bool no_report;            /* record: no report at the end */
 	bool every_poll;           /* --every-poll: the per-poll stream into the recording */
+	bool every_callback;       /* --every-callback: the per-callback stream (precise) */
 	int release_fd;            /* record -- CMD: written once attached; -1 none */
 	char **cmd;                /* record -- CMD ARGS: argv of CMD (NULL-ended) */
 };

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "html.h"
+#include "spans.h"
 #include "loopscope/busywhy.h"
 
 #define W 1100 /* drawing width, px */
@@ -179,6 +180,59 @@ static void histogram(FILE *f, const char *id, const char *title, const struct a
 	(void)a;
 }
 
+/* #streams: with the per-poll and/or per-callback stream, a lane per loop
+ * thread with every busy period (class "busy") and every callback (class
+ * "cb") kept (cli/spans.h: the first CLI_SPANS_MAX of each thread in the
+ * window), and a line saying how many were drawn and left out. */
+static void spans_lanes(FILE *f, struct attach *a, const struct ls_thread_window *w, size_t nw,
+			uint64_t span)
+{
+	const struct cli_spans *s = a->spans;
+	char b1[32], b2[32], name[600];
+
+	if (!s || (!s->drawn[0] && !s->drawn[1] && !s->left_out[0] && !s->left_out[1]))
+		return;
+	fprintf(f, "<h2>Every busy period and callback</h2>\n<p id=\"streams-count\">%llu busy "
+		"periods and %llu callbacks drawn; %llu and %llu left out (the first %d of each "
+		"thread in the window are drawn: --from/--to choose it).</p>\n<svg id=\"streams\" "
+		"width=\"%d\" height=\"%zu\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+		(unsigned long long)s->drawn[CLI_SPAN_BUSY],
+		(unsigned long long)s->drawn[CLI_SPAN_CALLBACK],
+		(unsigned long long)s->left_out[CLI_SPAN_BUSY],
+		(unsigned long long)s->left_out[CLI_SPAN_CALLBACK], CLI_SPANS_MAX, W, nw * 56 + 20);
+	for (size_t t = 0; t < nw; t++) {
+		const struct cli_span_thread *th = NULL;
+
+		for (size_t i = 0; i < s->nt && !th; i++)
+			if (s->t[i].tid == w[t].tid && s->t[i].tgid == w[t].tgid)
+				th = &s->t[i];
+		fprintf(f, "<text x=\"2\" y=\"%zu\" font-size=\"12\">tid %u: busy periods, then "
+			"callbacks</text>\n", t * 56 + 12, w[t].tid);
+		for (int k = 0; th && k < 2; k++) {
+			for (size_t i = 0; i < th->n[k]; i++) {
+				const struct cli_span *c = &th->v[k][i];
+				double x = c->start_ns > a->start_ns ?
+					   (double)(c->start_ns - a->start_ns) * W / span : 0;
+				double wd = (double)c->duration_ns * W / span;
+
+				fprintf(f, "<rect class=\"%s\" x=\"%.1f\" y=\"%zu\" width=\"%.2f\" "
+					"height=\"16\" fill=\"%s\"><title>", k ? "cb" : "busy", x,
+					t * 56 + 18 + (size_t)k * 18, wd < 0.5 ? 0.5 : wd,
+					k ? "seagreen" : "steelblue");
+				if (k)
+					esc(f, cli_spans_name(s, c, name, sizeof(name)));
+				else
+					fputs("busy", f);
+				fprintf(f, " %s at +%s</title></rect>\n",
+					ls_duration_format(c->duration_ns, b1, sizeof(b1)),
+					ls_duration_format(c->start_ns > a->start_ns ?
+							   c->start_ns - a->start_ns : 0, b2, sizeof(b2)));
+			}
+		}
+	}
+	fputs("</svg>\n", f);
+}
+
 int cli_html_write(const char *path, struct attach *a, const struct ls_thread_view *v, size_t n,
 		   uint64_t now_ns)
 {
@@ -241,6 +295,7 @@ int cli_html_write(const char *path, struct attach *a, const struct ls_thread_vi
 		}
 	}
 	fputs("</svg>\n", f);
+	spans_lanes(f, a, w, nw, span);
 	histogram(f, "hist-busy", "Busy periods", a, w, nw, 0);
 	histogram(f, "hist-poll", "Polls", a, w, nw, 1);
 	histogram(f, "hist-lag", "Loop lag (timer lateness)", a, w, nw, 2);

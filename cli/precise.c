@@ -34,6 +34,9 @@ static const struct ls_cb_name *name_of(struct cli_precise *p, const struct ls_c
 		for (size_t i = 0; p->slow_key_names && i < p->nslow; i++)
 			if (!memcmp(&p->slow[i].key, k, sizeof(*k)))
 				return &p->slow_key_names[i];
+		for (size_t i = 0; i < p->nstream; i++)
+			if (!memcmp(&p->stream_keys[i], k, sizeof(*k)))
+				return &p->stream_names[i];
 		return &unknown;
 	}
 	/* off is NULL for a target already removed: its names were read when
@@ -208,6 +211,14 @@ int cli_precise_add(struct cli_precise *p, pid_t pid, bool quiet_not_python,
 	return err == -EAGAIN ? 1 : err;
 }
 
+/* ls_callbacks_fn of the session: to p's stream consumer. */
+static void on_callbacks(const struct ls_callback_event *e, size_t n, void *ctx)
+{
+	struct cli_precise *p = ctx;
+
+	p->on_callbacks(e, n, p->on_callbacks_ctx);
+}
+
 int cli_precise_open(struct cli_precise *p)
 {
 	int err;
@@ -219,6 +230,7 @@ int cli_precise_open(struct cli_precise *p)
 			.ctx = p,
 			.btf_path = p->btf_path,
 			.loop = p->loop,
+			.on_callbacks = p->on_callbacks ? on_callbacks : NULL,
 		};
 
 		err = ls_pycb_open(&o, &p->pycb);
@@ -349,8 +361,10 @@ int cli_precise_fix(struct cli_precise *p)
 
 	if (!p->pycb)
 		return -ENOENT;
+	p->fix_from_ns = ls_sys_now_ns();
 	if (ls_pycb_snapshot(p->pycb, &v, &n))
 		return -ENOMEM;
+	p->fix_to_ns = ls_sys_now_ns();
 	cli_precise_poll(p);
 	p->replay_lost = ls_pycb_lost_events(p->pycb);
 	free(p->fixed);
@@ -487,6 +501,56 @@ void cli_precise_report(struct cli_precise *p, json_object *jr)
 	free(v);
 }
 
+int cli_precise_stream_key(struct cli_precise *p, const struct ls_cb_key *k,
+			   const struct ls_cb_name *nm)
+{
+	for (size_t i = 0; i < p->nstream; i++)
+		if (!memcmp(&p->stream_keys[i], k, sizeof(*k))) {
+			p->stream_names[i] = *nm;
+			return 0;
+		}
+	if (p->nstream == p->stream_cap) {
+		size_t cap = p->stream_cap ? 2 * p->stream_cap : 64;
+		struct ls_cb_key *gk = realloc(p->stream_keys, cap * sizeof(*gk));
+		struct ls_cb_name *gn;
+
+		if (!gk)
+			return -ENOMEM;
+		p->stream_keys = gk;
+		gn = realloc(p->stream_names, cap * sizeof(*gn));
+		if (!gn)
+			return -ENOMEM;
+		p->stream_names = gn;
+		p->stream_cap = cap;
+	}
+	p->stream_keys[p->nstream] = *k;
+	p->stream_names[p->nstream++] = *nm;
+	return 0;
+}
+
+int cli_precise_window(struct cli_precise *p, const struct ls_cb_entry *v, size_t n)
+{
+	struct ls_cb_entry *nv = malloc((n + 1) * sizeof(*nv));
+	struct ls_cb_name *nn = malloc((n + 1) * sizeof(*nn));
+
+	if (!nv || !nn) {
+		free(nv);
+		free(nn);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		nv[i] = v[i];
+		nn[i] = *name_of(p, &v[i].key); /* the old table's names still in place */
+	}
+	free(p->fixed);
+	free(p->fixed_names);
+	p->fixed = nv;
+	p->fixed_names = nn;
+	p->nfixed = n;
+	p->has_fixed = true;
+	return 0;
+}
+
 void cli_precise_close(struct cli_precise *p)
 {
 	ls_pycb_close(p->pycb);
@@ -500,5 +564,7 @@ void cli_precise_close(struct cli_precise *p)
 	free(p->fixed);
 	free(p->fixed_names);
 	free(p->slow_key_names);
+	free(p->stream_keys);
+	free(p->stream_names);
 	memset(p, 0, sizeof(*p));
 }

@@ -13,6 +13,7 @@
 #include "attach.h"
 #include "cli.h"
 #include "html.h"
+#include "spans.h"
 #include "timeline.h"
 
 void cli_report_usage(FILE *f)
@@ -268,6 +269,8 @@ int cli_report(int argc, char **argv)
 	struct ls_thread_view *now = NULL, *before = NULL, *last = NULL;
 	struct cli_timeline *tl = NULL;
 	struct ls_polls *pfrom = NULL, *pto = NULL;
+	struct ls_cbwin *cw = NULL;
+	struct cli_spans *spans = NULL;
 	size_t nnow = 0, nbefore = 0, nlast = 0;
 	uint64_t last_ns = 0;
 	uint64_t now_ns = 0, before_ns = 0, win_from, win_to, lost = 0;
@@ -309,8 +312,12 @@ int cli_report(int argc, char **argv)
 	 * figures at --from and at --to computed from the polls. */
 	if ((o.has_from || o.has_to) &&
 	    (!(pfrom = ls_polls_new(h.threshold_ns, o.has_from ? win_from : 0)) ||
-	     !(pto = ls_polls_new(h.threshold_ns, win_to))))
+	     !(pto = ls_polls_new(h.threshold_ns, win_to)) ||
+	     !(cw = ls_cbwin_new(o.has_from ? win_from : 0, win_to))))
 		goto oom;
+	if ((o.perfetto || o.html) && !(spans = cli_spans_new(o.has_from ? win_from : 0, win_to)))
+		goto oom;
+	a.spans = spans;
 	if (o.perfetto || o.folded) {
 		tl = cli_timeline_new(&h, o.perfetto, o.folded, win_from, win_to);
 		if (!tl) {
@@ -329,9 +336,25 @@ int cli_report(int argc, char **argv)
 			break;
 		case LS_REC_POLLS:
 			a.polls_recorded += it.npolls;
+			if (spans)
+				cli_spans_polls(spans, it.polls, it.npolls);
 			if (pfrom && (ls_polls_add(pfrom, it.polls, it.npolls) ||
 				      ls_polls_add(pto, it.polls, it.npolls)))
 				goto oom;
+			break;
+		case LS_REC_CB_KEY:
+			a.precise.replay = true;
+			if (cli_precise_stream_key(&a.precise, it.cb_key, it.cb_name))
+				goto oom;
+			if (spans)
+				cli_spans_key(spans, it.cb_key, it.cb_name);
+			break;
+		case LS_REC_CB_RUNS:
+			a.cbs_recorded += it.ncbruns;
+			if (cw && ls_cbwin_add(cw, it.cbruns, it.ncbruns))
+				goto oom;
+			if (spans)
+				cli_spans_cbs(spans, it.cbruns, it.ncbruns);
 			break;
 		case LS_REC_SNAPSHOT:
 			if (tl)
@@ -390,6 +413,8 @@ int cli_report(int argc, char **argv)
 			a.offcpu_unseen = it.end.offcpu_unseen;
 			a.every_poll = it.end.every_poll;
 			a.polls_lost = it.end.lost_polls;
+			a.every_callback = it.end.every_callback;
+			a.cbs_lost = it.end.lost_callbacks;
 			a.precise.stacks = it.end.stacks_enabled ? &a.stacks : NULL;
 			lost = it.end.lost_events;
 			/* (slow_not_kept: attach's list was full; the file has them all) */
@@ -426,12 +451,30 @@ int cli_report(int argc, char **argv)
 			before_ns = win_from;
 		}
 	}
+	/* The per-callback stream whole (none lost, no seq gap): the
+	 * callback table is the window's, cut at the callbacks exactly (those
+	 * ending in (--from, --to]), and so are the slow callbacks. */
+	bool cb_exact = false;
+
+	if (cw) {
+		uint64_t cbgaps = 0, taken = 0;
+		size_t ncw = 0;
+		const struct ls_cb_entry *cv = ls_cbwin_table(cw, &ncw, &taken, &cbgaps);
+
+		if (a.every_callback && !a.cbs_lost && !cbgaps && !rerr && a.precise.has_fixed) {
+			if (cli_precise_window(&a.precise, cv, ncw))
+				goto oom;
+			cb_exact = true;
+		}
+	}
 	/* With --from/--to, the window is that of the snapshots found: keep
 	 * the slow periods ending inside it, as attach's interval lines count
 	 * them (without, every period recorded: attach lists those it drained
 	 * after its last snapshot too). */
 	if (o.has_from || o.has_to) {
 		uint64_t lo = o.has_from && before ? before_ns : 0, hi = o.has_to ? now_ns : UINT64_MAX;
+		uint64_t clo = cb_exact ? (o.has_from ? win_from : 0) : lo;
+		uint64_t chi = cb_exact ? win_to : hi;
 		size_t k = 0, kp = 0;
 
 		for (size_t i = 0; i < a.nslow; i++) {
@@ -446,7 +489,7 @@ int cli_report(int argc, char **argv)
 		for (size_t i = 0; i < a.precise.nslow; i++) {
 			uint64_t end = a.precise.slow[i].start_ns + a.precise.slow[i].duration_ns;
 
-			if (end > lo && end <= hi) {
+			if (end > clo && end <= chi) {
 				a.precise.slow[kp] = a.precise.slow[i];
 				a.precise.slow_stacks[kp] = a.precise.slow_stacks[i];
 				a.precise.slow_names[kp] = a.precise.slow_names[i];
@@ -489,6 +532,8 @@ int cli_report(int argc, char **argv)
 	if (rerr)
 		fprintf(stderr, "loopscope: %s: %s at byte %llu; the report covers what precedes it\n",
 			o.path, ls_replay_strerror(rerr), (unsigned long long)ls_replay_offset(r));
+	if (tl)
+		cli_timeline_spans(tl, spans);
 	if (tl && cli_timeline_finish(tl) && ret == LS_EXIT_OK)
 		ret = LS_EXIT_ERROR;
 	goto out;
@@ -497,6 +542,7 @@ oom:
 	ret = LS_EXIT_ERROR;
 out:
 	cli_timeline_free(tl);
+	cli_spans_free(spans);
 	cli_precise_close(&a.precise);
 	ls_replay_close(r);
 	free(now);
@@ -504,6 +550,7 @@ out:
 	free(last);
 	ls_polls_free(pfrom);
 	ls_polls_free(pto);
+	ls_cbwin_free(cw);
 	cli_attach_free(&a);
 	return ret;
 }

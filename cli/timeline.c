@@ -13,6 +13,7 @@
 
 #include "loopscope/abi/pycallback_events.h"
 #include "loopscope/busywhy.h"
+#include "spans.h"
 #include "timeline.h"
 
 struct tl_prev {
@@ -29,6 +30,7 @@ struct cli_timeline {
 	size_t nprev;
 	uint32_t *named;        /* tids given a thread_name event */
 	size_t nnamed;
+	json_object *other;     /* "otherData": what the streams' slices hold */
 	bool oom;
 };
 
@@ -263,6 +265,50 @@ void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *
 	json_object_array_add(t->events, o);
 }
 
+static void span_slice(struct cli_timeline *t, uint32_t pid, uint32_t tid, const char *cat,
+		       const char *name, const struct cli_span *c)
+{
+	json_object *o = event("X", name, pid, tid);
+
+	json_object_object_add(o, "cat", json_object_new_string(cat));
+	json_object_object_add(o, "ts", json_object_new_double(us(t, c->start_ns)));
+	json_object_object_add(o, "dur", json_object_new_double(c->duration_ns / 1000.0));
+	json_object_array_add(t->events, o);
+}
+
+void cli_timeline_spans(struct cli_timeline *t, const struct cli_spans *s)
+{
+	char name[600];
+
+	if (!s || (!s->drawn[0] && !s->drawn[1] && !s->left_out[0] && !s->left_out[1]))
+		return;
+	if (s->oom)
+		t->oom = true;
+	for (size_t i = 0; i < s->nt; i++) {
+		const struct cli_span_thread *th = &s->t[i];
+
+		for (size_t k = 0; k < th->n[CLI_SPAN_BUSY]; k++)
+			span_slice(t, th->tgid, th->tid, "busy", "busy", &th->v[CLI_SPAN_BUSY][k]);
+		for (size_t k = 0; k < th->n[CLI_SPAN_CALLBACK]; k++)
+			span_slice(t, th->tgid, th->tid, "callback",
+				   cli_spans_name(s, &th->v[CLI_SPAN_CALLBACK][k], name, sizeof(name)),
+				   &th->v[CLI_SPAN_CALLBACK][k]);
+	}
+	/* Never silently partial: the counts in the trace, and a line. */
+	t->other = json_object_new_object();
+	ls_json_add_u64(t->other, "spans_max_per_thread", CLI_SPANS_MAX);
+	ls_json_add_u64(t->other, "busy_periods_drawn", s->drawn[CLI_SPAN_BUSY]);
+	ls_json_add_u64(t->other, "busy_periods_left_out", s->left_out[CLI_SPAN_BUSY]);
+	ls_json_add_u64(t->other, "callbacks_drawn", s->drawn[CLI_SPAN_CALLBACK]);
+	ls_json_add_u64(t->other, "callbacks_left_out", s->left_out[CLI_SPAN_CALLBACK]);
+	if (s->left_out[0] || s->left_out[1])
+		fprintf(stderr, "loopscope: timeline: the first %d busy periods and callbacks of each "
+			"thread drawn; %llu busy periods and %llu callbacks left out (--from/--to "
+			"choose the window)\n", CLI_SPANS_MAX,
+			(unsigned long long)s->left_out[CLI_SPAN_BUSY],
+			(unsigned long long)s->left_out[CLI_SPAN_CALLBACK]);
+}
+
 int cli_timeline_finish(struct cli_timeline *t)
 {
 	int ret = 0;
@@ -276,6 +322,8 @@ int cli_timeline_finish(struct cli_timeline *t)
 
 		json_object_object_add(root, "traceEvents", json_object_get(t->events));
 		json_object_object_add(root, "displayTimeUnit", json_object_new_string("ms"));
+		if (t->other)
+			json_object_object_add(root, "otherData", json_object_get(t->other));
 		if (json_object_to_file_ext(t->perfetto_path, root, JSON_C_TO_STRING_PLAIN)) {
 			fprintf(stderr, "loopscope: cannot write %s: %s\n", t->perfetto_path,
 				strerror(errno));
@@ -300,6 +348,7 @@ void cli_timeline_free(struct cli_timeline *t)
 	if (!t)
 		return;
 	json_object_put(t->events);
+	json_object_put(t->other);
 	ls_folded_free(t->folded);
 	free(t->prev);
 	free(t->named);

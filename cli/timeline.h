@@ -32,6 +32,12 @@ void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *
 void cli_timeline_slow_callback(struct cli_timeline *t, const struct ls_slow_callback_event *e,
 				const struct ls_cb_name *name, const struct ls_cb_name *slow_name,
 				const struct ls_stack_summary *st);
+/* Every busy period and callback the streams hold (s: NULL or none:
+ * nothing), a slice each on its thread's track ("busy", named "busy";
+ * "callback", named by the callback), as many as s kept; the trace's
+ * "otherData" and one line on stderr say how many were left out. */
+struct cli_spans;
+void cli_timeline_spans(struct cli_timeline *t, const struct cli_spans *s);
 /* Write the files: 0, or 1 after one line on stderr. */
 int cli_timeline_finish(struct cli_timeline *t);
 void cli_timeline_free(struct cli_timeline *t);

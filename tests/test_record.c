@@ -25,6 +25,9 @@
 #include <zlib.h>
 
 #include "loopscope/abi/loop_events.h"
+#include "loopscope/abi/pycallback_events.h"
+#include "loopscope/pycallback.h"
+#include "loopscope/pyname.h"
 #include "loopscope/record.h"
 #include "spawn.h"
 
@@ -381,7 +384,7 @@ START_TEST(test_polls_stream)
 
 	/* Read back, field for field, each thread's in its order. */
 	ck_assert_int_eq(ls_replay_open(path, &r, &h), 0);
-	ck_assert_uint_eq(h.version_minor, 3);
+	ck_assert_uint_eq(h.version_minor, LS_RECORD_VERSION_MINOR);
 	while ((err = ls_replay_next(r, &it)) > 0) {
 		if (it.type == LS_REC_END)
 			ck_assert(it.end.every_poll && it.end.lost_polls == 0);
@@ -477,6 +480,238 @@ START_TEST(test_polls_stream)
 	ck_assert_msg(strstr(o.stdout_text, want), "no '%s' in %s", want, o.stdout_text);
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "report: 1.00 s"));
 	ck_assert_ptr_nonnull(strstr(o.stdout_text, "every poll recorded: 600 polls"));
+	ls_test_out_free(&o);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * The per-callback stream (format 1.4): a precise recording with three
+ * callback keys and two threads: A (pid's main thread) runs NCBS
+ * callbacks, one every 10 ms from +10 ms, of (k % 7 + 1) us, the 100th
+ * 150 ms long, every 50th with a nested callback of 2 us inside it (ended
+ * first: its start is before the previous record's end, a negative
+ * delta); B (tid + 1) NCBS callbacks of 3 us every 3 ms. The recorded
+ * table is the histograms of them all. Read back field for field; the
+ * stream whole gives the table slot for slot; a record missing is a gap;
+ * report --from/--to cuts the table at the callbacks.
+ */
+#define NCBS 300
+static const struct ls_cb_name cb_names[3] = {
+	{ "handler", "/srv/app.py", 10 }, { "Worker.tick", "/srv/app.py", 30 }, { "inner", "/srv/lib.py", 5 },
+};
+
+static const struct ls_cb_name *cb_name_of(const struct ls_cb_key *k, void *ctx)
+{
+	(void)ctx;
+	return &cb_names[(k->code - 0x1000) / 0x100];
+}
+
+static struct ls_cb_key cb_key(int i)
+{
+	struct ls_cb_key k = { .tgid = PID, .kind = i == 1 ? LS_CB_METHOD : LS_CB_FUNCTION,
+			       .code = 0x1000 + 0x100 * (uint64_t)i, .name = 0x9000 + (uint64_t)i };
+
+	return k;
+}
+
+/* The stream: a[0..*na), b[0..NCBS), in each thread's order of ends. */
+static void cbs_of(struct ls_callback_event *a, size_t *na, struct ls_callback_event *b)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < NCBS; k++) {
+		uint64_t start = T0 + 10 * MS * (uint64_t)(k + 1);
+		uint64_t dur = k == 100 ? 150 * MS : (uint64_t)(k % 7 + 1) * 1000;
+
+		if (k % 50 == 0) { /* the nested one ends first */
+			a[n] = (struct ls_callback_event){ .tid = PID, .seq = (uint32_t)n + 1,
+							   .start_ns = start + 100, .duration_ns = 2000,
+							   .key = cb_key(2) };
+			n++;
+			dur += 5000;
+		}
+		a[n] = (struct ls_callback_event){ .tid = PID, .seq = (uint32_t)n + 1,
+						   .start_ns = start, .duration_ns = dur,
+						   .key = cb_key(k % 2) };
+		n++;
+		b[k] = (struct ls_callback_event){ .tid = PID + 1, .seq = (uint32_t)k + 1,
+						   .start_ns = T0 + 3 * MS * (uint64_t)(k + 1),
+						   .duration_ns = 3000, .key = cb_key(0) };
+	}
+	*na = n;
+}
+
+/* The stream a, b (na, NCBS) and its table into a recording at path; its
+ * END says lost callbacks were lost. */
+static void write_cb_recording(const char *path, const struct ls_callback_event *a, size_t na,
+			       const struct ls_callback_event *b, const struct ls_cb_entry *table,
+			       uint64_t lost)
+{
+	struct ls_record_header h = { 0 };
+	struct ls_record_writer *w;
+	const struct ls_cb_name *names[3] = { &cb_names[0], &cb_names[1], &cb_names[2] };
+
+	h.monotonic_ns = h.start_ns = T0;
+	h.threshold_ns = 100 * MS;
+	h.interval_ns = 1000 * MS;
+	h.mode = 1;
+	h.npids = 1;
+	h.pids[0] = PID;
+	ck_assert_int_eq(ls_record_open(path, &h, &w), 0);
+	ck_assert_int_eq(ls_record_put_precise_target(w, PID, 3, 12, 1), 0);
+	for (int k = 1; k <= 4; k++) { /* the epoll level's snapshots */
+		struct ls_thread_view sv;
+
+		view(&sv, 100 * (uint64_t)k, T0 + 1000 * MS * (uint64_t)k);
+		ck_assert_int_eq(ls_record_put_snapshot(w, T0 + 1000 * MS * (uint64_t)k, &sv, 1), 0);
+	}
+	/* In batches as the ring hands them over, the threads interleaved. */
+	for (size_t ia = 0, ib = 0; ia < na || ib < NCBS;) {
+		size_t ka = na - ia < 64 ? na - ia : 64, kb = NCBS - ib < 32 ? NCBS - ib : 32;
+
+		ck_assert_int_eq(ls_record_put_callback_runs(w, a + ia, ka, cb_name_of, NULL), 0);
+		ck_assert_int_eq(ls_record_put_callback_runs(w, b + ib, kb, cb_name_of, NULL), 0);
+		ia += ka;
+		ib += kb;
+	}
+	ck_assert_uint_eq(ls_record_callback_runs(w, NULL), na + NCBS);
+	ck_assert_int_eq(ls_record_put_callbacks(w, T0 + 4000 * MS, table, names, 3, T0 + 3999 * MS,
+						 T0 + 4000 * MS), 0);
+	struct ls_record_end en = { .end_ns = T0 + 4000 * MS, .npids = 1, .pids = { PID },
+				    .every_callback = true,
+				    .lost_callbacks = lost };
+
+	ck_assert_int_eq(ls_record_put_end(w, &en), 0);
+	ck_assert_int_eq(ls_record_close(w), 0);
+}
+
+START_TEST(test_callback_stream)
+{
+	static struct ls_callback_event a[2 * NCBS], b[NCBS], back[2][2 * NCBS];
+	struct ls_record_header h;
+	struct ls_cb_entry table[3];
+	struct ls_replay *r;
+	struct ls_replay_item it;
+	struct ls_test_out o;
+	size_t na, n[2] = { 0, 0 }, nkeys = 0, nwin;
+	uint64_t gaps = 9, taken;
+	char path[128];
+	int err;
+
+	cbs_of(a, &na, b);
+	memset(table, 0, sizeof(table));
+	for (int i = 0; i < 3; i++)
+		table[i].key = cb_key(i);
+	for (size_t i = 0; i < na; i++)
+		ls_hist_record(&table[(a[i].key.code - 0x1000) / 0x100].stats.duration, a[i].duration_ns);
+	for (size_t i = 0; i < NCBS; i++)
+		ls_hist_record(&table[0].stats.duration, b[i].duration_ns);
+	ls_test_tmp(path, sizeof(path), "cbrec");
+	write_cb_recording(path, a, na, b, table, 0);
+
+	/* Read back, field for field, keys resolved; each key named once. */
+	struct ls_cbwin *all = ls_cbwin_new(0, UINT64_MAX);
+
+	ck_assert_int_eq(ls_replay_open(path, &r, &h), 0);
+	ck_assert_uint_eq(h.version_minor, 4);
+	while ((err = ls_replay_next(r, &it)) > 0) {
+		if (it.type == LS_REC_CB_KEY) {
+			ck_assert_uint_eq(it.cb_index, nkeys);
+			ck_assert_str_eq(it.cb_name->qualname, cb_name_of(it.cb_key, NULL)->qualname);
+			nkeys++;
+		} else if (it.type == LS_REC_CB_RUNS) {
+			int k = it.tid == PID ? 0 : 1;
+
+			memcpy(&back[k][n[k]], it.cbruns, it.ncbruns * sizeof(*it.cbruns));
+			n[k] += it.ncbruns;
+			ck_assert_int_eq(ls_cbwin_add(all, it.cbruns, it.ncbruns), 0);
+		} else if (it.type == LS_REC_CALLBACKS) {
+			ck_assert_uint_eq(it.cb_read_from_ns, T0 + 3999 * MS);
+			ck_assert_uint_eq(it.cb_read_to_ns, T0 + 4000 * MS);
+		} else if (it.type == LS_REC_END) {
+			ck_assert(it.end.every_callback && it.end.lost_callbacks == 0);
+		}
+	}
+	ck_assert_int_eq(err, 0);
+	ls_replay_close(r);
+	ck_assert_uint_eq(nkeys, 3);
+	ck_assert_uint_eq(n[0], na);
+	ck_assert_uint_eq(n[1], NCBS);
+	ck_assert_int_eq(memcmp(back[0], a, na * sizeof(*a)), 0);
+	ck_assert_int_eq(memcmp(back[1], b, sizeof(b)), 0);
+
+	/* The stream whole is the table, slot for slot. */
+	const struct ls_cb_entry *v = ls_cbwin_table(all, &nwin, &taken, &gaps);
+
+	ck_assert_uint_eq(nwin, 3);
+	ck_assert_uint_eq(taken, na + NCBS);
+	ck_assert_uint_eq(gaps, 0);
+	for (size_t i = 0; i < nwin; i++) {
+		const struct ls_cb_entry *t = &table[(v[i].key.code - 0x1000) / 0x100];
+
+		ck_assert_int_eq(memcmp(&v[i].key, &t->key, sizeof(t->key)), 0);
+		ck_assert_int_eq(memcmp(&v[i].stats, &t->stats, sizeof(t->stats)), 0);
+	}
+	ls_cbwin_free(all);
+
+	/* A record missing (A's 51st): one callback missing, counted. */
+	all = ls_cbwin_new(0, UINT64_MAX);
+	ck_assert_int_eq(ls_cbwin_add(all, back[0], 50), 0);
+	ck_assert_int_eq(ls_cbwin_add(all, back[0] + 51, na - 51), 0);
+	ls_cbwin_table(all, &nwin, &taken, &gaps);
+	ck_assert_uint_eq(gaps, 1);
+	ck_assert_uint_eq(taken, na - 1);
+	ls_cbwin_free(all);
+
+	/* report --from/--to: the table of the callbacks ending in (500 ms,
+	 * 1500 ms]: A's callbacks k = 49..148 (start (k + 1) * 10 ms; the
+	 * 149th ends after 1500 ms... computed here), B's from the stream. */
+	uint64_t want[3] = { 0, 0, 0 };
+
+	for (size_t i = 0; i < na; i++) {
+		uint64_t end = a[i].start_ns + a[i].duration_ns;
+
+		want[(a[i].key.code - 0x1000) / 0x100] += end > T0 + 500 * MS && end <= T0 + 1500 * MS;
+	}
+	for (size_t i = 0; i < NCBS; i++) {
+		uint64_t end = b[i].start_ns + b[i].duration_ns;
+
+		want[0] += end > T0 + 500 * MS && end <= T0 + 1500 * MS;
+	}
+	char *argv[] = { LOOPSCOPE, "report", path, "--json", "--from=500ms", "--to=1500ms", NULL };
+
+	ck_assert_int_eq(ls_test_run_capture(&o, argv, 30000), 0);
+	for (int i = 0; i < 3; i++) {
+		char needle[600];
+
+		snprintf(needle, sizeof(needle), "\"qualname\":\"%.100s\"", cb_names[i].qualname);
+		char *at = strstr(o.stdout_text, needle);
+
+		ck_assert_msg(at, "no %s in %s", needle, o.stdout_text);
+		char *cnt = strstr(at, "\"count\":");
+
+		ck_assert_ptr_nonnull(cnt);
+		ck_assert_msg(strtoull(cnt + 8, NULL, 10) == want[i], "%s: %s, want %llu",
+			      cb_names[i].qualname, cnt, (unsigned long long)want[i]);
+	}
+	ck_assert_ptr_nonnull(strstr(o.stdout_text, "\"every_callback\":{\"callbacks_recorded\":"));
+	ls_test_out_free(&o);
+	unlink(path);
+
+	/* Records lost: one line says so, and --from/--to keep the table
+	 * whole (never a table of a partial stream). */
+	write_cb_recording(path, a, na, b, table, 3);
+	char *targv[] = { LOOPSCOPE, "report", path, "--from=500ms", "--to=1500ms", NULL };
+
+	ck_assert_int_eq(ls_test_run_capture(&o, targv, 30000), 0);
+	ck_assert_msg(strstr(o.stdout_text, "CALLBACK STREAM INCOMPLETE: 3 callbacks lost"), "%s",
+		      o.stdout_text);
+	char whole[64];
+
+	snprintf(whole, sizeof(whole), "%8llu ", (unsigned long long)table[0].stats.duration.count);
+	ck_assert_msg(strstr(o.stdout_text, whole), "no whole-table count %s in %s", whole,
+		      o.stdout_text);
 	ls_test_out_free(&o);
 	unlink(path);
 }
@@ -737,6 +972,7 @@ int main(void)
 	tcase_add_test(tc, test_reader_skips_unknown);
 	tcase_add_test(tc, test_sink_blocks_stand_alone);
 	tcase_add_test(tc, test_polls_stream);
+	tcase_add_test(tc, test_callback_stream);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

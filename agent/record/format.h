@@ -46,8 +46,26 @@
  * - t); the timeout code (0 none, 1 infinite, 2 + 2 ms, 3 + 2 ns). */
 #define REC_POLLS_FIXED 24
 
+/* CB_KEY (1.4): u32 index (0, 1, 2 ... as first met; an index may be
+ * defined again), then a callback key and its name (REC_CBKEY). */
+#define REC_CBKEY_REC (4 + REC_CBKEY)
+/* Key indexes a recording defines at most (the writer drops the callbacks
+ * of keys beyond and counts them lost; the reader refuses more). */
+#define REC_CBKEYS_MAX 65536
+
+/* CB_RUNS (1.4, agent/record/cbcodec.c): u32 tgid, tid, n, seq base, u64
+ * time base, then n callbacks (struct ls_callback_event), each four
+ * unsigned LEB128 varints: seq step (from the base for the first);
+ * zigzag(start - t), t the end (start + duration) of the callback before,
+ * or the base; the duration; the key index (CB_KEY). */
+#define REC_CBRUNS_FIXED 24
+
 struct ls_record_writer;
 struct ls_poll_event;
+struct ls_callback_event;
+struct ls_cb_key;
+struct ls_cb_name;
+struct rec_cbs;
 struct rec_polls;
 /* record.c: a record of type with len bytes of payload into the block. */
 int rec_put_raw(struct ls_record_writer *w, uint16_t type, const uint8_t *payload, size_t len);
@@ -64,6 +82,29 @@ int rec_polls_add(struct ls_record_writer *w, struct rec_polls **rpp,
 int rec_polls_flush(struct ls_record_writer *w, struct rec_polls *rp);
 uint64_t rec_polls_added(const struct rec_polls *rp);
 void rec_polls_free(struct rec_polls *rp);
+
+/* record.c: a CB_KEY record: index, key k and its name (NULL: none). */
+int rec_put_cbkey(struct ls_record_writer *w, uint32_t index, const struct ls_cb_key *k,
+		  const struct ls_cb_name *nm);
+/* cbstream.c: the writer's key table and per-thread batches (*rcp made at
+ * the first); callbacks whose key finds no index (REC_CBKEYS_MAX) are
+ * dropped and counted (rec_cbs_added's *dropped). */
+int rec_cbs_add(struct ls_record_writer *w, struct rec_cbs **rcp, const struct ls_callback_event *e,
+		size_t n, ls_record_cb_name_fn name, void *ctx);
+int rec_cbs_flush(struct ls_record_writer *w, struct rec_cbs *rc);
+uint64_t rec_cbs_added(const struct rec_cbs *rc, uint64_t *dropped);
+void rec_cbs_free(struct rec_cbs *rc);
+
+/* cbcodec.c: n callbacks e of one thread of tgid, idx[i] e[i]'s key index,
+ * encoded into out (room for REC_CBRUNS_FIXED + 40 n bytes): the payload's
+ * length. */
+size_t rec_cbruns_encode(uint8_t *out, uint32_t tgid, const struct ls_callback_event *e,
+			 const uint32_t *idx, size_t n);
+/* cbcodec.c: a CB_RUNS payload into *buf (grown, *cap entries), keys[0..
+ * nkeys) the keys defined so far: 0 and *n, or -EBADMSG (inconsistent
+ * with len, an index not defined), -ENOMEM. */
+int rec_cbruns_decode(const uint8_t *p, size_t len, const struct ls_cb_key *keys, size_t nkeys,
+		      struct ls_callback_event **buf, size_t *cap, size_t *n);
 
 static inline void rec_w16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
 static inline void rec_w32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }

@@ -36,6 +36,7 @@ struct ls_record_writer {
 	struct name_slot *names; /* open addressing, power-of-two size */
 	size_t nnames, names_cap;
 	struct rec_polls *polls; /* the per-poll stream's batches (polls.c) */
+	struct rec_cbs *cbs;     /* the per-callback stream's (cbstream.c) */
 };
 
 static int write_all(int fd, const void *p, size_t n)
@@ -175,6 +176,27 @@ int ls_record_put_polls(struct ls_record_writer *w, const struct ls_poll_event *
 uint64_t ls_record_polls(const struct ls_record_writer *w)
 {
 	return rec_polls_added(w->polls);
+}
+
+int ls_record_put_callback_runs(struct ls_record_writer *w, const struct ls_callback_event *e,
+				size_t n, ls_record_cb_name_fn name, void *ctx)
+{
+	if (w->err)
+		return w->err;
+	return rec_cbs_add(w, &w->cbs, e, n, name, ctx);
+}
+
+uint64_t ls_record_callback_runs(const struct ls_record_writer *w, uint64_t *dropped)
+{
+	return rec_cbs_added(w->cbs, dropped);
+}
+
+/* The streams' batches into records (before a snapshot, the end, close). */
+static int flush_streams(struct ls_record_writer *w)
+{
+	int err = rec_polls_flush(w, w->polls);
+
+	return err ? err : rec_cbs_flush(w, w->cbs);
 }
 
 static uint32_t hash_str(const char *s)
@@ -374,7 +396,7 @@ int ls_record_put_snapshot(struct ls_record_writer *w, uint64_t now_ns,
 {
 	size_t total = 8 + 4;
 	uint8_t *p;
-	int err = rec_polls_flush(w, w->polls);
+	int err = flush_streams(w);
 
 	if (err)
 		return err;
@@ -616,12 +638,29 @@ static uint8_t *cbkey_put(uint8_t *p, const struct ls_cb_key *k, const uint32_t 
 	return p + REC_CBKEY;
 }
 
+int rec_put_cbkey(struct ls_record_writer *w, uint32_t index, const struct ls_cb_key *k,
+		  const struct ls_cb_name *nm)
+{
+	uint32_t id[2];
+	uint8_t *p;
+	int err = cbname_ids(w, nm, id);
+
+	if (err)
+		return err;
+	p = begin(w, LS_REC_CB_KEY, REC_CBKEY_REC);
+	if (!p)
+		return fail(w);
+	rec_w32(p, index);
+	cbkey_put(p + 4, k, id, nm);
+	return 0;
+}
+
 int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
 			    const struct ls_cb_entry *v, const struct ls_cb_name *const *names,
-			    size_t n)
+			    size_t n, uint64_t read_from_ns, uint64_t read_to_ns)
 {
 	uint32_t (*ids)[2] = malloc((n + 1) * sizeof(*ids));
-	size_t total = 12;
+	size_t total = 12 + 16;
 	uint8_t *p;
 	int err = ids ? 0 : -ENOMEM;
 
@@ -648,6 +687,9 @@ int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
 		p = put_hist(p, &v[i].stats.duration);
 		rec_w32(start, (uint32_t)(p - start));
 	}
+	/* 1.4, after the entries (a 1.3 reader stops at n) */
+	rec_w64(p, read_from_ns);
+	rec_w64(p + 8, read_to_ns);
 	free(ids);
 	return 0;
 }
@@ -693,8 +735,9 @@ int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow
 int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 {
 	uint32_t n = e->npids > LS_RECORD_MAX_PIDS ? LS_RECORD_MAX_PIDS : e->npids;
-	int err = rec_polls_flush(w, w->polls);
-	uint8_t *p = err ? NULL : begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8 + 8 + 8 + 4);
+	int err = flush_streams(w);
+	uint8_t *p = err ? NULL : begin(w, LS_REC_END, 7 * 8 + 3 * 4 + n * 16 + 4 + 2 * 8 + 8 + 8 + 4 +
+						      8 + 4);
 
 	if (!p)
 		return fail(w);
@@ -720,6 +763,9 @@ int ls_record_put_end(struct ls_record_writer *w, const struct ls_record_end *e)
 	/* 1.3 */
 	rec_w64(p + 28, e->lost_polls);
 	rec_w32(p + 36, e->every_poll);
+	/* 1.4 */
+	rec_w64(p + 40, e->lost_callbacks);
+	rec_w32(p + 48, e->every_callback);
 	return 0;
 }
 
@@ -734,10 +780,11 @@ int ls_record_close(struct ls_record_writer *w)
 
 	if (!w)
 		return 0;
-	err = rec_polls_flush(w, w->polls);
+	err = flush_streams(w);
 	if (!err)
 		err = ls_record_flush(w);
 	rec_polls_free(w->polls);
+	rec_cbs_free(w->cbs);
 	if (w->fd >= 0 && close(w->fd) && !err)
 		err = -errno;
 	for (size_t i = 0; i < w->names_cap; i++)

@@ -47,6 +47,11 @@ struct ls_replay {
 	size_t cbs_cap;
 	struct ls_poll_event *polls; /* the last LS_REC_POLLS, decoded */
 	size_t polls_cap;
+	struct ls_cb_key *cbkeys;    /* CB_KEY records by index */
+	struct ls_cb_name cbkey_name; /* the last CB_KEY's name */
+	size_t ncbkeys, cbkeys_cap;
+	struct ls_callback_event *cbruns; /* the last CB_RUNS, decoded */
+	size_t cbruns_cap;
 };
 
 int ls_replay_exit_code(int err)
@@ -568,9 +573,44 @@ static int get_callbacks(struct ls_replay *r, const uint8_t *p, uint32_t len,
 			return -EBADMSG;
 		p += elen;
 	}
+	if (end - p >= 16) { /* 1.4 */
+		it->cb_read_from_ns = rec_r64(p);
+		it->cb_read_to_ns = rec_r64(p + 8);
+	}
 	it->callbacks = r->cbs;
 	it->callback_names = r->cb_names;
 	it->ncallbacks = n;
+	return 0;
+}
+
+/* CB_KEY: index (at most the next one), key and name. */
+static int get_cb_key(struct ls_replay *r, const uint8_t *p, uint32_t len,
+		      struct ls_replay_item *it)
+{
+	uint32_t idx;
+	struct ls_cb_key k;
+
+	if (len < REC_CBKEY_REC)
+		return -EBADMSG;
+	idx = rec_r32(p);
+	if (idx > r->ncbkeys || idx >= REC_CBKEYS_MAX || get_cbkey(r, p + 4, &k, &r->cbkey_name))
+		return -EBADMSG;
+	if (idx == r->ncbkeys) {
+		if (r->ncbkeys == r->cbkeys_cap) {
+			size_t cap = r->cbkeys_cap ? 2 * r->cbkeys_cap : 64;
+			struct ls_cb_key *g = realloc(r->cbkeys, cap * sizeof(*g));
+
+			if (!g)
+				return -ENOMEM;
+			r->cbkeys = g;
+			r->cbkeys_cap = cap;
+		}
+		r->ncbkeys++;
+	}
+	r->cbkeys[idx] = k;
+	it->cb_index = idx;
+	it->cb_key = &r->cbkeys[idx];
+	it->cb_name = &r->cbkey_name;
 	return 0;
 }
 
@@ -647,6 +687,10 @@ static int get_end(const uint8_t *p, uint32_t len, struct ls_replay_item *it)
 		if (len >= 68 + n * 16 + 40) { /* 1.3 */
 			e->lost_polls = rec_r64(p + 28);
 			e->every_poll = rec_r32(p + 36) != 0;
+		}
+		if (len >= 68 + n * 16 + 52) { /* 1.4 */
+			e->lost_callbacks = rec_r64(p + 40);
+			e->every_callback = rec_r32(p + 48) != 0;
 		}
 	} else {
 		e->stacks_enabled = e->stacks_on;
@@ -728,6 +772,18 @@ static int next(struct ls_replay *r, struct ls_replay_item *it)
 			it->tid = rec_r32(p + 4);
 			it->polls = r->polls;
 			return 1;
+		case LS_REC_CB_KEY:
+			err = get_cb_key(r, p, len, it);
+			return err ? err : 1;
+		case LS_REC_CB_RUNS:
+			err = rec_cbruns_decode(p, len, r->cbkeys, r->ncbkeys, &r->cbruns,
+						&r->cbruns_cap, &it->ncbruns);
+			if (err)
+				return err;
+			it->tgid = rec_r32(p);
+			it->tid = rec_r32(p + 4);
+			it->cbruns = r->cbruns;
+			return 1;
 		case LS_REC_END:
 			if (r->ended)
 				return -EBADMSG;
@@ -783,6 +839,8 @@ void ls_replay_close(struct ls_replay *r)
 	free(r->cbs);
 	free(r->cb_names);
 	free(r->polls);
+	free(r->cbkeys);
+	free(r->cbruns);
 	summary_free(&r->stacks);
 	free(r);
 }

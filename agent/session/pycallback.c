@@ -27,7 +27,11 @@ struct py_target {
 struct ls_pycb {
 	struct pycallback_bpf *skel;
 	struct ls_ringbuf *rb;
+	struct ls_ringbuf *cbs_rb;   /* the per-callback stream (on_cbs), else NULL */
 	ls_slow_callback_fn on_slow;
+	ls_callbacks_fn on_cbs;
+	struct ls_callback_event cbuf[256]; /* a batch for on_cbs */
+	size_t ncbuf;
 	void *ctx;
 	struct py_target targets[LS_MAX_PY_TARGETS];
 	int ntargets;
@@ -46,6 +50,27 @@ static bool on_ring_record(void *ctx, const void *data, size_t size)
 	return true;
 }
 
+/* The per-callback stream's batch to its callback. */
+static void cbs_flush(struct ls_pycb *p)
+{
+	if (p->ncbuf)
+		p->on_cbs(p->cbuf, p->ncbuf, p->ctx);
+	p->ncbuf = 0;
+}
+
+/* A record of the `callbacks` ring (ls_ringbuf_fn): batched. */
+static bool on_cb_record(void *ctx, const void *data, size_t size)
+{
+	struct ls_pycb *p = ctx;
+
+	if (size < sizeof(struct ls_callback_event))
+		return false;
+	memcpy(&p->cbuf[p->ncbuf++], data, sizeof(struct ls_callback_event));
+	if (p->ncbuf == sizeof(p->cbuf) / sizeof(p->cbuf[0]))
+		cbs_flush(p);
+	return true;
+}
+
 int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oopts, .btf_custom_path = opts ? opts->btf_path : NULL);
@@ -56,6 +81,7 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 	if (!p)
 		return -ENOMEM;
 	p->on_slow = opts ? opts->on_slow_callback : NULL;
+	p->on_cbs = opts ? opts->on_callbacks : NULL;
 	p->ctx = opts ? opts->ctx : NULL;
 	p->skel = pycallback_bpf__open_opts(&oopts);
 	if (!p->skel) {
@@ -64,6 +90,10 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 	}
 	p->skel->rodata->slow_threshold_ns =
 		opts && opts->slow_threshold_ns ? opts->slow_threshold_ns : LS_DEFAULT_THRESHOLD_NS;
+	if (p->on_cbs) {
+		p->skel->rodata->every_callback = 1;
+		bpf_map__set_max_entries(p->skel->maps.callbacks, LS_CB_RINGBUF_BYTES);
+	}
 	if (opts && opts->loop) {
 		int cb_fd, th_fd;
 
@@ -84,6 +114,12 @@ int ls_pycb_open(const struct ls_pycb_opts *opts, struct ls_pycb **out)
 			      LS_RINGBUF_CONSUME_NS, &p->rb);
 	if (err)
 		goto cleanup;
+	if (p->on_cbs) {
+		err = ls_ringbuf_open(bpf_map__fd(p->skel->maps.callbacks), on_cb_record, p,
+				      LS_RINGBUF_CONSUME_NS, &p->cbs_rb);
+		if (err)
+			goto cleanup;
+	}
 	*out = p;
 	return 0;
 cleanup:
@@ -224,7 +260,17 @@ int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid)
 
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms)
 {
-	return ls_ringbuf_poll(p->rb, timeout_ms);
+	int n = ls_ringbuf_poll(p->rb, timeout_ms);
+
+	if (p->cbs_rb) {
+		/* Its records never wake us (BPF_RB_NO_WAKEUP): read them
+		 * whenever the session wakes, without waiting. Not counted in
+		 * the result: a caller that loops while events come (to drain
+		 * the slow ones) would spin on a storm's steady stream. */
+		ls_ringbuf_consume(p->cbs_rb);
+		cbs_flush(p);
+	}
+	return n;
 }
 
 /* ls_map_conv_fn: a cb_stats entry as struct ls_cb_entry. */
@@ -267,6 +313,11 @@ uint64_t ls_pycb_lost_events(struct ls_pycb *p)
 	return p->skel->bss->lost_events;
 }
 
+uint64_t ls_pycb_lost_callbacks(struct ls_pycb *p)
+{
+	return __atomic_load_n(&p->skel->bss->lost_callbacks, __ATOMIC_RELAXED);
+}
+
 void ls_pycb_close(struct ls_pycb *p)
 {
 	if (!p)
@@ -287,6 +338,7 @@ void ls_pycb_close(struct ls_pycb *p)
 	}
 	ls_links_destroy(links, n);
 	ls_ringbuf_free(p->rb);
+	ls_ringbuf_free(p->cbs_rb);
 	pycallback_bpf__destroy(p->skel);
 	free(p);
 }

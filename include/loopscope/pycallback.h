@@ -17,6 +17,9 @@ struct ls_pycb;
 struct ls_loop;
 
 typedef void (*ls_slow_callback_fn)(const struct ls_slow_callback_event *e, void *ctx);
+/* The per-callback stream: n records (struct ls_callback_event), in the
+ * ring's order (each thread's in the order its callbacks ended). */
+typedef void (*ls_callbacks_fn)(const struct ls_callback_event *e, size_t n, void *ctx);
 
 struct ls_pycb_opts {
 	uint64_t slow_threshold_ns;          /* 0: 100 ms */
@@ -30,6 +33,14 @@ struct ls_pycb_opts {
 	 * counted, so either session may close first).
 	 * NULL: no split (LS_CB_SPLIT_NONE). */
 	struct ls_loop *loop;
+	/* The per-callback stream (`record --mode precise --every-callback`):
+	 * every callback counted (tid, the thread's callback count, start,
+	 * duration, key) handed to on_callbacks from ls_pycb_poll, in
+	 * batches. NULL: off, and the return programs are loaded without it
+	 * (a .rodata flag the verifier prunes: they cost what they cost
+	 * without the stream). Records the ring could not take:
+	 * ls_pycb_lost_callbacks. on_callbacks gets ctx. */
+	ls_callbacks_fn on_callbacks;
 };
 
 /* Load bpf/pycallback.bpf.c (nothing attached yet). 0 and *out, or a
@@ -77,8 +88,11 @@ void ls_pycb_remove_target(struct ls_pycb *p, pid_t pid);
  * whose processes come and go. 0 or -ENOMEM. Snapshots no longer list them. */
 int ls_pycb_forget_stats(struct ls_pycb *p, pid_t pid);
 
-/* Deliver slow-callback events, waiting up to timeout_ms. The number
- * delivered, or a negative errno (-EINTR on a signal). */
+/* Deliver slow-callback events, waiting up to timeout_ms, then (with
+ * on_callbacks) the per-callback records the ring holds, without waiting
+ * (they never wake the reader). The number of slow-callback events
+ * delivered (the stream's records are not counted), or a negative errno
+ * (-EINTR on a signal). */
 int ls_pycb_poll(struct ls_pycb *p, int timeout_ms);
 
 struct ls_cb_entry {
@@ -102,6 +116,10 @@ int ls_pycb_walk(struct ls_pycb *p, ls_pycb_walk_fn fn, void *ctx);
 
 /* Slow-callback events lost to a full ring buffer. */
 uint64_t ls_pycb_lost_events(struct ls_pycb *p);
+/* Per-callback records (on_callbacks) the `callbacks` ring could not
+ * take: the stream misses that many callbacks (their thread's seq jumps).
+ * 0 without on_callbacks. */
+uint64_t ls_pycb_lost_callbacks(struct ls_pycb *p);
 
 /* Detach everything, free everything. NULL is fine. */
 void ls_pycb_close(struct ls_pycb *p);

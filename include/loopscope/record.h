@@ -26,12 +26,15 @@ struct ls_slow_callback_event;
 struct ls_cb_entry;
 struct ls_cb_name;
 struct ls_poll_event;
+struct ls_callback_event;
+struct ls_cb_key;
 
 #define LS_RECORD_MAGIC "LOOPSREC"   /* 8 bytes, no NUL */
 #define LS_RECORD_VERSION_MAJOR 1    /* a reader refuses a larger one */
-#define LS_RECORD_VERSION_MINOR 3    /* fields appended: readers skip them
+#define LS_RECORD_VERSION_MINOR 4    /* fields appended: readers skip them
 				      * (1: precise mode's records, END's flags;
-				      * 3: the per-poll stream) */
+				      * 3: the per-poll stream; 4: the
+				      * per-callback stream) */
 #define LS_RECORD_MAX_PIDS 64
 /* A block's records before compression, at most (the reader refuses more). */
 #define LS_RECORD_BLOCK_MAX (4u << 20)
@@ -48,6 +51,8 @@ enum ls_record_type {
 	LS_REC_CALLBACKS = 8,      /* precise mode: every callback's histogram, named */
 	LS_REC_SLOW_CALLBACK = 9,  /* precise mode: a slow callback, named, its stacks */
 	LS_REC_POLLS = 10,         /* 1.3, --every-poll: polls of one thread, delta-encoded */
+	LS_REC_CB_KEY = 11,        /* 1.4, --every-callback: a key index, the key, its name */
+	LS_REC_CB_RUNS = 12,       /* 1.4, --every-callback: callbacks of one thread, delta-encoded */
 };
 
 /* Exit codes of `loopscope report` for a bad file (beside enum ls_exit):
@@ -144,6 +149,10 @@ struct ls_record_end {
 	uint64_t lost_polls;      /* 1.3: per-poll records the ring dropped
 				   * (ls_loop_lost_polls) */
 	bool every_poll;          /* 1.3: the per-poll stream was on */
+	uint64_t lost_callbacks;  /* 1.4: per-callback records lost (the ring's,
+				   * ls_pycb_lost_callbacks, and the writer's
+				   * beyond its key table) */
+	bool every_callback;      /* 1.4: the per-callback stream was on */
 	uint32_t npids;
 	uint32_t pids[LS_RECORD_MAX_PIDS];
 	bool exited[LS_RECORD_MAX_PIDS];
@@ -159,15 +168,31 @@ int ls_record_put_polls(struct ls_record_writer *w, const struct ls_poll_event *
 /* Polls put so far. */
 uint64_t ls_record_polls(const struct ls_record_writer *w);
 
+/* The per-callback stream (`--every-callback`): n callbacks e (any
+ * threads, each thread's in its order), kept per thread and written as
+ * CB_RUNS records (delta-encoded, docs/RECORD.md) before the next snapshot
+ * or end record, or when a thread has 4096 waiting; each key's CB_KEY
+ * record (named by name(key, ctx); name NULL or its result NULL: no name)
+ * is written when first met. Keys beyond 65,536: their callbacks are
+ * dropped and counted (ls_record_callback_runs). 0 or -errno as the
+ * others. */
+typedef const struct ls_cb_name *(*ls_record_cb_name_fn)(const struct ls_cb_key *k, void *ctx);
+int ls_record_put_callback_runs(struct ls_record_writer *w, const struct ls_callback_event *e,
+				size_t n, ls_record_cb_name_fn name, void *ctx);
+/* Callbacks put so far, *dropped (may be NULL) those dropped. */
+uint64_t ls_record_callback_runs(const struct ls_record_writer *w, uint64_t *dropped);
+
 /* Precise mode. A target: pid, CPython major.minor, how context_run was
  * found (enum ls_py_route). */
 int ls_record_put_precise_target(struct ls_record_writer *w, uint32_t pid, int major, int minor,
 				 uint32_t route);
 /* Every callback's duration histogram at now_ns: n entries v, names[i]
- * the name of v[i].key. */
+ * the name of v[i].key; read_from_ns..read_to_ns (1.4; 0 0: unknown) the
+ * time the kernel's table was read in (a callback that ended before
+ * read_from_ns is in it, one that ended after read_to_ns is not). */
 int ls_record_put_callbacks(struct ls_record_writer *w, uint64_t now_ns,
 			    const struct ls_cb_entry *v, const struct ls_cb_name *const *names,
-			    size_t n);
+			    size_t n, uint64_t read_from_ns, uint64_t read_to_ns);
 /* A slow callback e: its key's name, the name its stack gave it (a
  * Task's step; qualname "" none), its stacks (NULL: none). */
 int ls_record_put_slow_callback(struct ls_record_writer *w, const struct ls_slow_callback_event *e,
@@ -210,7 +235,9 @@ struct ls_replay_item {
 	/* LS_REC_PRECISE_TARGET: tgid, and */
 	int major, minor;
 	uint32_t route;
-	/* LS_REC_CALLBACKS: now_ns, and entries with their names (reader's) */
+	/* LS_REC_CALLBACKS: now_ns, and entries with their names (reader's),
+	 * the time the table was read in (1.4; 0 0 unknown) */
+	uint64_t cb_read_from_ns, cb_read_to_ns;
 	const struct ls_cb_entry *callbacks;
 	const struct ls_cb_name *callback_names;
 	size_t ncallbacks;
@@ -220,6 +247,12 @@ struct ls_replay_item {
 	/* LS_REC_POLLS: tgid, tid, and the polls decoded */
 	const struct ls_poll_event *polls;
 	size_t npolls;
+	/* LS_REC_CB_KEY: the index, the key and its name (cb_name) */
+	uint32_t cb_index;
+	const struct ls_cb_key *cb_key;
+	/* LS_REC_CB_RUNS: tgid, tid, and the callbacks decoded (keys resolved) */
+	const struct ls_callback_event *cbruns;
+	size_t ncbruns;
 };
 
 /* Open recording path and read its header into *h: 0 and *out, or
@@ -281,5 +314,22 @@ int ls_polls_view(const struct ls_polls *ps, uint32_t tid, struct ls_thread_view
 /* Records taken (at or before the cut) and polls missing between them. */
 uint64_t ls_polls_records(const struct ls_polls *ps, uint64_t *gaps);
 void ls_polls_free(struct ls_polls *ps);
+
+/* ---- the per-callback table of a window (agent/record/cbstream.c) ---- */
+
+/* Each callback key's duration histogram over the callbacks of the stream
+ * whose end (start + duration) is in (from_ns, to_ns], as the kernel's
+ * table counts them (ls_hist_record of each duration). */
+struct ls_cbwin;
+/* NULL when out of memory. */
+struct ls_cbwin *ls_cbwin_new(uint64_t from_ns, uint64_t to_ns);
+/* Add n callbacks (an LS_REC_CB_RUNS item's). 0 or -ENOMEM. */
+int ls_cbwin_add(struct ls_cbwin *cw, const struct ls_callback_event *e, size_t n);
+/* The table: *n entries (valid until the next add or free); *taken
+ * callbacks in the window, *gaps callbacks missing between the records of
+ * a thread (its seq jumps; anywhere in the stream); either may be NULL. */
+const struct ls_cb_entry *ls_cbwin_table(const struct ls_cbwin *cw, size_t *n, uint64_t *taken,
+					 uint64_t *gaps);
+void ls_cbwin_free(struct ls_cbwin *cw);
 
 #endif /* LOOPSCOPE_RECORD_H */

@@ -78,6 +78,18 @@ static void touch_item(const struct ls_replay_item *it)
 			sink += it->polls[i].enter_ns + it->polls[i].prev_exit_ns;
 		}
 		break;
+	case LS_REC_CB_KEY:
+		sink += strlen(it->cb_name->qualname) + strlen(it->cb_name->filename) +
+			it->cb_key->code + it->cb_index;
+		break;
+	case LS_REC_CB_RUNS:
+		/* as long as it says, each callback of the record's thread */
+		for (size_t i = 0; i < it->ncbruns; i++) {
+			FUZZ_CHECK(it->cbruns[i].tid == it->tid);
+			sink += it->cbruns[i].start_ns + it->cbruns[i].duration_ns +
+				it->cbruns[i].key.code;
+		}
+		break;
 	default:
 		FUZZ_CHECK(0); /* unknown types are skipped, never handed out */
 	}

@@ -117,6 +117,9 @@ struct ls_cb_thread {
 	__u32 depth; /* frames open, of both sorts (some beyond the array) */
 	__u32 runs;  /* of which context_run frames */
 	struct ls_cb_frame frames[LS_CB_MAX_DEPTH];
+	__u32 seq;   /* callbacks counted on the thread (every_callback only:
+		      * struct ls_callback_event.seq), low 32 bits */
+	__u32 pad;
 };
 
 /* ls_slow_callback_event.split */
@@ -144,6 +147,33 @@ struct ls_slow_callback_event {
 	__u64 top_block_ns;
 	__s32 top_syscall; /* x86-64 number, -1 none */
 	__u32 split;       /* enum ls_cb_split */
+};
+
+/* The per-callback stream's ring buffer (`callbacks`, only with
+ * every_callback), bytes: 8 MiB hold ~150,000 records (struct
+ * ls_callback_event and the ring's 8-byte header), ~1.3 s of the callback
+ * storm (bench/apps/storm.py); user space drains it at each of its
+ * wake-ups (at least every 100 ms). Without every_callback the map is one
+ * page. */
+#define LS_CB_RINGBUF_BYTES (8 * 1024 * 1024)
+
+/*
+ * The per-callback stream (opt-in: bpf/pycallback.bpf.c every_callback,
+ * `record --mode precise --every-callback`): one record per callback
+ * counted (every value the per-callback histograms receive), sent when it
+ * ends into the `callbacks` ring buffer without waking the reader (user
+ * space drains it when it wakes). seq is the thread's count of callbacks
+ * with this one (ls_cb_thread.seq): consecutive records of a thread differ
+ * by 1, a larger step is records lost (the ring was full; counted in
+ * lost_callbacks). A thread's records come in the order its callbacks
+ * ended (a nested callback before the one around it).
+ */
+struct ls_callback_event {
+	__u32 tid;
+	__u32 seq;          /* low 32 bits of ls_cb_thread.seq */
+	__u64 start_ns;     /* CLOCK_MONOTONIC */
+	__u64 duration_ns;  /* the value its histogram got */
+	struct ls_cb_key key;
 };
 
 #endif /* LOOPSCOPE_PYCALLBACK_EVENTS_H */
