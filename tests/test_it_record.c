@@ -672,7 +672,7 @@ START_TEST(test_python_culprits)
 	const char *py = py_list.path[_i];
 	char applog[128], appout[128], wait_file[128], line[64], spid[32];
 	char *app_argv[] = { (char *)py, APP, "--log", applog, "--rounds", "2", "--wait-file",
-			     wait_file, NULL };
+			     wait_file, "--linger", "60", NULL };
 	struct pair p;
 	json_object *ra, *rb;
 	int status, matched = 0, blocking = 0, named = 0;
@@ -690,7 +690,8 @@ START_TEST(test_python_culprits)
 	 * however slowly a loaded machine runs them. (A fixed 4 s window over
 	 * 4 rounds held only 3 culprits on 3.13 at load 20.) culprits.py
 	 * writes its measurements when its rounds are done (no write inside a
-	 * busy period), the "window" line last. */
+	 * busy period), the "window" line last, and lingers (--linger: the
+	 * sessions end before it does, not by its exit). */
 	pair_start(&p, spid, "60s", "100ms");
 	FILE *wf = fopen(wait_file, "w");
 	ck_assert_ptr_nonnull(wf);
