@@ -160,8 +160,9 @@ static uint64_t ju64(json_object *o, const char *key)
 }
 
 /* The daemon's log line "pid N (...): flight recorder: wrote PATH" for
- * pid: PATH into path. */
-static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int timeout_ms)
+ * pid, the first after `skip` others: PATH into path. */
+static bool wrote_nth_for(struct fx *f, const char *pid, int skip, char *path, size_t len,
+			  int timeout_ms)
 {
 	char needle[64], *p;
 
@@ -169,9 +170,11 @@ static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int
 	for (int waited = 0; waited <= timeout_ms; waited += 200) {
 		char *text = ls_test_slurp(f->d.err), *l;
 
+		int n = 0;
+
 		for (l = text ? strtok(text, "\n") : NULL; l; l = strtok(NULL, "\n")) {
 			if (strstr(l, needle) == strstr(l, "pid ") && strstr(l, needle) &&
-			    (p = strstr(l, "flight recorder: wrote "))) {
+			    (p = strstr(l, "flight recorder: wrote ")) && n++ == skip) {
 				p += strlen("flight recorder: wrote ");
 				ck_assert_uint_lt(strlen(p), len);
 				memcpy(path, p, strlen(p) + 1);
@@ -183,6 +186,11 @@ static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int
 		usleep(200000);
 	}
 	return false;
+}
+
+static bool wrote_for(struct fx *f, const char *pid, char *path, size_t len, int timeout_ms)
+{
+	return wrote_nth_for(f, pid, 0, path, len, timeout_ms);
 }
 
 /* The block "block T0 T1 TAIL HEAD" app i logged (0 when it has not). */
@@ -306,13 +314,16 @@ START_TEST(test_slow_event_writes_a_dump_with_its_stack)
 		char path[512], line[128];
 		unsigned long long t0, t1, tail, head;
 		json_object *r, *slow, *e, *st;
-		int found = 0;
+		int found = 0, ndump = 0;
 
 		ck_assert_msg(ls_test_wait_line(f.log[i], "block ", 30000, line, sizeof(line)) == 0,
 			      "%s: the app did not block", py.name[i]);
 		ck_assert_int_eq(sscanf(line, "block %llu %llu %llu %llu", &t0, &t1, &tail, &head), 4);
-		ck_assert_msg(wrote_for(&f, f.spid[i], path, sizeof(path), 20000),
-			      "%s: no dump for pid %s", py.name[i], f.spid[i]);
+		/* The block's dump: a stretched period before it may have
+		 * written an earlier one (no block in it, 3.8 at load 21). */
+	next_dump:
+		ck_assert_msg(wrote_nth_for(&f, f.spid[i], ndump, path, sizeof(path), 20000),
+			      "%s: no dump %d for pid %s", py.name[i], ndump, f.spid[i]);
 		r = report(path);
 		ck_assert(json_object_object_get_ex(r, "slow_busy", &slow));
 		for (size_t k = 0; k < json_object_array_length(slow); k++) {
@@ -349,6 +360,11 @@ START_TEST(test_slow_event_writes_a_dump_with_its_stack)
 			ck_assert_msg(strstr(json_object_to_json_string(st), "flight_culprit"),
 				      "%s: the dump's stacks lack flight_culprit: %s", py.name[i],
 				      json_object_to_json_string(st));
+		}
+		if (found == 0 && ndump < 5) {
+			json_object_put(r);
+			ndump++;
+			goto next_dump;
 		}
 		ck_assert_msg(found == 1, "%s: %d slow periods of ~300 ms in the dump", py.name[i], found);
 		json_object_put(r);
