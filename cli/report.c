@@ -381,8 +381,13 @@ int cli_report(int argc, char **argv)
 
 			if (tl)
 				cli_timeline_slow(tl, it.slow, it.thread, &it.stacks);
+			/* Only what surely ends before the window: it starts at
+			 * the last snapshot at or before --from (before_ns so far
+			 * or later), which a loaded recorder takes late, well
+			 * before --from (a period ending between the two was
+			 * dropped here, yet inside the reported window). */
 			if (it.slow->duration_ns <= a.threshold_ns || end > win_to ||
-			    (o.has_from && end <= win_from))
+			    (o.has_from && before && end <= before_ns))
 				break;
 			if (a.nslow >= MAX_SLOW_KEPT) {
 				a.slow_dropped++;
@@ -403,7 +408,7 @@ int cli_report(int argc, char **argv)
 			/* fall through */
 		case LS_REC_PRECISE_TARGET:
 		case LS_REC_CALLBACKS:
-			if (replay_precise(&a, r, &it, win_from, win_to, o.has_from))
+			if (replay_precise(&a, r, &it, before_ns, win_to, o.has_from && before))
 				goto oom;
 			break;
 		case LS_REC_END:

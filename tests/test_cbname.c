@@ -84,6 +84,35 @@ START_TEST(test_task_step_is_named_by_its_coroutine)
 }
 END_TEST
 
+/* A stack taken inside __step_run_and_handle_result before it sends to
+ * the coroutine names none: another stack must (two stacks, the first
+ * without the coroutine, as a preempted step's may be). */
+START_TEST(test_task_step_not_named_by_tasks_py_itself)
+{
+	static const char inside[] =
+		"Task.__step_run_and_handle_result@/usr/lib/python3.13/asyncio/tasks.py:290|"
+		"Task.__step@/usr/lib/python3.13/asyncio/tasks.py:260|"
+		"Handle._run@/usr/lib/python3.13/asyncio/events.py:80";
+	static const char sent[] =
+		"handler@/app/app.py:42|"
+		"Task.__step_run_and_handle_result@/usr/lib/python3.13/asyncio/tasks.py:290|"
+		"Task.__step@/usr/lib/python3.13/asyncio/tasks.py:260";
+	struct stack a, b;
+	struct ls_stack_agg both[2];
+	struct ls_stack_summary sum = { .stacks = both, .n = 2 };
+
+	ck_assert(!task_step_of(inside));
+	ck_assert_str_eq(named.qualname, "");
+	make(&a, inside, false);
+	make(&b, sent, false);
+	both[0] = a.agg;
+	both[1] = b.agg;
+	memset(&named, 0, sizeof(named));
+	ck_assert(ls_cbname_task_step(&py_step, &sum, &named));
+	ck_assert_str_eq(named.qualname, "handler");
+}
+END_TEST
+
 START_TEST(test_task_step_before_311_has_names_only)
 {
 	static const char frames[] = "handler@/app/app.py:42|__step@/usr/lib/python3.10/asyncio/tasks.py:232";
@@ -219,6 +248,7 @@ int main(void)
 	TCase *tc = tcase_create("cbname");
 
 	tcase_add_test(tc, test_task_step_is_named_by_its_coroutine);
+	tcase_add_test(tc, test_task_step_not_named_by_tasks_py_itself);
 	tcase_add_test(tc, test_task_step_before_311_has_names_only);
 	tcase_add_test(tc, test_task_step_needs_a_step_and_its_frame);
 	tcase_add_test(tc, test_driver_frames);

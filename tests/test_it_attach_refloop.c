@@ -278,23 +278,39 @@ static void check_slow(struct run *r, uint64_t threshold_ns, size_t min_expected
  * the quantile (the demo's 10 ms blocks and little between), that alone
  * moves p90 across the gap (9.2 vs 10.2 ms, seen once in ~20 runs). So
  * ours must lie within the truth's quantiles one point either side (half
- * a point for p99), each widened by max(5%, 100 us). */
+ * a point for p99), each widened by max(5%, 100 us).
+ *
+ * Starvation skews ours one way only: a thread kept from the CPU between
+ * the poll's return in the kernel (where our busy period starts) and its
+ * user-space stamp (the truth's), or between its stamp and the next poll
+ * entry, makes our period longer than the truth's by that wait e_i (and
+ * the truth's poll time longer by as much). Then for every d, ours covers
+ * poll - E + sum min(B_i + e_i, d) >= the truth's coverage - E, E = sum
+ * e_i: our quantile q is at most the truth's at q + 100 E / window. E is
+ * at most what the loop thread waited for a CPU during the attach
+ * (schedstat, r->runnable_ns; ~0 on a quiet machine): the upper side's
+ * slack widens by that share of the window. Seen at load 28: p90 measured
+ * 26.7 ms, truth 22.8 (21.0 to 24.7) with 2.1 s of the 3 s window waited. */
 static void check_delay(struct run *r)
 {
 	json_object *d = ls_test_jget(r->thread, "delay");
 	static const double qs[] = { 90, 99 }, slack[] = { 1.0, 0.5 };
 	static const char *keys[] = { "p90_ns", "p99_ns" };
+	double starved = r->last > r->first ? 100.0 * (double)r->runnable_ns /
+						   (double)(r->last - r->first) : 0;
 
 	ck_assert_ptr_nonnull(d);
 	for (int i = 0; i < 2; i++) {
+		double qhi = qs[i] + slack[i] + starved;
 		uint64_t truth = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i]);
 		uint64_t lo = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i] - slack[i]);
-		uint64_t hi = ls_truth_delay_percentile(&r->t, r->first, r->last, qs[i] + slack[i]);
+		uint64_t hi = ls_truth_delay_percentile(&r->t, r->first, r->last, qhi > 100 ? 100 : qhi);
 		uint64_t ours = ls_test_ju64(d, keys[i]);
 
-		fprintf(stderr, "%s: delay %s truth %llu (%llu to %llu), measured %llu\n",
+		fprintf(stderr, "%s: delay %s truth %llu (%llu to %llu: p%.1f, the loop thread waited "
+			"%.1f %% of the window for a CPU), measured %llu\n",
 			r->t.poll_kind, keys[i], (unsigned long long)truth, (unsigned long long)lo,
-			(unsigned long long)hi, (unsigned long long)ours);
+			(unsigned long long)hi, qhi > 100 ? 100 : qhi, starved, (unsigned long long)ours);
 		ck_assert_msg(ours + max_u64(lo / 20, 100000) >= lo &&
 			      ours <= hi + max_u64(hi / 20, 100000),
 			      "delay %s measured %llu, truth %llu (%llu to %llu)", keys[i],

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -731,6 +732,58 @@ static uint64_t iterations_of(const char *sock, pid_t pid)
 	return n;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Poll the daemon's stats every 100 ms until pid's iterations_total is
+ * above `above`; every sample is at least `floor` and at least the one
+ * before (a reload keeps the histograms: a counter reset would show as a
+ * drop on the way up). Fails the test when base_ms, plus what the app and
+ * the daemon waited for a CPU meanwhile (schedstat run_delay of every
+ * thread of each, ls_test_runq), pass first: base_ms is what a quiet
+ * machine needs (the app ticks every 10 ms, ~90 iterations a second; the
+ * daemon publishes once a 1 s window); a starved app makes fewer
+ * iterations and a starved daemon attaches and publishes later, by what
+ * they waited. Returns the last sample.
+ */
+static uint64_t wait_iterations_above(struct fx *f, pid_t pid, uint64_t floor, uint64_t above,
+				      int base_ms, const char *what)
+{
+	struct ls_test_runq qa, qd;
+	int64_t t0 = now_ms(), waited_ms = 0;
+	uint64_t n = 0, prev = floor;
+
+	ls_test_runq_start(&qa, pid);
+	ls_test_runq_start(&qd, f->d.pid);
+	for (;;) {
+		n = iterations_of(f->d.sock, pid);
+		ck_assert_msg(n >= prev, "%s: iterations of pid %d went from %llu to %llu", what, pid,
+			      (unsigned long long)prev, (unsigned long long)n);
+		prev = n;
+		if (n > above)
+			break;
+		ls_test_runq_sample(&qa);
+		ls_test_runq_sample(&qd);
+		waited_ms = (int64_t)((ls_test_runq_waited_ns(&qa) + ls_test_runq_waited_ns(&qd)) / 1000000);
+		ck_assert_msg(now_ms() - t0 <= base_ms + waited_ms,
+			      "%s: %llu iterations of pid %d after %lld ms, want more than %llu within "
+			      "%d ms + %lld ms the app and the daemon waited for a CPU", what,
+			      (unsigned long long)n, pid, (long long)(now_ms() - t0), (unsigned long long)above,
+			      base_ms, (long long)waited_ms);
+		usleep(100000);
+	}
+	fprintf(stderr, "it_daemon: %s: %llu iterations of pid %d after %lld ms (bound %d ms + %lld ms "
+		"waited for a CPU)\n", what, (unsigned long long)n, pid, (long long)(now_ms() - t0), base_ms,
+		(long long)waited_ms);
+	return n;
+}
+
 START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 {
 	struct fx f;
@@ -746,9 +799,7 @@ START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 	ls_test_daemon_start_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\nrules = (\n"
 				  "  { service = \"one\"; cmdline = \"*%s/first*\"; mode = \"precise\"; }\n);\n",
 				  f.d.sock, f.d.dir);
-	sleep(2);
-	before = iterations_of(f.d.sock, a);
-	ck_assert_uint_gt(before, 50);
+	before = wait_iterations_above(&f, a, 0, 50, 2000, "first rule");
 	ck_assert_uint_eq(iterations_of(f.d.sock, b), 0);
 	/* A second rule, a new threshold; the first target keeps counting. */
 	ls_test_daemon_write_conf(&f.d, "socket = \"%s\";\nlisten = \"\";\nthreshold = \"50ms\";\nrules = (\n"
@@ -757,19 +808,16 @@ START_TEST(test_sighup_reloads_keeping_histograms_sigterm_detaches)
 				  f.d.sock, f.d.dir, f.d.dir);
 	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "reloaded: 2 rules, 2 targets", 10000));
-	sleep(2);
-	later = iterations_of(f.d.sock, a);
+	later = wait_iterations_above(&f, a, before, before + 50, 2000, "after SIGHUP"); /* not reset */
 	fprintf(stderr, "it_daemon: iterations of pid %d: %llu before SIGHUP, %llu after\n", a,
 		(unsigned long long)before, (unsigned long long)later);
-	ck_assert_uint_gt(later, before + 50); /* not reset */
-	ck_assert_uint_gt(iterations_of(f.d.sock, b), 0);
+	wait_iterations_above(&f, b, 0, 0, 2000, "second rule");
 	/* A broken config: the old one stays, the daemon lives on. */
 	ls_test_daemon_write_conf(&f.d, "rules = ( { service = \"x\"; mode = \"fast\"; cmdline = \"y\"; } );\n");
 	kill(f.d.pid, SIGHUP);
 	ck_assert(log_has(&f, "loopscoped.conf:1: rule 1: unknown mode 'fast'", 10000));
 	ck_assert(log_has(&f, "reload failed; the old configuration stays", 10000));
-	usleep(1500000); /* a window later */
-	ck_assert_uint_gt(iterations_of(f.d.sock, a), later);
+	wait_iterations_above(&f, a, later, later, 1500, "after the failed reload"); /* a window later */
 
 	/* SIGTERM: everything detached, exit 0, socket removed, nothing left. */
 	links = ls_test_bpf_links_of(f.d.pid);

@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,9 @@ static int targets_listed(const char *sock)
  * attach), UINT64_MAX when it is not listed, NO_EXEC when it was not found
  * by its exec event (exec_ns 0: a /proc scan) or the times make no sense. */
 #define NO_EXEC (UINT64_MAX - 1)
-static uint64_t attach_latency(json_object *list, pid_t pid)
+static uint64_t attached_at[NCHURN]; /* attached_ns of each app of the churn, 0: not seen */
+
+static uint64_t attach_latency(json_object *list, pid_t pid, uint64_t *attached)
 {
 	json_object *t, *e, *v;
 
@@ -69,12 +72,87 @@ static uint64_t attach_latency(json_object *list, pid_t pid)
 
 			json_object_object_get_ex(e, "attached_ns", &v);
 			at = json_object_get_uint64(v);
+			*attached = at;
 			json_object_object_get_ex(e, "exec_ns", &v);
 			ex = json_object_get_uint64(v);
 			return ex && at > ex ? at - ex : NO_EXEC;
 		}
 	}
 	return UINT64_MAX;
+}
+
+/* The daemon's slow events read as they come ({"cmd":"slow","after":seq}):
+ * it keeps only the last LS_MON_SLOW_KEPT (256), and the warm-up, 50 apps
+ * with two 120 ms blocks each (a busy period and a callback event per
+ * block in precise mode) and what a loaded machine stretches past the
+ * threshold fill that: read once at the end, the first wave's events were
+ * gone (2 of 50 apps "not measured" at load 28, 256 events kept). Reading
+ * every 50 ms and asserting that no sequence number is skipped keeps the
+ * check whole: every event the daemon made is seen. */
+struct slow_follow {
+	uint64_t after;
+	size_t nread;
+	bool started; /* the first read (the warm-up's) starts anywhere */
+	bool found[NCHURN], named[NCHURN];
+};
+
+static void follow_slow(const char *sock, struct slow_follow *fw, const pid_t *apps, int napps)
+{
+	char req[96];
+	json_object *r, *ev;
+
+	snprintf(req, sizeof(req), "{\"cmd\":\"slow\",\"after\":%llu}", (unsigned long long)fw->after);
+	r = ctl(sock, req);
+	ck_assert(json_object_object_get_ex(r, "events", &ev));
+	for (size_t j = 0; j < json_object_array_length(ev); j++) {
+		json_object *e = json_object_array_get_idx(ev, j), *v;
+		uint64_t seq;
+		int pid;
+
+		ck_assert(json_object_object_get_ex(e, "seq", &v));
+		seq = json_object_get_uint64(v);
+		ck_assert_msg(seq == fw->after + 1 || !fw->started, "slow event %llu read after %llu: the daemon dropped "
+			      "events before they were read", (unsigned long long)seq,
+			      (unsigned long long)fw->after);
+		fw->after = seq;
+		fw->started = true;
+		fw->nread++;
+		pid = json_object_object_get_ex(e, "pid", &v) ? json_object_get_int(v) : 0;
+		for (int i = 0; i < napps; i++) {
+			if (apps[i] != pid)
+				continue;
+			fw->found[i] = true;
+			fw->named[i] |= json_object_object_get_ex(e, "kind", &v) &&
+					!strcmp(json_object_get_string(v), "callback");
+		}
+	}
+	fw->started = true;
+	json_object_put(r);
+}
+
+/* Whether churn app i (its log: one JSON line per block, start_ns on
+ * CLOCK_MONOTONIC) blocked at least 10 ms after its attach: a busy period
+ * begun before the daemon took the process cannot be its to see. */
+static bool blocked_after_attach(const char *dir, int i)
+{
+	char path[600], buf[512];
+	bool after = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/churn%d.log", dir, i);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (fgets(buf, sizeof(buf), f)) {
+		json_object *o = json_tokener_parse(buf), *v;
+
+		if (o && json_object_object_get_ex(o, "start_ns", &v) && attached_at[i] &&
+		    json_object_get_uint64(v) >= attached_at[i] + 10000000ULL)
+			after = true;
+		json_object_put(o);
+	}
+	fclose(f);
+	return after;
 }
 
 /* Start n short-lived apps (1.2 s each, one 120 ms block at 0.4 s). */
@@ -129,13 +207,14 @@ START_TEST(test_churn_all_seen_no_leak)
 {
 	struct ls_test_daemon d;
 	char rule[600], *log;
-	pid_t daemon, warm[5], apps[NCHURN];
-	int links0, links1, links_mid = 0, seen = 0, measured = 0, listed = 0, precise = 0,
+	pid_t daemon, warm[5], apps[NCHURN] = { 0 };
+	int links0, links1, links_mid = 0, seen = 0, measured = 0, listed = 0, precise = 0, measurable = 0,
 	    no_exec = 0;
 	uint64_t worst_ns = 0, worst_wait_ns = 0;
 	int late = 0;
 	long rss0, rss1;
-	json_object *r, *ev;
+	json_object *r;
+	struct slow_follow fw = { 0 };
 
 	ls_test_daemon_init(&d, "dchurn");
 	snprintf(rule, sizeof(rule), "service=churn,cmdline=*%s/churn*,mode=precise", d.dir);
@@ -159,6 +238,9 @@ START_TEST(test_churn_all_seen_no_leak)
 	wait_empty(d.sock, 10000);
 	wait_links(daemon, links0, 60000);
 	rss0 = ls_test_rss_kb(daemon);
+	/* The warm-up's slow events: read, not counted (no app of the churn). */
+	follow_slow(d.sock, &fw, apps, 0);
+	fw.nread = 0;
 	fprintf(stderr, "it_daemon_churn: baseline: %d BPF links, RSS %ld kB; machine: %d links\n",
 		links0, rss0, ls_test_bpf_links_total());
 
@@ -174,20 +256,35 @@ START_TEST(test_churn_all_seen_no_leak)
 		/* Waves start 0.4 s apart (they overlap: each app lives 1.2 s);
 		 * the list is read until every app of the wave is in it (each
 		 * stays listed for its 1.2 s and the 1 s grace after), at most
-		 * 5 s. How late each attach was is the latency below, measured
-		 * from its exec: a loaded machine may start the processes late,
-		 * which is not the daemon's doing. */
-		while (ls_sys_now_ns() - t0 < 400000000ULL ||
-		       (nlisted < WAVE && ls_sys_now_ns() - t0 < 5000000000ULL)) {
+		 * 5 s plus what the daemon waited for a CPU meanwhile and the
+		 * longest any app of the wave waited since its fork (its exec
+		 * comes that late: a whole wave not listed in 6 s at load 37,
+		 * each attached 1.7 s at most after its exec), 15 s at most
+		 * (the test's 120 s). How late each attach was is the latency
+		 * below, measured from its exec: a loaded machine may start
+		 * the processes late, which is not the daemon's doing. */
+		for (;;) {
+			uint64_t appwait = 0, el = ls_sys_now_ns() - t0;
+
+			for (int i = 0; i < WAVE; i++) {
+				uint64_t a = ls_test_runnable_ns(apps[w * WAVE + i], 0);
+
+				appwait = a > appwait ? a : appwait;
+			}
+			if (el >= 400000000ULL &&
+			    (nlisted == WAVE || el >= 15000000000ULL ||
+			     el >= 5000000000ULL + ls_test_runq_waited_ns(&q) + appwait))
+				break;
 			usleep(50000);
 			r = ctl(d.sock, "{\"cmd\":\"list\"}");
 			nlisted = 0;
 			for (int i = 0; i < WAVE; i++) {
 				if (lat[i] == UINT64_MAX)
-					lat[i] = attach_latency(r, apps[w * WAVE + i]);
+					lat[i] = attach_latency(r, apps[w * WAVE + i], &attached_at[w * WAVE + i]);
 				nlisted += lat[i] != UINT64_MAX;
 			}
 			json_object_put(r);
+			follow_slow(d.sock, &fw, apps, (w + 1) * WAVE);
 			ls_test_runq_sample(&q);
 		}
 		/* Discovery latency: from the kernel's exec event to the
@@ -236,28 +333,22 @@ START_TEST(test_churn_all_seen_no_leak)
 		else
 			fprintf(stderr, "it_daemon_churn: pid %d never attached\n", apps[i]);
 	}
-	/* ... and measured: its 120 ms block is among the slow events. */
-	r = ctl(d.sock, "{\"cmd\":\"slow\"}");
-	ck_assert(json_object_object_get_ex(r, "events", &ev));
-	fprintf(stderr, "it_daemon_churn: %zu slow events kept\n", json_object_array_length(ev));
+	/* ... and measured: its 120 ms block is among the slow events (read
+	 * as they came, the last ones now, every app exited). */
+	follow_slow(d.sock, &fw, apps, NCHURN);
+	fprintf(stderr, "it_daemon_churn: %zu slow events read, none skipped\n", fw.nread);
 	for (int i = 0; i < NCHURN; i++) {
-		bool found = false, named = false;
+		bool after = blocked_after_attach(d.dir, i);
 
-		for (size_t j = 0; j < json_object_array_length(ev); j++) {
-			json_object *e = json_object_array_get_idx(ev, j), *pid, *kind;
-
-			if (!json_object_object_get_ex(e, "pid", &pid) || json_object_get_int(pid) != apps[i])
-				continue;
-			found = true;
-			named |= json_object_object_get_ex(e, "kind", &kind) &&
-				 !strcmp(json_object_get_string(kind), "callback");
-		}
-		measured += found;
-		precise += named;
-		if (!found)
-			fprintf(stderr, "it_daemon_churn: pid %d: no slow event\n", apps[i]);
+		measured += fw.found[i];
+		precise += fw.named[i];
+		measurable += after;
+		if (!fw.found[i])
+			fprintf(stderr, "it_daemon_churn: pid %d: no slow event (%s)\n", apps[i],
+				after ? "it blocked after its attach" : "every block before its attach");
+		ck_assert_msg(fw.found[i] || !after, "pid %d blocked after its attach and has no slow "
+			      "event", apps[i]);
 	}
-	json_object_put(r);
 	fprintf(stderr, "it_daemon_churn: %d/%d attached, %d/%d measured (%d with the slow callback "
 		"named in precise mode); %d BPF links during the churn\n",
 		seen, NCHURN, measured, NCHURN, precise, links_mid);
@@ -269,7 +360,14 @@ START_TEST(test_churn_all_seen_no_leak)
 	ck_assert_msg(no_exec == 0, "%d processes without an exec time: their latency is unknown", no_exec);
 	ck_assert_msg(late == 0, "%d attaches came later than 1 s after the exec plus the daemon's "
 		      "wait for a CPU (slowest %.1f ms)", late, (double)worst_ns / 1e6);
-	ck_assert_int_eq(measured, NCHURN);
+	/* Each app blocks 0.4 s and 0.8 s into its loop: on a quiet machine
+	 * every attach comes before (all 50 measurable); a loaded one starts
+	 * the apps late and the attach within its bound (above) can come
+	 * after both blocks (3 of 50 at load 22, the daemon waiting up to
+	 * 16 s for a CPU in a wave). Those cannot be measured; every other
+	 * one must be (above), and most are. */
+	fprintf(stderr, "it_daemon_churn: %d of %d blocked after their attach\n", measurable, NCHURN);
+	ck_assert_int_ge(measurable, NCHURN / 2);
 
 	wait_empty(d.sock, 15000);
 	/* Uprobe links go in the daemon's precise-mode worker, one target at

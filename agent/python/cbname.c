@@ -19,8 +19,13 @@ static bool ends_with(const char *s, const char *tail)
  * it in its instance dict, laid out differently in every version). Its
  * stack does: the frame called by the innermost Task.__step* frame of
  * asyncio/tasks.py (Task.__step, or __step_run_and_handle_result on 3.12+)
- * is the coroutine's. Fills *out with its name, file and first line; false
- * when k is not such a step or no stack shows it. */
+ * is the coroutine's, unless it is asyncio/tasks.py's own: a stack taken
+ * between __step and the coroutine's send (3.12+: __step calls
+ * __step_run_and_handle_result, which sends) names no coroutine, and the
+ * next stack is tried (such a stack, the heaviest of a preempted step on a
+ * loaded machine, named 3.13's py_task_coro step
+ * "Task.__step_run_and_handle_result"). Fills *out with its name, file and
+ * first line; false when k is not such a step or no stack shows it. */
 bool ls_cbname_task_step(const struct ls_cb_name *nm, const struct ls_stack_summary *st,
 			 struct ls_cb_name *out)
 {
@@ -36,7 +41,8 @@ bool ls_cbname_task_step(const struct ls_cb_name *nm, const struct ls_stack_summ
 			 * only names ("__step"). */
 			if ((strncmp(f->qualname, "Task.__step", 11) &&
 			     strncmp(f->qualname, "__step", 6)) ||
-			    !ends_with(f->filename, "asyncio/tasks.py"))
+			    !ends_with(f->filename, "asyncio/tasks.py") ||
+			    ends_with(coro->filename, "asyncio/tasks.py"))
 				continue;
 			snprintf(out->qualname, sizeof(out->qualname), "%s", coro->qualname);
 			snprintf(out->filename, sizeof(out->filename), "%s", coro->filename);

@@ -30,6 +30,8 @@ NAME runs one of them; --depth N runs each N Python calls deep (nest()),
 --via-c each of those calls through C (reduce(), so that 3.12+ puts a shim
 frame between the Python ones); --threads N starts N idle threads first (the
 loop thread's state is then the last of N+1 in the interpreter's list).
+--linger S keeps the loop (and its timer) running S seconds after the log
+is written, so that a test can end its sessions before the process exits.
 """
 import argparse
 import asyncio
@@ -218,8 +220,9 @@ async def main(args):
             await asyncio.sleep(args.gap)
             holder.join()
     await asyncio.sleep(args.gap)
-    stop = True
     log.close(wait_ns() - window_wait)
+    await asyncio.sleep(args.linger)
+    stop = True
 
 
 if __name__ == "__main__":
@@ -233,6 +236,7 @@ if __name__ == "__main__":
     p.add_argument("--depth", type=int, default=0)
     p.add_argument("--via-c", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--linger", type=float, default=0.0)
     a = p.parse_args()
     VIA_C = a.via_c
     idle = threading.Event()

@@ -11,7 +11,9 @@ through Context.run, repeated every --every seconds:
 
 Each logs its own measurement to --log (JSON lines, written at exit): kind,
 qualname, file, first line of its def, start (time.monotonic_ns,
-CLOCK_MONOTONIC) and duration (time.perf_counter). With --debug, asyncio's own debug mode runs
+CLOCK_MONOTONIC), duration (time.perf_counter) and wait_ns (the thread's
+schedstat wait for a CPU inside that duration); then {"kind": "window",
+"wait_ns": N}, the thread's schedstat wait from main()'s start. With --debug, asyncio's own debug mode runs
 with slow_callback_duration = --threshold and its "Executing ... took"
 warnings go to --debug-log, for comparison with loopscope. --wait-file and
 --rounds let a test start the work once it is attached, and stop it.
@@ -22,26 +24,47 @@ import functools
 import json
 import logging
 import os
+import threading
 import time
 
 RECORDS = []
+WINDOW_WAIT = [None]
+# The callback's wait for a CPU as the thread reads it at its stopwatch's
+# start (inside it: what is measured between the two reads is inside the
+# app's duration).
+BEGAN_WAIT = [0]
+
+
+def wait_ns():
+    """This thread's time runnable but not running, ns (schedstat)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+        return int(f.read().split()[1])
 
 
 def record(kind, func, t0_ns, t0):
     # Only an append after the stopwatch: the log is written at exit, so the
     # callback's untimed tail stays a few us (what a tracer sees is the
     # whole callback).
-    RECORDS.append((time.perf_counter() - t0, kind, func, t0_ns))
+    waited = wait_ns() - BEGAN_WAIT[0]
+    RECORDS.append((time.perf_counter() - t0, kind, func, t0_ns, waited))
+
+
+def began():
+    BEGAN_WAIT[0] = wait_ns()
 
 
 def write_log(path):
     with open(path, "a") as log:
-        for seconds, kind, func, t0_ns in RECORDS:
+        for seconds, kind, func, t0_ns, waited in RECORDS:
             code = func.__code__
             log.write(json.dumps({
                 "kind": kind, "qualname": func.__qualname__,
                 "file": code.co_filename, "line": code.co_firstlineno,
-                "start_ns": t0_ns, "duration_ns": int(seconds * 1e9)}) + "\n")
+                "start_ns": t0_ns, "duration_ns": int(seconds * 1e9),
+                "wait_ns": waited}) + "\n")
+        if WINDOW_WAIT[0] is not None:
+            log.write(json.dumps({"kind": "window",
+                                  "wait_ns": wait_ns() - WINDOW_WAIT[0]}) + "\n")
 
 
 def spin(seconds):
@@ -52,18 +75,21 @@ def spin(seconds):
 
 async def blocking_coro():
     t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began()
     time.sleep(0.15)
     record("task", blocking_coro, t0_ns, t0)
 
 
 def spin_soon():
     t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began()
     spin(0.08)
     record("function", spin_soon, t0_ns, t0)
 
 
 def spin_partial(seconds):
     t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began()
     spin(seconds)
     record("partial", spin_partial, t0_ns, t0)
 
@@ -75,12 +101,14 @@ class TracedTask(asyncio.Task):
 
 async def subclass_coro():
     t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began()
     spin(0.07)
     record("task", subclass_coro, t0_ns, t0)
 
 
 async def py_task_coro():
     t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+    began()
     spin(0.065)
     record("task", py_task_coro, t0_ns, t0)
 
@@ -88,11 +116,13 @@ async def py_task_coro():
 class Worker:
     def on_tick(self):
         t0_ns, t0 = time.monotonic_ns(), time.perf_counter()
+        began()
         time.sleep(0.11)
         record("method", Worker.on_tick, t0_ns, t0)
 
 
 async def main(args):
+    WINDOW_WAIT[0] = wait_ns()
     loop = asyncio.get_running_loop()
     if args.debug:
         loop.set_debug(True)

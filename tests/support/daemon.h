@@ -22,9 +22,11 @@ int ls_test_http_get(int port, const char *path, char **body, int timeout_ms);
 void ls_test_urlencode(const char *s, char *out, size_t len);
 
 /* Start the loopscoped at bin with the given arguments (args is
- * NULL-terminated) with stderr to err_path, and wait up to timeout_ms for
- * its "loopscoped: ready" line. Fails the running test if it does not
- * come. Returns the daemon's pid. */
+ * NULL-terminated) with stderr to err_path, and wait up to timeout_ms,
+ * plus what the daemon waited for a CPU meanwhile (schedstat run_delay of
+ * its threads; at most 3 * timeout_ms in all), for its "loopscoped: ready"
+ * line. Fails the running test if it does not come. Returns the daemon's
+ * pid. */
 pid_t ls_test_start_daemon(const char *bin, char *const args[], const char *err_path, int timeout_ms);
 
 /* A loopscoped under test and its files, all in its own temp dir: the
