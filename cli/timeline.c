@@ -268,11 +268,14 @@ void cli_timeline_slow(struct cli_timeline *t, const struct ls_slow_busy_event *
 static void span_slice(struct cli_timeline *t, uint32_t pid, uint32_t tid, const char *cat,
 		       const char *name, const struct cli_span *c)
 {
-	json_object *o = event("X", name, pid, tid);
+	json_object *o = event("X", name, pid, tid), *args = json_object_new_object();
 
 	json_object_object_add(o, "cat", json_object_new_string(cat));
-	json_object_object_add(o, "ts", json_object_new_double(us(t, c->start_ns)));
-	json_object_object_add(o, "dur", json_object_new_double(c->duration_ns / 1000.0));
+	slice_span(t, o, args, c->start_ns, c->duration_ns);
+	if (json_object_object_length(args))
+		json_object_object_add(o, "args", args);
+	else
+		json_object_put(args);
 	json_object_array_add(t->events, o);
 }
 
