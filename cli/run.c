@@ -255,36 +255,53 @@ static void resolve_pending(struct run *run)
 	}
 }
 
-/* Fold the loop threads of the processes selected by `only` (NULL: all)
- * from one snapshot into their ls_run_process: loop threads and the worst
- * lag p99. */
-static void fold_loop_stats(struct run *run, struct ls_loop *loop, const bool *only)
+/* Fold one loop thread's figures (a view copied at now_ns) into its
+ * ls_run_process, when that process is selected by `only` (NULL: all):
+ * a loop thread when it polled since the run began, and the worst lag
+ * p99. */
+static void fold_thread(struct run *run, const struct ls_thread_view *v, uint64_t now_ns,
+			const bool *only)
 {
 	struct ls_run_result *r = run->r;
+	struct ls_run_process *p = proc_find(r, (pid_t)v->tgid);
+	struct ls_thread_window w;
+	uint64_t p99;
+
+	if (!p || (only && !only[p - r->procs]))
+		return;
+	ls_stats_window(v, now_ns, NULL, r->start_ns, &w);
+	if (!w.polls)
+		return;
+	p->loop_threads++;
+	p99 = ls_hist_percentile(&w.lag, 99);
+	if (w.lag.count && p99 >= p->lag_p99_ns) {
+		p->lag_p99_ns = p99;
+		p->lag_p99_tid = w.tid;
+	}
+}
+
+/* Fold the loop threads of the processes selected by `only` (NULL: all)
+ * from one snapshot into their ls_run_process. */
+static void fold_loop_stats(struct run *run, struct ls_loop *loop, const bool *only)
+{
 	struct ls_thread_view *v = NULL;
 	size_t n = 0;
 	uint64_t now;
 
 	if (ls_loop_snapshot(loop, &v, &n, &now))
 		return;
-	for (size_t i = 0; i < n; i++) {
-		struct ls_run_process *p = proc_find(r, (pid_t)v[i].tgid);
-		struct ls_thread_window w;
-		uint64_t p99;
-
-		if (!p || (only && !only[p - r->procs]))
-			continue;
-		ls_stats_window(&v[i], now, NULL, r->start_ns, &w);
-		if (!w.polls)
-			continue;
-		p->loop_threads++;
-		p99 = ls_hist_percentile(&w.lag, 99);
-		if (w.lag.count && p99 >= p->lag_p99_ns) {
-			p->lag_p99_ns = p99;
-			p->lag_p99_tid = w.tid;
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		fold_thread(run, &v[i], now, only);
 	free(v);
+}
+
+/* ls_thread_gone_fn of ls_loop_prune (ctx: the run): an exited thread of a
+ * process that lives on is folded as it leaves the table, so a process
+ * that churns loop threads neither fills the table nor loses them from
+ * the report. Its figures are final: the copy's time is now. */
+static void fold_gone_thread(const struct ls_thread_view *v, void *ctx)
+{
+	fold_thread(ctx, v, ls_sys_now_ns(), NULL);
 }
 
 /* Processes that have exited: their loop figures are folded into the
@@ -534,6 +551,9 @@ int cli_run(int argc, char **argv)
 		/* A /proc read per process: not at every turn of a 10 ms loop. */
 		if (ls_sys_now_ns() >= next_reap_ns) {
 			reap_gone(&run, loop);
+			/* Exited threads of live processes out of the kernel's
+			 * table (attach does the same each interval). */
+			ls_loop_prune(loop, fold_gone_thread, &run);
 			next_reap_ns = ls_sys_now_ns() + REAP_EVERY_NS;
 			cli_stacks_prune(&run.stacks, ls_sys_now_ns());
 		}

@@ -25,6 +25,9 @@
  * the app's loop thread with its iterations and, for the churner, threads
  * untracked and pruned, more than the whole table between them.
  *
+ * run: `loopscope run` over the churner alone counts more loop threads in
+ * its report than the whole table (see the test).
+ *
  * Against main before the fix (its binaries, without --thread-quota): the
  * app's stats came after 4.2 s, RSS 7.5 -> 157 MB, /metrics 26 MB; attach's
  * report had no thread of the app.
@@ -333,6 +336,66 @@ START_TEST(test_cli_attach_reports_the_second_app)
 }
 END_TEST
 
+/* `loopscope run` over the churner itself (its go file made first, no app):
+ * run prunes the table as attach does and folds each exited thread into
+ * the report as it leaves. Its 5000 threads are each a loop thread (five
+ * polls); with 64 alive at a time and run's pruning every 200 ms, the
+ * quota (512) holds them, and the report counts more loop threads than the
+ * whole table (4096). Without the pruning the quota filled after ~512 and
+ * the rest were untracked: the report said ~512. */
+START_TEST(test_run_prunes_and_reports_churned_threads)
+{
+	struct scene s;
+	char jout[200], lout[200], lerr[200];
+	json_object *rep, *procs;
+	long long loop_threads = -1;
+	pid_t ls;
+	int st = -1;
+
+	if (access(PY, X_OK)) {
+		fprintf(stderr, "it_thread_churn: SKIP run: no %s\n", PY);
+		return;
+	}
+	scene_make(&s);
+	touch(s.go);
+	snprintf(jout, sizeof(jout), "%s/run.json", s.dir);
+	snprintf(lout, sizeof(lout), "%s/run.out", s.dir);
+	snprintf(lerr, sizeof(lerr), "%s/run.err", s.dir);
+	{
+		char *argv[] = { LOOPSCOPE, "run", "--mode", "light", "--no-stacks", "-q",
+				 "--json-out", jout, "--", PY, s.churn, s.go, s.flag, "0", NULL };
+
+		ls = ls_test_spawn(argv, lout, lerr);
+	}
+	ck_assert_int_gt(ls, 0);
+	ck_assert_int_eq(ls_test_wait(ls, 90000, &st), 0);
+	ck_assert_msg(st == 0, "run exited %d: %s", st, ls_test_slurp(lerr));
+	char *text = ls_test_slurp(jout);
+
+	ck_assert_ptr_nonnull(text);
+	rep = json_tokener_parse(text);
+	free(text);
+	ck_assert_ptr_nonnull(rep);
+	procs = ls_test_jget(rep, "processes");
+	for (size_t i = 0; procs && i < json_object_array_length(procs); i++) {
+		json_object *p = json_object_array_get_idx(procs, i);
+		const char *cmd = json_object_get_string(ls_test_jget(p, "cmdline"));
+
+		if (cmd && strstr(cmd, "churn.py"))
+			loop_threads = (long long)ls_test_ju64(p, "loop_threads");
+	}
+	fprintf(stderr, "it_thread_churn: run: the churner's report counts %lld loop threads of "
+		"5000\n", loop_threads);
+	ck_assert_int_gt(loop_threads, 4096);
+	ck_assert_int_le(loop_threads, 5000);
+	json_object_put(rep);
+	unlink(jout);
+	unlink(lout);
+	unlink(lerr);
+	scene_clean(&s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("it_thread_churn");
@@ -341,6 +404,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_daemon_churn_does_not_starve_a_second_app);
 	tcase_add_test(tc, test_cli_attach_reports_the_second_app);
+	tcase_add_test(tc, test_run_prunes_and_reports_churned_threads);
 	suite_add_tcase(s, tc);
 	return ls_test_run_suite(s);
 }
