@@ -14,41 +14,7 @@
 #include "loopscope/pycallback.h"
 #include "loopscope/record.h"
 #include "record/format.h"
-
-/* Unsigned LEB128: 7 bits a byte, low first; at most 10 bytes. */
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* 0 on success and *v, or -EBADMSG (past end, or longer than 10 bytes). */
-static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
-{
-	uint64_t r = 0;
-
-	for (unsigned int shift = 0; shift < 70; shift += 7) {
-		uint8_t b;
-
-		if (*off >= len)
-			return -EBADMSG;
-		b = p[(*off)++];
-		if (shift == 63 && b > 1)
-			return -EBADMSG;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EBADMSG;
-}
+#include "record/varint.h"
 
 /* Signed deltas as unsigned (zigzag: 0, -1, 1, -2 ... as 0, 1, 2, 3). */
 static uint64_t zigzag(int64_t v)
@@ -74,10 +40,10 @@ size_t rec_cbruns_encode(uint8_t *out, uint32_t tgid, const struct ls_callback_e
 	rec_w32(out + 12, seq);
 	rec_w64(out + 16, t);
 	for (size_t i = 0; i < n; i++) {
-		o += put_varint(out + o, (uint32_t)(e[i].seq - seq));
-		o += put_varint(out + o, zigzag((int64_t)(e[i].start_ns - t)));
-		o += put_varint(out + o, e[i].duration_ns);
-		o += put_varint(out + o, idx[i]);
+		o += ls_varint_put(out + o, (uint32_t)(e[i].seq - seq));
+		o += ls_varint_put(out + o, zigzag((int64_t)(e[i].start_ns - t)));
+		o += ls_varint_put(out + o, e[i].duration_ns);
+		o += ls_varint_put(out + o, idx[i]);
 		seq = e[i].seq;
 		t = e[i].start_ns + e[i].duration_ns;
 	}
@@ -113,8 +79,8 @@ int rec_cbruns_decode(const uint8_t *p, size_t len, const struct ls_cb_key *keys
 		struct ls_callback_event *e = &(*buf)[i];
 		uint64_t dseq, ds, d, k;
 
-		if (get_varint(p, len, &off, &dseq) || get_varint(p, len, &off, &ds) ||
-		    get_varint(p, len, &off, &d) || get_varint(p, len, &off, &k) ||
+		if (ls_varint_get(p, len, &off, &dseq) || ls_varint_get(p, len, &off, &ds) ||
+		    ls_varint_get(p, len, &off, &d) || ls_varint_get(p, len, &off, &k) ||
 		    dseq > UINT32_MAX || k >= nkeys)
 			return -EBADMSG;
 		memset(e, 0, sizeof(*e));

@@ -11,41 +11,7 @@
 #include "loopscope/abi/loop_events.h"
 #include "loopscope/record.h"
 #include "record/format.h"
-
-/* Unsigned LEB128: 7 bits a byte, low first; at most 10 bytes. */
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* 0 on success and *v, or -EBADMSG (past end, or longer than 10 bytes). */
-static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
-{
-	uint64_t r = 0;
-
-	for (unsigned int shift = 0; shift < 70; shift += 7) {
-		uint8_t b;
-
-		if (*off >= len)
-			return -EBADMSG;
-		b = p[(*off)++];
-		if (shift == 63 && b > 1)
-			return -EBADMSG;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EBADMSG;
-}
+#include "record/varint.h"
 
 /* A timeout as the kernel gives it (-1, 0, or ns; epoll_wait's are whole
  * ms): 0 none, 1 infinite, 2 + 2 ms for whole ms, 3 + 2 ns otherwise. */
@@ -93,10 +59,10 @@ size_t rec_polls_encode(uint8_t *out, const struct ls_poll_event *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		uint64_t from = p[i].prev_exit_ns ? p[i].prev_exit_ns : t;
 
-		o += put_varint(out + o, (uint32_t)(p[i].seq - seq));
-		o += put_varint(out + o, p[i].prev_exit_ns ? p[i].prev_exit_ns - t + 1 : 0);
-		o += put_varint(out + o, p[i].enter_ns - from);
-		o += put_varint(out + o, timeout_code(p[i].timeout_ns));
+		o += ls_varint_put(out + o, (uint32_t)(p[i].seq - seq));
+		o += ls_varint_put(out + o, p[i].prev_exit_ns ? p[i].prev_exit_ns - t + 1 : 0);
+		o += ls_varint_put(out + o, p[i].enter_ns - from);
+		o += ls_varint_put(out + o, timeout_code(p[i].timeout_ns));
 		seq = p[i].seq;
 		t = p[i].enter_ns;
 	}
@@ -133,8 +99,8 @@ int rec_polls_decode(const uint8_t *p, size_t len, struct ls_poll_event **buf, s
 		struct ls_poll_event *e = &(*buf)[i];
 		uint64_t dseq, x, b, tc;
 
-		if (get_varint(p, len, &off, &dseq) || get_varint(p, len, &off, &x) ||
-		    get_varint(p, len, &off, &b) || get_varint(p, len, &off, &tc) ||
+		if (ls_varint_get(p, len, &off, &dseq) || ls_varint_get(p, len, &off, &x) ||
+		    ls_varint_get(p, len, &off, &b) || ls_varint_get(p, len, &off, &tc) ||
 		    dseq > UINT32_MAX)
 			return -EBADMSG;
 		memset(e, 0, sizeof(*e));
