@@ -362,6 +362,11 @@ static __always_inline void emit_poll(struct ls_thread_stats *st, __u32 tid, __u
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
+/* The end of a slow busy period that has on-CPU samples: their weight
+ * caught up with the scheduler's clock (on: its on-CPU time) after the
+ * last sample (bpf/loop_stacks.bpf.h). */
+static __always_inline void sample_tail(struct ls_thread_stats *st, __u32 tid, __u64 on);
+
 /*
  * Cost (issue #14 item 2; bpf_stats on the 3.12 callback storm, this 2-vCPU
  * KVM guest, micro-programs measured alone on sys_enter_epoll_wait, medians
@@ -394,6 +399,8 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 				untraced = busy - off - on;
 			if (st->off_since_ns || untraced)
 				__sync_fetch_and_add(&offcpu_unseen, 1);
+			if (st->period_sampled_ns)
+				sample_tail(st, tid, on);
 
 			struct ls_slow_busy_event *e;
 
@@ -474,6 +481,7 @@ static __always_inline void poll_exit(void)
 	st->carry_runnable_ns = 0;
 	st->carry_syscall = -1;
 	st->period_walks = 0;
+	st->period_sampled_ns = 0;
 	st->cur_top_block_ns = 0;
 	st->cur_top_syscall = -1;
 }

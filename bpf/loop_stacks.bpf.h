@@ -11,9 +11,11 @@
  * while the loop is healthy. Two triggers:
  *  - cpu-clock sampling (ls_stack_sample, a perf_event program on each
  *    thread of a target, inherited by the threads it makes): an on-CPU
- *    stack, weighted by the sampling period. The events exist only while
- *    some loop thread of the process is in a busy period older than
- *    (nearly) stack_after_ns, which user space reads in busy_since[] (the
+ *    stack, weighted by the sampling period (more when the samples so far
+ *    hold less than the scheduler says the thread ran: missed ticks). The
+ *    events exist only while some loop thread of the process is in a
+ *    busy period older than (nearly) stack_after_ns, which user space
+ *    reads in busy_since[] (the
  *    poll programs keep it; agent/session/loop.c, the gate), so a healthy
  *    loop's context switches re-arm no sampling timer;
  *  - the end of an off-CPU episode (sched_switch out, then back in): the
@@ -250,7 +252,7 @@ static __always_inline void output(struct ls_stack_event *ev)
  * episode just ended. Carried off-CPU time goes with it (on a sample, as a
  * second, off-CPU record of the same stack). */
 static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, __u32 tid,
-				       __u32 kind, __u64 now)
+				       __u32 kind, __u64 now, __u64 weight_ns)
 {
 	struct ls_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &slot);
 	/* Taken first: the cpu-clock program may interrupt this one (it runs
@@ -274,7 +276,7 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 	if (kind == LS_STACK_ON_CPU) {
 		ev->kind = LS_STACK_ON_CPU;
 		ev->time_ns = now;
-		ev->weight_ns = sample_period_ns;
+		ev->weight_ns = weight_ns;
 		ev->blocked_ns = 0;
 		ev->runnable_ns = 0;
 		ev->syscall = -1;
@@ -323,7 +325,7 @@ static int walk_work_cb(struct bpf_map *map, void *key, void *value)
 			st->carry_syscall = st->ep_syscall;
 		return 0;
 	}
-	emit_stack(2, st, tid, LS_STACK_OFF_CPU, bpf_ktime_get_ns());
+	emit_stack(2, st, tid, LS_STACK_OFF_CPU, bpf_ktime_get_ns(), 0);
 	*busy = 0;
 	return 0;
 }
@@ -345,8 +347,58 @@ int ls_stack_sample(void *ctx)
 	now = bpf_ktime_get_ns();
 	if (now - st->poll_exit_ns < stack_after_ns || st->period_walks >= LS_PERIOD_WALKS_MAX)
 		return 0;
-	emit_stack(1, st, tid, LS_STACK_ON_CPU, now);
+	/* A sample stands for a sampling period of CPU time, but on a loaded
+	 * VM the cpu-clock timer misses ticks: beside two CPU hogs and a dd,
+	 * a thread that ran 150 ms by its own thread_time (and the
+	 * scheduler's sum_exec_runtime) got 67-128 samples of 1 ms, from
+	 * perf record's event as from ours. So the weight catches up with the
+	 * scheduler's clock: since its poll returned the thread ran
+	 * exec - exec_at_exit_ns, of which at most stack_after_ns before the
+	 * samples start; when what its samples hold lags behind the rest, this
+	 * sample, on the stack found now, takes the difference. The bound is
+	 * low on purpose (sum_exec_runtime lags by up to a tick, and a thread
+	 * that waited for a CPU ran less than stack_after_ns before), so a
+	 * sample never takes time the thread did not run in the period. */
+	__u64 weight = sample_period_ns;
+	__u64 exec = bpf_get_current_task_btf()->se.sum_exec_runtime;
+	__u64 ran = exec > st->exec_at_exit_ns ? exec - st->exec_at_exit_ns : 0;
+
+	if (ran > stack_after_ns + st->period_sampled_ns + weight)
+		weight = ran - stack_after_ns - st->period_sampled_ns;
+	st->period_sampled_ns += weight;
+	emit_stack(1, st, tid, LS_STACK_ON_CPU, now, weight);
 	return 0;
+}
+
+/* The last sample of a slow busy period is followed by the period's
+ * rest, where the timer may have missed ticks too (a thread whose culprit
+ * ends on a 10 ms gap counted as its CPU time, with no sample after it).
+ * At the period's end (the next poll entry, in the thread's context) what
+ * the samples still lack of the scheduler's on-CPU time past
+ * stack_after_ns goes to the last sample's stack: the record is still in
+ * this CPU's scratch slot when the thread did not move to another CPU
+ * since (else it is left out, as before). Less than two sampling periods
+ * are left as they are: the period's own last instants (asyncio's work
+ * between the callback and the poll) are not the last sample's. */
+static __always_inline void sample_tail(struct ls_thread_stats *st, __u32 tid, __u64 on)
+{
+	__u32 slot = 1;
+	struct ls_stack_event *ev;
+	__u64 tail;
+
+	if (!stack_after_ns || on <= stack_after_ns + st->period_sampled_ns + 2 * sample_period_ns)
+		return;
+	tail = on - stack_after_ns - st->period_sampled_ns;
+	ev = bpf_map_lookup_elem(&stack_scratch, &slot);
+	if (!ev || ev->type != LS_EV_STACK || ev->tid != tid || ev->busy_start_ns != st->poll_exit_ns)
+		return;
+	st->period_sampled_ns += tail;
+	ev->kind = LS_STACK_ON_CPU;
+	ev->weight_ns = tail;
+	ev->blocked_ns = 0;
+	ev->runnable_ns = 0;
+	ev->syscall = -1;
+	output(ev);
 }
 
 /* A loop thread that exits inside a busy period must not hold the
