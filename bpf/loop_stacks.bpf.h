@@ -10,14 +10,13 @@
  * older than stack_after_ns (0: stacks off), so that nothing is walked
  * while the loop is healthy. Two triggers:
  *  - cpu-clock sampling (ls_stack_sample, a perf_event program on each
- *    thread of a target, inherited by the threads it makes): an on-CPU
- *    stack, weighted by the sampling period (more when the samples so far
- *    hold less than the scheduler says the thread ran: missed ticks). The
- *    events exist only while some loop thread of the process is in a
- *    busy period older than (nearly) stack_after_ns, which user space
- *    reads in busy_since[] (the
- *    poll programs keep it; agent/session/loop.c, the gate), so a healthy
- *    loop's context switches re-arm no sampling timer;
+ *    thread of a target): an on-CPU stack, weighted by the thread's CPU
+ *    time since its last sample (a sampling period, more when the timer
+ *    missed ticks). The events exist only while some loop thread of the
+ *    process is in a busy period older than (nearly) stack_after_ns,
+ *    which user space reads in busy_since[] (the poll programs keep it;
+ *    agent/session/loop.c, the gate), so a healthy loop's context
+ *    switches re-arm no sampling timer;
  *  - the end of an off-CPU episode (sched_switch out, then back in): the
  *    thread's Python stack has not moved while it was off the CPU, but the
  *    switch-in runs in another task's context, where its memory cannot be
@@ -331,10 +330,11 @@ static int walk_work_cb(struct bpf_map *map, void *key, void *value)
 }
 
 SEC("perf_event")
-int ls_stack_sample(void *ctx)
+int ls_stack_sample(struct bpf_perf_event_data *ctx)
 {
+	struct bpf_perf_event_value v;
 	struct ls_thread_stats *st;
-	__u64 id = bpf_get_current_pid_tgid(), now;
+	__u64 id = bpf_get_current_pid_tgid(), now, weight, due;
 	__u32 tgid = id >> 32, tid = (__u32)id;
 
 	if (!stack_after_ns)
@@ -347,24 +347,26 @@ int ls_stack_sample(void *ctx)
 	now = bpf_ktime_get_ns();
 	if (now - st->poll_exit_ns < stack_after_ns || st->period_walks >= LS_PERIOD_WALKS_MAX)
 		return 0;
-	/* A sample stands for a sampling period of CPU time, but on a loaded
-	 * VM the cpu-clock timer misses ticks: beside two CPU hogs and a dd,
-	 * a thread that ran 150 ms by its own thread_time (and the
-	 * scheduler's sum_exec_runtime) got 67-128 samples of 1 ms, from
-	 * perf record's event as from ours. So the weight catches up with the
-	 * scheduler's clock: since its poll returned the thread ran
-	 * exec - exec_at_exit_ns, of which at most stack_after_ns before the
-	 * samples start; when what its samples hold lags behind the rest, this
-	 * sample, on the stack found now, takes the difference. The bound is
-	 * low on purpose (sum_exec_runtime lags by up to a tick, and a thread
-	 * that waited for a CPU ran less than stack_after_ns before), so a
-	 * sample never takes time the thread did not run in the period. */
-	__u64 weight = sample_period_ns;
-	__u64 exec = bpf_get_current_task_btf()->se.sum_exec_runtime;
-	__u64 ran = exec > st->exec_at_exit_ns ? exec - st->exec_at_exit_ns : 0;
-
-	if (ran > stack_after_ns + st->period_sampled_ns + weight)
-		weight = ran - stack_after_ns - st->period_sampled_ns;
+	/* A sample stands for the thread's CPU time since the one before,
+	 * by the sampling event's own count (its task's on-CPU ns since the
+	 * event was opened, read here: perf_event_read_local, which refuses
+	 * inherited events, hence none). It is a sampling period unless the
+	 * timer missed ticks, which it does on this loaded VM: beside two CPU
+	 * hogs and a dd, a thread that ran 150 ms by its own thread_time got
+	 * 67-128 samples of 1 ms, from perf record's event as from ours (a
+	 * stall of the virtual CPU, 10-28 ms that the guest counts as the
+	 * thread's CPU time, goes to the sample after it). The first sample
+	 * of a period stands for one period (the samples start
+	 * stack_after_ns into it). */
+	weight = sample_period_ns;
+	if (bpf_perf_prog_read_value(ctx, &v, sizeof(v)) == 0) {
+		due = v.counter - st->sample_base_ns;
+		if (st->period_sampled_ns && v.counter > st->sample_base_ns &&
+		    due > st->period_sampled_ns)
+			weight = due - st->period_sampled_ns;
+		else /* the first, or the event was opened again: start over */
+			st->sample_base_ns = v.counter - st->period_sampled_ns - weight;
+	}
 	st->period_sampled_ns += weight;
 	emit_stack(1, st, tid, LS_STACK_ON_CPU, now, weight);
 	return 0;

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pythons.h"
@@ -51,6 +52,14 @@ struct culprit {
 	int lines[4], nlines;
 	uint64_t start_ns, duration_ns, on_cpu_ns, wait_ns;
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
 
 static uint64_t absdiff(uint64_t a, uint64_t b)
 {
@@ -322,6 +331,51 @@ static bool check_culprit(const char *py, json_object *rep, const struct culprit
 	return true;
 }
 
+/* Run culprits.py with extra arguments (one culprit: --only NAME) under
+ * attach and check that culprit; once more when a check fails, printed
+ * with its evidence, as in the test below. The report of the passing run
+ * (json_object_put it), and the culprit in *c; a second failure fails.
+ * Why a second run here too: beside a disk-heavy job (dd) a 3.8 sleep's
+ * busy period held 32 ms more off-CPU time than the app's clocks say, once
+ * in 30 runs: a block outside the culprit's clocks (schedstat's wait does
+ * not see a page fault waiting for the busy disk), which the truth cannot
+ * measure without delay accounting (kernel.task_delayacct, off here). */
+static json_object *attach_run_one(const char *py, char **extra, const char *tag,
+				   struct culprit *c)
+{
+	char applog[128], wait_file[128];
+	char *app_argv[24] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file };
+	int n = 6;
+
+	for (int i = 0; extra[i] && n < 23; i++)
+		app_argv[n++] = extra[i];
+	app_argv[n] = NULL;
+	for (int attempt = 1; attempt <= 2; attempt++) {
+		struct culprit two[2];
+		json_object *rep;
+		bool ok;
+
+		ls_test_tmp(applog, sizeof(applog), tag);
+		ls_test_tmp(wait_file, sizeof(wait_file), "go");
+		unlink(wait_file);
+		rep = attach_run(app_argv, wait_file, "100ms", tag);
+		/* Room for two: the "window" line after the culprit's is read
+		 * only while there is (it sets starved_outside_ns). */
+		ck_assert_int_eq(load_culprits(applog, two, 2), 1);
+		*c = two[0];
+		unlink(applog);
+		unlink(wait_file);
+		ok = check_culprit(py, rep, c, false);
+		if (ok)
+			return rep;
+		fprintf(stderr, "it_stacks: %s: %s: attempt %d: %s; the period: %s\n", py, tag,
+			attempt, why_failed, json_object_to_json_string(period_of(rep, c)));
+		json_object_put(rep);
+	}
+	ck_abort_msg("%s: %s (in two runs)", tag, why_failed);
+	return NULL;
+}
+
 START_TEST(test_culprits_named_with_syscall_and_split)
 {
 	const char *py = py_list.path[_i];
@@ -533,16 +587,18 @@ START_TEST(test_no_stack_walk_while_healthy)
 
 	ls_test_tmp(applog, sizeof(applog), "applog");
 	app = ls_test_start_target(app_argv, appout, sizeof(appout), spid, sizeof(spid), 10000);
-	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "3s", "--json", "-q", "--threshold",
+	char *argv[] = { LOOPSCOPE, "attach", "-p", spid, "-d", "4s", "--json", "-q", "--threshold",
 			 "100ms", NULL };
 	ls_test_tmp(o.out, sizeof(o.out), "out");
 	ls_test_tmp(o.err, sizeof(o.err), "err");
 	tracer = ls_test_spawn(argv, o.out, o.err);
 	ck_assert_int_gt(tracer, 0);
 	/* Attached ("attached" on stderr, as -q leaves it), then looked at
-	 * every 50 ms for a second and a half. */
+	 * every 50 ms for a second and a half, by the clock: beside two CPU
+	 * hogs and a dd, 30 looks (each a bpftool run) once outlasted the
+	 * tracer's -d, and a look at an exited tracer finds no fds. */
 	ck_assert_int_eq(ls_test_wait_substr(o.err, "attached", 20000, line, sizeof(line)), 0);
-	for (int i = 0; i < 30; i++) {
+	for (uint64_t t0 = now_ns(); now_ns() - t0 < 1500 * MS;) {
 		int k = sample_events_of(tracer);
 
 		ck_assert_int_ge(k, 0);
@@ -605,24 +661,15 @@ END_TEST
 START_TEST(test_deep_stack_is_truncated)
 {
 	const char *py = py_list.path[_i];
-	char applog[128], wait_file[128];
-	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file,
-			     "--only", "sleep", "--depth", "100", "--via-c", NULL };
-	struct culprit c[2];
+	char *extra[] = { "--only", "sleep", "--depth", "100", "--via-c", NULL };
+	struct culprit c;
 	json_object *rep, *st;
 
-	ls_test_tmp(applog, sizeof(applog), "culprits");
-	ls_test_tmp(wait_file, sizeof(wait_file), "go");
-	unlink(wait_file);
-	rep = attach_run(app_argv, wait_file, "100ms", "deep");
-	ck_assert_int_eq(load_culprits(applog, c, 2), 1);
-	ck_assert_msg(check_culprit(py, rep, &c[0], false), "%s", why_failed);
-	st = heaviest(period_of(rep, &c[0]), "off_cpu");
+	rep = attach_run_one(py, extra, "deep", &c);
+	st = heaviest(period_of(rep, &c), "off_cpu");
 	ck_assert_int_eq(json_object_array_length(ls_test_jget(st, "frames")), 64);
 	ck_assert(json_object_get_boolean(ls_test_jget(st, "truncated")));
 	json_object_put(rep);
-	unlink(applog);
-	unlink(wait_file);
 }
 END_TEST
 
@@ -633,27 +680,18 @@ END_TEST
 START_TEST(test_loop_thread_found_among_many)
 {
 	const char *py = py_list.path[_i];
-	char applog[128], wait_file[128];
-	char *app_argv[] = { (char *)py, CULPRITS, "--log", applog, "--wait-file", wait_file,
-			     "--only", "sleep", "--threads", "100", "--depth", "3", "--via-c", NULL };
-	struct culprit c[2];
+	char *extra[] = { "--only", "sleep", "--threads", "100", "--depth", "3", "--via-c", NULL };
+	struct culprit c;
 	json_object *rep, *st, *frames;
 
-	ls_test_tmp(applog, sizeof(applog), "culprits");
-	ls_test_tmp(wait_file, sizeof(wait_file), "go");
-	unlink(wait_file);
-	rep = attach_run(app_argv, wait_file, "100ms", "threads");
-	ck_assert_int_eq(load_culprits(applog, c, 2), 1);
-	ck_assert_msg(check_culprit(py, rep, &c[0], false), "%s", why_failed);
-	st = heaviest(period_of(rep, &c[0]), "off_cpu");
+	rep = attach_run_one(py, extra, "threads", &c);
+	st = heaviest(period_of(rep, &c), "off_cpu");
 	frames = ls_test_jget(st, "frames");
 	ck_assert(!json_object_get_boolean(ls_test_jget(st, "truncated")));
 	ck_assert_str_eq(json_object_get_string(ls_test_jget(
 		json_object_array_get_idx(frames, json_object_array_length(frames) - 1), "function")),
 		"<module>");
 	json_object_put(rep);
-	unlink(applog);
-	unlink(wait_file);
 }
 END_TEST
 

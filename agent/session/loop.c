@@ -111,11 +111,10 @@ static bool on_poll_record(void *ctx, const void *data, size_t size)
 
 /*
  * A target's sampling: while its gate is open (gate_main), one cpu-clock
- * perf event per thread (pid = tid, any CPU, inherit: the threads it
- * creates meanwhile get theirs from the kernel, and the BPF program with
- * them), each running ls_stack_sample. A task-clock-like event ticks only
- * while its thread runs: a loop that polls, or another process's CPU,
- * costs no interrupt.
+ * perf event per thread there when it opens (pid = tid, any CPU, not
+ * inherited: see open_sample_event), each running ls_stack_sample. A
+ * task-clock-like event ticks only while its thread runs: a loop that
+ * polls, or another process's CPU, costs no interrupt.
  *
  * The gate. A per-thread cpu-clock event re-arms its hrtimer at every
  * context switch of its thread (a pipe round trip through a loop thread
@@ -155,7 +154,10 @@ static int open_sample_event(struct ls_loop *l, int tid, bool enabled)
 		.config = PERF_COUNT_SW_CPU_CLOCK,
 		.size = sizeof(attr),
 		.sample_period = l->skel->rodata->sample_period_ns,
-		.inherit = 1,
+		/* Not inherited: ls_stack_sample reads the event's count,
+		 * which the kernel refuses for inherited events; a thread
+		 * made while the gate is open is sampled from its next
+		 * opening. */
 		.disabled = !enabled,
 	};
 

@@ -105,6 +105,7 @@ struct ls_thread_stats {
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	__u64 period_walks;      /* walks in the busy period in progress */
 	__u64 period_sampled_ns; /* on-CPU weight of its samples so far (ls_stack_sample) */
+	__u64 sample_base_ns;    /* its sampling event's count at the period's samples' start */
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */
