@@ -13,7 +13,7 @@
  *       WFD, until EOF.
  *   costprobe sample PID PERIOD_NS
  *       a cpu-clock sampling perf event (PERF_COUNT_SW_CPU_CLOCK, the period
- *       in ns, inherit) on every thread of PID, as loopscope's stack sampler
+ *       in ns, not inherited) on every thread of PID, as loopscope's stack sampler
  *       opens it, but with no BPF program attached; prints "ready" and holds
  *       the events until SIGINT/SIGTERM.
  */
@@ -104,7 +104,6 @@ static int sample(int pid, long period)
 			.config = PERF_COUNT_SW_CPU_CLOCK,
 			.size = sizeof(attr),
 			.sample_period = (unsigned long long)period,
-			.inherit = 1,
 		};
 
 		if (tid <= 0)
