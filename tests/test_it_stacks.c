@@ -335,11 +335,14 @@ static bool check_culprit(const char *py, json_object *rep, const struct culprit
  * attach and check that culprit; once more when a check fails, printed
  * with its evidence, as in the test below. The report of the passing run
  * (json_object_put it), and the culprit in *c; a second failure fails.
- * Why a second run here too: beside a disk-heavy job (dd) a 3.8 sleep's
- * busy period held 32 ms more off-CPU time than the app's clocks say, once
- * in 30 runs: a block outside the culprit's clocks (schedstat's wait does
- * not see a page fault waiting for the busy disk), which the truth cannot
- * measure without delay accounting (kernel.task_delayacct, off here). */
+ * Why a second run here too: beside dd and two CPU hogs, in about 90 runs
+ * of these two tests, a 3.14 sleep's busy period held 28.7 ms on CPU where
+ * the culprit's clocks saw 0.8 ms (this VM charges a thread 10-28 ms
+ * stalls of its virtual CPU, here outside the culprit's clocks), and a 3.8
+ * sleep's 32 ms more off CPU than the app's clocks say (a block outside
+ * them: schedstat's wait does not see a page fault waiting for the busy
+ * disk, and the app cannot measure it without delay accounting,
+ * kernel.task_delayacct, off here). Neither came twice in a row. */
 static json_object *attach_run_one(const char *py, char **extra, const char *tag,
 				   struct culprit *c)
 {
