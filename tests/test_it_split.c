@@ -40,7 +40,11 @@
  * other sessions' load on this machine our runnable time (sched_switch)
  * read up to 8-12 ms below the thread's schedstat wait over the same
  * callback, that time going to "on CPU" (typically ~1 ms; exact to 0.3 ms
- * with one CPU hog pinned beside the loop thread; not explained yet). The
+ * with one CPU hog pinned beside the loop thread; not explained yet). A
+ * sleep's off-CPU upper bound widens also by what the loop thread waited
+ * for a CPU outside the callbacks' clocks (the app's "window" schedstat wait
+ * less the callbacks' own): preempted after the poll returned and before
+ * the callback began, that wait is in the busy period and its line. The
  * lower bound stays tight: an on-CPU time that misses the callback's start
  * (the bug this suite is for: 25 ms of a 150 ms spin) still fails, and on
  * a quiet machine (wait ~0) both bounds are max(5%, 5 ms).
@@ -55,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pythons.h"
@@ -107,16 +112,31 @@ struct blk {
 	uint64_t start, dur, cpu, wait;
 };
 
+/* The loop thread's schedstat wait over the rounds (the app's "window"
+ * line), and that less the callbacks' own: what it waited for a CPU outside
+ * the callbacks' clocks, part of which may fall in their busy periods
+ * (preempted after the poll returned, before the callback began). Set by
+ * read_app_log. */
+static uint64_t window_wait_ns, starved_outside_ns;
+
 static int read_app_log(const char *path, struct blk *b)
 {
 	FILE *f = fopen(path, "r");
 	char buf[512];
+	uint64_t inside = 0;
 	int n = 0;
+
+	window_wait_ns = 0;
 
 	ck_assert_ptr_nonnull(f);
 	while (n < MAX_BLK && fgets(buf, sizeof(buf), f)) {
 		json_object *o = json_tokener_parse(buf), *k = ls_test_jget(o, "kind");
 
+		if (k && !strcmp(json_object_get_string(k), "window")) {
+			window_wait_ns = ls_test_ju64(o, "wait_ns");
+			json_object_put(o);
+			continue;
+		}
 		b[n].sleep = k && !strcmp(json_object_get_string(k), "sleep");
 		b[n].start = ls_test_ju64(o, "start_ns");
 		b[n].dur = ls_test_ju64(o, "duration_ns");
@@ -126,6 +146,9 @@ static int read_app_log(const char *path, struct blk *b)
 		json_object_put(o);
 	}
 	fclose(f);
+	for (int i = 0; i < n; i++)
+		inside += b[i].wait;
+	starved_outside_ns = window_wait_ns > inside ? window_wait_ns - inside : 0;
 	return n;
 }
 
@@ -133,11 +156,6 @@ static int read_app_log(const char *path, struct blk *b)
 static uint64_t tolerance(uint64_t truth)
 {
 	return truth / 20 > 5000000ULL ? truth / 20 : 5000000ULL;
-}
-
-static uint64_t absdiff(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : b - a;
 }
 
 struct split {
@@ -175,10 +193,17 @@ static void check_split(const char *py, const char *what, const struct blk *b,
 			"offcpu_unseen counting it\n", py, what);
 		return;
 	}
-	ck_assert_msg(absdiff(s->blocked + s->runnable + s->untraced, off) <= tolerance(off) + b->wait,
+	uint64_t ours = s->blocked + s->runnable + s->untraced;
+
+	/* Upwards also by the wait outside the callbacks' clocks: beside two
+	 * CPU hogs and a dd a 150 ms sleep's busy period once held 59.8 ms
+	 * waiting for a CPU that its clocks did not. */
+	ck_assert_msg(ours + tolerance(off) + b->wait >= off &&
+		      ours <= off + tolerance(off) + b->wait + starved_outside_ns,
 		      "%s: %s of a sleep: %.2f ms blocked + %.2f ms waiting + %.2f ms untraced vs "
-		      "the app's wall less thread_time %.2f ms", py, what, s->blocked / 1e6,
-		      s->runnable / 1e6, s->untraced / 1e6, off / 1e6);
+		      "the app's wall less thread_time %.2f ms (+ up to %.2f ms waiting for a CPU "
+		      "outside its clocks)", py, what, s->blocked / 1e6, s->runnable / 1e6,
+		      s->untraced / 1e6, off / 1e6, starved_outside_ns / 1e6);
 	ck_assert_msg(s->blocked + s->untraced + b->wait + 1000000ULL >= BLOCK_NS,
 		      "%s: %s of a 150 ms sleep: only %.2f ms blocked (the app waited %.2f ms for "
 		      "a CPU)", py, what, s->blocked / 1e6, b->wait / 1e6);
@@ -347,6 +372,43 @@ static int live_lines(const char *out, const char *tag, char lines[][4096], int 
 	return n;
 }
 
+/* The ms of the day (local time, as the live lines print it) of
+ * CLOCK_MONOTONIC time mono_ns. */
+static int64_t day_ms_of_mono(uint64_t mono_ns)
+{
+	struct timespec r, m;
+	struct tm tm;
+	int64_t real;
+	time_t sec;
+
+	clock_gettime(CLOCK_REALTIME, &r);
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	real = (int64_t)mono_ns + ((int64_t)r.tv_sec - m.tv_sec) * 1000000000LL +
+	       (r.tv_nsec - m.tv_nsec);
+	sec = (time_t)(real / 1000000000LL);
+	localtime_r(&sec, &tm);
+	return ((tm.tm_hour * 60LL + tm.tm_min) * 60 + tm.tm_sec) * 1000 + (real / 1000000) % 1000;
+}
+
+/* The ms of the day a live line begins with ("HH:MM:SS.mmm  SLOW ...": when
+ * the period or callback ended), or -1. */
+static int64_t line_day_ms(const char *line)
+{
+	int h, m, sec, ms;
+
+	if (sscanf(line, "%d:%d:%d.%d", &h, &m, &sec, &ms) != 4)
+		return -1;
+	return ((h * 60LL + m) * 60 + sec) * 1000 + ms;
+}
+
+/* The live lines of each kind are paired with the app's callbacks by their
+ * end time (the line's first field, ms): the nearest within 50 ms, the
+ * callbacks being 250 ms apart or more. A slow period that is not an app
+ * callback is a right answer the app did not log, not a mismatch: beside
+ * two CPU hogs and a dd, the loop's start once waited 100.5 ms for a CPU
+ * (a 107.9 ms period before the first callback) and asyncio.run's
+ * teardown once blocked 301 ms outside any syscall (a page fault on the
+ * busy disk). They are printed and left out. */
 static void check_text(const struct py *py, const char *mode, const char *out,
 		       const struct blk *blk, int n)
 {
@@ -358,21 +420,46 @@ static void check_text(const struct py *py, const char *mode, const char *out,
 	free(text);
 	for (int k = 0; k < 2; k++) {
 		const char *tag = k ? "  SLOW callback " : "  SLOW busy ";
+		bool used[MAX_BLK] = { false };
 		int nl;
 
 		if (k && !precise)
 			break;
 		nl = live_lines(out, tag, lines, MAX_BLK);
-		ck_assert_msg(nl == n, "%s: %s mode: %d%s lines for %d slow app callbacks; "
-			      "attach said: %s", py->name, mode, nl, tag, n, attach_err[precise ? PRECISE_TEXT : LIGHT_TEXT]);
 		for (int i = 0; i < n; i++) {
+			int64_t want = day_ms_of_mono(blk[i].start + blk[i].dur), best_d = 0;
+			int best = -1;
 			struct split s;
 
-			parse_line(py->name, lines[i], &s);
+			for (int j = 0; j < nl; j++) {
+				int64_t d = line_day_ms(lines[j]) - want;
+
+				d = d < 0 ? -d : d;
+				d = d > 43200000 ? 86400000 - d : d; /* midnight */
+				if (!used[j] && line_day_ms(lines[j]) >= 0 && (best < 0 || d < best_d)) {
+					best = j;
+					best_d = d;
+				}
+			}
+			if (best < 0 || best_d > 50)
+				for (int j = 0; j < nl; j++)
+					fprintf(stderr, "it_split: %s: %s mode: line %d: %s", py->name,
+						mode, j, lines[j]);
+			ck_assert_msg(best >= 0 && best_d <= 50,
+				      "%s: %s mode: no%sline ends within 50 ms of app callback %d "
+				      "(%d lines for %d slow app callbacks); attach said: %s", py->name,
+				      mode, tag + 1, i, nl, n,
+				      attach_err[precise ? PRECISE_TEXT : LIGHT_TEXT]);
+			used[best] = true;
+			parse_line(py->name, lines[best], &s);
 			s.unseen_reported = unseen;
 			snprintf(what, sizeof(what), "%s mode,%s line", mode, tag + 6);
 			check_split(py->name, what, &blk[i], &s);
 		}
+		for (int j = 0; j < nl; j++)
+			if (!used[j])
+				fprintf(stderr, "it_split: %s: %s mode: a slow period that is not an app "
+					"callback: %s", py->name, mode, lines[j]);
 	}
 	unlink(out);
 }
