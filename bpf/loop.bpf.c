@@ -399,7 +399,7 @@ static __always_inline void poll_enter_at(enum ls_poll_kind kind, __s64 timeout_
 				untraced = busy - off - on;
 			if (st->off_since_ns || untraced)
 				__sync_fetch_and_add(&offcpu_unseen, 1);
-			if (st->period_sampled_ns)
+			if (st->sampled_busy_ns == st->poll_exit_ns && st->period_sampled_ns)
 				sample_tail(st, tid, on);
 
 			struct ls_slow_busy_event *e;
@@ -481,7 +481,6 @@ static __always_inline void poll_exit(void)
 	st->carry_runnable_ns = 0;
 	st->carry_syscall = -1;
 	st->period_walks = 0;
-	st->period_sampled_ns = 0;
 	st->cur_top_block_ns = 0;
 	st->cur_top_syscall = -1;
 }

@@ -247,6 +247,17 @@ static __always_inline void output(struct ls_stack_event *ev)
 		__sync_fetch_and_add(&lost_stack_events, 1);
 }
 
+/* Send ev as an on-CPU record of weight_ns (its stack and time as built). */
+static __always_inline void output_on_cpu(struct ls_stack_event *ev, __u64 weight_ns)
+{
+	ev->kind = LS_STACK_ON_CPU;
+	ev->weight_ns = weight_ns;
+	ev->blocked_ns = 0;
+	ev->runnable_ns = 0;
+	ev->syscall = -1;
+	output(ev);
+}
+
 /* Take the thread's stack and send it: an on-CPU sample, or the off-CPU
  * episode just ended. Carried off-CPU time goes with it (on a sample, as a
  * second, off-CPU record of the same stack). */
@@ -273,13 +284,8 @@ static __always_inline void emit_stack(__u32 slot, struct ls_thread_stats *st, _
 	walk_stack(ev, st->tgid, tid);
 	st->last_walk_ns = now;
 	if (kind == LS_STACK_ON_CPU) {
-		ev->kind = LS_STACK_ON_CPU;
 		ev->time_ns = now;
-		ev->weight_ns = weight_ns;
-		ev->blocked_ns = 0;
-		ev->runnable_ns = 0;
-		ev->syscall = -1;
-		output(ev);
+		output_on_cpu(ev, weight_ns);
 		if (!carry_blocked && !carry_runnable)
 			return;
 		ev->time_ns = now;
@@ -358,6 +364,10 @@ int ls_stack_sample(struct bpf_perf_event_data *ctx)
 	 * thread's CPU time, goes to the sample after it). The first sample
 	 * of a period stands for one period (the samples start
 	 * stack_after_ns into it). */
+	if (st->sampled_busy_ns != st->poll_exit_ns) { /* its first sample in this period */
+		st->sampled_busy_ns = st->poll_exit_ns;
+		st->period_sampled_ns = 0;
+	}
 	weight = sample_period_ns;
 	if (bpf_perf_prog_read_value(ctx, &v, sizeof(v)) == 0) {
 		due = v.counter - st->sample_base_ns;
@@ -395,12 +405,7 @@ static __always_inline void sample_tail(struct ls_thread_stats *st, __u32 tid, _
 	if (!ev || ev->type != LS_EV_STACK || ev->tid != tid || ev->busy_start_ns != st->poll_exit_ns)
 		return;
 	st->period_sampled_ns += tail;
-	ev->kind = LS_STACK_ON_CPU;
-	ev->weight_ns = tail;
-	ev->blocked_ns = 0;
-	ev->runnable_ns = 0;
-	ev->syscall = -1;
-	output(ev);
+	output_on_cpu(ev, tail);
 }
 
 /* A loop thread that exits inside a busy period must not hold the

@@ -407,8 +407,8 @@ static int64_t line_day_ms(const char *line)
  * callback is a right answer the app did not log, not a mismatch: beside
  * two CPU hogs and a dd, the loop's start once waited 100.5 ms for a CPU
  * (a 107.9 ms period before the first callback) and asyncio.run's
- * teardown once blocked 301 ms outside any syscall (a page fault on the
- * busy disk). They are printed and left out. */
+ * teardown once blocked 301 ms outside any syscall (by all signs a page
+ * fault on the busy disk). They are printed and left out. */
 static void check_text(const struct py *py, const char *mode, const char *out,
 		       const struct blk *blk, int n)
 {

@@ -104,8 +104,13 @@ struct ls_thread_stats {
 	__u64 exec_at_exit_ns;   /* task->se.sum_exec_runtime at the poll return (on-CPU check) */
 	__u64 last_walk_ns;      /* when this thread's stack was last taken */
 	__u64 period_walks;      /* walks in the busy period in progress */
-	__u64 period_sampled_ns; /* on-CPU weight of its samples so far (ls_stack_sample) */
-	__u64 sample_base_ns;    /* its sampling event's count at the period's samples' start */
+	/* Its on-CPU samples (ls_stack_sample) in the busy period that began
+	 * at sampled_busy_ns (reset at the first sample of a new one, not at
+	 * each poll): their weight so far, and the sampling event's count
+	 * where the period's samples start. */
+	__u64 sampled_busy_ns;
+	__u64 period_sampled_ns;
+	__u64 sample_base_ns;
 	struct ls_hist busy; /* busy period lengths, ns */
 	struct ls_hist poll; /* poll lengths, ns (polls whose entry was seen) */
 	struct ls_hist lag;  /* timer lateness, ns */
