@@ -388,11 +388,23 @@ static const char *demo_scenario[] = {
  * of the naps' own time (the bound of the stacks issue; on a loaded machine
  * a woken nap may also wait for a CPU: then blocked + runnable covers it),
  * the syscall named;
- * a period without a nap is blocked less than 5 ms. */
+ * a period without a nap is blocked less than 5 ms.
+ *
+ * Untraced naps. On this KVM guest 1 to 6 in 1,300 nanosleeps under load
+ * ends with no sched_wakeup and no sched_switch into the thread that any
+ * tracer sees: `perf record -k CLOCK_MONOTONIC -e sched:sched_switch -e
+ * sched:sched_wakeup -a` (no BPF), bpftrace's classic tracepoints and our
+ * tp_btf programs all showed the switch out into the nap and nothing more
+ * until the thread's next switch out, 25 ms later. loopscope then reports
+ * the nap as offcpu_untraced_ns (the scheduler's own on-CPU clock says the
+ * thread was off the CPU) and counts it in the report's offcpu_unseen. Such
+ * a period passes when blocked + runnable + untraced covers its naps, and
+ * there are no more of them than offcpu_unseen counted. */
 static void check_offcpu(struct run *r)
 {
 	json_object *slow = ls_test_jget(r->report, "slow_busy");
-	int with_nap = 0, without = 0;
+	uint64_t unseen = ls_test_ju64(r->report, "offcpu_unseen");
+	int with_nap = 0, without = 0, untraced_naps = 0;
 
 	for (size_t i = 0; i < json_object_array_length(slow); i++) {
 		json_object *e = json_object_array_get_idx(slow, i);
@@ -410,6 +422,7 @@ static void check_offcpu(struct run *r)
 			const char *sc = json_object_get_string(ls_test_jget(e, "blocked_syscall"));
 
 			uint64_t runnable = ls_test_ju64(e, "runnable_ns");
+			uint64_t untraced = ls_test_ju64(e, "offcpu_untraced_ns");
 			uint64_t tol = max_u64(naps / 10, 5 * MS);
 
 			with_nap++;
@@ -418,22 +431,41 @@ static void check_offcpu(struct run *r)
 			 * not above the naps, and blocked + runnable covers
 			 * them; on an idle machine runnable is ~0, so blocked
 			 * is within tol of the naps. */
-			ck_assert_msg(blocked <= naps + tol && blocked + runnable + tol >= naps,
-				      "period at %llu: blocked %llu ns + runnable %llu ns, naps %llu ns",
+			ck_assert_msg(blocked <= naps + tol &&
+					      blocked + runnable + untraced + tol >= naps,
+				      "period at %llu: blocked %llu ns + runnable %llu ns + untraced "
+				      "%llu ns, naps %llu ns",
 				      (unsigned long long)start, (unsigned long long)blocked,
-				      (unsigned long long)runnable, (unsigned long long)naps);
-			ck_assert_msg(sc && !strcmp(sc, "clock_nanosleep"), "blocked in %s",
-				      sc ? sc : "(null)");
+				      (unsigned long long)runnable, (unsigned long long)untraced,
+				      (unsigned long long)naps);
+			if (blocked + runnable + tol < naps) {
+				untraced_naps++;
+				fprintf(stderr,
+					"%s: period at %llu: %llu ns of naps untraced (blocked %llu, "
+					"runnable %llu, untraced %llu ns)\n",
+					r->t.poll_kind, (unsigned long long)start,
+					(unsigned long long)naps, (unsigned long long)blocked,
+					(unsigned long long)runnable, (unsigned long long)untraced);
+			}
+			if (blocked)
+				ck_assert_msg(sc && !strcmp(sc, "clock_nanosleep"), "blocked in %s",
+					      sc ? sc : "(null)");
 		} else {
 			without++;
 			ck_assert_msg(blocked < 5 * MS, "period at %llu with no nap: blocked %llu ns",
 				      (unsigned long long)start, (unsigned long long)blocked);
 		}
 		ck_assert_uint_ge(ls_test_ju64(e, "on_cpu_ns") + blocked +
-					  ls_test_ju64(e, "runnable_ns"), dur - 1);
+					  ls_test_ju64(e, "runnable_ns") +
+					  ls_test_ju64(e, "offcpu_untraced_ns"),
+				  dur - 1);
 	}
-	fprintf(stderr, "%s: on/off CPU: %d periods with a nap, %d without, all as the truth says\n",
-		r->t.poll_kind, with_nap, without);
+	fprintf(stderr, "%s: on/off CPU: %d periods with a nap, %d without, all as the truth says; "
+		"%d with naps untraced, offcpu_unseen %llu\n",
+		r->t.poll_kind, with_nap, without, untraced_naps, (unsigned long long)unseen);
+	ck_assert_msg((uint64_t)untraced_naps <= unseen,
+		      "%d periods' naps untraced, but offcpu_unseen is %llu", untraced_naps,
+		      (unsigned long long)unseen);
 	ck_assert_int_ge(with_nap, 3);
 	ck_assert_int_ge(without, 3);
 }
