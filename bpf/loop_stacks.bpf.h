@@ -28,7 +28,9 @@
  *    episode less than a sampling period after the thread's last walk, is
  *    carried to the next stack taken (st->carry_*), which bounds walks to
  *    about two per period per thread however often a starved or chatty
- *    thread switches.
+ *    thread switches; but a preemption in a period with no stack yet is
+ *    walked (a starved thread's samples may not come in time: the gate
+ *    that opens them waits for a CPU too).
  *
  * The walk (CPython 3.8+, offsets from the ls_stack_proc of the process:
  * a table row, or the interpreter's own debug offsets on 3.13+): _PyRuntime.interpreters.head -> the interpreter's thread list

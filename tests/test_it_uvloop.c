@@ -258,6 +258,81 @@ static bool holds(json_object *e, const struct blk *b)
 	return es <= b->start && es + ed >= b->start + b->dur;
 }
 
+/* Whether every slow callback (only "context" ones when context_only)
+ * holding an app block from first_blk on is within() the block's own
+ * duration, and (context_only) every slow context callback holds an app
+ * block; else false with the first that is not, and its split, in why.
+ * A run whose durations fail this is run once more, printed with its
+ * evidence (the tests below): beside dd and two CPU hogs, one run held a
+ * 3.11 uvloop Task step 150 ms long for the app's 120.6 ms and a 3.14
+ * eager creator's step 181 ms for the step's own 100.9 ms, with under
+ * 1 ms of waiting for a CPU outside the app's clocks, the next a slow
+ * context callback beside the app's (2 runs, both failed): this VM stalls a
+ * thread (its virtual CPU, or a page fault on the busy disk) and charges
+ * it, as it_stacks' second run says. A second failure in a row fails. */
+static bool run_ok(const char *py, json_object *rep, const struct blk *blk, int nblk,
+			 int first_blk, bool context_only, char *why, size_t len)
+{
+	json_object *slow = ls_test_jget(rep, "slow_callbacks");
+
+	for (int b = first_blk; slow && b < nblk; b++) {
+		if (!in_window(rep, &blk[b]))
+			continue;
+		for (size_t i = 0; i < json_object_array_length(slow); i++) {
+			json_object *e = json_object_array_get_idx(slow, i);
+			uint64_t ed = ls_test_ju64(e, "duration_ns");
+
+			if ((context_only && strcmp(jstr(e, "kind"), "context")) ||
+			    !holds(e, &blk[b]) || within(ed, blk[b].dur))
+				continue;
+			snprintf(why, len,
+				 "%s: %s: callback %llu ns vs the app's own %llu ns (+ up to %llu ns "
+				 "waiting for a CPU outside its clocks); on CPU %llu, blocked %llu, "
+				 "waiting %llu ns",
+				 py, blk[b].kind, (unsigned long long)ed, (unsigned long long)blk[b].dur,
+				 (unsigned long long)starved_outside_ns,
+				 (unsigned long long)ls_test_ju64(e, "on_cpu_ns"),
+				 (unsigned long long)ls_test_ju64(e, "blocked_ns"),
+				 (unsigned long long)ls_test_ju64(e, "runnable_ns"));
+			return false;
+		}
+	}
+	/* Nothing else slow (the uvloop test's last check): a context
+	 * callback that holds no app block, which a stall makes too. */
+	for (size_t i = 0; context_only && slow && i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		bool any = false;
+
+		if (strcmp(jstr(e, "kind"), "context"))
+			continue;
+		for (int b = 0; b < nblk; b++)
+			any |= holds(e, &blk[b]);
+		if (!any) {
+			snprintf(why, len, "%s: a slow context callback holds no app callback: %s", py,
+				 json_object_to_json_string(e));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* run_attached, once more when run_ok fails (printed). */
+static json_object *run_checked(const char *py, bool eager, struct blk *blk, int *nblk,
+				int first_blk, bool context_only)
+{
+	char why[512];
+
+	for (int attempt = 1;; attempt++) {
+		json_object *rep = run_attached(py, eager, blk, nblk);
+
+		if (attempt == 2 || run_ok(py, rep, blk, *nblk, first_blk, context_only, why,
+						 sizeof(why)))
+			return rep;
+		fprintf(stderr, "it_uvloop: attempt %d: %s; once more\n", attempt, why);
+		json_object_put(rep);
+	}
+}
+
 START_TEST(test_uvloop_handles_are_context_callbacks)
 {
 	struct blk blk[MAX_BLK];
@@ -270,7 +345,7 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 	}
 	const char *py = uvloop_py[_i];
 
-	rep = run_attached(py, false, blk, &nblk);
+	rep = run_checked(py, false, blk, &nblk, 2, true);
 	slow = ls_test_jget(rep, "slow_callbacks");
 	busy = ls_test_jget(rep, "slow_busy");
 	ck_assert_ptr_nonnull(slow);
@@ -339,7 +414,7 @@ START_TEST(test_eager_first_step_counted_once)
 	int nblk, inside = 0;
 	json_object *rep, *slow, *cbs;
 
-	rep = run_attached(py, true, blk, &nblk);
+	rep = run_checked(py, true, blk, &nblk, 1, false);
 	slow = ls_test_jget(rep, "slow_callbacks");
 	cbs = ls_test_jget(rep, "callbacks");
 	ck_assert_ptr_nonnull(slow);
