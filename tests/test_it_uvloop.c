@@ -258,6 +258,24 @@ static bool holds(json_object *e, const struct blk *b)
 	return es <= b->start && es + ed >= b->start + b->dur;
 }
 
+/* The first slow context callback in slow that holds none of the app's
+ * blocks, or NULL. */
+static json_object *unheld_context_callback(json_object *slow, const struct blk *blk, int nblk)
+{
+	for (size_t i = 0; slow && i < json_object_array_length(slow); i++) {
+		json_object *e = json_object_array_get_idx(slow, i);
+		bool any = false;
+
+		if (strcmp(jstr(e, "kind"), "context"))
+			continue;
+		for (int b = 0; b < nblk; b++)
+			any |= holds(e, &blk[b]);
+		if (!any)
+			return e;
+	}
+	return NULL;
+}
+
 /* Whether every slow callback (only "context" ones when context_only)
  * holding an app block from first_blk on is within() the block's own
  * duration, and (context_only) every slow context callback holds an app
@@ -297,21 +315,14 @@ static bool run_ok(const char *py, json_object *rep, const struct blk *blk, int 
 			return false;
 		}
 	}
-	/* Nothing else slow (the uvloop test's last check): a context
-	 * callback that holds no app block, which a stall makes too. */
-	for (size_t i = 0; context_only && slow && i < json_object_array_length(slow); i++) {
-		json_object *e = json_object_array_get_idx(slow, i);
-		bool any = false;
+	/* Nothing else slow (the uvloop test's last check), which a stall
+	 * makes too. */
+	json_object *e = context_only ? unheld_context_callback(slow, blk, nblk) : NULL;
 
-		if (strcmp(jstr(e, "kind"), "context"))
-			continue;
-		for (int b = 0; b < nblk; b++)
-			any |= holds(e, &blk[b]);
-		if (!any) {
-			snprintf(why, len, "%s: a slow context callback holds no app callback: %s", py,
-				 json_object_to_json_string(e));
-			return false;
-		}
+	if (e) {
+		snprintf(why, len, "%s: a slow context callback holds no app callback: %s", py,
+			 json_object_to_json_string(e));
+		return false;
 	}
 	return true;
 }
@@ -390,17 +401,10 @@ START_TEST(test_uvloop_handles_are_context_callbacks)
 		      "uvloop: %d of %d app callbacks inside the window (%d rounds checked)", inside,
 		      nblk - 2, UVLOOP_ROUNDS);
 	/* Nothing else slow: each context callback holds one app callback. */
-	for (size_t i = 0; i < json_object_array_length(slow); i++) {
-		json_object *e = json_object_array_get_idx(slow, i);
-		bool any = false;
+	json_object *unheld = unheld_context_callback(slow, blk, nblk);
 
-		if (strcmp(jstr(e, "kind"), "context"))
-			continue;
-		for (int b = 0; b < nblk; b++)
-			any |= holds(e, &blk[b]);
-		ck_assert_msg(any, "uvloop: slow context callback at %llu holds no app callback",
-			      (unsigned long long)ls_test_ju64(e, "start_ns"));
-	}
+	ck_assert_msg(!unheld, "uvloop: slow context callback at %llu holds no app callback",
+		      (unsigned long long)ls_test_ju64(unheld, "start_ns"));
 	fprintf(stderr, "it_uvloop: %s: uvloop: %d app callbacks, %d slow context callbacks, all within max(2%%, 200 us)\n",
 		py, inside, ncontext);
 	json_object_put(rep);
