@@ -447,9 +447,17 @@ static void check_offcpu(struct run *r)
 					(unsigned long long)naps, (unsigned long long)blocked,
 					(unsigned long long)runnable, (unsigned long long)untraced);
 			}
+			/* Nothing blocked: the naps were untraced, not read
+			 * as something else. */
 			if (blocked)
 				ck_assert_msg(sc && !strcmp(sc, "clock_nanosleep"), "blocked in %s",
 					      sc ? sc : "(null)");
+			else
+				ck_assert_msg(untraced + tol >= naps,
+					      "period at %llu: nothing blocked, untraced %llu ns, "
+					      "naps %llu ns",
+					      (unsigned long long)start, (unsigned long long)untraced,
+					      (unsigned long long)naps);
 		} else {
 			without++;
 			ck_assert_msg(blocked < 5 * MS, "period at %llu with no nap: blocked %llu ns",
