@@ -289,7 +289,7 @@ static json_object *unheld_context_callback(json_object *slow, const struct blk 
  * thread (its virtual CPU, or a page fault on the busy disk) and charges
  * it, as it_stacks' second run says. A second failure in a row fails. */
 static bool run_ok(const char *py, json_object *rep, const struct blk *blk, int nblk,
-			 int first_blk, bool context_only, char *why, size_t len)
+		   int first_blk, bool context_only, char *why, size_t len)
 {
 	json_object *slow = ls_test_jget(rep, "slow_callbacks");
 
@@ -336,8 +336,8 @@ static json_object *run_checked(const char *py, bool eager, struct blk *blk, int
 	for (int attempt = 1;; attempt++) {
 		json_object *rep = run_attached(py, eager, blk, nblk);
 
-		if (attempt == 2 || run_ok(py, rep, blk, *nblk, first_blk, context_only, why,
-						 sizeof(why)))
+		if (attempt == 2 ||
+		    run_ok(py, rep, blk, *nblk, first_blk, context_only, why, sizeof(why)))
 			return rep;
 		fprintf(stderr, "it_uvloop: attempt %d: %s; once more\n", attempt, why);
 		json_object_put(rep);
